@@ -1,0 +1,40 @@
+"""Shared fixtures. Keep them tiny so the whole suite stays fast on two CPU cores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from seqenc.nn import EncoderConfig
+
+# 2 layers, d_model 32, 4 heads: big enough to exercise every code path, small enough for CPU
+TINY = dict(
+    vocab_size=50,
+    d_model=32,
+    n_heads=4,
+    n_layers=2,
+    d_ff=64,
+    max_positions=32,
+    dropout=0.0,
+    attention_dropout=0.0,
+)
+
+
+def _make_cfg(**overrides) -> EncoderConfig:
+    return EncoderConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def make_cfg() -> Callable[..., EncoderConfig]:
+    """Factory: ``make_cfg(norm="pre")`` is the tiny config with fields overridden.
+
+    Session-scoped so that hypothesis tests may use it (no per-example state).
+    """
+    return _make_cfg
+
+
+@pytest.fixture
+def tiny_cfg() -> EncoderConfig:
+    """The tiny config itself, without dropout so outputs are deterministic."""
+    return _make_cfg()
