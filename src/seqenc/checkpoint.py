@@ -53,14 +53,17 @@ def config_from_bert(config: dict[str, Any]) -> EncoderConfig:
     model_type = config.get("model_type", "bert")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise CheckpointError(
-            f"model_type {model_type!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"model_type {model_type!r} is not supported "
+            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
     act = config.get("hidden_act", "gelu")
     if act not in _ACTIVATIONS:
         raise CheckpointError(f"hidden_act {act!r} is not supported ({', '.join(_ACTIVATIONS)})")
     position = config.get("position_embedding_type", "absolute")
     if position != "absolute":
-        raise CheckpointError(f"position_embedding_type {position!r} is not supported (absolute only)")
+        raise CheckpointError(
+            f"position_embedding_type {position!r} is not supported (absolute only)"
+        )
     try:
         return EncoderConfig(
             vocab_size=config["vocab_size"],
@@ -163,7 +166,9 @@ def from_bert_state_dict(
     if misshaped:
         problems.append("mis-shaped: " + "; ".join(misshaped))
     if problems:
-        raise CheckpointError("checkpoint does not match the model config.\n  " + "\n  ".join(problems))
+        raise CheckpointError(
+            "checkpoint does not match the model config.\n  " + "\n  ".join(problems)
+        )
     return ours
 
 

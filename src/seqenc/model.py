@@ -25,7 +25,6 @@ from .checkpoint import (
     read_weights,
     to_bert_state_dict,
 )
-from .nn.config import EncoderConfig
 from .nn.encoder import Encoder
 from .pooling import POOLING_MODES, pool, pooling_from_config
 from .quantize import PRECISIONS, quantize
@@ -132,7 +131,8 @@ class SentenceEncoder:
             raise CheckpointError(f"{path} has no tokenizer.json")
         if max_length is None:
             tok_cfg_file = path / "tokenizer_config.json"
-            tok_max = read_json(tok_cfg_file).get("model_max_length") if tok_cfg_file.exists() else None
+            tok_max = (read_json(tok_cfg_file).get("model_max_length")
+                       if tok_cfg_file.exists() else None)
             max_length = min(cfg.max_positions, tok_max or cfg.max_positions)
         max_length = min(int(max_length), cfg.max_positions)
         encoder = Encoder(cfg)
@@ -165,7 +165,8 @@ class SentenceEncoder:
         _write_json(out / "sentence_bert_config.json",
                     {"max_seq_length": self.max_seq_length, "do_lower_case": False})
         flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
-                 "max": "pooling_mode_max_tokens", "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
+                 "max": "pooling_mode_max_tokens",
+                 "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
         pooling_cfg = {"word_embedding_dimension": cfg.d_model}
         pooling_cfg.update({flag: mode == self.pooling for mode, flag in flags.items()})
         _write_json(out / "1_Pooling" / "config.json", pooling_cfg)
