@@ -61,8 +61,10 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> np.ndarray:
     return pe
 
 
-def embeddings(sd: dict, cfg: EncoderConfig, input_ids: np.ndarray) -> np.ndarray:
-    """token + position (+ segment 0) embeddings, then LayerNorm: (B, T) -> (B, T, D)."""
+def embeddings(
+    sd: dict, cfg: EncoderConfig, input_ids: np.ndarray, token_type_ids: np.ndarray | None = None
+) -> np.ndarray:
+    """token + position (+ segment, default 0) embeddings, then LayerNorm: (B, T) -> (B, T, D)."""
     T = input_ids.shape[1]
     x = sd["embeddings.token.weight"][input_ids]
     if cfg.scale_embeddings:
@@ -72,9 +74,11 @@ def embeddings(sd: dict, cfg: EncoderConfig, input_ids: np.ndarray) -> np.ndarra
     elif cfg.position_encoding == "sinusoidal":
         x = x + sinusoidal_positions(T, cfg.d_model)
     if cfg.type_vocab_size > 0:
-        x = x + sd["embeddings.token_type.weight"][0]
+        segments = 0 if token_type_ids is None else np.asarray(token_type_ids)
+        x = x + sd["embeddings.token_type.weight"][segments]
     if cfg.embedding_norm:
-        x = layer_norm(x, sd["embeddings.norm.weight"], sd["embeddings.norm.bias"], cfg.layer_norm_eps)
+        gamma, beta = sd["embeddings.norm.weight"], sd["embeddings.norm.bias"]
+        x = layer_norm(x, gamma, beta, cfg.layer_norm_eps)
     return x
 
 
@@ -128,13 +132,14 @@ def encoder_forward(
     cfg: EncoderConfig,
     input_ids: np.ndarray,
     attention_mask: np.ndarray | None = None,
+    token_type_ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """Last hidden state (B, T, D) as float64 for input_ids (B, T) and keep-mask (B, T)."""
     sd = {k: np.asarray(v, dtype=np.float64) for k, v in state_dict.items()}
     input_ids = np.asarray(input_ids)
     keep = (np.ones(input_ids.shape, dtype=bool) if attention_mask is None
             else np.asarray(attention_mask).astype(bool))
-    x = embeddings(sd, cfg, input_ids)
+    x = embeddings(sd, cfg, input_ids, token_type_ids)
     for i in range(cfg.n_layers):
         x = encoder_layer(x, sd, f"layers.{i}", cfg, keep)
     if cfg.final_norm:

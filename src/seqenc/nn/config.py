@@ -57,7 +57,9 @@ class EncoderConfig:
                 f"got {self.type_vocab_size!r}"
             )
         if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+            raise ValueError(
+                f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}"
+            )
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"EncoderConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size)"

@@ -26,7 +26,9 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.embeddings = Embeddings(cfg)
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
-        self.final_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.final_norm else None
+        self.final_norm = (
+            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.final_norm else None
+        )
 
     def forward(
         self,
@@ -64,7 +66,9 @@ class Encoder(nn.Module):
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
     ) -> None:
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}"
+            )
         if input_ids.dtype.is_floating_point:
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         if input_ids.size(1) > self.cfg.max_positions and self.cfg.position_encoding != "none":
@@ -89,11 +93,13 @@ class Encoder(nn.Module):
                 )
             if self.cfg.type_vocab_size == 0:
                 raise ValueError("token_type_ids given but EncoderConfig.type_vocab_size is 0")
-            if token_type_ids.numel() and int(token_type_ids.max()) >= self.cfg.type_vocab_size:
-                raise ValueError(
-                    f"token_type_ids contains {int(token_type_ids.max())}, outside "
-                    f"[0, type_vocab_size={self.cfg.type_vocab_size})"
-                )
+            if token_type_ids.numel():
+                low, high = int(token_type_ids.min()), int(token_type_ids.max())
+                if low < 0 or high >= self.cfg.type_vocab_size:
+                    raise ValueError(
+                        f"token_type_ids contains {low if low < 0 else high}, outside "
+                        f"[0, type_vocab_size={self.cfg.type_vocab_size})"
+                    )
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02) -> Encoder:

@@ -8,8 +8,6 @@ Where the LayerNorm sits is the one switch (``cfg.norm``):
 
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -81,7 +79,9 @@ class EncoderLayer(nn.Module):
         if not isinstance(attn, nn.MultiheadAttention):
             raise ValueError("self_attn must be a torch.nn.MultiheadAttention")
         if attn.in_proj_weight is None:
-            raise ValueError("self_attn with separate q/k/v dimensions (kdim/vdim) is not supported")
+            raise ValueError(
+                "self_attn with separate q/k/v dimensions (kdim/vdim) is not supported"
+            )
         if norm is None:
             if not hasattr(module, "norm_first"):
                 raise ValueError(
@@ -89,7 +89,13 @@ class EncoderLayer(nn.Module):
                     "'res_post'"
                 )
             norm = "pre" if module.norm_first else "post"
+        if module.norm1.eps != module.norm2.eps:
+            raise ValueError(
+                f"norm1.eps ({module.norm1.eps}) and norm2.eps ({module.norm2.eps}) differ; "
+                "EncoderConfig has one layer_norm_eps"
+            )
         activation = activation or _infer_activation(module)
+        linears = (attn.out_proj, module.linear1, module.linear2)
         dropout = getattr(module, "dropout", None)
         cfg = EncoderConfig(
             vocab_size=1,
@@ -103,7 +109,8 @@ class EncoderLayer(nn.Module):
             activation=activation,
             layer_norm_eps=module.norm1.eps,
             norm=norm,
-            bias=attn.in_proj_bias is not None,
+            # bias=False layers (torch >= 2.1) drop every bias; a missing one equals a zero one
+            bias=attn.in_proj_bias is not None or any(m.bias is not None for m in linears),
         )
         layer = cls(cfg)
         ours = {
@@ -120,22 +127,33 @@ class EncoderLayer(nn.Module):
             "feed_forward_norm.weight": module.norm2.weight,
             "feed_forward_norm.bias": module.norm2.bias,
         }
-        state = {k: v.detach().clone() for k, v in ours.items() if v is not None}
+        shapes = {k: v.shape for k, v in layer.state_dict().items()}
+        state = {
+            k: v.detach().clone() if v is not None else torch.zeros(shapes[k])
+            for k, v in ours.items()
+            if k in shapes  # without biases (cfg.bias False) their keys are absent
+        }
         layer.load_state_dict(state, strict=True)
         return layer.train(module.training)
 
 
 def _infer_activation(module: nn.Module) -> str:
+    """The activation name for ``module.activation`` (relu when a tutorial layer has none).
+
+    Reads the callable itself, not torch's ``activation_relu_or_gelu`` flag: that flag is 2 for
+    ``nn.GELU(approximate="tanh")`` too, and torch's slow path (the module's own definition)
+    does use tanh there.
+    """
     act = getattr(module, "activation", F.relu)
-    if getattr(module, "activation_relu_or_gelu", 0) == 2:
-        return "gelu"
     if act is F.relu or isinstance(act, nn.ReLU):
         return "relu"
     if act is F.gelu:
         return "gelu"
     if isinstance(act, nn.GELU):
         return "gelu_tanh" if act.approximate == "tanh" else "gelu"
-    raise ValueError(f"cannot infer the activation {act!r}: pass activation='relu'|'gelu'|'gelu_tanh'")
+    raise ValueError(
+        f"cannot infer the activation {act!r}: pass activation='relu'|'gelu'|'gelu_tanh'"
+    )
 
 
 def check_mask(attention_mask: Tensor, expected: torch.Size | tuple[int, int]) -> None:
@@ -144,5 +162,3 @@ def check_mask(attention_mask: Tensor, expected: torch.Size | tuple[int, int]) -
             f"attention_mask must have shape (batch, seq_len) = {tuple(expected)}, "
             f"got {tuple(attention_mask.shape)}"
         )
-
-
