@@ -5,8 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from seqenc.nn import EncoderConfig
+
+# Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine the threads
+# wait on each other: one forward pass of the tiny encoder took ~130 ms with 2 threads, <1 ms
+# with one.
+torch.set_num_threads(1)
 
 # 2 layers, d_model 32, 4 heads: big enough to exercise every code path, small enough for CPU
 TINY = dict(
