@@ -1,0 +1,32 @@
+"""Streaming input and output: records in from txt/jsonl/csv/tsv/parquet, vectors out."""
+
+from .errors import InputError
+from .readers import FORMATS, ON_ERROR, Record, RecordReader, detect_format, open_records
+from .writers import (
+    OUTPUT_FORMATS,
+    JsonlWriter,
+    NpyWriter,
+    ParquetWriter,
+    VectorWriter,
+    atomic_path,
+    open_writer,
+    output_format,
+)
+
+__all__ = [
+    "FORMATS",
+    "ON_ERROR",
+    "OUTPUT_FORMATS",
+    "InputError",
+    "JsonlWriter",
+    "NpyWriter",
+    "ParquetWriter",
+    "Record",
+    "RecordReader",
+    "VectorWriter",
+    "atomic_path",
+    "detect_format",
+    "open_records",
+    "open_writer",
+    "output_format",
+]
