@@ -1,0 +1,491 @@
+"""The ``seqenc`` command line: encode, similarity, info, attention.
+
+Only click and the standard library are imported at start-up; numpy, torch and the model are
+imported inside the commands, so ``seqenc --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # unexpected error
+EXIT_USAGE = 2  # click's usage errors
+EXIT_INPUT = 3  # bad input data
+EXIT_MODEL = 4  # the model could not be loaded
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+EXIT_CODES = """\b
+Exit codes:
+  0    success
+  1    unexpected error (set SEQENC_DEBUG=1 for a traceback)
+  2    usage error (bad option or argument)
+  3    bad input data (the message names file, line and field)
+  4    the model could not be loaded
+  130  interrupted (Ctrl-C); no output is written
+"""
+
+PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+POOLINGS = ("mean", "cls", "max")
+
+
+class ModelLoadError(Exception):
+    """The model named on the command line could not be loaded."""
+
+
+def load_model(name: str | None) -> Any:
+    """The CLI's only way to a model; tests replace it with a fake of the same interface."""
+    try:
+        from seqenc.model import SentenceEncoder
+
+        return SentenceEncoder.from_pretrained(name)
+    except Exception as e:
+        raise ModelLoadError(f"cannot load model {name or 'default'!r}: {e}") from e
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _exit_codes(command: Callable) -> Callable:
+    """Map the failures a command can meet to the documented exit codes and one-line messages."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from seqenc.io.errors import InputError
+
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except InputError as e:
+            _fail(str(e), EXIT_INPUT)
+        except ModelLoadError as e:
+            _fail(str(e), EXIT_MODEL)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: no output written", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except Exception as e:
+            if os.environ.get("SEQENC_DEBUG"):
+                traceback.print_exc()
+            reason = str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            _fail(reason, EXIT_ERROR)
+
+    return run
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seqenc")
+def main() -> None:
+    """seqenc: encode sentences into vectors with a Transformer sentence encoder."""
+
+
+# -- encode ----------------------------------------------------------------------------------
+
+
+@dataclass
+class EncodeOptions:
+    batch_size: int = 32
+    chunk_size: int = 4096
+    pooling: str | None = None
+    normalize: bool | None = None
+    precision: str = "float32"
+    dtype: str = "float32"
+    truncate: bool = True
+
+
+@dataclass
+class EncodeStats:
+    records: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    truncated_ids: list = field(default_factory=list)  # the first few, for the warning
+    seconds: float = 0.0
+
+
+def _chunks(records: Iterable, size: int) -> Iterator[list]:
+    it = iter(records)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def row_spec(dimension: int, precision: str) -> tuple[int, str]:
+    """(values per row, dtype) of ``precision`` vectors; binary packs 8 dimensions a byte."""
+    width = dimension // 8 if precision in ("binary", "ubinary") else dimension
+    dtype = {"int8": "int8", "binary": "int8", "uint8": "uint8", "ubinary": "uint8"}
+    return width, dtype.get(precision, "float32")
+
+
+def encode_stream(
+    reader: Any,
+    model: Any,
+    writer: Any,
+    opts: EncodeOptions,
+    progress: Callable[[int], None] = lambda n: None,
+) -> EncodeStats:
+    """Read a chunk, encode it, append it; repeat. Memory is bounded by one chunk.
+
+    Output row i is the i-th good record. int8/uint8 need one set of bucket ranges for the
+    whole output, so they are calibrated on the first chunk (as sentence-transformers does on
+    the embeddings of one call) and reused for every later chunk.
+    """
+    from seqenc.io.errors import InputError
+
+    stats = EncodeStats()
+    start = time.perf_counter()
+    calibrate = opts.precision in ("int8", "uint8")
+    ranges = None
+    for chunk in _chunks(reader, opts.chunk_size):
+        n_read = len(chunk)
+        vectors, report = model.encode(
+            [r.text for r in chunk],
+            batch_size=opts.batch_size,
+            pooling=opts.pooling,
+            normalize=opts.normalize,
+            precision="float32" if calibrate and ranges is None else opts.precision,
+            dtype=opts.dtype,
+            truncate=True,  # too-long records are handled here, per record, not per chunk
+            return_report=True,
+            **({"ranges": ranges} if ranges is not None else {}),
+        )
+        stats.tokens += report.n_tokens
+        long = sorted(report.truncated_indices)
+        if long and not opts.truncate:
+            limit = model.max_seq_length
+            for i in long:
+                reader.reject(
+                    reader.bad_record(chunk[i], f"longer than the model's {limit} tokens")
+                )
+            keep = sorted(set(range(len(chunk))) - set(long))
+            chunk, vectors = [chunk[i] for i in keep], vectors[keep]
+        elif long:
+            stats.truncated += len(long)
+            stats.truncated_ids.extend(chunk[i].id for i in long[: 5 - len(stats.truncated_ids)])
+        if calibrate and ranges is None and chunk:
+            from seqenc.quantize import quantization_ranges, quantize
+
+            if len(chunk) < 2:
+                raise InputError(
+                    f"--precision {opts.precision} calibrates its ranges on the first chunk, "
+                    "which needs at least two records",
+                    file=reader.name,
+                )
+            ranges = quantization_ranges(vectors)
+            vectors = quantize(vectors, opts.precision, ranges)
+        writer.write([r.id for r in chunk], vectors)
+        stats.records += len(chunk)
+        progress(n_read)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _set_max_length(model: Any, max_length: int) -> None:
+    if max_length > model.max_seq_length:
+        raise click.BadParameter(
+            f"{max_length} is longer than the model's limit of {model.max_seq_length} tokens",
+            param_hint="--max-length",
+        )
+    try:
+        model.max_seq_length = max_length
+    except AttributeError:
+        # SentenceEncoder.max_seq_length is read-only: the limit lives in its tokenizer, which
+        # truncates through the `tokenizers` library.
+        model.tokenizer.max_length = max_length
+        model.tokenizer.tokenizer.enable_truncation(max_length)
+
+
+def _default_output(source: str, output: str | None) -> Path:
+    if output is not None:
+        return Path(output)
+    if source == "-":
+        raise click.UsageError("-o/--output is required when reading stdin")
+    return Path(source).with_suffix(".npy")
+
+
+def _rate(n: float, seconds: float) -> str:
+    return f"{n / seconds:,.0f}" if seconds > 0 else "-"
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("source", metavar="INPUT")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Output file: .npy, .parquet or .jsonl (default: INPUT with .npy; required for stdin). "
+    "Missing directories are created.",
+)
+@click.option("--model", "model_name", metavar="NAME|PATH", help="Model name or directory.")
+@click.option("--field", default="text", show_default=True, help="Text field/column.")
+@click.option("--id-field", help="Field/column with record ids (default: line or row number).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["txt", "jsonl", "csv", "tsv", "parquet"]),
+    help="Input format (default: from the extension; stdin is txt).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Records read, encoded and written at a time.",
+)
+@click.option("--normalize/--no-normalize", default=None, help="L2-normalise (default: model's).")
+@click.option("--pooling", type=click.Choice(POOLINGS), help="Pooling (default: the model's).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="Compute dtype.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="float32",
+    show_default=True,
+    help="Stored vector precision; binary/ubinary pack 8 dimensions per byte.",
+)
+@click.option("--max-length", type=click.IntRange(min=2), help="Truncate at this many tokens.")
+@click.option("--no-truncate", is_flag=True, help="Treat texts longer than the limit as bad input.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["raise", "skip"]),
+    default="raise",
+    show_default=True,
+    help="Stop at the first bad record, or report and skip it.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@_exit_codes
+def encode(
+    source: str,
+    output: str | None,
+    model_name: str | None,
+    field: str,
+    id_field: str | None,
+    fmt: str | None,
+    batch_size: int,
+    chunk_size: int,
+    normalize: bool | None,
+    pooling: str | None,
+    dtype: str,
+    precision: str,
+    max_length: int | None,
+    no_truncate: bool,
+    on_error: str,
+    quiet: bool,
+) -> None:
+    """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
+
+    \b
+    Input formats, by extension or --format:
+      .txt      one text per line; id = line number
+      .jsonl    one JSON object per line, text in --field; id = line number
+      .csv      header row, text in column --field; id = row number
+      .tsv      like csv, tab-separated, no quoting
+      .parquet  string column --field; id = row number
+    With --id-field, ids come from that field (as strings).
+
+    \b
+    Output formats, by the extension of -o:
+      .npy      (N, D) array; row i is the i-th record encoded
+      .parquet  columns id and vector (fixed-size list)
+      .jsonl    {"id": ..., "embedding": [...]} per line
+    The output appears only when everything succeeded; until then a previous file is kept.
+    """
+    from seqenc.io import open_records, open_writer, output_format
+
+    out = _default_output(source, output)
+    try:
+        output_format(out)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="-o/--output") from None
+    if source != "-" and Path(source).exists() and out.exists() and out.samefile(source):
+        raise click.BadParameter("the output would overwrite the input", param_hint="-o/--output")
+
+    bar = None
+
+    def warn(message: str) -> None:
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            click.echo(message, err=True)
+
+    reader = open_records(source, fmt, field=field, id_field=id_field, on_error=on_error, warn=warn)
+    with reader:
+        model = load_model(model_name)
+        if max_length is not None:
+            _set_max_length(model, max_length)
+        width, vector_dtype = row_spec(model.dimension, precision)
+        opts = EncodeOptions(
+            batch_size, chunk_size, pooling, normalize, precision, dtype, truncate=not no_truncate
+        )
+        if not quiet and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=reader.total, unit="rec", desc="encode", file=sys.stderr, dynamic_ncols=True
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open_writer(out, width=width, dtype=vector_dtype) as writer:
+                progress = bar.update if bar is not None else (lambda n: None)
+                stats = encode_stream(reader, model, writer, opts, progress)
+        finally:
+            if bar is not None:
+                bar.close()
+                bar = None
+
+    if stats.truncated:
+        ids = ", ".join(map(str, stats.truncated_ids))
+        more = ", ..." if stats.truncated > len(stats.truncated_ids) else ""
+        warn(
+            f"warning: {stats.truncated} records were longer than {model.max_seq_length} tokens "
+            f"and were truncated (ids {ids}{more}); --no-truncate rejects them instead"
+        )
+    if stats.records == 0:
+        warn(f"warning: {reader.name} held no records to encode")
+    if not quiet:
+        click.echo(
+            f"encoded {stats.records:,} records ({stats.tokens:,} tokens, {stats.truncated:,} "
+            f"truncated, {reader.skipped:,} skipped) in {stats.seconds:.2f} s: "
+            f"{_rate(stats.records, stats.seconds)} records/s, "
+            f"{_rate(stats.tokens, stats.seconds)} tokens/s",
+            err=True,
+        )
+        click.echo(
+            f"wrote {stats.records:,} vectors (dim {model.dimension}, {precision}) to {out}",
+            err=True,
+        )
+
+
+# -- similarity ------------------------------------------------------------------------------
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--model", "model_name", metavar="NAME|PATH", help="Model name or directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_exit_codes
+def similarity(texts: tuple[str, ...], model_name: str | None, as_json: bool) -> None:
+    """Print the cosine similarity of every pair of TEXTS."""
+    import numpy as np
+
+    if len(texts) < 2:
+        raise click.UsageError("give at least two texts to compare")
+    model = load_model(model_name)
+    vectors = np.asarray(model.encode(list(texts), normalize=True), dtype=np.float64)
+    matrix = np.clip(vectors @ vectors.T, -1.0, 1.0)
+    if as_json:
+        click.echo(json.dumps({"texts": list(texts), "similarity": matrix.round(6).tolist()}))
+        return
+    labels = [f"[{i}]" for i in range(1, len(texts) + 1)]
+    width = max(7, *(len(label) for label in labels))
+    click.echo(" " * width + "".join(label.rjust(width + 1) for label in labels))
+    for label, row in zip(labels, matrix, strict=True):
+        click.echo(label.ljust(width) + "".join(f"{v:.4f}".rjust(width + 1) for v in row))
+    click.echo()
+    for label, text in zip(labels, texts, strict=True):
+        click.echo(f"{label} {text}")
+
+
+# -- info ------------------------------------------------------------------------------------
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("model_name", metavar="[MODEL]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@_exit_codes
+def info(model_name: str | None, as_json: bool) -> None:
+    """Describe MODEL (default: the packaged all-MiniLM-L6-v2, or $SEQENC_MODEL)."""
+    facts = dict(load_model(model_name).describe())
+    if as_json:
+        click.echo(json.dumps(facts, indent=2))
+        return
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else value
+        click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
+
+
+# -- attention -------------------------------------------------------------------------------
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("text")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="PNG file to write (missing directories are created).",
+)
+@click.option("--model", "model_name", metavar="NAME|PATH", help="Model name or directory.")
+@click.option("--layer", "layers", type=int, multiple=True, help="Layer to draw (repeatable).")
+@click.option("--head", "heads", type=int, multiple=True, help="Head to draw (repeatable).")
+@click.option("--title", help="Figure title (default: the text).")
+@_exit_codes
+def attention(
+    text: str,
+    output: str,
+    model_name: str | None,
+    layers: tuple[int, ...],
+    heads: tuple[int, ...],
+    title: str | None,
+) -> None:
+    """Draw the attention weights of TEXT, per layer and head, to a PNG heatmap grid.
+
+    Layers and heads count from 0; by default all are drawn.
+    """
+    out = Path(output)
+    if out.suffix.lower() != ".png":
+        raise click.BadParameter("the attention map is a PNG: name it *.png", param_hint="-o")
+    model = load_model(model_name)
+    from seqenc.io.writers import atomic_path
+    from seqenc.viz import encoder_attentions, plot_attention
+
+    batch = model.tokenize([text])
+    tokens = model.tokenizer.tokens(text)
+    maps = encoder_attentions(model.encoder, batch.input_ids, batch.attention_mask)
+    n_layers, n_heads = len(maps), maps[0].shape[0]
+    for name, chosen, available in (("--layer", layers, n_layers), ("--head", heads, n_heads)):
+        for i in chosen:
+            if not 0 <= i < available:
+                raise click.BadParameter(
+                    f"{i} is out of range: the model has {available} (0..{available - 1})",
+                    param_hint=name,
+                )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        plot_attention(
+            tokens,
+            maps,
+            tmp,
+            layers=list(layers) or None,
+            heads=list(heads) or None,
+            title=title if title is not None else text,
+        )
+    click.echo(
+        f"wrote attention map ({len(layers) or n_layers} layers x {len(heads) or n_heads} heads, "
+        f"{len(tokens)} tokens) to {out}",
+        err=True,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
