@@ -1,0 +1,78 @@
+"""A stand-in for SentenceEncoder with the interface the CLI uses, for fast, exact CLI tests.
+
+Vectors are a deterministic function of each text alone (a seeded random unit vector), so a
+test can say which row belongs to which record whatever the chunking. A text counts
+``len(text.split()) + 2`` tokens, like [CLS] words [SEP].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from seqenc.quantize import quantize
+
+
+def fake_vector(text: str, dimension: int = 16) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    v = np.random.default_rng(seed).standard_normal(dimension).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def fake_vectors(texts: list[str], dimension: int = 16) -> np.ndarray:
+    if not texts:
+        return np.empty((0, dimension), np.float32)
+    return np.stack([fake_vector(t, dimension) for t in texts])
+
+
+@dataclass
+class FakeReport:
+    n_texts: int
+    n_tokens: int
+    n_truncated: int
+    truncated_indices: list[int]
+    seconds: float = 0.0
+
+
+@dataclass
+class FakeModel:
+    dimension: int = 16
+    max_seq_length: int = 8
+    fail_on_call: int | None = None  # raise RuntimeError on this call (1-based)
+    interrupt_on_call: int | None = None  # raise KeyboardInterrupt on this call
+    block_on_call: int | None = None  # create `marker` then sleep, waiting for a signal
+    marker: str | None = None
+    calls: list[dict] = field(default_factory=list)
+
+    def encode(self, texts, batch_size=32, pooling=None, normalize=None, precision="float32",
+               output="sentence", dtype="float32", show_progress=False, truncate=True,
+               return_report=False, ranges=None):
+        texts = list(texts)
+        self.calls.append(dict(n=len(texts), batch_size=batch_size, pooling=pooling,
+                               normalize=normalize, precision=precision, dtype=dtype,
+                               truncate=truncate, ranges=ranges))
+        n = len(self.calls)
+        if n == self.fail_on_call:
+            raise RuntimeError("fake model failure")
+        if n == self.interrupt_on_call:
+            raise KeyboardInterrupt
+        if n == self.block_on_call:
+            open(self.marker, "w").close()
+            time.sleep(120)
+        tokens = [len(t.split()) + 2 for t in texts]
+        truncated = [i for i, k in enumerate(tokens) if k > self.max_seq_length]
+        if truncated and not truncate:
+            raise ValueError(f"input {truncated[0]} is too long")
+        vectors = quantize(fake_vectors(texts, self.dimension), precision, ranges)
+        report = FakeReport(len(texts), sum(min(k, self.max_seq_length) for k in tokens),
+                            len(truncated), truncated)
+        return (vectors, report) if return_report else vectors
+
+    def describe(self) -> dict:
+        return {"path": os.devnull, "architecture": "fake", "parameters": 1234, "layers": 1,
+                "heads": 1, "dimension": self.dimension, "max_seq_length": self.max_seq_length,
+                "normalize": True}
