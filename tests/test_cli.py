@@ -1,0 +1,472 @@
+"""The seqenc command line: formats, row order, exit codes, streaming, and the real model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from fake_model import FakeModel, fake_vectors
+from seqenc import cli
+from seqenc.quantize import quantization_ranges, quantize
+
+TESTS = Path(__file__).resolve().parent
+TEXTS = ["The cat sat on the mat.", "Ein Hund bellt.", "", "naïve café ☕", "last one"]
+
+
+@pytest.fixture
+def fake(monkeypatch) -> FakeModel:
+    model = FakeModel()
+    monkeypatch.setattr(cli, "load_model", lambda name: model)
+    return model
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
+
+
+def write_input(path: Path, texts: list[str]) -> list:
+    """Write ``texts`` in the format of ``path``; returns the ids the reader will give them."""
+    fmt = path.suffix[1:]
+    if fmt == "txt":
+        path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    elif fmt in ("csv", "tsv"):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="," if fmt == "csv" else "\t",
+                           quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
+            w.writerow(["text"])
+            w.writerows([[t] for t in texts])
+    else:
+        pq.write_table(pa.table({"text": texts}), path, row_group_size=2)
+    return list(range(1, len(texts) + 1))
+
+
+def read_output(path: Path) -> tuple[list | None, np.ndarray]:
+    if path.suffix == ".npy":
+        return None, np.load(path)
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        return table.column("id").to_pylist(), np.array(table.column("vector").to_pylist())
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["id"] for r in rows], np.array([r["embedding"] for r in rows], np.float32)
+
+
+# -- encode, with the fake model -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("out_fmt", ["npy", "parquet", "jsonl"])
+@pytest.mark.parametrize("in_fmt", ["txt", "jsonl", "csv", "tsv", "parquet"])
+def test_encode_each_format_keeps_row_order(tmp_path, fake, in_fmt, out_fmt):
+    # the empty text would make a blank CSV line, which is no row: keep it out of csv/tsv
+    texts = [t for t in TEXTS if t or in_fmt not in ("csv", "tsv")]
+    source = tmp_path / f"in.{in_fmt}"
+    ids = write_input(source, texts)
+    out = tmp_path / f"out.{out_fmt}"
+    result = run("encode", source, "-o", out, "--chunk-size", 2)
+    assert result.exit_code == 0, result.output
+    got_ids, vectors = read_output(out)
+    np.testing.assert_array_equal(vectors, fake_vectors(texts))
+    if got_ids is not None:
+        assert got_ids == ids
+    assert [c["n"] for c in fake.calls] == [2, 2, 1][: len(fake.calls)]
+
+
+def test_summary_and_default_output(tmp_path, fake):
+    source = tmp_path / "corpus.txt"
+    write_input(source, TEXTS)
+    result = run("encode", source)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "corpus.npy"
+    assert np.load(out).shape == (5, 16)
+    assert result.stdout == ""  # stdout stays free for pipes
+    tokens = sum(len(t.split()) + 2 for t in TEXTS)
+    assert f"encoded 5 records ({tokens} tokens, 0 truncated, 0 skipped)" in result.stderr
+    assert "records/s" in result.stderr and "tokens/s" in result.stderr
+    assert f"wrote 5 vectors (dim 16, float32) to {out}" in result.stderr
+
+
+def test_quiet_and_creates_output_directory(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    out = tmp_path / "new" / "dir" / "v.npy"
+    result = run("encode", source, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert np.load(out).shape == (5, 16)
+
+
+def test_stdin(tmp_path, fake):
+    out = tmp_path / "v.parquet"
+    result = run("encode", "-", "-o", out, input=b"a\nb b\n")
+    assert result.exit_code == 0, result.output
+    ids, vectors = read_output(out)
+    assert ids == [1, 2]
+    np.testing.assert_array_equal(vectors, fake_vectors(["a", "b b"]))
+    result = run("encode", "-", "--format", "jsonl", "-o", out, input=b'{"text": "z"}\n')
+    assert result.exit_code == 0, result.output
+    assert read_output(out)[0] == [1]
+
+
+def test_options_reach_the_model(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    result = run("encode", source, "-o", tmp_path / "o.npy", "--batch-size", 7, "--pooling",
+                 "cls", "--no-normalize", "--dtype", "bfloat16", "--max-length", 5)
+    assert result.exit_code == 0, result.output
+    call = fake.calls[0]
+    assert (call["batch_size"], call["pooling"], call["normalize"], call["dtype"]) == (
+        7, "cls", False, "bfloat16")
+    assert fake.max_seq_length == 5
+
+
+def test_empty_input_gives_empty_output(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    source.write_text("")
+    out = tmp_path / "o.npy"
+    result = run("encode", source, "-o", out, "--precision", "ubinary")
+    assert result.exit_code == 0, result.output
+    array = np.load(out)
+    assert (array.shape, array.dtype) == ((0, 2), np.uint8)
+    assert "held no records" in result.stderr
+
+
+def test_int8_ranges_are_calibrated_once(tmp_path, fake):
+    texts = [f"text number {i}" for i in range(7)]
+    source = tmp_path / "in.txt"
+    write_input(source, texts)
+    out = tmp_path / "o.npy"
+    result = run("encode", source, "-o", out, "--precision", "int8", "--chunk-size", 3)
+    assert result.exit_code == 0, result.output
+    floats = fake_vectors(texts)
+    expected = quantize(floats, "int8", quantization_ranges(floats[:3]))
+    np.testing.assert_array_equal(np.load(out), expected)
+    assert [c["precision"] for c in fake.calls] == ["float32", "int8", "int8"]
+
+
+def test_binary_precision_packs_bits(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    out = tmp_path / "o.npy"
+    assert run("encode", source, "-o", out, "--precision", "binary").exit_code == 0
+    np.testing.assert_array_equal(np.load(out), quantize(fake_vectors(TEXTS), "binary"))
+
+
+# -- bad input, skipping, truncation ---------------------------------------------------------
+
+BAD_JSONL = (
+    b'{"text": "a"}\n{"txt": "b"}\nnot json\n{"text": "d"}\n{"text": "\xff"}\n{"text": "f"}\n'
+)
+
+
+def test_bad_input_exits_3_and_writes_nothing(tmp_path, fake):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(BAD_JSONL)
+    out = tmp_path / "o.npy"
+    out.write_bytes(b"previous")
+    result = run("encode", source, "-o", out)
+    assert result.exit_code == cli.EXIT_INPUT
+    assert result.stderr.strip() == f"error: {source}:2: field 'text': missing"
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.npy"]
+
+
+def test_on_error_skip_keeps_ids(tmp_path, fake):
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(BAD_JSONL)
+    out = tmp_path / "o.jsonl"
+    result = run("encode", source, "-o", out, "--on-error", "skip", "--chunk-size", 2)
+    assert result.exit_code == 0, result.output
+    ids, vectors = read_output(out)
+    assert ids == [1, 4, 6]
+    np.testing.assert_array_equal(vectors, fake_vectors(["a", "d", "f"]))
+    for line in (2, 3, 5):
+        assert f"skipped {source}:{line}: " in result.stderr
+    assert "3 skipped" in result.stderr
+
+
+def test_truncation_is_reported(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, ["short", "one two three four five six seven eight", "x"])
+    result = run("encode", source, "-o", tmp_path / "o.npy")
+    assert result.exit_code == 0, result.output
+    assert "1 truncated" in result.stderr
+    assert "1 records were longer than 8 tokens and were truncated (ids 2)" in result.stderr
+
+
+def test_no_truncate_rejects_long_records(tmp_path, fake):
+    source = tmp_path / "in.csv"
+    write_input(source, ["short", "one two three four five six seven eight", "x"])
+    out = tmp_path / "o.parquet"
+    result = run("encode", source, "-o", out, "--no-truncate")
+    assert result.exit_code == cli.EXIT_INPUT
+    assert f"{source}:3: field 'text': longer than the model's 8 tokens" in result.stderr
+    assert not out.exists()
+    result = run("encode", source, "-o", out, "--no-truncate", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    ids, vectors = read_output(out)
+    assert ids == [1, 3]
+    np.testing.assert_array_equal(vectors, fake_vectors(["short", "x"]))
+
+
+# -- exit codes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["encode", "{d}/missing.txt", "-o", "{d}/o.npy"], ["cannot read input"]),
+        (["encode", "{d}/in.docx", "-o", "{d}/o.npy"], ["unknown input extension"]),
+        (["encode", "{d}/in.txt", "--id-field", "id", "-o", "{d}/o.npy"], ["--id-field"]),
+    ],
+)
+def test_input_errors_exit_3(tmp_path, fake, args, words):
+    (tmp_path / "in.docx").write_text("x")
+    (tmp_path / "in.txt").write_text("x")
+    result = run(*[a.format(d=tmp_path) for a in args])
+    assert result.exit_code == cli.EXIT_INPUT, result.output
+    assert all(w in result.stderr for w in words)
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["encode", "{d}/in.txt", "-o", "{d}/o.csv"], ["unknown output extension"]),
+        (["encode", "-"], ["required when reading stdin"]),
+        (["encode", "{d}/in.txt", "--batch-size", "0"], ["--batch-size"]),
+        (["encode", "{d}/in.txt", "--precision", "int4"], ["--precision"]),
+        (["encode", "{d}/in.txt", "--max-length", "9"], ["limit of 8"]),
+        (["encode", "{d}/in.txt", "-o", "{d}/in.txt"], ["unknown output extension"]),
+        (["similarity", "only one"], ["at least two"]),
+        (["frobnicate"], ["No such command"]),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, fake, args, words):
+    (tmp_path / "in.txt").write_text("x\n")
+    result = run(*[a.format(d=tmp_path) for a in args])
+    assert result.exit_code == cli.EXIT_USAGE, result.output
+    assert all(w in result.stderr for w in words), result.stderr
+
+
+def test_output_may_not_overwrite_input(tmp_path, fake):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "x"}\n')
+    result = run("encode", source, "-o", tmp_path / "." / "in.jsonl")
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "overwrite the input" in result.stderr
+    assert source.read_text() == '{"text": "x"}\n'
+
+
+def test_model_load_failure_exits_4(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("x\n")
+    result = run("encode", source, "--model", tmp_path / "no-such-model")
+    assert result.exit_code == cli.EXIT_MODEL
+    assert result.stderr.startswith("error: cannot load model")
+    assert "no-such-model" in result.stderr
+    assert not (tmp_path / "in.npy").exists()
+
+
+def test_unexpected_error_exits_1_and_keeps_previous_output(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    out = tmp_path / "o.parquet"
+    out.write_bytes(b"previous")
+    fake.fail_on_call = 2
+    result = run("encode", source, "-o", out, "--chunk-size", 2)
+    assert result.exit_code == cli.EXIT_ERROR
+    assert "RuntimeError: fake model failure" in result.stderr
+    assert "Traceback" not in result.output
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "o.parquet"]
+
+
+def test_keyboard_interrupt_exits_130_without_output(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    fake.interrupt_on_call = 2
+    result = run("encode", source, "-o", tmp_path / "o.npy", "--chunk-size", 2)
+    assert result.exit_code == cli.EXIT_INTERRUPTED
+    assert "interrupted: no output written" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_sigint_in_a_real_process(tmp_path):
+    """Ctrl-C on the running command: exit 130, a message, no traceback, no file left."""
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    marker = tmp_path / "encoding"
+    driver = (
+        f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+        "from fake_model import FakeModel\n"
+        "import seqenc.cli as cli\n"
+        f"cli.load_model = lambda name: FakeModel(block_on_call=2, marker={str(marker)!r})\n"
+        "cli.main()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", driver, "encode", str(source), "-o", str(tmp_path / "o.npy"),
+         "--chunk-size", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.communicate(timeout=5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == cli.EXIT_INTERRUPTED, stderr
+    assert "interrupted: no output written" in stderr
+    assert "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoding", "in.txt"]
+
+
+def test_exit_codes_are_documented():
+    for args in ([], ["encode"]):
+        result = run(*args, "--help")
+        for code in (0, 1, 2, 3, 4, 130):
+            assert re.search(rf"^ +{code} +[a-z]", result.output, re.MULTILINE), code
+
+
+@pytest.mark.parametrize("args", [["--help"], ["encode", "--help"], ["info", "--help"]])
+def test_help_does_not_import_torch(args):
+    code = (
+        "import sys, seqenc.cli\n"
+        f"try:\n    seqenc.cli.main({args!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'pyarrow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# -- similarity and info, with the fake model ------------------------------------------------
+
+
+def test_similarity_table_and_json(fake):
+    texts = ["alpha", "beta", "alpha"]
+    vectors = fake_vectors(texts).astype(np.float64)
+    expected = vectors @ vectors.T
+    result = run("similarity", *texts, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["texts"] == texts
+    np.testing.assert_allclose(data["similarity"], expected, atol=1e-6)
+    result = run("similarity", *texts)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["[1]", "[2]", "[3]"]
+    assert lines[1].split() == ["[1]", "1.0000", f"{expected[0, 1]:.4f}", "1.0000"]
+    assert lines[-1] == "[3] alpha"
+
+
+def test_info(fake):
+    result = run("info", "--json")
+    assert json.loads(result.stdout)["parameters"] == 1234
+    result = run("info")
+    assert "parameters" in result.stdout and "1,234" in result.stdout
+    assert "max seq length  8" in result.stdout
+
+
+# -- with the real default model -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_model():
+    try:
+        return cli.load_model(None)
+    except cli.ModelLoadError as e:  # pragma: no cover - depends on the install
+        pytest.skip(f"default model not available: {e}")
+
+
+@pytest.fixture
+def real(monkeypatch, real_model):
+    monkeypatch.setattr(cli, "load_model", lambda name: real_model)
+    return real_model
+
+
+SENTENCES = ["The cat sat on the mat.", "A kitten rested on the rug.",
+             "Interest rates rose again.", "", "Très bien, merci !"]
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_real_encode_equals_library_encode(tmp_path, real, precision):
+    source = tmp_path / "in.txt"
+    write_input(source, SENTENCES)
+    out = tmp_path / "o.npy"
+    result = run("encode", source, "-o", out, "--precision", precision)
+    assert result.exit_code == 0, result.output
+    expected = real.encode(SENTENCES, precision=precision)
+    got = np.load(out)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_real_max_length_truncates(tmp_path, real_model):
+    source = tmp_path / "in.txt"
+    write_input(source, SENTENCES)
+    result = run("encode", source, "-o", tmp_path / "o.npy", "--max-length", 4)  # real loader
+    assert result.exit_code == 0, result.output
+    assert "4 truncated" in result.stderr  # all but the empty text
+    vectors = np.load(tmp_path / "o.npy")
+    # 4 tokens: [CLS] the cat [SEP]
+    np.testing.assert_allclose(vectors[0], real_model.encode(["The cat"])[0], atol=1e-6)
+    assert real_model.max_seq_length == 256  # the shared model was not the one cut down
+
+
+def test_real_similarity(real):
+    result = run("similarity", *SENTENCES[:3], "--json")
+    assert result.exit_code == 0, result.output
+    matrix = np.array(json.loads(result.stdout)["similarity"])
+    np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-5)
+    np.testing.assert_allclose(matrix, matrix.T, atol=1e-6)
+    assert matrix[0, 1] > matrix[0, 2]  # the two cat sentences are the closest pair
+
+
+def test_real_info(real):
+    data = json.loads(run("info", "--json").stdout)
+    assert (data["dimension"], data["layers"], data["heads"]) == (384, 6, 12)
+    assert data["parameters"] > 20_000_000
+
+
+def test_real_attention(tmp_path, real):
+    out = tmp_path / "maps" / "a.png"
+    result = run("attention", "The cat sat.", "-o", out, "--layer", 0, "--layer", 5, "--head", 3)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(2 layers x 1 heads, 6 tokens)" in result.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["a.png"]
+    result = run("attention", "x", "-o", out, "--layer", 6)
+    assert result.exit_code == cli.EXIT_USAGE
+    assert "--layer" in result.stderr and "0..5" in result.stderr
+    assert run("attention", "x", "-o", tmp_path / "a.jpg").exit_code == cli.EXIT_USAGE
+
+
+def test_console_script_runs(tmp_path):
+    """The installed entry point, end to end, as `make demo` runs it."""
+    exe = Path(sys.executable).with_name("seqenc")
+    if not exe.exists():  # pragma: no cover - depends on the install
+        pytest.skip("seqenc console script not installed")
+    source = tmp_path / "in.txt"
+    write_input(source, SENTENCES[:2])
+    out = tmp_path / "out" / "v.npy"
+    env = {**os.environ, "SEQENC_MODEL": ""}
+    proc = subprocess.run([str(exe), "encode", str(source), "-o", str(out)], capture_output=True,
+                          text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote 2 vectors (dim 384, float32) to {out}" in proc.stderr
+    assert np.load(out).shape == (2, 384)
