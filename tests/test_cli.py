@@ -179,7 +179,7 @@ def test_bad_input_exits_3_and_writes_nothing(tmp_path, fake):
     out.write_bytes(b"previous")
     result = run("encode", source, "-o", out)
     assert result.exit_code == cli.EXIT_INPUT
-    assert result.stderr.strip() == f"error: {source}:2: field 'text': missing"
+    assert result.stderr.strip() == f"Error: {source}:2: field 'text': missing"
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.npy"]
 
@@ -276,9 +276,20 @@ def test_model_load_failure_exits_4(tmp_path):
     source.write_text("x\n")
     result = run("encode", source, "--model", tmp_path / "no-such-model")
     assert result.exit_code == cli.EXIT_MODEL
-    assert result.stderr.startswith("error: cannot load model")
+    assert result.stderr.startswith("Error: cannot load model")
     assert "no-such-model" in result.stderr
     assert not (tmp_path / "in.npy").exists()
+
+
+def test_unwritable_output_exits_1(tmp_path, fake):
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("encode", source, "-o", blocker / "o.npy")  # a directory that is a file
+    assert result.exit_code == cli.EXIT_ERROR
+    assert f"{blocker / 'o.npy'}" in result.stderr
+    assert fake.calls == []
 
 
 def test_unexpected_error_exits_1_and_keeps_previous_output(tmp_path, fake):
@@ -305,8 +316,9 @@ def test_keyboard_interrupt_exits_130_without_output(tmp_path, fake):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
-def test_sigint_in_a_real_process(tmp_path):
-    """Ctrl-C on the running command: exit 130, a message, no traceback, no file left."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_in_a_real_process(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) on the running command: exit 130, a message, no traceback, no file."""
     source = tmp_path / "in.txt"
     write_input(source, TEXTS)
     marker = tmp_path / "encoding"
@@ -327,7 +339,7 @@ def test_sigint_in_a_real_process(tmp_path):
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists(), proc.communicate(timeout=5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -34,7 +36,7 @@ Exit codes:
   2    usage error (bad option or argument)
   3    bad input data (the message names file, line and field)
   4    the model could not be loaded
-  130  interrupted (Ctrl-C); no output is written
+  130  interrupted (Ctrl-C or SIGTERM); no output is written
 """
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -56,7 +58,7 @@ def load_model(name: str | None) -> Any:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"Error: {message}", err=True)  # click's own prefix, for one look
     raise click.exceptions.Exit(code)
 
 
@@ -207,12 +209,35 @@ def _set_max_length(model: Any, max_length: int) -> None:
         model.tokenizer.tokenizer.enable_truncation(max_length)
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (what batch schedulers send) like Ctrl-C, so the temporary output is
+    removed on the way out rather than left behind."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _default_output(source: str, output: str | None) -> Path:
     if output is not None:
         return Path(output)
     if source == "-":
         raise click.UsageError("-o/--output is required when reading stdin")
     return Path(source).with_suffix(".npy")
+
+
+def _os_reason(e: OSError) -> str:
+    return f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
 
 
 def _rate(n: float, seconds: float) -> str:
@@ -328,6 +353,10 @@ def encode(
 
     reader = open_records(source, fmt, field=field, id_field=id_field, on_error=on_error, warn=warn)
     with reader:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow model load
+        except OSError as e:
+            raise click.FileError(str(out), hint=_os_reason(e)) from None
         model = load_model(model_name)
         if max_length is not None:
             _set_max_length(model, max_length)
@@ -341,9 +370,12 @@ def encode(
             bar = tqdm(
                 total=reader.total, unit="rec", desc="encode", file=sys.stderr, dynamic_ncols=True
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with open_writer(out, width=width, dtype=vector_dtype) as writer:
+            writer = open_writer(out, width=width, dtype=vector_dtype)
+        except OSError as e:
+            raise click.FileError(str(out), hint=_os_reason(e)) from None
+        try:
+            with writer, _sigterm_as_interrupt():
                 progress = bar.update if bar is not None else (lambda n: None)
                 stats = encode_stream(reader, model, writer, opts, progress)
         finally:
