@@ -1,0 +1,19 @@
+"""seqenc.train: classification fine-tuning and masked-LM pretraining, on one process or many.
+
+Layout, each layer knowing only the ones below it:
+
+    config       TrainConfig (the optimisation recipe) and sizes.json -> EncoderConfig
+    data         labelled tables and plain-text corpora in; deterministic batch plans out
+    metrics      accuracy, macro-F1, per-class precision/recall/F1
+    classifier   SequenceClassifier (encoder -> pooling -> dropout -> linear), TextClassifier
+    mlm          BERT masking, the tied masked-LM head, MaskedLanguageModel
+    wordpiece    WordPiece tokenizers trained with the `tokenizers` library
+    tasks        what the trainer needs from classification and from MLM
+    distributed  torchrun / DistributedDataParallel plumbing (gloo on CPU, nccl on GPU)
+    checkpointing atomic checkpoint directories and the resumable trainer state
+    trainer      the loop: AdamW, warm-up + linear decay, accumulation, clipping, bf16, early stop
+    plots        learning curves (matplotlib, Agg)
+    cli          `seqenc train classify|mlm`, `seqenc predict`, `seqenc evaluate`
+
+Nothing here is imported by ``import seqenc.train``; import the submodules you need.
+"""

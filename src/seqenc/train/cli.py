@@ -1,0 +1,310 @@
+"""Command line: ``seqenc train classify|mlm``, ``seqenc predict``, ``seqenc evaluate``.
+
+Only click and the standard library load at import time (``seqenc --help`` stays instant);
+torch and the training code are imported inside the commands. The same commands run under
+torchrun, one process per device: ``torchrun --nproc_per_node N -m seqenc.train classify ...``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_INPUT = 3  # bad input data: the message names file, line and column
+EXIT_MODEL = 4  # the model could not be loaded
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _errors(command: Callable) -> Callable:
+    """Bad data -> exit 3, unloadable model -> 4, bad settings -> 2 (usage), Ctrl-C -> 130."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from seqenc.checkpoint import CheckpointError
+        from seqenc.io.errors import InputError
+        from seqenc.model import ModelNotFoundError
+
+        from .config import ConfigError
+
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (InputError, ConfigError) as e:
+            _fail(str(e), EXIT_INPUT)
+        except (CheckpointError, ModelNotFoundError) as e:
+            _fail(str(e), EXIT_MODEL)
+        except (FileExistsError, FileNotFoundError, ValueError) as e:
+            if os.environ.get("SEQENC_DEBUG"):
+                traceback.print_exc()
+            _fail(str(e), 2)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+    return run
+
+
+def _training_options(defaults: dict[str, Any]) -> Callable:
+    """The optimisation options every training command shares (-> TrainConfig)."""
+    options = [
+        click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+                     help="Directory for the model, checkpoints, metrics.jsonl and the plot."),
+        click.option("--epochs", type=int, default=defaults["epochs"], show_default=True),
+        click.option("--max-steps", type=int, default=None,
+                     help="Optimizer steps to take (overrides --epochs)."),
+        click.option("--batch-size", type=int, default=32, show_default=True,
+                     help="Examples per forward pass, over all processes."),
+        click.option("--grad-accum", type=int, default=1, show_default=True,
+                     help="Forward passes per optimizer step."),
+        click.option("--lr", type=float, default=defaults["lr"], show_default=True,
+                     help="Peak learning rate (AdamW)."),
+        click.option("--weight-decay", type=float, default=0.01, show_default=True),
+        click.option("--warmup-ratio", type=float, default=0.06, show_default=True,
+                     help="Share of the steps spent warming the learning rate up from 0."),
+        click.option("--max-grad-norm", type=float, default=1.0, show_default=True,
+                     help="Clip the gradient norm to this; 0 disables clipping."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",
+                     show_default=True, help="bfloat16 = autocast; weights stay float32."),
+        click.option("--patience", type=int, default=None,
+                     help="Stop after this many evaluations without a better dev metric."),
+        click.option("--eval-every", type=int, default=None,
+                     help="Evaluate every N steps (default: every epoch)."),
+        click.option("--save-every", type=int, default=None,
+                     help="Checkpoint every N steps (default: at every evaluation)."),
+        click.option("--log-every", type=int, default=10, show_default=True),
+        click.option("--no-length-grouping", is_flag=True,
+                     help="Batch in random order, not grouped by length (more padding)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+                     show_default=True),
+        click.option("--resume", is_flag=True,
+                     help="Continue the run in --output from its last checkpoint."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar (default: only when stderr is a terminal)."),
+    ]
+
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _train_config(kw: dict[str, Any]):
+    from .config import ConfigError, TrainConfig
+
+    try:
+        return TrainConfig(
+            epochs=kw.pop("epochs"), max_steps=kw.pop("max_steps"),
+            batch_size=kw.pop("batch_size"), grad_accum=kw.pop("grad_accum"), lr=kw.pop("lr"),
+            weight_decay=kw.pop("weight_decay"), warmup_ratio=kw.pop("warmup_ratio"),
+            max_grad_norm=kw.pop("max_grad_norm"), seed=kw.pop("seed"), dtype=kw.pop("dtype"),
+            patience=kw.pop("patience"), eval_every=kw.pop("eval_every"),
+            save_every=kw.pop("save_every"), log_every=kw.pop("log_every"),
+            group_by_length=not kw.pop("no_length_grouping"), device=kw.pop("device"),
+        )
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _run(train: Callable, job: Any, cfg: Any, progress: bool | None) -> None:
+    """Set up the process group (under torchrun), train, report, tear down."""
+    from . import distributed as D
+    from .recipes import set_threads_from_env
+
+    set_threads_from_env()
+    ctx = D.setup(cfg.device)
+    try:
+        echo = (lambda m: click.echo(m, err=True)) if ctx.is_main else (lambda m: None)
+        result = train(job, cfg, ctx, echo=echo, progress=progress)
+    finally:
+        D.teardown(ctx)
+    if ctx.is_main:
+        best = result.best_metrics or result.last_metrics
+        if best:
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items()
+                              if isinstance(v, float) and k not in ("elapsed_s", "epoch"))
+            click.echo(f"best dev (step {result.best_step}): {shown}", err=True)
+        click.echo(str(result.output))
+
+
+@click.group("train", context_settings={"help_option_names": ["-h", "--help"]})
+def train_group() -> None:
+    """Train a classifier, or pretrain an encoder with masked-LM (one process or torchrun)."""
+
+
+@train_group.command("classify")
+@click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
+              help="Labelled training data: csv, tsv, jsonl or parquet.")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Labelled dev data: evaluated, picks the best checkpoint, early stopping.")
+@click.option("--dev-fraction", type=float, default=0.0, show_default=True,
+              help="Without --dev: hold out this share of --train (seeded) as dev.")
+@click.option("--text-column", default=None,
+              help="Text column [default: sentence; 0 with --no-header].")
+@click.option("--label-column", default=None,
+              help="Label column [default: label; 1 with --no-header].")
+@click.option("--no-header", is_flag=True,
+              help="csv/tsv without a header row; columns are 0-based indices.")
+@click.option("--from", "init", default="default", show_default=True,
+              help="Pretrained sentence-encoder directory to fine-tune ('default' = the "
+                   "packaged all-MiniLM-L6-v2).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="sizes.json of EncoderConfig fields: train a new encoder from scratch.")
+@click.option("--tokenizer", default="default", show_default=True,
+              help="With --config: 'default' (the default model's tokenizer.json), 'train' "
+                   "(a WordPiece one learnt from --train) or a tokenizer.json path.")
+@click.option("--vocab-size", type=int, default=8000, show_default=True,
+              help="Vocabulary of a --tokenizer train WordPiece tokenizer.")
+@click.option("--max-length", type=int, default=None,
+              help="Tokens per text; longer texts are cut [default: 128].")
+@click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default="accuracy",
+              show_default=True, help="Dev metric for the best checkpoint and early stopping.")
+@_training_options({"epochs": 3, "lr": 5e-5})
+@_errors
+def classify(train_file, dev_file, dev_fraction, text_column, label_column, no_header, init,
+             config, tokenizer, vocab_size, max_length, metric, output, resume, progress,
+             **kw) -> None:
+    """Fine-tune (or train from scratch) an encoder with a classification head.
+
+    The output directory is a sentence-encoder directory (`seqenc encode --model DIR` reads
+    it) plus classifier.safetensors and labels.json, with checkpoints/, metrics.jsonl and
+    learning_curves.png beside them.
+    """
+    from .recipes import ClassifyJob, train_classifier
+
+    cfg = _train_config(kw)
+    job = ClassifyJob(train=train_file, output=output, dev=dev_file, dev_fraction=dev_fraction,
+                      text_column=text_column, label_column=label_column, header=not no_header,
+                      init=init, config=config, tokenizer=tokenizer, vocab_size=vocab_size,
+                      max_length=max_length, metric=metric, resume=resume)
+    _run(train_classifier, job, cfg, progress)
+
+
+@train_group.command("mlm")
+@click.option("--corpus", required=True, type=click.Path(dir_okay=False),
+              help="Plain text, one example per line.")
+@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+              help="Held-out plain text for masked accuracy and perplexity.")
+@click.option("--dev-fraction", type=float, default=0.05, show_default=True,
+              help="Without --dev: hold out this share of the corpus lines (seeded).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="sizes.json of EncoderConfig fields [default: 4 layers, d_model 256].")
+@click.option("--tokenizer", default="train", show_default=True,
+              help="'train' (WordPiece learnt from the corpus) or a tokenizer.json path.")
+@click.option("--vocab-size", type=int, default=8000, show_default=True)
+@click.option("--max-length", type=int, default=128, show_default=True)
+@click.option("--mask-prob", type=float, default=0.15, show_default=True)
+@_training_options({"epochs": 3, "lr": 5e-4})
+@_errors
+def mlm(corpus, dev_file, dev_fraction, config, tokenizer, vocab_size, max_length, mask_prob,
+        output, resume, progress, **kw) -> None:
+    """Pretrain an encoder from scratch with masked-language modelling (BERT's 80/10/10).
+
+    The result is a sentence-encoder directory (mean pooling) plus mlm_head.safetensors.
+    """
+    from .recipes import MlmJob, train_mlm
+
+    cfg = _train_config(kw)
+    job = MlmJob(corpus=corpus, output=output, dev=dev_file, dev_fraction=dev_fraction,
+                 config=config, tokenizer=tokenizer, vocab_size=vocab_size,
+                 max_length=max_length, mask_prob=mask_prob, resume=resume)
+    _run(train_mlm, job, cfg, progress)
+
+
+def _data_options(f: Callable) -> Callable:
+    for option in reversed([
+        click.option("--text-column", default=None,
+                     help="Text column [default: sentence; 0 with --no-header]."),
+        click.option("--no-header", is_flag=True, help="csv/tsv without a header row."),
+        click.option("--batch-size", type=int, default=64, show_default=True),
+    ]):
+        f = option(f)
+    return f
+
+
+def _load_classifier(model_dir: str):
+    from seqenc.checkpoint import CheckpointError
+
+    from .classifier import TextClassifier
+
+    try:
+        return TextClassifier.from_pretrained(model_dir)
+    except FileNotFoundError as e:
+        raise CheckpointError(f"cannot load classifier {model_dir!r}: {e}") from None
+
+
+@click.command("predict")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write .jsonl or .csv (atomically); default: JSON lines on stdout.")
+@_data_options
+@_errors
+def predict_command(model_dir, file, output, text_column, no_header, batch_size) -> None:
+    """Predict labels and class probabilities for FILE (txt, csv, tsv, jsonl or parquet).
+
+    Each output row has the input's line (or row) number, the label, and one probability per
+    label.
+    """
+    from .data import read_labelled
+    from .predict import write_predictions
+
+    if output is not None and Path(output).suffix.lower() not in (".jsonl", ".csv"):
+        raise click.BadParameter("must end in .jsonl or .csv", param_hint="--output")
+    data = read_labelled(file, text_column, None, header=not no_header, require_labels=False)
+    classifier = _load_classifier(model_dir)
+    probs = classifier.predict_proba(data.texts, batch_size)
+    write_predictions(output, data.lines, classifier.labels, probs)
+    if output is not None:
+        click.echo(f"{len(data)} predictions written to {output}", err=True)
+
+
+@click.command("evaluate")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--label-column", default=None,
+              help="Label column [default: label; 1 with --no-header].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_data_options
+@_errors
+def evaluate_command(model_dir, file, label_column, as_json, text_column, no_header,
+                     batch_size) -> None:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 of a classifier on FILE."""
+    import json
+
+    from .data import encode_labels, read_labelled
+    from .metrics import classification_report
+
+    data = read_labelled(file, text_column, label_column, header=not no_header)
+    classifier = _load_classifier(model_dir)
+    gold = encode_labels(data, classifier.labels)
+    predicted = classifier.predict_proba(data.texts, batch_size).argmax(axis=1)
+    report = classification_report(gold, predicted, classifier.labels)
+    click.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.format())
+
+
+def register(group: click.Group) -> None:
+    """Add ``train``, ``predict`` and ``evaluate`` to the ``seqenc`` group."""
+    group.add_command(train_group)
+    group.add_command(predict_command)
+    group.add_command(evaluate_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    train_group(prog_name="python -m seqenc.train.cli")
+    sys.exit(0)

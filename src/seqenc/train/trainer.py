@@ -1,0 +1,475 @@
+"""The training loop: AdamW, linear warm-up and decay, accumulation, clipping, bf16 autocast,
+evaluation with early stopping, atomic checkpoints, exact resume and DDP.
+
+Output directory::
+
+    DIR/                       the final model (best dev checkpoint, else the last one):
+                               a sentence-encoder directory plus the task's head files
+    DIR/checkpoints/last/      model + trainer_state.pt (optimizer, scheduler, RNG, position)
+    DIR/checkpoints/best/      model with the best dev metric so far
+    DIR/metrics.jsonl          one JSON object per line: train / eval / end events
+    DIR/learning_curves.png
+    DIR/training_args.json     TrainConfig and what the run was given
+
+Exactness: the data order is a function of (seed, epoch), masking of (seed, epoch, batch), and
+the torch RNG (dropout) is saved with every checkpoint, so a resumed CPU run takes the same
+steps, bit for bit, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpointing as ckpt
+from . import distributed as D
+from .config import TrainConfig
+from .data import plan_epoch
+from .tasks import Batch, Task, batch_key, trim
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "learning_curves.png"
+ARGS_FILE = "training_args.json"
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current epoch (0-based)
+    position: int = 0  # optimizer steps already taken within the current epoch
+    best_value: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    elapsed: float = 0.0  # training seconds, summed over resumed runs
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    total_steps: int
+    finished: bool  # False when stopped by stop_after (as if interrupted)
+    stopped_early: bool
+    best_step: int | None
+    best_metrics: dict[str, float] | None
+    last_metrics: dict[str, float] | None
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
+    """LR multiplier: 0 -> 1 over ``warmup`` steps, then 1 -> 0 at ``total`` (BERT's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and LayerNorm weights (every 1-d parameter), as BERT."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    try:  # the fused kernel is several times faster on CPU and GPU alike
+        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):  # pragma: no cover - builds without the fused kernel
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+class MetricsLog:
+    """Appends JSON lines; only the main process holds one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")  # one write per record: no torn lines
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records logged after ``step`` (a resumed run logs them again)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line and json.loads(line).get("step", 0) <= step
+                and json.loads(line).get("event") != "end"]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+class Trainer:
+    """Trains ``task.model`` by ``cfg``, writing into ``output`` (main process only)."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, output: str | Path,
+                 ctx: D.DistContext | None = None, run_info: dict[str, Any] | None = None,
+                 echo: Callable[[str], None] | None = None, progress: bool | None = None):
+        self.task = task
+        self.cfg = cfg
+        self.output = Path(output)
+        self.ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
+        self.run_info = run_info or {}
+        self.device = self.ctx.device
+        if cfg.batch_size % self.ctx.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} must divide evenly over "
+                             f"{self.ctx.world_size} processes")
+        if cfg.dtype == "bfloat16" and self.device.type == "cpu" \
+                and not torch.backends.mkldnn.is_available():  # pragma: no cover
+            raise ValueError("bfloat16 autocast on CPU needs a oneDNN build of torch")
+        self._echo = echo
+        self.progress = progress
+        self.log = MetricsLog(self.output / METRICS_FILE) if self.ctx.is_main else None
+        self.state = TrainerState()
+        task.model.to(self.device)
+        self.model = D.wrap(task.model, self.ctx)
+
+    # ---- paths ---------------------------------------------------------------------------------
+    @property
+    def last_dir(self) -> Path:
+        return self.output / "checkpoints" / "last"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.output / "checkpoints" / "best"
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def train(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train to the end (or early stop). ``stop_after`` ends the run after that many steps,
+        leaving a checkpoint, as if it were interrupted there."""
+        cfg, task = self.cfg, self.task
+        torch.manual_seed(cfg.seed)
+        if self.ctx.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+        per_epoch = self._plan(0)
+        steps_per_epoch = math.ceil(len(per_epoch) / cfg.grad_accum)
+        if steps_per_epoch == 0:
+            raise ValueError(f"no full batch: {len(task.train_lengths)} training examples for "
+                             f"{self.ctx.world_size} processes")
+        total = cfg.max_steps or cfg.epochs * steps_per_epoch
+        optimizer = build_optimizer(task.model, cfg, self.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_linear(math.ceil(cfg.warmup_ratio * total), total))
+        if resume:
+            self._restore(optimizer, scheduler)
+        elif self.ctx.is_main:
+            self._write_args(total, steps_per_epoch)
+        state = self.state
+        has_dev = task.n_dev > 0
+        # Loaders (SentenceEncoder, from_pretrained) hand models over in eval mode: dropout on.
+        task.model.train()
+        self._say(f"training {sum(p.numel() for p in task.model.parameters()):,} parameters: "
+                  f"{total} steps ({steps_per_epoch}/epoch), global batch {cfg.batch_size} x "
+                  f"{cfg.grad_accum} accumulation, {self.ctx.world_size} process(es) on "
+                  f"{self.device.type}" + (f", resuming at step {state.step}" if resume else ""))
+        bar = self._progress_bar(total)
+        meter = _Meter()
+        last_metrics: dict[str, float] | None = None
+        start = time.perf_counter() - state.elapsed
+        finished = False
+        step_rng = ckpt.rng_state()
+        try:
+            while state.step < total and not state.stopped_early:
+                groups = self._groups(state.epoch)
+                for g in range(state.position, len(groups)):
+                    if stop_after is not None and state.step >= stop_after:
+                        break
+                    step_rng = ckpt.rng_state()  # a checkpoint taken mid-step restarts the step
+                    meter.add(*self._step(groups[g], state.epoch, g * cfg.grad_accum))
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    state.step += 1
+                    state.position = g + 1
+                    epoch_end = state.position == len(groups)
+                    if epoch_end:
+                        state.epoch, state.position = state.epoch + 1, 0
+                    state.elapsed = time.perf_counter() - start
+                    if state.step % cfg.log_every == 0 or state.step == total:
+                        self._log_train(meter, scheduler, steps_per_epoch, bar)
+                    bar.update(1)
+                    evaluate = has_dev and (
+                        (cfg.eval_every is not None and state.step % cfg.eval_every == 0)
+                        or (cfg.eval_every is None and epoch_end) or state.step == total)
+                    if evaluate:
+                        last_metrics = self._evaluate_and_track(steps_per_epoch)
+                    save = evaluate or state.step == total or state.stopped_early or (
+                        cfg.save_every is not None and state.step % cfg.save_every == 0) or (
+                        cfg.save_every is None and not has_dev and epoch_end)
+                    if save:
+                        self._save_last(optimizer, scheduler, ckpt.rng_state())
+                    if state.stopped_early or state.step >= total:
+                        break
+                else:
+                    continue
+                break  # stop_after, early stopping or the last step
+            finished = state.step >= total or state.stopped_early
+        except KeyboardInterrupt:
+            # Weights are as after the last whole step; restart the interrupted one on resume.
+            self._say(f"interrupted: saving a checkpoint at step {state.step} ({self.last_dir})")
+            self._save_last(optimizer, scheduler, step_rng)
+            raise
+        finally:
+            bar.close()
+        if not finished:
+            if stop_after is not None and self._saved_step != state.step:
+                self._save_last(optimizer, scheduler, ckpt.rng_state())
+            return self._result(total, False, last_metrics)
+        self._finish(last_metrics)
+        return self._result(total, True, last_metrics)
+
+    def _plan(self, epoch: int):
+        return plan_epoch(self.task.train_lengths, self.cfg.batch_size, self.cfg.seed, epoch,
+                          group_by_length=self.cfg.group_by_length,
+                          min_batch=self.ctx.world_size)
+
+    def _groups(self, epoch: int) -> list[list[np.ndarray]]:
+        batches = self._plan(epoch).batches
+        n = self.cfg.grad_accum
+        return [batches[i: i + n] for i in range(0, len(batches), n)]
+
+    def _step(self, micro: list[np.ndarray], epoch: int, first: int) -> tuple[float, int, int, int]:
+        """Forward/backward over the step's micro-batches; gradients are left for the optimizer.
+        Returns (summed loss, units, examples, real tokens) on this process."""
+        cfg, ctx, task = self.cfg, self.ctx, self.task
+        batches = [task.collate(idx, batch_key(cfg.seed, epoch, first + j))
+                   for j, idx in enumerate(micro)]
+        # Every process built the same global batches, so this count is global without a
+        # collective; DDP averages gradients over processes, hence the world_size factor.
+        units = sum(task.units(b) for b in batches)
+        scale = ctx.world_size / max(units, 1)
+        loss_total, examples, tokens = 0.0, 0, 0
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                  enabled=cfg.dtype == "bfloat16")
+        for j, batch in enumerate(batches):
+            shard = self._shard(batch)
+            sync = j == len(batches) - 1 or not ctx.distributed
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with autocast:
+                    loss = task.loss_sum(self.model, shard)
+                (loss * scale).backward()
+            loss_total += loss.item()
+            examples += len(shard["attention_mask"])
+            tokens += int(shard["attention_mask"].sum())
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.task.model.parameters(), cfg.max_grad_norm)
+        return loss_total, units if ctx.is_main else 0, examples, tokens
+
+    def _shard(self, batch: Batch) -> Batch:
+        """This process's contiguous slice of the global batch's rows, on its device."""
+        ctx = self.ctx
+        if ctx.distributed:
+            batch = {k: v.tensor_split(ctx.world_size)[ctx.rank] for k, v in batch.items()}
+        return {k: v.to(self.device, non_blocking=True) for k, v in trim(batch).items()}
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Dev metrics; the dev batches are shared out over the processes and gathered."""
+        model = self.task.model
+        was_training = model.training
+        model.eval()
+        try:
+            batches = self.task.eval_batches()
+            mine = [self.task.eval_stats(n, idx, self.device)
+                    for n, idx in enumerate(batches) if n % self.ctx.world_size == self.ctx.rank]
+            stats = [s for part in D.all_gather_objects(mine, self.ctx) for s in part]
+            return self.task.combine(stats)
+        finally:
+            model.train(was_training)
+
+    def _evaluate_and_track(self, steps_per_epoch: int) -> dict[str, float]:
+        state, task = self.state, self.task
+        metrics = self.evaluate()
+        value = metrics[task.metric]
+        better = state.best_value is None or (
+            value > state.best_value if task.greater_is_better else value < state.best_value)
+        if better:
+            state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+            if self.ctx.is_main:
+                ckpt.write_atomic_dir(self.best_dir, task.save)
+        else:
+            state.bad_evals += 1
+            if self.cfg.patience is not None and state.bad_evals >= self.cfg.patience:
+                state.stopped_early = True
+        record = {"event": "eval", "step": state.step,
+                  "epoch": round(state.step / steps_per_epoch, 4), **metrics,
+                  "best": better, "elapsed_s": round(state.elapsed, 2)}
+        if self.log:
+            self.log.write(record)
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        self._say(f"step {state.step}: dev {shown}" + (" (best)" if better else "")
+                  + (" - early stop" if state.stopped_early else ""))
+        if self.ctx.is_main:
+            self._plot()
+        return metrics
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    _saved_step: int | None = None
+
+    def _save_last(self, optimizer, scheduler, rng: dict[str, Any]) -> None:
+        self._saved_step = self.state.step
+        if not self.ctx.is_main:
+            return
+
+        def write(directory: Path) -> None:
+            self.task.save(directory)
+            ckpt.save_state(directory, {
+                "trainer": asdict(self.state),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rng,
+                "config": self.cfg.to_dict(),
+                "world_size": self.ctx.world_size,
+            })
+
+        ckpt.write_atomic_dir(self.last_dir, write)
+
+    def _restore(self, optimizer, scheduler) -> None:
+        last = ckpt.find_checkpoint(self.last_dir) if self.ctx.is_main else self.last_dir
+        D.barrier(self.ctx)  # the main process may have repaired an interrupted swap
+        if last is None or not last.exists():
+            raise FileNotFoundError(f"nothing to resume: {self.last_dir} does not exist")
+        saved = ckpt.load_state(last)
+        differences = self.cfg.differences(TrainConfig(**saved["config"]))
+        if differences:
+            raise ValueError("the checkpoint was trained with other settings; resuming would not "
+                             "continue the same run:\n  " + "\n  ".join(differences))
+        self.task.load(last)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        self.state = TrainerState(**saved["trainer"])
+        self._saved_step = self.state.step
+        if self.log:
+            self.log.truncate_after(self.state.step)
+        ckpt.set_rng_state(saved["rng"])
+
+    def _finish(self, last_metrics: dict[str, float] | None) -> None:
+        """Export the final model to the top of the output directory (main process)."""
+        D.barrier(self.ctx)
+        source = self.best_dir if self.best_dir.exists() else self.last_dir
+        if source == self.best_dir and self.state.best_step != self.state.step:
+            self.task.load(source)  # leave the best weights in memory too
+        if not self.ctx.is_main:
+            return
+        _export(source, self.output)
+        end = {"event": "end", "step": self.state.step, "best_step": self.state.best_step,
+               f"best_{self.task.metric}": self.state.best_value,
+               "stopped_early": self.state.stopped_early,
+               "elapsed_s": round(self.state.elapsed, 2), "exported_from": source.name}
+        self.log.write(end)
+        self._plot()
+        self._say(f"done in {self.state.elapsed:.1f}s: model written to {self.output}")
+
+    def _write_args(self, total: int, steps_per_epoch: int) -> None:
+        from seqenc import __version__
+
+        args = {"train_config": self.cfg.to_dict(), "total_steps": total,
+                "steps_per_epoch": steps_per_epoch, "world_size": self.ctx.world_size,
+                "seqenc_version": __version__, "torch_version": torch.__version__,
+                **self.run_info}
+        (self.output / ARGS_FILE).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+        if self.log and self.log.path.exists():
+            self.log.path.unlink()  # a fresh run starts a fresh log
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def _log_train(self, meter: _Meter, scheduler, steps_per_epoch: int, bar) -> None:
+        loss_sum, units, examples, tokens = D.all_reduce_sum(meter.totals(), self.ctx)
+        seconds = meter.seconds()
+        record = {"event": "train", "step": self.state.step,
+                  "epoch": round(self.state.step / steps_per_epoch, 4),
+                  "loss": loss_sum / max(units, 1), "lr": scheduler.get_last_lr()[0],
+                  "examples_per_s": round(examples / seconds, 2),
+                  "tokens_per_s": round(tokens / seconds, 1),
+                  "elapsed_s": round(self.state.elapsed, 2)}
+        meter.reset()
+        if self.log:
+            self.log.write(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
+
+    def _plot(self) -> None:
+        from .plots import plot_learning_curves, read_metrics
+
+        plot_learning_curves(read_metrics(self.output / METRICS_FILE), self.output / PLOT_FILE,
+                             title=self.output.name)
+
+    def _progress_bar(self, total: int):
+        from tqdm.auto import tqdm
+
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        return tqdm(total=total, initial=self.state.step, unit="step", dynamic_ncols=True,
+                    disable=not (show and self.ctx.is_main), file=sys.stderr)
+
+    def _say(self, message: str) -> None:
+        if not self.ctx.is_main:
+            return
+        if self._echo is not None:
+            self._echo(message)
+        else:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+
+    def _result(self, total: int, finished: bool,
+                last_metrics: dict[str, float] | None) -> TrainResult:
+        from .plots import read_metrics
+
+        history = read_metrics(self.output / METRICS_FILE) if self.ctx.is_main else []
+        best = next((r for r in history if r.get("event") == "eval"
+                     and r["step"] == self.state.best_step), None)
+        return TrainResult(self.output, self.state.step, total, finished,
+                           self.state.stopped_early, self.state.best_step, best, last_metrics,
+                           self.state.elapsed, history)
+
+
+class _Meter:
+    """Loss and throughput since the last training log line."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.values = [0.0, 0.0, 0.0, 0.0]
+        self.start = time.perf_counter()
+
+    def add(self, loss: float, units: int, examples: int, tokens: int) -> None:
+        for i, v in enumerate((loss, units, examples, tokens)):
+            self.values[i] += v
+
+    def totals(self) -> list[float]:
+        return list(self.values)
+
+    def seconds(self) -> float:
+        return max(time.perf_counter() - self.start, 1e-9)
+
+
+def _export(source: Path, output: Path) -> None:
+    """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
+    file is copied to a temporary name and renamed, so no file is ever half-written."""
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() or path.name == ckpt.STATE_FILE:
+            continue
+        target = output / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)

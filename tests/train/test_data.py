@@ -1,0 +1,158 @@
+"""Reading labelled data: formats, headerless TSV, and clear errors naming file/line/column."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seqenc.io.errors import InputError
+from seqenc.train.data import (
+    encode_labels,
+    infer_labels,
+    plan_epoch,
+    read_corpus,
+    read_labelled,
+    split_indices,
+)
+
+
+def test_tsv_with_header(data_dir):
+    data = read_labelled(data_dir / "train.tsv")
+    assert len(data) == 128
+    assert data.lines[0] == 2  # line 1 is the header
+    assert infer_labels(data) == ["0", "1"]
+
+
+def test_headerless_tsv_uses_columns_0_and_1(tmp_path):
+    path = tmp_path / "news.tsv"
+    path.write_text("Stocks fall\tBusiness\nTeam wins\tSports\nNew chip\tSci/Tech\n")
+    data = read_labelled(path, header=False)
+    assert data.texts == ["Stocks fall", "Team wins", "New chip"]
+    assert infer_labels(data) == ["Business", "Sci/Tech", "Sports"]
+    with pytest.raises(InputError, match="0-based indices"):
+        read_labelled(path, "text", header=False)
+
+
+def test_csv_jsonl_parquet_read_the_same(tmp_path):
+    rows = [("a, quoted \"text\"", "pos"), ("line\nbreak", "neg"), ("plain", "pos")]
+    csv_path = tmp_path / "d.csv"
+    import csv
+
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "y"])
+        writer.writerows(rows)
+    jsonl_path = tmp_path / "d.jsonl"
+    jsonl_path.write_text("".join(json.dumps({"text": t, "y": y}) + "\n" for t, y in rows))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq_path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": [t for t, _ in rows], "y": [y for _, y in rows]}), pq_path)
+    for path in (csv_path, jsonl_path, pq_path):
+        data = read_labelled(path, "text", "y")
+        assert data.texts == [t for t, _ in rows], path
+        assert data.labels == [y for _, y in rows], path
+    assert read_labelled(csv_path, "text", "y").lines == [2, 3, 5]  # row 2 spans lines 3-4
+
+
+def test_integer_labels_sort_numerically(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"sentence": "x", "label": y}) + "\n"
+                            for y in (10, 2, 1)))
+    assert infer_labels(read_labelled(path)) == ["1", "2", "10"]
+
+
+@pytest.mark.parametrize("content, message, line", [
+    ("", "empty file", 1),
+    ("sentence\tlabel\n", "no examples", None),
+    ("text\tlabel\nhello\t1\n", "no such column", 1),
+    ("sentence\tlabel\nhello\t1\nworld\n", "row has 1 columns, the header has 2", 3),
+    ("sentence\tlabel\nhello\t1\nworld\t\n", "empty label", 3),
+])
+def test_bad_tsv_names_file_line_and_column(tmp_path, content, message, line):
+    path = tmp_path / "bad.tsv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message) as err:
+        read_labelled(path)
+    assert err.value.file == str(path)
+    assert err.value.line == line
+    if "column" in message and "columns" not in message:
+        assert err.value.field == "sentence"
+        assert "'text', 'label'" in str(err.value)
+
+
+def test_bad_jsonl_and_utf8(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"sentence": "ok", "label": 1}\n{"sentence": "no label"}\n')
+    with pytest.raises(InputError) as err:
+        read_labelled(path)
+    assert (err.value.line, err.value.field, err.value.reason) == (2, "label", "missing")
+    path.write_text('{"sentence": "ok", "label": null}\n')
+    with pytest.raises(InputError, match="got null"):
+        read_labelled(path)
+    raw = tmp_path / "bad.tsv"
+    raw.write_bytes(b"sentence\tlabel\nfine\t1\nbro\xffken\t0\n")
+    with pytest.raises(InputError, match="invalid UTF-8") as err:
+        read_labelled(raw)
+    assert err.value.line == 3
+
+
+def test_one_label_only_is_an_error(tmp_path):
+    path = tmp_path / "one.tsv"
+    path.write_text("sentence\tlabel\na\tpos\nb\tpos\n")
+    with pytest.raises(InputError, match="only one label \\('pos'\\)") as err:
+        infer_labels(read_labelled(path))
+    assert err.value.file == str(path)
+
+
+def test_unknown_dev_label_names_its_line(tmp_path):
+    path = tmp_path / "dev.tsv"
+    path.write_text("sentence\tlabel\na\t0\nb\t7\n")
+    data = read_labelled(path)
+    with pytest.raises(InputError, match="label '7' is not one of") as err:
+        encode_labels(data, ["0", "1"])
+    assert err.value.line == 3
+    np.testing.assert_array_equal(encode_labels(data.subset([0]), ["0", "1"]), [0])
+
+
+def test_txt_needs_labels_except_for_prediction(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("one\ntwo\n")
+    with pytest.raises(InputError, match="no label column"):
+        read_labelled(path)
+    assert read_labelled(path, require_labels=False).texts == ["one", "two"]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(InputError, match="empty"):
+        read_corpus(empty)
+
+
+def test_split_is_seeded_and_disjoint():
+    a_train, a_dev = split_indices(100, 0.1, seed=0)
+    b_train, b_dev = split_indices(100, 0.1, seed=0)
+    np.testing.assert_array_equal(a_dev, b_dev)
+    assert len(a_dev) == 10 and not set(a_train) & set(a_dev)
+    assert sorted([*a_train, *a_dev]) == list(range(100))
+    assert not np.array_equal(split_indices(100, 0.1, seed=1)[1], a_dev)
+
+
+def test_epoch_plan_covers_every_example_once_and_groups_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1000)
+    plan = plan_epoch(lengths, batch_size=16, seed=0, epoch=0)
+    seen = np.concatenate(plan.batches)
+    assert sorted(seen.tolist()) == list(range(1000))
+    assert len(plan) == 63  # ceil(1000 / 16)
+    spread = np.mean([np.ptp(lengths[b]) for b in plan.batches])
+    random_spread = np.mean([np.ptp(lengths[b]) for b in
+                             plan_epoch(lengths, 16, 0, 0, group_by_length=False).batches])
+    assert spread < random_spread / 4  # grouped batches hold texts of similar length
+    again = plan_epoch(lengths, batch_size=16, seed=0, epoch=0)
+    assert all(np.array_equal(a, b) for a, b in zip(plan.batches, again.batches, strict=True))
+    other = plan_epoch(lengths, batch_size=16, seed=0, epoch=1)
+    assert not np.array_equal(plan.batches[0], other.batches[0])
+    # A batch smaller than the number of processes is dropped (1000 = 62 * 16 + 8).
+    assert len(plan_epoch(lengths, 16, 0, 0, min_batch=9)) == 62
