@@ -1,0 +1,50 @@
+"""The model backend: one forward pass from token ids to sentence vectors.
+
+It repeats the inner loop of ``SentenceEncoder.encode`` (pad, encoder, pooling, optional
+normalisation) on ids the server has already made, so a server batch gives the same vectors
+as ``encode`` gives for the same padded batch. Only the batching queue's worker thread calls it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqenc.pooling import pool
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class ModelBackend:
+    """Forward passes of a ``SentenceEncoder`` on already tokenised inputs."""
+
+    def __init__(self, model: Any, dtype: str = "float32"):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+        self.model = model
+        self.dtype = dtype
+        # SentenceEncoder keeps one converted copy per dtype; encode(dtype=...) uses the same.
+        # TODO: use a public SentenceEncoder.encode_ids once the model offers one.
+        self.encoder = model._encoder_for(_DTYPES[dtype])
+        self.device = model.device
+
+    def embed(self, ids: list[list[int]], normalize: Sequence[bool]) -> np.ndarray:
+        """(B, D) float32 vectors of B id lists; row i is L2-normalised where normalize[i]."""
+        batch = self.model.tokenizer.pad(ids)
+        with torch.inference_mode():
+            input_ids = batch.input_ids.to(self.device, non_blocking=True)
+            keep = batch.attention_mask.to(self.device, non_blocking=True)
+            hidden = self.encoder(input_ids, keep).last_hidden_state.float()  # (B, T, D)
+            vectors = pool(hidden, keep, self.model.pooling)  # (B, D)
+            if any(normalize):
+                flags = torch.tensor(list(normalize), device=vectors.device).unsqueeze(-1)
+                vectors = torch.where(flags, torch.nn.functional.normalize(vectors, dim=-1),
+                                      vectors)
+        return vectors.cpu().numpy()
+
+    def warm_up(self, ids: list[int]) -> None:
+        """One pass so the first client does not pay for lazy initialisation."""
+        self.embed([ids], [True])

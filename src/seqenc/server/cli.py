@@ -1,0 +1,193 @@
+"""``seqenc serve``: run the embedding server until SIGTERM or Ctrl-C, then drain and exit 0.
+
+Only click is imported here at start-up; uvicorn, fastapi and torch are imported by ``serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_MODEL = 4
+
+EXIT_CODES = """\b
+Exit codes:
+  0    stopped by SIGTERM or Ctrl-C after finishing the requests in flight
+  1    unexpected error (the port is taken, say)
+  2    usage error (bad option)
+  4    the model could not be loaded
+"""
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class ModelLoadError(Exception):
+    """The model could not be found or loaded."""
+
+
+def serve(
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    api_key: str | None = None,
+    max_batch_tokens: int = 8192,
+    batch_size: int = 32,
+    max_batch_requests: int | None = None,
+    max_client_batch_size: int = 32,
+    max_concurrent_requests: int = 512,
+    payload_limit: int = 2_000_000,
+    dtype: str = "float32",
+    log_level: str = "info",
+    graceful_timeout: float | None = 60.0,
+) -> None:
+    """Serve ``model`` (a directory, or None for $SEQENC_MODEL / the packaged default) over HTTP
+    until SIGTERM or SIGINT; then stop accepting, finish the requests in flight and return.
+    Port 0 picks a free port; the line ``seqenc: listening on http://HOST:PORT`` on stderr
+    names it. Raises ModelLoadError if the model cannot be loaded."""
+    from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_model_path
+
+    from .settings import Settings
+
+    name = model or os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
+    settings = Settings(
+        model_id=DEFAULT_MODEL if name == "default" else name,
+        api_key=api_key,
+        max_batch_tokens=max_batch_tokens,
+        batch_size=batch_size,
+        max_batch_requests=max_batch_requests,
+        max_client_batch_size=max_client_batch_size,
+        max_concurrent_requests=max_concurrent_requests,
+        payload_limit=payload_limit,
+        dtype=dtype,
+        graceful_timeout=graceful_timeout,
+    )
+    try:  # fail before binding the port when there is no model at all
+        path = resolve_model_path(model)
+    except ModelNotFoundError as e:
+        raise ModelLoadError(str(e)) from None
+
+    import uvicorn
+
+    from .app import create_app
+
+    _configure_logging(log_level)
+
+    def load():
+        from seqenc.model import SentenceEncoder
+
+        return SentenceEncoder.from_pretrained(path)
+
+    server: uvicorn.Server | None = None
+
+    def stop_on_load_error(error: BaseException) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(load, settings, on_load_error=stop_on_load_error)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=log_level in ("debug", "trace"),  # a log line per request costs throughput
+        timeout_graceful_shutdown=graceful_timeout,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()
+    bound_port = sock.getsockname()[1]
+    print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
+          file=sys.stderr, flush=True)
+    with _signals_end_cleanly():
+        server.run(sockets=[sock])
+    error = app.state.server.error
+    if error:
+        raise ModelLoadError(error)
+
+
+@contextmanager
+def _signals_end_cleanly() -> Iterator[None]:
+    """uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    handler it found, which by default kills the process (exit -15) or raises
+    KeyboardInterrupt. A graceful stop is a success here, so it finds a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: None)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("seqenc")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
+
+
+@click.command("serve", epilog=EXIT_CODES,
+               context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model", "model", default=None, metavar="PATH",
+              help="Model directory (default: $SEQENC_MODEL, else the packaged "
+                   "all-MiniLM-L6-v2).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port; 0 picks a free one (printed on stderr).")
+@click.option("--api-key", default=None, envvar="SEQENC_API_KEY",
+              help="Require 'Authorization: Bearer KEY' on every route but /health and the "
+                   "docs. Also read from $SEQENC_API_KEY (which keeps it out of `ps`).")
+@click.option("--max-batch-tokens", default=8192, show_default=True,
+              type=click.IntRange(min=1),
+              help="Padded tokens (rows x longest) in one forward pass; also the real tokens "
+                   "drawn from the queue at once.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Rows in one forward pass.")
+@click.option("--max-batch-requests", default=None, type=click.IntRange(min=1),
+              help="Requests drawn from the queue at once (default: no limit).")
+@click.option("--max-client-batch-size", default=32, show_default=True,
+              type=click.IntRange(min=1), help="Inputs in one request; more is a 422.")
+@click.option("--max-concurrent-requests", default=512, show_default=True,
+              type=click.IntRange(min=1), help="Requests in progress at once; more is a 429.")
+@click.option("--payload-limit", default=2_000_000, show_default=True,
+              type=click.IntRange(min=1), help="Request body bytes; more is a 413.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",
+              show_default=True, help="Precision of the forward pass.")
+@click.option("--graceful-timeout", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+def serve_command(model: str | None, host: str, port: int, api_key: str | None,
+                  max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
+                  max_client_batch_size: int, max_concurrent_requests: int,
+                  payload_limit: int, dtype: str, graceful_timeout: float,
+                  log_level: str) -> None:
+    """Serve embeddings over HTTP (OpenAI /v1/embeddings; TEI-style /embed, /similarity,
+    /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
+    if api_key == "":
+        raise click.BadParameter("must not be empty", param_hint="--api-key")
+    try:
+        serve(model, host, port, api_key=api_key, max_batch_tokens=max_batch_tokens,
+              batch_size=batch_size, max_batch_requests=max_batch_requests,
+              max_client_batch_size=max_client_batch_size,
+              max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
+              dtype=dtype, log_level=log_level, graceful_timeout=graceful_timeout)
+    except ModelLoadError as e:
+        click.echo(f"Error: {e}", err=True)
+        raise click.exceptions.Exit(EXIT_MODEL) from None

@@ -1,0 +1,130 @@
+"""Request and response bodies. FastAPI turns them into the OpenAPI document, so the field
+descriptions here are the API reference. Types are strict: "1" is not an int, 1 is not a
+string, true is not a number."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+ErrorType = Literal[
+    "invalid_json",
+    "unauthorized",
+    "not_found",
+    "method_not_allowed",
+    "payload_too_large",
+    "validation",
+    "empty",
+    "too_many_inputs",
+    "input_too_long",
+    "overloaded",
+    "not_ready",
+    "backend",
+]
+
+Direction = Literal["Right", "Left"]
+
+
+class _Request(BaseModel):
+    # Client libraries add fields of their own (OpenAI's "user", TEI's "prompt_name"):
+    # ignoring unknown fields keeps them working.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What was wrong, naming the input index where one is at fault")
+    error_type: ErrorType
+
+
+class OpenAIEmbeddingRequest(_Request):
+    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        description="A text, a list of texts, one input as token ids, or a list of token-id "
+        "lists. Token ids are used as given: include the special tokens, as /tokenize "
+        "returns them."
+    )
+    model: StrictStr | None = Field(None, description="Echoed in the response")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: little-endian float32 bytes, base64-encoded (as OpenAI)"
+    )
+    dimensions: StrictInt | None = Field(
+        None, ge=1,
+        description="Keep the first k dimensions, then L2-normalise (Matryoshka); 1..model dim",
+    )
+    user: StrictStr | None = Field(None, description="Accepted and ignored")
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of float32 bytes")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="Tokens fed to the model, special tokens included")
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
+
+
+class EmbedRequest(_Request):
+    inputs: StrictStr | list[StrictStr] = Field(description="A text or a list of texts")
+    normalize: StrictBool = Field(True, description="L2-normalise each vector")
+    truncate: StrictBool | None = Field(
+        False, description="Cut inputs longer than the model's maximum instead of refusing them"
+    )
+    truncation_direction: Direction = Field(
+        "Right", description="Right keeps the start of a text, Left keeps its end"
+    )
+
+
+class SimilarityInputs(BaseModel):
+    source_sentence: StrictStr
+    sentences: list[StrictStr]
+
+
+class SimilarityRequest(_Request):
+    inputs: SimilarityInputs
+    truncate: StrictBool | None = False
+    truncation_direction: Direction = "Right"
+
+
+class TokenizeRequest(_Request):
+    inputs: StrictStr | list[StrictStr]
+    add_special_tokens: StrictBool = True
+
+
+class SimpleToken(BaseModel):
+    id: int
+    text: str = Field(description="The covered span of the input; the token itself if special")
+    special: bool
+    start: int | None = Field(description="Character offset into the input; null if special")
+    stop: int | None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class InfoResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    model_path: str | None
+    model_dtype: str
+    dimension: int
+    max_input_length: int
+    pooling: str
+    normalize: bool = Field(description="Whether /v1/embeddings vectors are L2-normalised")
+    max_batch_tokens: int
+    batch_size: int
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    max_concurrent_requests: int
+    payload_limit: int
+    version: str
