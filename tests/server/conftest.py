@@ -1,120 +1,13 @@
-"""Server test fixtures: the real server (``python -m seqenc.server``) in a subprocess on
-127.0.0.1, on a port it picks itself, shared by the whole session where settings allow."""
+"""Server test fixtures: one real server subprocess shared by the whole session."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-API_KEY = "test-key-3f9a"
-PAYLOAD_LIMIT = 200_000
-STARTUP_TIMEOUT = 180.0  # a bound on waiting, never an assertion on speed
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "bench" / "corpus.txt"
-
-SENTENCES = [
-    "A man is playing a guitar.",
-    "A plane is taking off.",
-    "Stocks fell sharply on Wall Street after the report.",
-    "The cat sat on the mat.",
-    "",
-    "Ünïcödé wörks, 東京 too — and emoji 🙂.",
-    "short",
-    "A longer sentence that talks about the weather in the mountains and the valleys below.",
-]
-LONG_TEXT = " ".join(f"word{i % 50} is here" for i in range(200)) + " and this is the very end"
-
-
-class ServerProcess:
-    """``python -m seqenc.server ARGS`` with its output in a temp file."""
-
-    def __init__(self, *args: str):
-        self.log_path = Path(tempfile.mkstemp(prefix="seqenc-serve-", suffix=".log")[1])
-        self._log = self.log_path.open("wb")
-        cmd = [sys.executable, "-m", "seqenc.server", "--host", "127.0.0.1", "--port", "0",
-               *args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        self.url = self._wait_for_port()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _wait_for_port(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            found = re.search(r"seqenc: listening on (http://127\.0\.0\.1:\d+)", self.output())
-            if found:
-                return found.group(1)
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"server printed no address in {STARTUP_TIMEOUT}s:\n{self.output()}")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"server exited with {self.proc.returncode}:\n{self.output()}")
-                try:
-                    if client.get("/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        pytest.fail(f"server not healthy within {STARTUP_TIMEOUT}s:\n{self.output()}")
-
-    def client(self, api_key: str | None = API_KEY, timeout: float = 120) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> None:
-        self.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-        self.log_path.unlink(missing_ok=True)
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float:
-    """One sample from /metrics (0 if absent)."""
-    text = client.get("/metrics").text
-    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        sample, _, label_text = key.partition("{")
-        if sample == name and ",".join(sorted(label_text.rstrip("}").split(","))) == want:
-            return float(value)
-    return 0.0
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
-    """Poll ``predicate`` until true; fail (not hang) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
+from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -359,7 +359,8 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
             message = ("request body is required: a JSON object" if e.get("type") == "missing"
                        else "request body must be a JSON object")
         else:
-            message = _UNION_HINTS.get((request.url.path, loc[0]))
+            message = (None if e.get("type") == "missing"
+                       else _UNION_HINTS.get((request.url.path, loc[0])))
             if message is None:
                 message = f"{'.'.join(loc)}: {e.get('msg', 'invalid')}"
         if message not in messages:
@@ -495,10 +496,10 @@ def create_app(
         if body.dimensions is not None and not 1 <= body.dimensions <= dimension:
             raise ApiError(422, f"dimensions must be between 1 and {dimension}, got "
                            f"{body.dimensions}", "validation")
-        inputs = [body.input] if isinstance(body.input, str) else body.input
+        inputs = body.input
+        if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
+            inputs = [inputs]  # one text, or one input as token ids
         check_count(len(inputs), "input")
-        if isinstance(inputs[0], int):
-            inputs = [inputs]  # one input given as token ids
         normalize = state.info["normalize"]
         if isinstance(inputs[0], str):
             vectors, n_tokens = await embed_texts(request, inputs, truncate=False,
