@@ -32,6 +32,12 @@ SENTENCES = [
 LONG_TEXT = " ".join(f"word{i % 50} is here" for i in range(200)) + " and this is the very end"
 
 
+def heavy_texts(n: int = 32) -> list[str]:
+    """n texts of 256 tokens once truncated: 32 of them fill one forward pass of the default
+    8192-token budget, which holds the worker for a good while on CPU."""
+    return [f"{i} " + LONG_TEXT for i in range(n)]
+
+
 class ServerProcess:
     """``python -m seqenc.server ARGS`` with its output in a temp file."""
 

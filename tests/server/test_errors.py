@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .support import API_KEY, LONG_TEXT, PAYLOAD_LIMIT, metric, wait_for
+from .support import API_KEY, LONG_TEXT, PAYLOAD_LIMIT, heavy_texts, metric, wait_for
 
 
 def assert_error(response: httpx.Response, status: int, error_type: str,
@@ -165,10 +165,6 @@ def test_server_still_healthy_after_the_bad_requests(client, model):
 
 
 # ---- a client that goes away ----------------------------------------------------------------
-
-
-def heavy_texts(n: int = 32) -> list[str]:
-    return [f"{i} " + LONG_TEXT for i in range(n)]  # each cut to 256 tokens
 
 
 def test_client_disconnect_drops_its_queued_work(server, client, model):

@@ -1,0 +1,184 @@
+"""Start-up, overload and shutdown: /health before the model is ready, 429 when full, SIGTERM
+drains what is in flight and exits 0, a missing model exits 4."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+import pytest
+
+from seqenc.server.app import create_app
+from seqenc.server.settings import Settings
+
+from .support import ServerProcess, heavy_texts, metric, wait_for
+
+WAIT = 120.0  # bounds waits; never asserted on
+
+
+@contextmanager
+def running(app) -> Iterator[str]:
+    """The app under uvicorn in a thread of this process, on a free loopback port."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    sock = config.bind_socket()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(WAIT)
+
+
+def test_health_is_503_until_the_model_is_loaded_and_warm(model):
+    gate = threading.Event()
+
+    def loader():
+        assert gate.wait(WAIT)
+        return model
+
+    with running(create_app(loader, Settings())) as url, httpx.Client(base_url=url) as c:
+        response = c.get("/health")
+        assert response.status_code == 503
+        assert response.json() == {"error": "not ready: loading the model",
+                                   "error_type": "not_ready"}
+        for method, route, body in (("POST", "/embed", {"inputs": "x"}),
+                                    ("POST", "/v1/embeddings", {"input": "x"}),
+                                    ("POST", "/tokenize", {"inputs": "x"}), ("GET", "/info", None)):
+            assert c.request(method, route, json=body).status_code == 503
+        gate.set()
+        wait_for(lambda: c.get("/health").status_code == 200, "the model to load", WAIT)
+        got = c.post("/embed", json={"inputs": "ready now"}).json()
+        np.testing.assert_allclose(got[0], model.encode("ready now"), atol=1e-6)
+
+
+def test_failed_load_is_reported_by_health():
+    failed = threading.Event()
+
+    def loader():
+        raise RuntimeError("weights are corrupt")
+
+    app = create_app(loader, Settings(), on_load_error=lambda e: failed.set())
+    with running(app) as url, httpx.Client(base_url=url) as c:
+        assert failed.wait(WAIT)
+        response = c.get("/health")
+        assert response.status_code == 503
+        assert response.json()["error"] == ("the model failed to load: RuntimeError: weights "
+                                            "are corrupt")
+        assert c.post("/embed", json={"inputs": "x"}).status_code == 503
+
+
+def test_missing_model_exits_4_before_listening(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "seqenc.server", "--port", "0", "--model",
+         str(tmp_path / "no-such-model")], capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 4, result.stderr
+    assert "Error: no model directory" in result.stderr
+    assert "listening" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--max-batch-tokens", "0"], ["--port", "70000"],
+                                  ["--dtype", "float16"], ["--api-key", ""]])
+def test_bad_options_are_usage_errors(args):
+    result = subprocess.run([sys.executable, "-m", "seqenc.server", *args],
+                            capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 2, result.stderr
+
+
+def test_server_cli_module_imports_nothing_heavy():
+    code = ("import sys, seqenc.server.cli, seqenc.server; "
+            "heavy = {'torch', 'fastapi', 'uvicorn', 'numpy'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=WAIT)
+
+
+# ---- one small server: first overloaded, then stopped with SIGTERM ----------------------------
+
+
+@pytest.fixture(scope="module")
+def small_server() -> Iterator[ServerProcess]:
+    proc = ServerProcess("--max-concurrent-requests", "2", "--log-level", "info")
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def test_overload_is_429_never_5xx(small_server):
+    heavy = {"inputs": heavy_texts(), "truncate": True}
+    with small_server.client(api_key=None, timeout=300) as c, \
+            concurrent.futures.ThreadPoolExecutor(16) as pool:
+        blockers = [pool.submit(c.post, "/embed", json=heavy) for _ in range(2)]
+        wait_for(lambda: metric(c, "seqenc_queue_requests") == 2, "two requests in progress")
+        burst = [pool.submit(c.post, "/embed", json={"inputs": [f"burst {i}"]})
+                 for i in range(12)]
+        responses = [f.result() for f in burst]
+        assert [b.result().status_code for b in blockers] == [200, 200]
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 429}, statuses
+        assert 429 in statuses
+        refused = next(r for r in responses if r.status_code == 429)
+        assert refused.json()["error_type"] == "overloaded"
+        assert "max_concurrent_requests=2" in refused.json()["error"]
+        wait_for(lambda: metric(c, "seqenc_queue_requests") == 0, "the slots to free")
+        assert c.post("/embed", json={"inputs": "after the burst"}).status_code == 200
+        assert metric(c, "seqenc_requests_total", route="/embed", method="POST",
+                      status="429") == statuses.count(429)
+
+
+def read_http_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of one response on a connection the server closes after it."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(small_server, model):
+    url = urlsplit(small_server.url)
+    # A request whose body is half sent: in flight, and it stays so until we finish it.
+    body = json.dumps({"inputs": ["drain me", "and me too"]}).encode()
+    slow = socket.create_connection((url.hostname, url.port), timeout=WAIT)
+    slow.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
+    with small_server.client(api_key=None, timeout=300) as c, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        heavy = pool.submit(c.post, "/embed", json={"inputs": heavy_texts(), "truncate": True})
+        wait_for(lambda: metric(c, "seqenc_queue_requests") == 1, "the heavy request")
+        small_server.terminate()
+
+        def refused() -> bool:
+            try:
+                socket.create_connection((url.hostname, url.port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_for(refused, "the server to stop accepting connections", WAIT)
+        assert small_server.proc.poll() is None  # still draining: the slow request is open
+        slow.sendall(body[10:])
+        status, reply = read_http_response(slow)
+        slow.close()
+        heavy_response = heavy.result()
+    assert status == 200, reply
+    np.testing.assert_allclose(json.loads(reply), model.encode(["drain me", "and me too"]),
+                               atol=1e-6)
+    assert heavy_response.status_code == 200 and len(heavy_response.json()) == 32
+    assert small_server.proc.wait(WAIT) == 0
+    output = small_server.output()
+    assert "Traceback" not in output
+    assert "Application shutdown complete" in output
