@@ -49,6 +49,9 @@ def test_openapi_documents_routes_and_errors(server):
             "/metrics"} <= set(paths)
     responses = paths["/embed"]["post"]["responses"]
     assert {"200", "400", "401", "413", "422", "429", "503"} <= set(responses)
+    assert paths["/embed"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in paths["/health"]["get"]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ErrorResponse")
     assert "HTTPValidationError" not in spec["components"]["schemas"]

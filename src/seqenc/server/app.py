@@ -86,7 +86,6 @@ def error_response(status: int, message: str, error_type: str,
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         400: "The body is not JSON (malformed, or not UTF-8)",
-        401: "Missing or wrong API key (Authorization: Bearer KEY)",
         413: "The body is larger than the payload limit",
         422: "Valid JSON, invalid request: wrong types, empty input, too many inputs, an input "
              "too long without truncate, a token id outside the vocabulary, bad dimensions",
@@ -350,6 +349,10 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     if bad_json is not None:
         reason = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
         return error_response(400, f"request body is not valid JSON: {reason}", "invalid_json")
+    empty = next((e for e in errors if e.get("type") == "too_short"), None)
+    if empty is not None:  # an empty list, where at least one item is needed
+        field = ".".join(str(part) for part in empty["loc"][1:] if not _is_union_tag(part))
+        return error_response(422, f"{field} is empty: send at least one input", "empty")
     messages: list[str] = []
     for e in errors:
         loc = [str(part) for part in e.get("loc", ())]
@@ -367,6 +370,11 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
             messages.append(message)
     more = f" (and {len(messages) - 3} more)" if len(messages) > 3 else ""
     return error_response(422, "; ".join(messages[:3]) + more, "validation")
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic names the union member an error came from in its location: "list[str]"
+    return isinstance(part, str) and ("[" in part or part in ("str", "int"))
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -488,7 +496,7 @@ def create_app(
 
     # ---- routes -----------------------------------------------------------------------------
     @app.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse,
-              responses=_errors(400, 401, 413, 422, 429, 503), tags=["embeddings"])
+              responses=_errors(400, 413, 422, 429, 503), tags=["embeddings"])
     async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
         """OpenAI-compatible embeddings (vectors normalised as the model is configured)."""
         tokenization, queue = state.require_ready()
@@ -530,7 +538,7 @@ def create_app(
         })
 
     @app.post("/embed", response_model=list[list[float]],
-              responses=_errors(400, 401, 413, 422, 429, 503), tags=["embeddings"])
+              responses=_errors(400, 413, 422, 429, 503), tags=["embeddings"])
     async def embed(body: EmbedRequest, request: Request) -> Response:
         """Vectors for a text or a list of texts (text-embeddings-inference's /embed)."""
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
@@ -540,7 +548,7 @@ def create_app(
         return _json(vectors.tolist())
 
     @app.post("/similarity", response_model=list[float],
-              responses=_errors(400, 401, 413, 422, 429, 503), tags=["embeddings"])
+              responses=_errors(400, 413, 422, 429, 503), tags=["embeddings"])
     async def similarity(body: SimilarityRequest, request: Request) -> Response:
         """Cosine similarity of source_sentence to each of sentences. The source counts
         towards max_client_batch_size."""
@@ -553,7 +561,7 @@ def create_app(
         return _json((vectors[1:] @ vectors[0]).tolist())
 
     @app.post("/tokenize", response_model=list[list[SimpleToken]],
-              responses=_errors(400, 401, 413, 422, 503), tags=["tokenizer"])
+              responses=_errors(400, 413, 422, 503), tags=["tokenizer"])
     async def tokenize_route(body: TokenizeRequest) -> Response:
         """Every token of each input (untruncated), with character offsets into it."""
         tokenization, _ = state.require_ready()
@@ -569,7 +577,7 @@ def create_app(
         state.require_ready()
         return {"status": "ok"}
 
-    @app.get("/info", response_model=InfoResponse, responses=_errors(401, 503),
+    @app.get("/info", response_model=InfoResponse, responses=_errors(503),
              tags=["server"])
     async def info() -> dict[str, Any]:
         """The model and the server's limits."""
@@ -578,12 +586,36 @@ def create_app(
 
     @app.get("/metrics", response_class=Response, responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-              "description": "Prometheus text format"}, **_errors(401)}, tags=["server"])
+              "description": "Prometheus text format"}}, tags=["server"])
     async def prometheus_metrics() -> Response:
         """Prometheus metrics: requests, queue, batches, durations."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    if settings.api_key:
+        _document_auth(app)
     return app
+
+
+def _document_auth(app: FastAPI) -> None:
+    """Declare the bearer key, and its 401, on every operation that needs it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = FastAPI.openapi(app)
+            spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer", "description": "the server's --api-key"}
+            for path, operations in spec["paths"].items():
+                if path in PUBLIC_PATHS:
+                    continue
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+                    operation["responses"]["401"] = {
+                        "description": "Missing or wrong API key (Authorization: Bearer KEY)",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _matryoshka(vectors: np.ndarray, k: int) -> np.ndarray:

@@ -4,7 +4,7 @@ string, true is not a number."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -24,6 +24,9 @@ ErrorType = Literal[
 ]
 
 Direction = Literal["Right", "Left"]
+Texts = Annotated[list[StrictStr], Field(min_length=1)]
+TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
+TokenIdLists = Annotated[list[list[StrictInt]], Field(min_length=1)]
 
 
 class _Request(BaseModel):
@@ -38,7 +41,7 @@ class ErrorResponse(BaseModel):
 
 
 class OpenAIEmbeddingRequest(_Request):
-    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+    input: StrictStr | Texts | TokenIds | TokenIdLists = Field(
         description="A text, a list of texts, one input as token ids, or a list of token-id "
         "lists. Token ids are used as given: include the special tokens, as /tokenize "
         "returns them."
@@ -73,7 +76,7 @@ class OpenAIEmbeddingResponse(BaseModel):
 
 
 class EmbedRequest(_Request):
-    inputs: StrictStr | list[StrictStr] = Field(description="A text or a list of texts")
+    inputs: StrictStr | Texts = Field(description="A text or a list of texts")
     normalize: StrictBool = Field(True, description="L2-normalise each vector")
     truncate: StrictBool | None = Field(
         False, description="Cut inputs longer than the model's maximum instead of refusing them"
@@ -85,7 +88,7 @@ class EmbedRequest(_Request):
 
 class SimilarityInputs(BaseModel):
     source_sentence: StrictStr
-    sentences: list[StrictStr]
+    sentences: Texts
 
 
 class SimilarityRequest(_Request):
@@ -95,7 +98,7 @@ class SimilarityRequest(_Request):
 
 
 class TokenizeRequest(_Request):
-    inputs: StrictStr | list[StrictStr]
+    inputs: StrictStr | Texts
     add_special_tokens: StrictBool = True
 
 
