@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--progress", action="store_true", help="tqdm bar even without a TTY")
     args = parser.parse_args()
 
@@ -55,6 +56,8 @@ def main() -> int:
     from seqenc.train.config import TrainConfig
     from seqenc.train.recipes import ClassifyJob, train_classifier
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     max_steps, epochs = MODES[args.mode]
     output = args.output or ROOT / "benchmarks" / "runs" / f"sst2-{args.mode}"
     eval_every = args.eval_every or (100 if args.mode == "steps500" else 500)

@@ -31,6 +31,21 @@ def make_examples(n: int, seed: int) -> list[tuple[str, int]]:
     return rows
 
 
+NUMBERS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+           "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+
+
+def counting_lines(n: int, seed: int) -> list[str]:
+    """Runs of counting words ("four five six seven"): every masked word follows from its
+    neighbours, so a tiny masked-LM can learn to fill them in within a few hundred steps."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        start, length = rng.randint(0, 13), rng.randint(4, 7)
+        lines.append(" ".join(NUMBERS[start: start + length]))
+    return lines
+
+
 def write_tsv(path: Path, rows, header: bool = True) -> Path:
     with open(path, "w", encoding="utf-8") as f:
         if header:
@@ -40,14 +55,25 @@ def write_tsv(path: Path, rows, header: bool = True) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and two threads on two shared cores can stall
+    each other in OpenMP barriers by orders of magnitude; restored after each test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train-data")
     write_tsv(root / "train.tsv", make_examples(128, seed=1))
     write_tsv(root / "dev.tsv", make_examples(48, seed=2))
     (root / "sizes.json").write_text(json.dumps(SIZES))
-    (root / "corpus.txt").write_text(
-        "\n".join(text for text, _ in make_examples(240, seed=3)) + "\n")
+    (root / "corpus.txt").write_text("\n".join(counting_lines(300, seed=3)) + "\n")
     return root
 
 

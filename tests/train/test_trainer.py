@@ -184,6 +184,16 @@ def test_resume_with_other_settings_is_refused(data_dir, tokenizer_file, tmp_pat
                          echo=quiet)
 
 
+def test_bfloat16_autocast_keeps_float32_weights(data_dir, tokenizer_file, tmp_path):
+    out = tmp_path / "bf16"
+    result = train_classifier(job(data_dir, tokenizer_file, out), config(epochs=1,
+                              dtype="bfloat16"), echo=quiet)
+    losses = [r["loss"] for r in events(out / "metrics.jsonl", "train")]
+    assert len(losses) == 8 and all(0 < x < 5 for x in losses)
+    assert all(v.dtype == torch.float32 for v in weights(out).values())
+    assert result.best_metrics["accuracy"] > 0
+
+
 def test_warmup_then_linear_decay():
     f = warmup_linear(warmup=4, total=12)
     assert [f(s) for s in (0, 2, 4, 8, 12, 13)] == [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]

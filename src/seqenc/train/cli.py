@@ -153,7 +153,9 @@ def train_group() -> None:
 @click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
               help="Labelled dev data: evaluated, picks the best checkpoint, early stopping.")
 @click.option("--dev-fraction", type=float, default=0.0, show_default=True,
-              help="Without --dev: hold out this share of --train (seeded) as dev.")
+              help="Without --dev: hold out this share of --train as dev.")
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="Seed of the --dev-fraction split (independent of --seed).")
 @click.option("--text-column", default=None,
               help="Text column [default: sentence; 0 with --no-header].")
 @click.option("--label-column", default=None,
@@ -176,9 +178,9 @@ def train_group() -> None:
               show_default=True, help="Dev metric for the best checkpoint and early stopping.")
 @_training_options({"epochs": 3, "lr": 5e-5})
 @_errors
-def classify(train_file, dev_file, dev_fraction, text_column, label_column, no_header, init,
-             config, tokenizer, vocab_size, max_length, metric, output, resume, progress,
-             **kw) -> None:
+def classify(train_file, dev_file, dev_fraction, split_seed, text_column, label_column,
+             no_header, init, config, tokenizer, vocab_size, max_length, metric, output, resume,
+             progress, **kw) -> None:
     """Fine-tune (or train from scratch) an encoder with a classification head.
 
     The output directory is a sentence-encoder directory (`seqenc encode --model DIR` reads
@@ -189,6 +191,7 @@ def classify(train_file, dev_file, dev_fraction, text_column, label_column, no_h
 
     cfg = _train_config(kw)
     job = ClassifyJob(train=train_file, output=output, dev=dev_file, dev_fraction=dev_fraction,
+                      split_seed=split_seed,
                       text_column=text_column, label_column=label_column, header=not no_header,
                       init=init, config=config, tokenizer=tokenizer, vocab_size=vocab_size,
                       max_length=max_length, metric=metric, resume=resume)
@@ -201,7 +204,9 @@ def classify(train_file, dev_file, dev_fraction, text_column, label_column, no_h
 @click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
               help="Held-out plain text for masked accuracy and perplexity.")
 @click.option("--dev-fraction", type=float, default=0.05, show_default=True,
-              help="Without --dev: hold out this share of the corpus lines (seeded).")
+              help="Without --dev: hold out this share of the corpus lines.")
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="Seed of the --dev-fraction split (independent of --seed).")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="sizes.json of EncoderConfig fields [default: 4 layers, d_model 256].")
 @click.option("--tokenizer", default="train", show_default=True,
@@ -211,8 +216,8 @@ def classify(train_file, dev_file, dev_fraction, text_column, label_column, no_h
 @click.option("--mask-prob", type=float, default=0.15, show_default=True)
 @_training_options({"epochs": 3, "lr": 5e-4})
 @_errors
-def mlm(corpus, dev_file, dev_fraction, config, tokenizer, vocab_size, max_length, mask_prob,
-        output, resume, progress, **kw) -> None:
+def mlm(corpus, dev_file, dev_fraction, split_seed, config, tokenizer, vocab_size, max_length,
+        mask_prob, output, resume, progress, **kw) -> None:
     """Pretrain an encoder from scratch with masked-language modelling (BERT's 80/10/10).
 
     The result is a sentence-encoder directory (mean pooling) plus mlm_head.safetensors.
@@ -221,6 +226,7 @@ def mlm(corpus, dev_file, dev_fraction, config, tokenizer, vocab_size, max_lengt
 
     cfg = _train_config(kw)
     job = MlmJob(corpus=corpus, output=output, dev=dev_file, dev_fraction=dev_fraction,
+                 split_seed=split_seed,
                  config=config, tokenizer=tokenizer, vocab_size=vocab_size,
                  max_length=max_length, mask_prob=mask_prob, resume=resume)
     _run(train_mlm, job, cfg, progress)

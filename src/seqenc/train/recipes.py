@@ -42,7 +42,8 @@ class ClassifyJob:
     train: str  # labelled training file
     output: str
     dev: str | None = None  # labelled dev file
-    dev_fraction: float = 0.0  # else hold out this share of train (seeded) as dev
+    dev_fraction: float = 0.0  # else hold out this share of train as dev
+    split_seed: int = 0  # the held-out split; fixed apart from the training seed
     text_column: str | None = None  # default "sentence" (or column 0 without a header)
     label_column: str | None = None  # default "label" (or column 1 without a header)
     header: bool = True
@@ -60,7 +61,8 @@ class MlmJob:
     corpus: str  # plain text, one example per line
     output: str
     dev: str | None = None  # held-out plain text
-    dev_fraction: float = 0.05  # else hold out this share of the corpus lines (seeded)
+    dev_fraction: float = 0.05  # else hold out this share of the corpus lines
+    split_seed: int = 0  # the held-out split; fixed apart from the training seed
     config: str | None = None  # sizes.json; default SMALL
     tokenizer: str = "train"  # train (WordPiece on the corpus) | path to tokenizer.json
     vocab_size: int = 8000
@@ -152,14 +154,13 @@ def _with_max_length(encoder: SentenceEncoder, max_length: int | None) -> Senten
 # -- classification ----------------------------------------------------------------------------
 
 
-def read_classification_data(job: ClassifyJob, seed: int
-                             ) -> tuple[LabelledTexts, LabelledTexts | None]:
+def read_classification_data(job: ClassifyJob) -> tuple[LabelledTexts, LabelledTexts | None]:
     train = read_labelled(job.train, job.text_column, job.label_column, header=job.header)
     dev = None
     if job.dev is not None:
         dev = read_labelled(job.dev, job.text_column, job.label_column, header=job.header)
     elif job.dev_fraction > 0:
-        keep, held = split_indices(len(train), job.dev_fraction, seed)
+        keep, held = split_indices(len(train), job.dev_fraction, job.split_seed)
         train, dev = train.subset(keep), train.subset(held)
     return train, dev
 
@@ -189,7 +190,7 @@ def train_classifier(job: ClassifyJob, cfg: TrainConfig, ctx: D.DistContext | No
     say = echo or (lambda m: print(m, flush=True))
     if ctx.is_main:
         check_output(job.output, job.resume)
-    train, dev = read_classification_data(job, cfg.seed)
+    train, dev = read_classification_data(job)
     labels = infer_labels(train)
     train_y = encode_labels(train, labels)
     dev_y = encode_labels(dev, labels) if dev is not None else None
@@ -218,7 +219,7 @@ def train_mlm(job: MlmJob, cfg: TrainConfig, ctx: D.DistContext | None = None, e
     if job.dev is not None:
         dev_texts = read_corpus(job.dev)
     elif job.dev_fraction > 0:
-        keep, held = split_indices(len(texts), job.dev_fraction, cfg.seed)
+        keep, held = split_indices(len(texts), job.dev_fraction, job.split_seed)
         texts, dev_texts = [texts[i] for i in keep], [texts[i] for i in held]
     else:
         dev_texts = []

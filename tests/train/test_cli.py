@@ -1,0 +1,151 @@
+"""`seqenc train classify|mlm`, `seqenc predict`, `seqenc evaluate` through click."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from seqenc.train.cli import register
+
+
+@pytest.fixture(scope="module")
+def cli() -> click.Group:
+    group = click.Group("seqenc")
+    register(group)
+    return group
+
+
+def tiny_args(data_dir, tokenizer_file, output, *extra):
+    return ["train", "classify", "--train", str(data_dir / "train.tsv"),
+            "--dev", str(data_dir / "dev.tsv"), "--config", str(data_dir / "sizes.json"),
+            "--tokenizer", str(tokenizer_file), "--max-length", "32", "--output", str(output),
+            "--epochs", "3", "--batch-size", "16", "--lr", "3e-3", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(cli, data_dir, tokenizer_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "clf"
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(cli, tiny_args(data_dir, tokenizer_file, out))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_classify_writes_a_model_and_reports(trained):
+    out, result = trained
+    assert result.stdout.strip().endswith(str(out))
+    assert "best dev (step" in result.stderr and "accuracy" in result.stderr
+    assert (out / "classifier.safetensors").exists() and (out / "labels.json").exists()
+
+
+def test_predict_jsonl_and_csv(cli, trained, data_dir, tmp_path):
+    out, _ = trained
+    result = CliRunner().invoke(cli, ["predict", str(out), str(data_dir / "dev.tsv")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 48 and rows[0]["line"] == 2
+    assert set(rows[0]["probabilities"]) == {"0", "1"}
+    assert rows[0]["label"] == max(rows[0]["probabilities"], key=rows[0]["probabilities"].get)
+    target = tmp_path / "pred.csv"
+    result = CliRunner().invoke(cli, ["predict", str(out), str(data_dir / "dev.tsv"),
+                                      "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    table = list(csv.DictReader(open(target)))
+    assert [r["label"] for r in table] == [r["label"] for r in rows]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.csv"]  # no temporary left
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the movie was good\nawful\n")
+    result = CliRunner().invoke(cli, ["predict", str(out), str(texts)])
+    assert [json.loads(x)["line"] for x in result.stdout.splitlines()] == [1, 2]
+
+
+def test_evaluate_prints_accuracy_f1_and_per_class(cli, trained, data_dir):
+    out, _ = trained
+    result = CliRunner().invoke(cli, ["evaluate", str(out), str(data_dir / "dev.tsv")])
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.stdout and "macro-F1" in result.stdout
+    as_json = CliRunner().invoke(cli, ["evaluate", str(out), str(data_dir / "dev.tsv"), "--json"])
+    report = json.loads(as_json.stdout)
+    assert [c["label"] for c in report["per_class"]] == ["0", "1"]
+    assert sum(c["support"] for c in report["per_class"]) == report["n"] == 48
+    best = [json.loads(x) for x in open(out / "metrics.jsonl") if '"eval"' in x]
+    assert report["accuracy"] == pytest.approx(max(r["accuracy"] for r in best))
+
+
+@pytest.mark.parametrize("case", ["empty", "column", "one_label", "config", "dev_label"])
+def test_bad_data_exits_3_naming_the_problem(cli, data_dir, tokenizer_file, tmp_path, case):
+    args = tiny_args(data_dir, tokenizer_file, tmp_path / "out")
+    bad = tmp_path / "bad.tsv"
+    if case == "empty":
+        bad.write_text("")
+        args[args.index("--train") + 1] = str(bad)
+        expected = [str(bad), "empty file"]
+    elif case == "column":
+        bad.write_text("text\tlabel\nhello\t1\n")
+        args[args.index("--train") + 1] = str(bad)
+        expected = [f"{bad}:1", "'sentence'", "no such column"]
+    elif case == "one_label":
+        bad.write_text("sentence\tlabel\na\t1\nb\t1\n")
+        args[args.index("--train") + 1] = str(bad)
+        expected = [str(bad), "only one label"]
+    elif case == "dev_label":
+        bad.write_text("sentence\tlabel\na\t1\nb\tmaybe\n")
+        args[args.index("--dev") + 1] = str(bad)
+        expected = [f"{bad}:3", "label 'maybe' is not one of"]
+    else:
+        sizes = tmp_path / "sizes.json"
+        sizes.write_text(json.dumps({"d_model": "wide", "n_heads": 4}))
+        args[args.index("--config") + 1] = str(sizes)
+        expected = [str(sizes), "'d_model' must be a number"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 3, result.output
+    for text in expected:
+        assert text in result.stderr, (text, result.stderr)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_usage_and_model_errors(cli, data_dir, tokenizer_file, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "x").write_text("x")
+    result = CliRunner().invoke(cli, tiny_args(data_dir, tokenizer_file, used))
+    assert result.exit_code == 2 and "--resume" in result.stderr
+    result = CliRunner().invoke(cli, tiny_args(data_dir, tokenizer_file, tmp_path / "n",
+                                               "--resume"))
+    assert result.exit_code == 2 and "nothing to resume" in result.stderr
+    result = CliRunner().invoke(cli, tiny_args(data_dir, tokenizer_file, tmp_path / "n",
+                                               "--lr", "-1"))
+    assert result.exit_code == 2 and "lr must be" in result.stderr
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path), str(data_dir / "dev.tsv")])
+    assert result.exit_code == 4 and "not a classifier directory" in result.stderr
+
+
+def test_mlm_command(cli, data_dir, tmp_path):
+    out = tmp_path / "mlm"
+    result = CliRunner().invoke(cli, [
+        "train", "mlm", "--corpus", str(data_dir / "corpus.txt"), "--config",
+        str(data_dir / "sizes.json"), "--vocab-size", "120", "--max-length", "32",
+        "--output", str(out), "--epochs", "1", "--batch-size", "32", "--lr", "1e-3"])
+    assert result.exit_code == 0, result.output
+    assert "masked_accuracy" in result.stderr and "perplexity" in result.stderr
+    assert (out / "mlm_head.safetensors").exists() and (out / "model.safetensors").exists()
+    assert json.loads((out / "training_args.json").read_text())["task"] == "mlm"
+
+
+def test_importing_the_commands_does_not_import_torch():
+    code = ("import sys, seqenc.train.cli; "
+            "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'eager import'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
