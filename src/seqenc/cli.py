@@ -22,6 +22,8 @@ from typing import Any
 
 import click
 
+from seqenc.train.cli import register as register_training  # click only: stays lazy
+
 EXIT_OK = 0
 EXIT_ERROR = 1  # unexpected error
 EXIT_USAGE = 2  # click's usage errors
@@ -517,6 +519,10 @@ def attention(
         f"{len(tokens)} tokens) to {out}",
         err=True,
     )
+
+
+# train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
+register_training(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
