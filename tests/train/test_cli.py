@@ -149,3 +149,29 @@ def test_importing_the_commands_does_not_import_torch():
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, 'eager import'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_sigterm_saves_a_resumable_checkpoint(data_dir, tokenizer_file, tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = tiny_args(data_dir, tokenizer_file, out)
+    args[args.index("--epochs") + 1] = "200"  # far more than the test waits for
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "seqenc.train", *args[1:], "--save-every",
+                             "2", "--eval-every", "1000"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    state = out / "checkpoints" / "last" / "trainer_state.pt"
+    deadline = time.monotonic() + 60
+    while not state.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: saving a checkpoint" in stderr
+    from seqenc.train import checkpointing
+
+    saved = checkpointing.load_state(out / "checkpoints" / "last")["trainer"]["step"]
+    assert saved >= 2
+    assert not (out / "model.safetensors").exists()  # an unfinished run exports nothing

@@ -7,11 +7,12 @@ torchrun, one process per device: ``torchrun --nproc_per_node N -m seqenc.train 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,26 @@ def _errors(command: Callable) -> Callable:
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
     return run
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, so the trainer saves a resumable checkpoint."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _training_options(defaults: dict[str, Any]) -> Callable:
@@ -130,7 +151,8 @@ def _run(train: Callable, job: Any, cfg: Any, progress: bool | None) -> None:
     ctx = D.setup(cfg.device)
     try:
         echo = (lambda m: click.echo(m, err=True)) if ctx.is_main else (lambda m: None)
-        result = train(job, cfg, ctx, echo=echo, progress=progress)
+        with _sigterm_as_interrupt():  # `timeout`, schedulers: checkpoint, then stop
+            result = train(job, cfg, ctx, echo=echo, progress=progress)
     finally:
         D.teardown(ctx)
     if ctx.is_main:
