@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.train.cli import register as register_training  # click only: stays lazy
 
 EXIT_OK = 0
@@ -523,6 +524,9 @@ def attention(
 
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
+
+# serve: defined in seqenc/server/cli.py
+main.add_command(serve_command, "serve")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ schema = schemathesis.openapi.from_dict(
 
 
 @schema.parametrize()
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzz(case, server):
     # Some limits cannot be written in JSON Schema: an input's length in tokens, token ids
     # inside the vocabulary, max_client_batch_size and dimensions <= the model's (set at run

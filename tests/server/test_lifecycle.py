@@ -97,6 +97,15 @@ def test_bad_options_are_usage_errors(args):
     assert result.returncode == 2, result.stderr
 
 
+def test_seqenc_serve_is_registered_with_the_main_cli():
+    result = subprocess.run([sys.executable, "-m", "seqenc.cli", "serve", "--help"],
+                            capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 0, result.stderr
+    for option in ("--api-key", "--max-batch-tokens", "--max-client-batch-size",
+                   "--max-concurrent-requests", "--payload-limit", "--dtype", "--log-level"):
+        assert option in result.stdout
+
+
 def test_server_cli_module_imports_nothing_heavy():
     code = ("import sys, seqenc.server.cli, seqenc.server; "
             "heavy = {'torch', 'fastapi', 'uvicorn', 'numpy'} & set(sys.modules); "
