@@ -14,7 +14,7 @@ from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess
 def server() -> Iterator[ServerProcess]:
     """The shared server: API key required, payload limit PAYLOAD_LIMIT, defaults otherwise."""
     proc = ServerProcess("--api-key", API_KEY, "--payload-limit", str(PAYLOAD_LIMIT),
-                         "--log-level", "warning")
+                         "--log-level", "warning", "--threads", "1")
     try:
         proc.wait_ready()
         yield proc

@@ -118,7 +118,8 @@ def test_server_cli_module_imports_nothing_heavy():
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess("--max-concurrent-requests", "2", "--log-level", "info")
+    proc = ServerProcess("--max-concurrent-requests", "2", "--log-level", "info", "--threads",
+                         "1")
     try:
         proc.wait_ready()
         yield proc

@@ -128,7 +128,7 @@ class ServerState:
                                                                        "tokenizer")
             model = model_or_loader if is_model else model_or_loader()
             tokenization = Tokenization.from_model(model)
-            backend = ModelBackend(model, self.settings.dtype)
+            backend = ModelBackend(model, self.settings.dtype, self.settings.threads)
             s = self.settings
             queue = BatchQueue(
                 backend.embed,
@@ -156,17 +156,18 @@ class ServerState:
                 return
             self.tokenization, self.queue = tokenization, queue
             self.metrics.watch_queue(lambda: queue.admitted, lambda: queue.pending_texts)
-            self.info = self._describe(model)
+            self.info = self._describe(model, backend.threads)
             self.ready = True
         log.info("model %s ready (dimension %d, max input %d tokens)", s.model_id,
                  model.dimension, model.max_seq_length)
 
-    def _describe(self, model: Any) -> dict[str, Any]:
+    def _describe(self, model: Any, threads: int) -> dict[str, Any]:
         s = self.settings
         return InfoResponse(
             model_id=s.model_id,
             model_path=str(model.path) if model.path else None,
             model_dtype=s.dtype,
+            threads=threads,
             dimension=model.dimension,
             max_input_length=model.max_seq_length,
             pooling=model.pooling,

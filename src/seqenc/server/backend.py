@@ -21,15 +21,20 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 class ModelBackend:
     """Forward passes of a ``SentenceEncoder`` on already tokenised inputs."""
 
-    def __init__(self, model: Any, dtype: str = "float32"):
+    def __init__(self, model: Any, dtype: str = "float32", threads: int | None = None):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+        if threads is not None:
+            # Process-wide. On a machine shared with other work, fewer threads than cores
+            # avoids passes stalling on a descheduled thread (one core per thread or less).
+            torch.set_num_threads(threads)
         self.model = model
         self.dtype = dtype
         # SentenceEncoder keeps one converted copy per dtype; encode(dtype=...) uses the same.
         # TODO: use a public SentenceEncoder.encode_ids once the model offers one.
         self.encoder = model._encoder_for(_DTYPES[dtype])
         self.device = model.device
+        self.threads = torch.get_num_threads()
 
     def embed(self, ids: list[list[int]], normalize: Sequence[bool]) -> np.ndarray:
         """(B, D) float32 vectors of B id lists; row i is L2-normalised where normalize[i]."""

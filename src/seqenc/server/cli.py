@@ -47,6 +47,7 @@ def serve(
     max_concurrent_requests: int = 512,
     payload_limit: int = 2_000_000,
     dtype: str = "float32",
+    threads: int | None = None,
     log_level: str = "info",
     graceful_timeout: float | None = 60.0,
 ) -> None:
@@ -69,6 +70,7 @@ def serve(
         max_concurrent_requests=max_concurrent_requests,
         payload_limit=payload_limit,
         dtype=dtype,
+        threads=threads,
         graceful_timeout=graceful_timeout,
     )
     try:  # fail before binding the port when there is no model at all
@@ -169,6 +171,9 @@ def _configure_logging(level: str) -> None:
               type=click.IntRange(min=1), help="Request body bytes; more is a 413.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",
               show_default=True, help="Precision of the forward pass.")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Torch threads for the forward pass (default: one per core). On a machine "
+                   "shared with other work, fewer is often faster.")
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
@@ -176,8 +181,8 @@ def _configure_logging(level: str) -> None:
 def serve_command(model: str | None, host: str, port: int, api_key: str | None,
                   max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
                   max_client_batch_size: int, max_concurrent_requests: int,
-                  payload_limit: int, dtype: str, graceful_timeout: float,
-                  log_level: str) -> None:
+                  payload_limit: int, dtype: str, threads: int | None,
+                  graceful_timeout: float, log_level: str) -> None:
     """Serve embeddings over HTTP (OpenAI /v1/embeddings; TEI-style /embed, /similarity,
     /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
     if api_key == "":
@@ -187,7 +192,8 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
               batch_size=batch_size, max_batch_requests=max_batch_requests,
               max_client_batch_size=max_client_batch_size,
               max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
-              dtype=dtype, log_level=log_level, graceful_timeout=graceful_timeout)
+              dtype=dtype, threads=threads, log_level=log_level,
+              graceful_timeout=graceful_timeout)
     except ModelLoadError as e:
         click.echo(f"Error: {e}", err=True)
         raise click.exceptions.Exit(EXIT_MODEL) from None

@@ -120,6 +120,7 @@ class InfoResponse(BaseModel):
     model_id: str
     model_path: str | None
     model_dtype: str
+    threads: int = Field(description="Torch threads running the forward passes")
     dimension: int
     max_input_length: int
     pooling: str

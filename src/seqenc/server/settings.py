@@ -18,6 +18,7 @@ class Settings:
     max_concurrent_requests: int = 512  # requests admitted at once; beyond it: 429
     payload_limit: int = 2_000_000  # request body bytes; beyond it: 413 (TEI's default)
     dtype: str = "float32"  # weights and activations of the forward pass
+    threads: int | None = None  # torch intra-op threads; None: torch's default (all cores)
     graceful_timeout: float | None = 60.0  # seconds to drain on SIGTERM before cancelling
 
     def __post_init__(self) -> None:
@@ -28,6 +29,8 @@ class Settings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.max_batch_requests is not None and self.max_batch_requests < 1:
             raise ValueError(f"max_batch_requests must be positive, got {self.max_batch_requests}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be positive, got {self.threads}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if self.api_key == "":
