@@ -181,6 +181,13 @@ class SentenceEncoder:
     def max_seq_length(self) -> int:
         return self.tokenizer.max_length
 
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        limit = self.encoder.cfg.max_positions
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
+            raise ValueError(f"max_seq_length must be an integer in [2, {limit}], got {value!r}")
+        self.tokenizer.set_max_length(value)
+
     def describe(self) -> dict[str, Any]:
         cfg = self.encoder.cfg
         return {
@@ -299,11 +306,11 @@ class SentenceEncoder:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
 
     def _encoder_for(self, dtype: torch.dtype) -> Encoder:
-        """A copy of the encoder with weights in ``dtype``, made once and kept."""
+        """A copy of the encoder for ``dtype``, made once and kept."""
         if dtype not in self._encoders:
-            import copy
+            from .precision import cast_encoder
 
-            self._encoders[dtype] = copy.deepcopy(self.encoder).to(dtype).eval()
+            self._encoders[dtype] = cast_encoder(self.encoder, dtype)
         return self._encoders[dtype]
 
 

@@ -40,6 +40,7 @@ class TextTokenizer:
         # Padding is ours to do per batch; truncation keeps `overflowing` filled so we can count.
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length)
+        self._untruncated: Tokenizer | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, max_length: int, pad_id: int | None = None):
@@ -62,13 +63,20 @@ class TextTokenizer:
     def tokens(self, text: str) -> list[str]:
         return self.tokenizer.encode(text).tokens
 
+    def set_max_length(self, max_length: int) -> None:
+        self.max_length = max_length
+        self.tokenizer.enable_truncation(max_length)
+
     def count_tokens(self, text: str) -> int:
-        """Length before truncation, [CLS]/[SEP] included."""
-        self.tokenizer.no_truncation()
-        try:
-            return len(self.tokenizer.encode(text).ids)
-        finally:
-            self.tokenizer.enable_truncation(self.max_length)
+        """Length before truncation, [CLS]/[SEP] included.
+
+        Uses its own untruncated copy: toggling truncation on the shared tokenizer would race
+        with a concurrent ``encode`` in a threaded server.
+        """
+        if self._untruncated is None:
+            self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
+            self._untruncated.no_truncation()
+        return len(self._untruncated.encode(text).ids)
 
     def pad(self, ids: Sequence[Sequence[int]]) -> Batch:
         """Right-pad a list of id lists to the longest: (B, T) ids and keep-mask."""
