@@ -47,6 +47,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--short-requests", type=int, default=60,
                    help="sequential one-short-text requests for the latency figure")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads, for the server and the offline run alike "
+                        "(default: torch's, one per core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "out" / "serve_load.json")
     return p.parse_args()
@@ -168,8 +171,13 @@ async def short_latency(url: str, n: int) -> dict:
     return {"requests": n, **percentiles(latencies)}
 
 
-def offline_throughput(texts: list[str], dtype: str) -> dict:
+def offline_throughput(texts: list[str], dtype: str, threads: int | None) -> dict:
+    import torch
+
     from seqenc.model import SentenceEncoder
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     model = SentenceEncoder.from_pretrained(None)
     model.encode(texts[:64], dtype=dtype)  # warm-up
@@ -192,12 +200,15 @@ def main() -> None:
     def make_requests(n: int) -> list[list[str]]:
         return [rng.sample(corpus, rng.randint(1, args.max_texts)) for _ in range(n)]
 
-    server = Server("--dtype", args.dtype, "--max-concurrent-requests",
-                    str(max(512, 2 * max(levels))))
+    server_args = ["--dtype", args.dtype, "--max-concurrent-requests",
+                   str(max(512, 2 * max(levels)))]
+    if args.threads is not None:
+        server_args += ["--threads", str(args.threads)]
+    server = Server(*server_args)
     results: dict = {"machine": {"platform": platform.platform(),
                                  "python": platform.python_version(),
                                  "cpus": os.cpu_count()},
-                     "dtype": args.dtype, "levels": []}
+                     "dtype": args.dtype, "threads": args.threads, "levels": []}
     try:
         asyncio.run(run_level(server.url, make_requests(8), 4))  # warm-up, not reported
         results["short_request"] = asyncio.run(short_latency(server.url, args.short_requests))
@@ -225,7 +236,7 @@ def main() -> None:
         results["server_exit_code"] = server.stop()
     reference = sent.get(32) or sent[levels[-1]]
     texts = [t for request in reference for t in request]
-    results["offline"] = offline_throughput(texts, args.dtype)
+    results["offline"] = offline_throughput(texts, args.dtype, args.threads)
     print(f"offline SentenceEncoder.encode: {results['offline']['texts_per_s']} texts/s "
           f"({len(texts)} texts)")
     for level in results["levels"]:

@@ -30,9 +30,11 @@ def running(app) -> Iterator[str]:
     """The app under uvicorn in a thread of this process, on a free loopback port."""
     import uvicorn
 
+    from seqenc.server.cli import bind_socket
+
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
-    sock = config.bind_socket()
+    sock = bind_socket("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -87,6 +89,17 @@ def test_missing_model_exits_4_before_listening(tmp_path):
     assert result.returncode == 4, result.stderr
     assert "Error: no model directory" in result.stderr
     assert "listening" not in result.stderr
+
+
+def test_port_in_use_exits_1():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "seqenc.server", "--port", str(port)],
+                                capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 1, result.stderr
+    assert f"Error: cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["--max-batch-tokens", "0"], ["--port", "70000"],

