@@ -91,6 +91,15 @@ def test_missing_model_exits_4_before_listening(tmp_path):
     assert "listening" not in result.stderr
 
 
+def test_model_that_fails_to_load_exits_4(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    result = subprocess.run([sys.executable, "-m", "seqenc.server", "--port", "0", "--model",
+                             str(tmp_path)], capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 4, result.stderr
+    assert "listening" in result.stderr  # it got as far as serving /health (503)
+    assert "Error: the model failed to load" in result.stderr
+
+
 def test_port_in_use_exits_1():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
