@@ -172,3 +172,36 @@ def test_describe(model):
     assert facts["layers"] == 6 and facts["heads"] == 12 and facts["dimension"] == 384
     assert facts["max_seq_length"] == 256 and facts["pooling"] == "mean" and facts["normalize"]
     assert facts["parameters"] == sum(p.numel() for p in model.encoder.parameters())
+
+
+def test_token_budget_batching_gives_the_same_vectors(model):
+    reference = model.encode(TEXTS, batch_size=2)
+    for budget in (1, 64, 300, 100_000):
+        np.testing.assert_allclose(model.encode(TEXTS, batch_tokens=budget), reference,
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="batch_tokens"):
+        model.encode(TEXTS, batch_tokens=0)
+
+
+def test_plan_batches_respects_the_budget():
+    from seqenc.model import plan_batches
+
+    lengths = np.array([300, 120, 100, 40, 40, 40, 10, 3])
+    assert plan_batches(lengths, 3) == [(0, 3), (3, 6), (6, 8)]
+    slices = plan_batches(lengths, 3, batch_tokens=256)
+    assert slices[0] == (0, 1)  # one over-budget text still gets its own batch
+    assert [i for lo, hi in slices for i in range(lo, hi)] == list(range(len(lengths)))
+    for lo, hi in slices[1:]:
+        assert (hi - lo) * lengths[lo] <= 256
+
+
+def test_max_seq_length_can_be_lowered(model):
+    saved = model.max_seq_length
+    try:
+        model.max_seq_length = 8
+        _, report = model.encode(["one two three four five six seven eight"], return_report=True)
+        assert report.n_truncated == 1 and report.n_tokens == 8
+        with pytest.raises(ValueError, match="max_seq_length"):
+            model.max_seq_length = 10_000
+    finally:
+        model.max_seq_length = saved

@@ -522,6 +522,44 @@ def attention(
     )
 
 
+BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("corpus", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", "model_name", default=None, help="Model name or directory.")
+@click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
+              help="Use the first N texts of the corpus.")
+@click.option("--dtype", "dtypes", multiple=True, default=("float32", "bfloat16"),
+              type=click.Choice(["float32", "bfloat16"]), show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="seqenc's padded-token budget per batch (the peer uses --batch-size).")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
+@click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
+@click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("benchmarks/results"), show_default=True)
+def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
+          no_sweep, out_dir):
+    """Throughput against sentence-transformers (interleaved, same texts, same threads).
+
+    CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt).
+    """
+    from .bench import run_benchmark, save
+
+    corpus = corpus or BENCH_CORPUS
+    if not corpus.exists():
+        _fail(f"benchmark corpus {corpus} not found; pass a text file", 3)
+    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:n_texts] if n_texts else texts
+    log = functools.partial(click.echo, err=True)
+    result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
+                           sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log)
+    save(result, out_dir / "throughput.json", out_dir / "throughput.png")
+    log(f"wrote {out_dir / 'throughput.json'}" + ("" if no_sweep else " and throughput.png"))
+
+
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
 
