@@ -121,15 +121,15 @@ class ServerState:
 
     def _load(self, model_or_loader: Any,
               on_load_error: Callable[[BaseException], None] | None) -> None:
-        from .backend import ModelBackend  # torch: only once a model is wanted
-
+        s = self.settings
         try:
+            from .backend import ModelBackend  # torch: only once a model is wanted
+
             is_model = hasattr(model_or_loader, "encoder") and hasattr(model_or_loader,
                                                                        "tokenizer")
             model = model_or_loader if is_model else model_or_loader()
             tokenization = Tokenization.from_model(model)
-            backend = ModelBackend(model, self.settings.dtype, self.settings.threads)
-            s = self.settings
+            backend = ModelBackend(model, s.dtype, s.threads)
             queue = BatchQueue(
                 backend.embed,
                 max_batch_tokens=s.max_batch_tokens,
