@@ -203,13 +203,7 @@ def _set_max_length(model: Any, max_length: int) -> None:
             f"{max_length} is longer than the model's limit of {model.max_seq_length} tokens",
             param_hint="--max-length",
         )
-    try:
-        model.max_seq_length = max_length
-    except AttributeError:
-        # SentenceEncoder.max_seq_length is read-only: the limit lives in its tokenizer, which
-        # truncates through the `tokenizers` library.
-        model.tokenizer.max_length = max_length
-        model.tokenizer.tokenizer.enable_truncation(max_length)
+    model.max_seq_length = max_length
 
 
 @contextmanager
