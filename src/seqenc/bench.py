@@ -53,10 +53,21 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
 
 
-def gemm_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 3) -> float:
-    """Large square GEMM throughput: the machine's practical matmul peak for ``dtype``."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
+def gemm_gflops(dtype: torch.dtype, n: int = 2048, budget_s: float = 3.0) -> float:
+    """Large square GEMM throughput: the machine's practical matmul peak for ``dtype``.
+
+    Shrinks the matrix when one product is slow (bf16 without hardware support runs at well
+    under 1 GFLOP/s), so the probe stays within about ``budget_s`` seconds.
+    """
+    while True:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        start = time.perf_counter()
+        a @ b  # warm-up, and a first timing
+        first = time.perf_counter() - start
+        if first * 2 <= budget_s or n <= 256:
+            break
+        n //= 2
+    repeats = max(1, min(5, int(budget_s / max(first, 1e-6))))
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b

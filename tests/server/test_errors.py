@@ -170,35 +170,45 @@ def test_server_still_healthy_after_the_bad_requests(client, model):
 def test_client_disconnect_drops_its_queued_work(server, client, model):
     """A request queued behind a long one is dropped when its client disconnects: its texts
     never run, and later requests are unaffected."""
-    texts_before = metric(client, "seqenc_texts_total")
-    cancelled_before = metric(client, "seqenc_requests_cancelled_total")
-    rows_before = metric(client, "seqenc_batch_size_sum")
-    tokenised_before = metric(client, "seqenc_tokenization_duration_seconds_count")
-    host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+    # Cancellation takes effect between forward passes: on a loaded machine the disconnect can
+    # be noticed only after the worker drew the second request, so the scenario is retried
+    # (up to 3 times); every attempt must keep the other invariants, one must show the drop.
 
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"},
-                      timeout=300) as blocker_client:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            blocker = pool.submit(blocker_client.post, "/embed",
-                                  json={"inputs": heavy_texts(), "truncate": True})
-            wait_for(lambda: metric(client, "seqenc_queue_requests") >= 1, "the blocker")
-            body = json.dumps({"inputs": heavy_texts(), "truncate": True}).encode()
-            sock = socket.create_connection((host, port), timeout=60)
-            sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                         b"\r\nAuthorization: Bearer " + API_KEY.encode() +
-                         b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" +
-                         body)
-            # Both tokenised: the second waits behind the first's window, which holds the
-            # worker for a whole forward pass of 32 x 256 tokens.
-            wait_for(lambda: metric(client, "seqenc_tokenization_duration_seconds_count")
-                     >= tokenised_before + 2, "the second request to be queued")
-            sock.close()
-            wait_for(lambda: metric(client, "seqenc_requests_cancelled_total")
-                     == cancelled_before + 1, "the server to notice the disconnect")
-            assert blocker.result().status_code == 200
-    wait_for(lambda: metric(client, "seqenc_queue_requests") == 0, "the queue to empty")
-    assert metric(client, "seqenc_queue_texts") == 0
-    assert metric(client, "seqenc_texts_total") == texts_before + 32
-    assert metric(client, "seqenc_batch_size_sum") == rows_before + 32  # only the blocker ran
+    def attempt() -> float:
+        texts_before = metric(client, "seqenc_texts_total")
+        cancelled_before = metric(client, "seqenc_requests_cancelled_total")
+        rows_before = metric(client, "seqenc_batch_size_sum")
+        tokenised_before = metric(client, "seqenc_tokenization_duration_seconds_count")
+        host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"},
+                          timeout=300) as blocker_client:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                blocker = pool.submit(blocker_client.post, "/embed",
+                                      json={"inputs": heavy_texts(), "truncate": True})
+                wait_for(lambda: metric(client, "seqenc_queue_requests") >= 1, "the blocker")
+                body = json.dumps({"inputs": heavy_texts(), "truncate": True}).encode()
+                sock = socket.create_connection((host, port), timeout=60)
+                sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                             b"\r\nAuthorization: Bearer " + API_KEY.encode() +
+                             b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" +
+                             body)
+                # Both tokenised: the second waits behind the first's window, which holds the
+                # worker for a whole forward pass of 32 x 256 tokens.
+                wait_for(lambda: metric(client, "seqenc_tokenization_duration_seconds_count")
+                         >= tokenised_before + 2, "the second request to be queued")
+                sock.close()
+                wait_for(lambda: metric(client, "seqenc_requests_cancelled_total")
+                         == cancelled_before + 1, "the server to notice the disconnect")
+                assert blocker.result().status_code == 200
+        wait_for(lambda: metric(client, "seqenc_queue_requests") == 0, "the queue to empty")
+        assert metric(client, "seqenc_queue_texts") == 0
+        assert metric(client, "seqenc_texts_total") == texts_before + 32
+        return metric(client, "seqenc_batch_size_sum") - rows_before
+
+    rows_run = [attempt()]
+    while rows_run[-1] != 32 and len(rows_run) < 3:
+        rows_run.append(attempt())
+    assert rows_run[-1] == 32, f"rows run per attempt: {rows_run} (32 = only the blocker ran)"
     got = client.post("/embed", json={"inputs": "after the disconnect"}).json()
     np.testing.assert_allclose(got[0], model.encode("after the disconnect"), atol=1e-6)
