@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
@@ -110,7 +111,8 @@ def main() -> int:
         sizes_file = args.output.parent / f"{args.output.name}-sizes.json"
         sizes_file.write_text(json.dumps(sizes, indent=2))
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                          warmup_ratio=0.1, patience=args.patience, seed=args.seed)
+                          warmup_ratio=0.1, patience=args.patience, seed=args.seed,
+                          weight_decay=args.weight_decay)
         job = ClassifyJob(train=str(DATA), output=str(args.output), header=False,
                           dev_fraction=args.dev_fraction, split_seed=args.split_seed,
                           config=str(sizes_file), tokenizer="train",
