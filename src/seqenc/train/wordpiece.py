@@ -2,6 +2,11 @@
 
 Lower-cased BERT normalisation and pre-tokenisation, ``[CLS] text [SEP]`` templates, and the
 special tokens [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+
+Training a vocabulary is not bit-for-bit repeatable: the `tokenizers` trainer breaks ties
+between equally frequent merges in hash-map order (huggingface/tokenizers#1794), so two runs
+can differ in a few rare entries. Training runs save the tokenizer they used; pass that
+tokenizer.json back for an exact repeat.
 """
 
 from __future__ import annotations
