@@ -9,6 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import EncoderConfig
+from .packing import Packing
+
+# Below this many positions, on CPU at inference, three batched matmuls beat the fused SDPA
+# kernel (measured with MiniLM shapes, 2 threads: T=28 1.0 vs 1.8 ms; T=96 9.1 vs 8.3 ms).
+SHORT_SEQUENCE = 48
 
 
 def attention_bias(keep: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -36,6 +41,18 @@ def scaled_dot_product_attention(
     return attended @ v, weights  # (B, H, T, hd), (B, H, T, T)
 
 
+def short_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+    """softmax(Q K^T / sqrt(d_k) + bias) V as batched matmuls, for short sequences at inference."""
+    B, H, T, hd = q.shape
+    q, k, v = (t.reshape(B * H, T, hd) for t in (q, k, v))
+    if bias is None:
+        scores = torch.bmm(q, k.transpose(1, 2)).mul_(1.0 / math.sqrt(hd))
+    else:
+        bias = bias.expand(B, H, T, T).reshape(B * H, T, T)
+        scores = torch.baddbmm(bias, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(hd))
+    return torch.bmm(scores.softmax(dim=-1), v).view(B, H, T, hd)  # (B, H, T, hd)
+
+
 class MultiHeadSelfAttention(nn.Module):
     """Project to queries, keys and values, attend per head, merge heads, project out.
 
@@ -50,18 +67,34 @@ class MultiHeadSelfAttention(nn.Module):
         self.attention_dropout = nn.Dropout(cfg.attention_dropout)
 
     def forward(
-        self, x: Tensor, bias: Tensor | None = None, need_weights: bool = False
+        self,
+        x: Tensor,
+        bias: Tensor | None = None,
+        need_weights: bool = False,
+        packing: Packing | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, D), bias (B, 1, 1, T) additive -> (B, T, D) and weights (B, H, T, T) or None."""
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # 3 x (B, T, D)
+        """x (B, T, D), bias (B, 1, 1, T) additive -> (B, T, D) and weights (B, H, T, T) or None.
+
+        With ``packing``, x and the result are the (N, D) real tokens of the padded batch.
+        """
+        qkv = self.qkv(x)  # (B, T, 3D) or (N, 3D)
+        if packing is not None:
+            qkv = packing.unpack(qkv)  # (B, T, 3D)
+        B, T, D = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # (B, T, D) -> (B, H, T, hd)
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        q, k, v = (
+            t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
+            for t in qkv.split(D, dim=-1)
+        )
+        weights = None
         if need_weights:
             y, weights = scaled_dot_product_attention(q, k, v, bias, self.attention_dropout)
+        elif not self.training and T <= SHORT_SEQUENCE and x.device.type == "cpu":
+            y = short_attention(q, k, v, bias)
         else:
             p = self.attention_dropout.p if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
-            weights = None
         y = y.transpose(1, 2).reshape(B, T, D)  # merge heads: (B, T, D)
+        if packing is not None:
+            y = packing.pack(y)  # (N, D)
         return self.out(y), weights

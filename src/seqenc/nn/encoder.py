@@ -11,11 +11,12 @@ from .attention import attention_bias
 from .config import EncoderConfig
 from .embeddings import Embeddings
 from .layer import EncoderLayer, check_mask
+from .packing import Packing, worth_packing
 
 
 @dataclass
 class EncoderOutput:
-    last_hidden_state: Tensor  # (B, T, D)
+    last_hidden_state: Tensor  # (B, T, D); at inference, zeros at padding positions
     hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer: N+1 x (B, T, D)
     attentions: tuple[Tensor, ...] | None = None  # each layer: N x (B, H, T, T)
 
@@ -38,10 +39,18 @@ class Encoder(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        """input_ids (B, T), attention_mask (B, T) True/1 = real token."""
+        """input_ids (B, T), attention_mask (B, T) True/1 = real token.
+
+        At inference, a padded batch runs packed (see packing.py): the layers see only real
+        tokens and the outputs come back padded, with zeros at padding positions.
+        """
         self.check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         bias = attention_bias(attention_mask, x.dtype)  # (B, 1, 1, T) or None
+        packing = None
+        if not self.training and not output_attentions and worth_packing(attention_mask):
+            packing = Packing.from_mask(attention_mask)
+            x = packing.pack(x)  # (N, D)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self.layers:
@@ -49,13 +58,17 @@ class Encoder(nn.Module):
                 x, weights = layer(x, need_weights=True, bias=bias)
                 attentions.append(weights)
             else:
-                x = layer(x, bias=bias)
+                x = layer(x, bias=bias, packing=packing)
             if output_hidden_states:
                 hidden_states.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
             if output_hidden_states:
                 hidden_states[-1] = x
+        if packing is not None:
+            x = packing.unpack(x)  # (B, T, D)
+            if hidden_states is not None:
+                hidden_states = [packing.unpack(h) for h in hidden_states]
         return EncoderOutput(
             last_hidden_state=x,
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .attention import MultiHeadSelfAttention, attention_bias
 from .config import EncoderConfig
 from .feedforward import FeedForward
+from .packing import Packing
 
 
 class EncoderLayer(nn.Module):
@@ -35,11 +36,14 @@ class EncoderLayer(nn.Module):
         need_weights: bool = False,
         *,
         bias: Tensor | None = None,
+        packing: Packing | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, T, D); attention_mask (B, T) with True/1 = real token.
 
         Returns (B, T, D), or ((B, T, D), weights (B, H, T, T)) when need_weights.
         ``bias`` is the precomputed additive mask the Encoder passes to skip recomputing it.
+        With ``packing`` (from the Encoder, with ``bias``), x and the result are the (N, D)
+        real tokens only: every step here but attention is position-wise.
         """
         if bias is None and attention_mask is not None:
             check_mask(attention_mask, x.shape[:2])
@@ -48,7 +52,7 @@ class EncoderLayer(nn.Module):
 
         def self_attention(h: Tensor) -> Tensor:
             nonlocal weights
-            out, weights = self.attention(h, bias, need_weights)
+            out, weights = self.attention(h, bias, need_weights, packing)
             return out
 
         if self.norm == "post":
