@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .allocator import reuse_large_buffers
 from .model import SentenceEncoder
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999}
@@ -97,7 +98,7 @@ def run_benchmark(
     model_name: str | None = None,
     dtypes: Sequence[str] = ("float32", "bfloat16"),
     batch_size: int = 32,
-    batch_tokens: int | None = 8192,
+    batch_tokens: int | None = None,
     rounds: int = 3,
     threads: int | None = None,
     sweep_lengths: Sequence[int] = (16, 32, 64, 128, 256, 512),
@@ -108,6 +109,7 @@ def run_benchmark(
 
     if threads:
         torch.set_num_threads(threads)
+    reuse_large_buffers()  # process-wide: both engines run with the same allocator settings
     model = SentenceEncoder.from_pretrained(model_name)
     texts = list(texts)
     lengths = model.tokenizer.encode(texts).lengths

@@ -53,8 +53,10 @@ class ModelLoadError(Exception):
 def load_model(name: str | None) -> Any:
     """The CLI's only way to a model; tests replace it with a fake of the same interface."""
     try:
+        from seqenc.allocator import reuse_large_buffers
         from seqenc.model import SentenceEncoder
 
+        reuse_large_buffers()  # every CLI command that loads a model runs batch after batch
         return SentenceEncoder.from_pretrained(name)
     except Exception as e:
         raise ModelLoadError(f"cannot load model {name or 'default'!r}: {e}") from e
@@ -527,8 +529,8 @@ BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/c
 @click.option("--dtype", "dtypes", multiple=True, default=("float32", "bfloat16"),
               type=click.Choice(["float32", "bfloat16"]), show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=8192, show_default=True,
-              help="seqenc's padded-token budget per batch (the peer uses --batch-size).")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
+              help="Batch seqenc by this padded-token budget instead of --batch-size rows.")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
