@@ -205,3 +205,19 @@ def test_max_seq_length_can_be_lowered(model):
             model.max_seq_length = 10_000
     finally:
         model.max_seq_length = saved
+
+
+def test_embed_ids_is_the_inner_step_of_encode(model):
+    texts = ["A short one.", "A somewhat longer sentence than the first one is."]
+    ids = model.tokenizer.encode(texts).ids
+    vectors = model.embed_ids(ids).numpy()
+    expected = model.encode(texts, normalize=False)
+    assert np.allclose(vectors, expected, atol=1e-5)
+    hidden, keep = model.forward_ids(ids)
+    assert hidden.shape == (2, len(ids[1]), model.dimension) and keep.sum() == sum(map(len, ids))
+
+
+def test_encoder_for_rejects_unknown_dtypes(model):
+    assert model.encoder_for("float32") is model.encoder
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        model.encoder_for("float16")

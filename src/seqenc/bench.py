@@ -17,6 +17,7 @@ import torch
 
 from .allocator import reuse_large_buffers
 from .model import SentenceEncoder
+from .precision import native_bf16_matmul
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999}
 
@@ -37,7 +38,9 @@ class ModeResult:
     ratio: float  # seqenc / peer sentences per second
     min_cosine_to_peer: float
     min_cosine_to_fp32: float
-    gemm_gflops: float
+    gemm_gflops: float  # large-GEMM rate in this mode's dtype (the peer's)
+    seqenc_gemm_gflops: float  # ... in the dtype seqenc's GEMMs run in (fp32 for bf16 on CPUs
+    # without bf16 matmuls, see precision.py)
 
 
 @dataclass
@@ -144,21 +147,24 @@ def run_benchmark(
         if dtype == "float32" and to_peer < MIN_COSINE[dtype]:
             raise AssertionError(f"float32: min cosine to the peer {to_peer} < 0.99999")
         peak = gemm_gflops(torch_dtype)
+        our_peak = peak if dtype == "float32" or native_bf16_matmul() else gemm_gflops(
+            torch.float32)
         times = interleave({"seqenc": ours, "peer": theirs}, rounds)
 
-        def summarise(seconds: list[float], peak: float = peak) -> EngineResult:
+        def summarise(seconds: list[float], peak: float) -> EngineResult:
             best = statistics.median(seconds)
             return EngineResult(len(texts) / best, float(lengths.sum()) / best, seconds,
                                 flops / best / 1e9 / peak)
 
-        mode = ModeResult(dtype, summarise(times["seqenc"]), summarise(times["peer"]), 0.0,
-                          to_peer, to_fp32, peak)
+        mode = ModeResult(dtype, summarise(times["seqenc"], our_peak),
+                          summarise(times["peer"], peak), 0.0, to_peer, to_fp32, peak, our_peak)
         mode.ratio = mode.seqenc.sentences_per_s / mode.peer.sentences_per_s
         result.modes.append(mode)
         log(f"[{dtype}] seqenc {mode.seqenc.sentences_per_s:.0f} sent/s "
             f"({mode.seqenc.tokens_per_s:.0f} tok/s, {mode.seqenc.peak_fraction:.0%} of "
-            f"{peak:.0f} GFLOP/s GEMM) | sentence-transformers {mode.peer.sentences_per_s:.0f} "
-            f"sent/s ({mode.peer.peak_fraction:.0%}) | ratio {mode.ratio:.2f}x")
+            f"{our_peak:.0f} GFLOP/s GEMM) | sentence-transformers "
+            f"{mode.peer.sentences_per_s:.0f} sent/s ({mode.peer.peak_fraction:.0%} of "
+            f"{peak:.0f} GFLOP/s {dtype} GEMM) | ratio {mode.ratio:.2f}x")
         if sweep_lengths and dtype == "float32":
             result.sweep = length_sweep(model, peer, sweep_lengths, sweep_texts, batch_size, log)
     return result

@@ -253,7 +253,7 @@ class SentenceEncoder:
             log.info("%d of %d inputs truncated to %d tokens", len(tokenized.truncated),
                      len(texts), self.max_seq_length)
         lengths = tokenized.lengths
-        encoder = self._encoder_for(_DTYPES[dtype])
+        self.encoder_for(dtype)  # build the dtype's copy before the clock of the first batch
         order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up at once
         sentence = np.empty((len(texts), self.dimension), dtype=np.float32)
         tokens: list[np.ndarray | None] = [None] * len(texts)
@@ -265,10 +265,7 @@ class SentenceEncoder:
         with torch.inference_mode():
             for lo, hi in batches:
                 idx = order[lo:hi]
-                batch = self.tokenizer.pad([tokenized.ids[i] for i in idx])
-                ids = batch.input_ids.to(self.device, non_blocking=True)
-                keep = batch.attention_mask.to(self.device, non_blocking=True)
-                hidden = encoder(ids, keep).last_hidden_state.float()  # (B, T, D)
+                hidden, keep = self.forward_ids([tokenized.ids[i] for i in idx], dtype)
                 if output == "token":
                     for row, i in enumerate(idx):
                         tokens[i] = hidden[row, : lengths[i]].cpu().numpy()
@@ -311,13 +308,32 @@ class SentenceEncoder:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
 
-    def _encoder_for(self, dtype: torch.dtype) -> Encoder:
-        """A copy of the encoder for ``dtype``, made once and kept."""
-        if dtype not in self._encoders:
+    def forward_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"):
+        """One forward pass over token-id lists ([CLS] ... [SEP] included, as ``tokenizer``
+        makes them): ``(hidden (B, T, D) float32, keep (B, T) bool)``, padded to the longest."""
+        batch = self.tokenizer.pad(ids)
+        input_ids = batch.input_ids.to(self.device, non_blocking=True)
+        keep = batch.attention_mask.to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            hidden = self.encoder_for(dtype)(input_ids, keep).last_hidden_state.float()
+        return hidden, keep
+
+    def embed_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32",
+                  pooling: str | None = None) -> torch.Tensor:
+        """Pooled, not normalised, (B, D) float32 vectors of B token-id lists."""
+        hidden, keep = self.forward_ids(ids, dtype)
+        return pool(hidden, keep, pooling or self.pooling)
+
+    def encoder_for(self, dtype: str = "float32") -> Encoder:
+        """The inference encoder for ``dtype`` ("float32" or "bfloat16"), made once and kept."""
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+        torch_dtype = _DTYPES[dtype]
+        if torch_dtype not in self._encoders:
             from .precision import cast_encoder
 
-            self._encoders[dtype] = cast_encoder(self.encoder, dtype)
-        return self._encoders[dtype]
+            self._encoders[torch_dtype] = cast_encoder(self.encoder, torch_dtype)
+        return self._encoders[torch_dtype]
 
 
 def plan_batches(

@@ -1,8 +1,8 @@
 """The model backend: one forward pass from token ids to sentence vectors.
 
-It repeats the inner loop of ``SentenceEncoder.encode`` (pad, encoder, pooling, optional
-normalisation) on ids the server has already made, so a server batch gives the same vectors
-as ``encode`` gives for the same padded batch. Only the batching queue's worker thread calls it.
+``SentenceEncoder.embed_ids`` is the inner step of ``encode`` (pad, encoder, pooling), so a
+server batch gives the same vectors as ``encode`` for the same padded batch; the backend adds
+per-row normalisation. Only the batching queue's worker thread calls it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from seqenc.allocator import reuse_large_buffers
-from seqenc.pooling import pool
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_DTYPES = ("float32", "bfloat16")
 
 
 class ModelBackend:
@@ -32,20 +31,14 @@ class ModelBackend:
         reuse_large_buffers()  # a server runs batch after batch: reuse activation buffers
         self.model = model
         self.dtype = dtype
-        # SentenceEncoder keeps one converted copy per dtype; encode(dtype=...) uses the same.
-        # TODO: use a public SentenceEncoder.encode_ids once the model offers one.
-        self.encoder = model._encoder_for(_DTYPES[dtype])
+        model.encoder_for(dtype)  # convert now, not on the first request
         self.device = model.device
         self.threads = torch.get_num_threads()
 
     def embed(self, ids: list[list[int]], normalize: Sequence[bool]) -> np.ndarray:
         """(B, D) float32 vectors of B id lists; row i is L2-normalised where normalize[i]."""
-        batch = self.model.tokenizer.pad(ids)
+        vectors = self.model.embed_ids(ids, self.dtype)  # (B, D)
         with torch.inference_mode():
-            input_ids = batch.input_ids.to(self.device, non_blocking=True)
-            keep = batch.attention_mask.to(self.device, non_blocking=True)
-            hidden = self.encoder(input_ids, keep).last_hidden_state.float()  # (B, T, D)
-            vectors = pool(hidden, keep, self.model.pooling)  # (B, D)
             if any(normalize):
                 flags = torch.tensor(list(normalize), device=vectors.device).unsqueeze(-1)
                 vectors = torch.where(flags, torch.nn.functional.normalize(vectors, dim=-1),
