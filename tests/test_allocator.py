@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from seqenc.allocator import reuse_large_buffers
+from seqenc.allocator import release_free_memory, reuse_large_buffers
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt only")
 
@@ -45,3 +45,7 @@ def test_second_call_is_a_no_op():
 def test_large_buffers_come_from_the_heap_once_tuned():
     assert mmapped_bytes("plain") >= 1 << 26  # untuned: the 64 MiB buffer is its own mmap
     assert mmapped_bytes("tuned") < 1 << 26  # tuned: it lives in the heap, reusable after free
+
+
+def test_release_free_memory_runs():
+    assert release_free_memory() is sys.platform.startswith("linux")

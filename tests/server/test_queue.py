@@ -303,3 +303,22 @@ def test_plan_passes_splits_off_the_long_tail():
     assert bounds[:2] == [0, 1]  # the 120-token text does not pad thirty 12-token ones
     assert plan_cost(lengths, bounds, 32) < plan_cost(lengths, [0, 32], 32)
     assert plan_passes([5] * 10, 32, 8192, 32) == [0, 10]  # equal lengths: one pass
+
+
+def test_on_idle_runs_when_the_worker_runs_dry_not_while_work_waits():
+    backend = FakeBackend(gated=True)
+    idle_at: list[int] = []  # passes run when on_idle was called
+    q = make_queue(backend, max_batch_tokens=4, batch_size=1,
+                   on_idle=lambda: idle_at.append(len(backend.passes)))
+
+    async def scenario():
+        first = await blocked_first_pass(q, backend)
+        more = asyncio.ensure_future(q.embed([[3], [4], [5]]))
+        await asyncio.sleep(0)
+        backend.allow()
+        await first
+        await more
+
+    asyncio.run(scenario())
+    q.close(WAIT)
+    assert idle_at and idle_at[0] == 4  # only after the last of the 4 queued passes

@@ -123,6 +123,8 @@ class ServerState:
               on_load_error: Callable[[BaseException], None] | None) -> None:
         s = self.settings
         try:
+            from seqenc.allocator import release_free_memory
+
             from .backend import ModelBackend  # torch: only once a model is wanted
 
             is_model = hasattr(model_or_loader, "encoder") and hasattr(model_or_loader,
@@ -138,6 +140,7 @@ class ServerState:
                 max_concurrent_requests=s.max_concurrent_requests,
                 on_batch=self.metrics.batch,
                 on_wait=self.metrics.queue_duration.observe,
+                on_idle=release_free_memory,  # fragments of varied batch shapes add up
             )
             self.phase = "warming up"
             queue.start(warm_up=lambda: backend.warm_up(tokenization.encode(["warm up"])[0]))

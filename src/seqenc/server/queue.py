@@ -83,6 +83,7 @@ class BatchQueue:
         max_concurrent_requests: int = 512,
         on_batch: Callable[[int, int, float], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
         pass_cost_tokens: int = PASS_COST_TOKENS,
     ):
         self._run_batch = run_batch
@@ -93,6 +94,7 @@ class BatchQueue:
         self.pass_cost_tokens = pass_cost_tokens
         self._on_batch = on_batch or (lambda rows, padded_tokens, seconds: None)
         self._on_wait = on_wait or (lambda seconds: None)
+        self._on_idle = on_idle or (lambda: None)  # the worker ran dry (e.g. give memory back)
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()  # requests with texts not yet drawn, oldest first
         self._admitted = 0
@@ -198,6 +200,10 @@ class BatchQueue:
                 log.exception("batching worker failed")
                 for job in {job for job, _ in window}:
                     self._fail(job, e)
+            with self._cond:
+                idle = not self._jobs
+            if idle:
+                self._on_idle()
 
     def _take_window(self) -> list[_Row] | None:
         """The next texts in arrival order, up to max_batch_tokens real tokens; None once
