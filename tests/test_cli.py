@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from fake_model import FakeModel, fake_vectors
-from seqenc import cli
+from seqenc import cli, exits
 from seqenc.quantize import quantization_ranges, quantize
 
 TESTS = Path(__file__).resolve().parent
@@ -178,7 +178,7 @@ def test_bad_input_exits_3_and_writes_nothing(tmp_path, fake):
     out = tmp_path / "o.npy"
     out.write_bytes(b"previous")
     result = run("encode", source, "-o", out)
-    assert result.exit_code == cli.EXIT_INPUT
+    assert result.exit_code == exits.EXIT_INPUT
     assert result.stderr.strip() == f"Error: {source}:2: field 'text': missing"
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.npy"]
@@ -212,7 +212,7 @@ def test_no_truncate_rejects_long_records(tmp_path, fake):
     write_input(source, ["short", "one two three four five six seven eight", "x"])
     out = tmp_path / "o.parquet"
     result = run("encode", source, "-o", out, "--no-truncate")
-    assert result.exit_code == cli.EXIT_INPUT
+    assert result.exit_code == exits.EXIT_INPUT
     assert f"{source}:3: field 'text': longer than the model's 8 tokens" in result.stderr
     assert not out.exists()
     result = run("encode", source, "-o", out, "--no-truncate", "--on-error", "skip")
@@ -237,7 +237,7 @@ def test_input_errors_exit_3(tmp_path, fake, args, words):
     (tmp_path / "in.docx").write_text("x")
     (tmp_path / "in.txt").write_text("x")
     result = run(*[a.format(d=tmp_path) for a in args])
-    assert result.exit_code == cli.EXIT_INPUT, result.output
+    assert result.exit_code == exits.EXIT_INPUT, result.output
     assert all(w in result.stderr for w in words)
     assert fake.calls == []
 
@@ -258,7 +258,7 @@ def test_input_errors_exit_3(tmp_path, fake, args, words):
 def test_usage_errors_exit_2(tmp_path, fake, args, words):
     (tmp_path / "in.txt").write_text("x\n")
     result = run(*[a.format(d=tmp_path) for a in args])
-    assert result.exit_code == cli.EXIT_USAGE, result.output
+    assert result.exit_code == exits.EXIT_USAGE, result.output
     assert all(w in result.stderr for w in words), result.stderr
 
 
@@ -266,7 +266,7 @@ def test_output_may_not_overwrite_input(tmp_path, fake):
     source = tmp_path / "in.jsonl"
     source.write_text('{"text": "x"}\n')
     result = run("encode", source, "-o", tmp_path / "." / "in.jsonl")
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == exits.EXIT_USAGE
     assert "overwrite the input" in result.stderr
     assert source.read_text() == '{"text": "x"}\n'
 
@@ -275,7 +275,7 @@ def test_model_load_failure_exits_4(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("x\n")
     result = run("encode", source, "--model", tmp_path / "no-such-model")
-    assert result.exit_code == cli.EXIT_MODEL
+    assert result.exit_code == exits.EXIT_MODEL
     assert result.stderr.startswith("Error: cannot load model")
     assert "no-such-model" in result.stderr
     assert not (tmp_path / "in.npy").exists()
@@ -287,7 +287,7 @@ def test_unwritable_output_exits_1(tmp_path, fake):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = run("encode", source, "-o", blocker / "o.npy")  # a directory that is a file
-    assert result.exit_code == cli.EXIT_ERROR
+    assert result.exit_code == exits.EXIT_ERROR
     assert f"{blocker / 'o.npy'}" in result.stderr
     assert fake.calls == []
 
@@ -299,7 +299,7 @@ def test_unexpected_error_exits_1_and_keeps_previous_output(tmp_path, fake):
     out.write_bytes(b"previous")
     fake.fail_on_call = 2
     result = run("encode", source, "-o", out, "--chunk-size", 2)
-    assert result.exit_code == cli.EXIT_ERROR
+    assert result.exit_code == exits.EXIT_ERROR
     assert "RuntimeError: fake model failure" in result.stderr
     assert "Traceback" not in result.output
     assert out.read_bytes() == b"previous"
@@ -311,7 +311,7 @@ def test_keyboard_interrupt_exits_130_without_output(tmp_path, fake):
     write_input(source, TEXTS)
     fake.interrupt_on_call = 2
     result = run("encode", source, "-o", tmp_path / "o.npy", "--chunk-size", 2)
-    assert result.exit_code == cli.EXIT_INTERRUPTED
+    assert result.exit_code == exits.EXIT_INTERRUPTED
     assert "interrupted: no output written" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
@@ -343,7 +343,7 @@ def test_signal_in_a_real_process(tmp_path, signum):
         _, stderr = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == cli.EXIT_INTERRUPTED, stderr
+    assert proc.returncode == exits.EXIT_INTERRUPTED, stderr
     assert "interrupted: no output written" in stderr
     assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoding", "in.txt"]
@@ -463,9 +463,9 @@ def test_real_attention(tmp_path, real):
     assert "(2 layers x 1 heads, 6 tokens)" in result.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.png"]
     result = run("attention", "x", "-o", out, "--layer", 6)
-    assert result.exit_code == cli.EXIT_USAGE
+    assert result.exit_code == exits.EXIT_USAGE
     assert "--layer" in result.stderr and "0..5" in result.stderr
-    assert run("attention", "x", "-o", tmp_path / "a.jpg").exit_code == cli.EXIT_USAGE
+    assert run("attention", "x", "-o", tmp_path / "a.jpg").exit_code == exits.EXIT_USAGE
 
 
 def test_console_script_runs(tmp_path):

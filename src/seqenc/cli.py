@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,25 +20,16 @@ from typing import Any
 
 import click
 
+from seqenc.exits import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    EXIT_INPUT,
+    EXIT_MODEL,
+    exit_codes,
+    fail,
+)
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.train.cli import register as register_training  # click only: stays lazy
-
-EXIT_OK = 0
-EXIT_ERROR = 1  # unexpected error
-EXIT_USAGE = 2  # click's usage errors
-EXIT_INPUT = 3  # bad input data
-EXIT_MODEL = 4  # the model could not be loaded
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-
-EXIT_CODES = """\b
-Exit codes:
-  0    success
-  1    unexpected error (set SEQENC_DEBUG=1 for a traceback)
-  2    usage error (bad option or argument)
-  3    bad input data (the message names file, line and field)
-  4    the model could not be loaded
-  130  interrupted (Ctrl-C or SIGTERM); no output is written
-"""
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 POOLINGS = ("mean", "cls", "max")
@@ -62,36 +51,17 @@ def load_model(name: str | None) -> Any:
         raise ModelLoadError(f"cannot load model {name or 'default'!r}: {e}") from e
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)  # click's own prefix, for one look
-    raise click.exceptions.Exit(code)
+def _classify(e: Exception) -> tuple[int, str]:
+    from seqenc.io.errors import InputError
+
+    if isinstance(e, InputError):
+        return EXIT_INPUT, str(e)
+    if isinstance(e, ModelLoadError):
+        return EXIT_MODEL, str(e)
+    return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
 
 
-def _exit_codes(command: Callable) -> Callable:
-    """Map the failures a command can meet to the documented exit codes and one-line messages."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from seqenc.io.errors import InputError
-
-        try:
-            return command(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except InputError as e:
-            _fail(str(e), EXIT_INPUT)
-        except ModelLoadError as e:
-            _fail(str(e), EXIT_MODEL)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted: no output written", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-        except Exception as e:
-            if os.environ.get("SEQENC_DEBUG"):
-                traceback.print_exc()
-            reason = str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-            _fail(reason, EXIT_ERROR)
-
-    return run
+_exit_codes = exit_codes(_classify, "interrupted: no output written")
 
 
 @click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
@@ -548,7 +518,7 @@ def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds,
 
     corpus = corpus or BENCH_CORPUS
     if not corpus.exists():
-        _fail(f"benchmark corpus {corpus} not found; pass a text file", 3)
+        fail(f"benchmark corpus {corpus} not found; pass a text file", 3)
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)

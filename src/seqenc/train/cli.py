@@ -8,54 +8,34 @@ torchrun, one process per device: ``torchrun --nproc_per_node N -m seqenc.train 
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-EXIT_INPUT = 3  # bad input data: the message names file, line and column
-EXIT_MODEL = 4  # the model could not be loaded
-EXIT_INTERRUPTED = 130
+from seqenc.exits import EXIT_INPUT, EXIT_MODEL, EXIT_USAGE, exit_codes
 
 
-def _fail(message: str, code: int) -> None:
-    click.echo(f"Error: {message}", err=True)
-    raise click.exceptions.Exit(code)
+def _classify(e: Exception) -> tuple[int, str] | None:
+    """Bad data -> exit 3, unloadable model -> 4, bad settings -> 2 (usage); others raise."""
+    from seqenc.checkpoint import CheckpointError
+    from seqenc.io.errors import InputError
+    from seqenc.model import ModelNotFoundError
+
+    from .config import ConfigError
+
+    if isinstance(e, (InputError, ConfigError)):
+        return EXIT_INPUT, str(e)
+    if isinstance(e, (CheckpointError, ModelNotFoundError)):
+        return EXIT_MODEL, str(e)
+    if isinstance(e, (FileExistsError, FileNotFoundError, ValueError)):
+        return EXIT_USAGE, str(e)
+    return None
 
 
-def _errors(command: Callable) -> Callable:
-    """Bad data -> exit 3, unloadable model -> 4, bad settings -> 2 (usage), Ctrl-C -> 130."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        from seqenc.checkpoint import CheckpointError
-        from seqenc.io.errors import InputError
-        from seqenc.model import ModelNotFoundError
-
-        from .config import ConfigError
-
-        try:
-            return command(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except (InputError, ConfigError) as e:
-            _fail(str(e), EXIT_INPUT)
-        except (CheckpointError, ModelNotFoundError) as e:
-            _fail(str(e), EXIT_MODEL)
-        except (FileExistsError, FileNotFoundError, ValueError) as e:
-            if os.environ.get("SEQENC_DEBUG"):
-                traceback.print_exc()
-            _fail(str(e), 2)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
-            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-
-    return run
+_errors = exit_codes(_classify)
 
 
 @contextlib.contextmanager
