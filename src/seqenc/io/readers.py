@@ -165,7 +165,7 @@ def open_records(
         stream = stdin if stdin is not None else sys.stdin.buffer
         close = None  # never close the process's stdin
     else:
-        stream = _open_binary(Path(source))
+        stream = open_binary(Path(source))
         close = stream.close
     try:
         if fmt == "txt":
@@ -189,13 +189,14 @@ def open_records(
     )
 
 
-def _open_binary(path: Path) -> BinaryIO:
+def open_binary(path: Path, name: str | None = None) -> BinaryIO:
+    """``open(path, "rb")``, or an InputError naming the file."""
     try:
         if path.is_dir():
             raise IsADirectoryError("is a directory")
         return open(path, "rb")
     except OSError as e:
-        raise InputError(f"cannot read input: {e.strerror or e}", file=str(path)) from None
+        raise InputError(f"cannot read input: {e.strerror or e}", file=name or str(path)) from None
 
 
 # -- line-based formats ----------------------------------------------------------------------
@@ -229,6 +230,15 @@ def _decode(raw: bytes, name: str, lineno: int, offset: int) -> str | InputError
             file=name,
             line=lineno,
         )
+
+
+def decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line terminator); bad UTF-8 raises InputError."""
+    for lineno, offset, raw in _lines(stream):
+        text = _decode(_strip_eol(raw), name, lineno, offset)
+        if isinstance(text, InputError):
+            raise text
+        yield lineno, text
 
 
 def _txt(stream: BinaryIO, name: str) -> Iterator[Record | InputError]:

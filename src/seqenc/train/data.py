@@ -8,7 +8,6 @@ Every problem raises ``InputError`` naming file, line and column.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from seqenc.io.errors import InputError
-from seqenc.io.readers import detect_format
+from seqenc.io.readers import decoded_lines, detect_format, open_binary
 
 TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -115,39 +114,14 @@ def read_labelled(
     return LabelledTexts(texts, labels, lines, name, str(label_col))
 
 
-def _open(path: Path, name: str) -> io.BufferedReader:
-    try:
-        if path.is_dir():
-            raise IsADirectoryError("is a directory")
-        return open(path, "rb")
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror or e}", file=name) from None
-
-
-def _decode_lines(stream: io.BufferedReader, name: str) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line terminator); a leading BOM is dropped."""
-    for lineno, raw in enumerate(stream, start=1):
-        if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(
-                f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                file=name,
-                line=lineno,
-            ) from None
-        yield lineno, text.rstrip("\n").rstrip("\r")
-
-
 def _delimited(
     path: Path, name: str, text_col: Column, label_col: Column, header: bool, fmt: str,
     require_labels: bool,
 ) -> Iterator[tuple[int, str, str | None]]:
     # TSV is split on tabs with no quoting (as GLUE ships it); CSV is RFC 4180 via the csv
     # module, which tracks the line each (possibly multi-line) row starts on.
-    with _open(path, name) as stream:
-        lines = _decode_lines(stream, name)
+    with open_binary(path, name) as stream:
+        lines = decoded_lines(stream, name)
         if fmt == "tsv":
             rows: Iterator[tuple[int, list[str]]] = (
                 (n, text.split("\t")) for n, text in lines if text.strip()
@@ -216,8 +190,8 @@ def _label_value(value: object, name: str, line: int, column: str) -> str:
 def _jsonl(
     path: Path, name: str, text_col: str, label_col: str, require_labels: bool
 ) -> Iterator[tuple[int, str, str | None]]:
-    with _open(path, name) as stream:
-        for lineno, text in _decode_lines(stream, name):
+    with open_binary(path, name) as stream:
+        for lineno, text in decoded_lines(stream, name):
             if not text.strip():
                 continue
             try:
@@ -276,8 +250,8 @@ def _parquet(
 def read_corpus(path: str | Path, *, skip_blank: bool = True) -> list[str]:
     """A plain-text corpus, one text per line (blank lines skipped unless told)."""
     name = str(path)
-    with _open(Path(path), name) as stream:
-        texts = [t for _, t in _decode_lines(stream, name) if t.strip() or not skip_blank]
+    with open_binary(Path(path), name) as stream:
+        texts = [t for _, t in decoded_lines(stream, name) if t.strip() or not skip_blank]
     if not texts:
         raise InputError("no text: the file is empty", file=name)
     return texts
