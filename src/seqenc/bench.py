@@ -57,24 +57,36 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
 
 
-def gemm_gflops(dtype: torch.dtype, n: int = 2048, budget_s: float = 3.0) -> float:
+def gemm_gflops(dtype: torch.dtype, n: int = 2048, budget_s: float = 3.0,
+                device: str = "cpu") -> float:
     """Large square GEMM throughput: the machine's practical matmul peak for ``dtype``.
 
     Shrinks the matrix when one product is slow (bf16 without hardware support runs at well
     under 1 GFLOP/s), so the probe stays within about ``budget_s`` seconds.
     """
+    if device != "cpu":
+        n = max(n, 8192)  # a GPU needs a bigger product to reach its peak
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
     while True:
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        sync()
         start = time.perf_counter()
         a @ b  # warm-up, and a first timing
+        sync()
         first = time.perf_counter() - start
         if first * 2 <= budget_s or n <= 256:
             break
         n //= 2
-    repeats = max(1, min(5, int(budget_s / max(first, 1e-6))))
+    repeats = max(1, min(20 if device != "cpu" else 5, int(budget_s / max(first, 1e-6))))
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync()
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -107,20 +119,23 @@ def run_benchmark(
     sweep_lengths: Sequence[int] = (16, 32, 64, 128, 256, 512),
     sweep_texts: int = 64,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> BenchResult:
+    """``device`` "cuda" runs both engines on the GPU (the peak probe too); see README."""
     from sentence_transformers import SentenceTransformer
 
     if threads:
         torch.set_num_threads(threads)
     reuse_large_buffers()  # process-wide: both engines run with the same allocator settings
-    model = SentenceEncoder.from_pretrained(model_name)
+    model = SentenceEncoder.from_pretrained(model_name, device=device)
     texts = list(texts)
     lengths = model.tokenizer.encode(texts).lengths
     flops = model_flops(model, lengths)
     result = BenchResult(
         machine={"platform": platform.platform(), "processor": platform.processor(),
                  "threads": torch.get_num_threads(), "torch": torch.__version__,
-                 "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+                 "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device,
+                 "gpu": torch.cuda.get_device_name() if device != "cpu" else None},
         corpus={"texts": len(texts), "tokens": int(lengths.sum()),
                 "mean_tokens": float(lengths.mean()), "peer_batch_size": batch_size,
                 "seqenc_batch_tokens": batch_tokens},
@@ -128,7 +143,7 @@ def run_benchmark(
     reference = model.encode(texts, batch_size=batch_size)
     for dtype in dtypes:
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-        peer = SentenceTransformer(str(model.path), device="cpu").to(torch_dtype)
+        peer = SentenceTransformer(str(model.path), device=device).to(torch_dtype)
         peer.max_seq_length = model.max_seq_length
 
         def ours(dtype=dtype):
@@ -146,9 +161,9 @@ def run_benchmark(
             raise AssertionError(f"{dtype}: min cosine to fp32 {to_fp32} < {MIN_COSINE[dtype]}")
         if dtype == "float32" and to_peer < MIN_COSINE[dtype]:
             raise AssertionError(f"float32: min cosine to the peer {to_peer} < 0.99999")
-        peak = gemm_gflops(torch_dtype)
-        our_peak = peak if dtype == "float32" or native_bf16_matmul() else gemm_gflops(
-            torch.float32)
+        peak = gemm_gflops(torch_dtype, device=device)
+        our_peak = peak if dtype == "float32" or native_bf16_matmul(device) else gemm_gflops(
+            torch.float32, device=device)
         times = interleave({"seqenc": ours, "peer": theirs}, rounds)
 
         def summarise(seconds: list[float], peak: float) -> EngineResult:

@@ -506,10 +506,12 @@ BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/c
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="auto = cuda when a GPU is visible.")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("benchmarks/results"), show_default=True)
 def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
-          no_sweep, out_dir):
+          no_sweep, device, out_dir):
     """Throughput against sentence-transformers (interleaved, same texts, same threads).
 
     CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt).
@@ -522,8 +524,13 @@ def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds,
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
-                           sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log)
+                           sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log,
+                           device=device)
     save(result, out_dir / "throughput.json", out_dir / "throughput.png")
     log(f"wrote {out_dir / 'throughput.json'}" + ("" if no_sweep else " and throughput.png"))
 

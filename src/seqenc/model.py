@@ -316,8 +316,11 @@ class SentenceEncoder:
         """One forward pass over token-id lists ([CLS] ... [SEP] included, as ``tokenizer``
         makes them): ``(hidden (B, T, D) float32, keep (B, T) bool)``, padded to the longest."""
         batch = self.tokenizer.pad(ids)
-        input_ids = batch.input_ids.to(self.device, non_blocking=True)
-        keep = batch.attention_mask.to(self.device, non_blocking=True)
+        input_ids, keep = batch.input_ids, batch.attention_mask
+        if self.device.type == "cuda":  # page-locked host memory: the copies run async
+            input_ids, keep = input_ids.pin_memory(), keep.pin_memory()
+        input_ids = input_ids.to(self.device, non_blocking=True)
+        keep = keep.to(self.device, non_blocking=True)
         with torch.inference_mode():
             hidden = self.encoder_for(dtype)(input_ids, keep).last_hidden_state.float()
         return hidden, keep
