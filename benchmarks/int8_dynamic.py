@@ -31,8 +31,11 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from torch.ao.quantization import (default_dynamic_qconfig, per_channel_dynamic_qconfig,
-                                       quantize_dynamic)
+    from torch.ao.quantization import (
+        default_dynamic_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
 
     from seqenc import SentenceEncoder
     from seqenc.allocator import reuse_large_buffers
