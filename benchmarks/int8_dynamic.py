@@ -38,12 +38,12 @@ def main() -> None:
     )
 
     from seqenc import SentenceEncoder
-    from seqenc.allocator import reuse_large_buffers
+    from seqenc.allocator import tune_memory
 
     warnings.filterwarnings("ignore")  # torch.ao deprecation notices
     if args.threads:
         torch.set_num_threads(args.threads)
-    reuse_large_buffers()
+    tune_memory()
     model = SentenceEncoder.from_pretrained("default")
     texts = args.corpus.read_text(encoding="utf-8").splitlines()[: args.texts]
     fp32 = model.encoder

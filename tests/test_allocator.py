@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,14 @@ def test_large_buffers_come_from_the_heap_once_tuned():
 
 def test_release_free_memory_runs():
     assert release_free_memory() is sys.platform.startswith("linux")
+
+
+def test_tune_memory_caps_onednn_cache_unless_the_user_chose(monkeypatch):
+    from seqenc.allocator import tune_memory
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    tune_memory()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "7")
+    tune_memory()
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "7"

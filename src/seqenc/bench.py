@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .allocator import reuse_large_buffers
+from .allocator import tune_memory
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
 
@@ -126,7 +126,7 @@ def run_benchmark(
 
     if threads:
         torch.set_num_threads(threads)
-    reuse_large_buffers()  # process-wide: both engines run with the same allocator settings
+    tune_memory()  # process-wide: both engines run with the same allocator settings
     model = SentenceEncoder.from_pretrained(model_name, device=device)
     texts = list(texts)
     lengths = model.tokenizer.encode(texts).lengths

@@ -42,10 +42,10 @@ class ModelLoadError(Exception):
 def load_model(name: str | None) -> Any:
     """The CLI's only way to a model; tests replace it with a fake of the same interface."""
     try:
-        from seqenc.allocator import reuse_large_buffers
+        from seqenc.allocator import tune_memory
         from seqenc.model import SentenceEncoder
 
-        reuse_large_buffers()  # every CLI command that loads a model runs batch after batch
+        tune_memory()  # every CLI command that loads a model runs batch after batch
         return SentenceEncoder.from_pretrained(name)
     except Exception as e:
         raise ModelLoadError(f"cannot load model {name or 'default'!r}: {e}") from e

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqenc.allocator import reuse_large_buffers
+from seqenc.allocator import tune_memory
 
 _DTYPES = ("float32", "bfloat16")
 
@@ -28,7 +28,7 @@ class ModelBackend:
             # Process-wide. On a machine shared with other work, fewer threads than cores
             # avoids passes stalling on a descheduled thread (one core per thread or less).
             torch.set_num_threads(threads)
-        reuse_large_buffers()  # a server runs batch after batch: reuse activation buffers
+        tune_memory()  # a server runs batch after batch: reuse activation buffers
         self.model = model
         self.dtype = dtype
         model.encoder_for(dtype)  # convert now, not on the first request

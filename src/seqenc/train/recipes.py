@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from seqenc.allocator import tune_memory
 from seqenc.checkpoint import CheckpointError, config_to_bert
 from seqenc.io.errors import InputError
 from seqenc.model import SentenceEncoder, default_model_path
@@ -186,6 +187,7 @@ def train_classifier(job: ClassifyJob, cfg: TrainConfig, ctx: D.DistContext | No
                      echo=None, progress: bool | None = None,
                      stop_after: int | None = None) -> TrainResult:
     """Read data, build (or resume) the classifier, train, export. Returns the TrainResult."""
+    tune_memory()  # thousands of steps of varied shapes: see seqenc/allocator.py
     ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
     say = echo or (lambda m: print(m, flush=True))
     if ctx.is_main:
@@ -211,6 +213,7 @@ def train_classifier(job: ClassifyJob, cfg: TrainConfig, ctx: D.DistContext | No
 
 def train_mlm(job: MlmJob, cfg: TrainConfig, ctx: D.DistContext | None = None, echo=None,
               progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+    tune_memory()  # thousands of steps of varied shapes: see seqenc/allocator.py
     ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
     say = echo or (lambda m: print(m, flush=True))
     if ctx.is_main:
