@@ -482,3 +482,18 @@ def test_console_script_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"wrote 2 vectors (dim 384, float32) to {out}" in proc.stderr
     assert np.load(out).shape == (2, 384)
+
+
+def test_encode_threads_sets_torch_threads(tmp_path, fake):
+    import torch
+
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS[:2])
+    before = torch.get_num_threads()
+    try:
+        result = run("encode", source, "-o", tmp_path / "out.npy", "--threads", 2)
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert run("encode", source, "--threads", 0).exit_code == exits.EXIT_USAGE

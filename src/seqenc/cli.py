@@ -266,6 +266,8 @@ def _rate(n: float, seconds: float) -> str:
     show_default=True,
     help="Stop at the first bad record, or report and skip it.",
 )
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_exit_codes
 def encode(
@@ -284,6 +286,7 @@ def encode(
     max_length: int | None,
     no_truncate: bool,
     on_error: str,
+    threads: int | None,
     quiet: bool,
 ) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
@@ -328,6 +331,10 @@ def encode(
             out.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow model load
         except OSError as e:
             raise click.FileError(str(out), hint=_os_reason(e)) from None
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         model = load_model(model_name)
         if max_length is not None:
             _set_max_length(model, max_length)
