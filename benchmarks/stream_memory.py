@@ -1,9 +1,17 @@
-"""Peak memory of `seqenc encode` at growing corpus sizes: it should stay flat.
+r"""Peak memory of `seqenc encode` at growing corpus sizes: it should stay flat.
 
     python benchmarks/stream_memory.py                      # 1M generated lines: 10k, 100k, 1M
     python benchmarks/stream_memory.py --lines 20000        # quick check: 200, 2k, 20k
     python benchmarks/stream_memory.py --input corpus.txt --sizes 1000,10000
     python benchmarks/stream_memory.py --lines 20000 -- --precision int8   # extra encode args
+
+The 1M-line run in benchmarks/RESULTS.md reads SST-2's train sentences repeated to 1M lines:
+
+    tail -n +2 ../shared/data/sst2/train.tsv | cut -f1 > /tmp/sst2.txt
+    for i in $(seq 17); do cat /tmp/sst2.txt; done | head -n 1000000 \
+        > benchmarks/runs/sst2-1M.txt
+    python benchmarks/stream_memory.py --input benchmarks/runs/sst2-1M.txt \
+        --sizes 10000,100000,1000000
 
 Each size runs `seqenc encode` as a child process on the first N lines and reports the child's
 peak resident memory: ru_maxrss from wait4 (exact), and the largest VmRSS seen while sampling
