@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from seqenc.nn import Encoder, attention
 from seqenc.nn import encoder as encoder_module
-from seqenc.nn.attention import attention_bias, short_attention
+from seqenc.nn.attention import attention_bias, chunked_attention, per_head
 from seqenc.nn.packing import Packing, worth_packing
 
 
@@ -35,10 +35,10 @@ def test_packing_only_when_there_is_padding():
 
 
 @pytest.mark.parametrize("norm", ["post", "pre", "res_post"])
-@pytest.mark.parametrize("T", [6, attention.SHORT_SEQUENCE + 5])  # short and long attention
+@pytest.mark.parametrize("T", [6, 40, attention.CHUNKED_UP_TO + 4])  # chunked and SDPA
 def test_packed_inference_equals_padded_inference(make_cfg, monkeypatch, norm, T):
     torch.manual_seed(0)
-    encoder = Encoder(make_cfg(norm=norm, max_positions=64, final_norm=True)).eval()
+    encoder = Encoder(make_cfg(norm=norm, max_positions=256, final_norm=True)).eval()
     ids = torch.randint(0, 50, (3, T))
     keep = lengths_mask([T, T - 3, 2], T)
     with torch.no_grad():
@@ -63,9 +63,32 @@ def test_training_runs_padded(make_cfg, monkeypatch):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_short_attention_equals_sdpa(masked):
+@pytest.mark.parametrize("chunk_scores", [1, 100, attention.CHUNK_SCORES])  # 1 head .. all
+def test_chunked_attention_equals_sdpa(monkeypatch, masked, chunk_scores):
+    monkeypatch.setattr(attention, "CHUNK_SCORES", chunk_scores)
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
     bias = attention_bias(lengths_mask([7, 4, 1], 7), q.dtype) if masked else None
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    assert torch.allclose(short_attention(q, k, v, bias), expected, atol=1e-6)
+    ours = chunked_attention(*(t.flatten(0, 1) for t in (q, k, v)), per_head(bias, 4))
+    assert torch.allclose(ours.view(3, 4, 7, 8), expected, atol=1e-6)
+
+
+def test_split_and_merge_heads_match_the_padded_layout():
+    B, T, H, hd = 3, 5, 2, 4
+    keep = lengths_mask([5, 2, 4], T)
+    packing = Packing.from_mask(keep)
+    qkv = torch.randn(B, T, 3 * H * hd)
+    q, k, v = packing.split_heads(packing.pack(qkv), H)
+    for ours, part in zip((q, k, v), qkv.split(H * hd, dim=-1), strict=True):
+        expected = part.view(B, T, H, hd).transpose(1, 2)  # (B, H, T, hd)
+        assert ours.shape == (B * H, T, hd) and ours.is_contiguous()
+        assert torch.equal(ours.view(B, H, T, hd).transpose(1, 2)[keep],
+                           expected.transpose(1, 2)[keep])
+    y = torch.randn(B, H, T, hd)
+    merged = packing.merge_heads(y.reshape(B * H, T, hd), H)
+    assert torch.equal(merged, y.transpose(1, 2).reshape(B, T, H * hd)[keep])
+
+
+def test_an_all_padding_batch_is_not_packed():
+    assert not worth_packing(torch.zeros(2, 3, dtype=torch.bool))
