@@ -29,7 +29,7 @@ TEXTS = ["The cat sat on the mat.", "Ein Hund bellt.", "", "naïve café ☕", "
 @pytest.fixture
 def fake(monkeypatch) -> FakeModel:
     model = FakeModel()
-    monkeypatch.setattr(cli, "load_model", lambda name: model)
+    monkeypatch.setattr(cli, "load_model", lambda name, device="cpu": model)
     return model
 
 
@@ -326,7 +326,8 @@ def test_signal_in_a_real_process(tmp_path, signum):
         f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
         "from fake_model import FakeModel\n"
         "import seqenc.cli as cli\n"
-        f"cli.load_model = lambda name: FakeModel(block_on_call=2, marker={str(marker)!r})\n"
+        "cli.load_model = lambda name, device='cpu': "
+        f"FakeModel(block_on_call=2, marker={str(marker)!r})\n"
         "cli.main()\n"
     )
     proc = subprocess.Popen(
@@ -407,7 +408,7 @@ def real_model():
 
 @pytest.fixture
 def real(monkeypatch, real_model):
-    monkeypatch.setattr(cli, "load_model", lambda name: real_model)
+    monkeypatch.setattr(cli, "load_model", lambda name, device="cpu": real_model)
     return real_model
 
 
@@ -497,3 +498,28 @@ def test_encode_threads_sets_torch_threads(tmp_path, fake):
     finally:
         torch.set_num_threads(before)
     assert run("encode", source, "--threads", 0).exit_code == exits.EXIT_USAGE
+
+
+def test_encode_device_reaches_the_model_loader(tmp_path, monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(cli, "load_model",
+                        lambda name, device="cpu": asked.append(device) or FakeModel())
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS[:2])
+    assert run("encode", source, "-o", tmp_path / "a.npy", "--device", "auto").exit_code == 0
+    assert run("encode", source, "-o", tmp_path / "b.npy").exit_code == 0
+    assert asked == ["cuda" if torch.cuda.is_available() else "cpu", "cpu"]
+
+
+def test_encode_on_a_missing_gpu_is_a_usage_error(tmp_path, fake, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    source = tmp_path / "in.txt"
+    write_input(source, TEXTS[:2])
+    result = run("encode", source, "-o", tmp_path / "out.npy", "--device", "cuda")
+    assert result.exit_code == exits.EXIT_USAGE
+    assert "PyTorch sees no GPU" in result.output
+    assert not (tmp_path / "out.npy").exists()

@@ -241,3 +241,17 @@ def test_sts_benchmark_dev_spearman_is_the_published_peer_figure(model):
     rho = 100 * spearmanr((first * second).sum(axis=1), gold).statistic
     assert len(rows) == 1500
     assert abs(rho - 86.72) < 0.005, rho
+
+
+def test_resolve_device(monkeypatch):
+    from seqenc.model import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    with pytest.raises(ValueError, match="PyTorch sees no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be one of"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"

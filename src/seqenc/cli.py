@@ -39,14 +39,14 @@ class ModelLoadError(Exception):
     """The model named on the command line could not be loaded."""
 
 
-def load_model(name: str | None) -> Any:
+def load_model(name: str | None, device: str = "cpu") -> Any:
     """The CLI's only way to a model; tests replace it with a fake of the same interface."""
     try:
         from seqenc.allocator import tune_memory
         from seqenc.model import SentenceEncoder
 
         tune_memory()  # every CLI command that loads a model runs batch after batch
-        return SentenceEncoder.from_pretrained(name)
+        return SentenceEncoder.from_pretrained(name, device=device)
     except Exception as e:
         raise ModelLoadError(f"cannot load model {name or 'default'!r}: {e}") from e
 
@@ -268,6 +268,8 @@ def _rate(n: float, seconds: float) -> str:
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_exit_codes
 def encode(
@@ -287,6 +289,7 @@ def encode(
     no_truncate: bool,
     on_error: str,
     threads: int | None,
+    device: str,
     quiet: bool,
 ) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
@@ -316,6 +319,7 @@ def encode(
         raise click.BadParameter(str(e), param_hint="-o/--output") from None
     if source != "-" and Path(source).exists() and out.exists() and out.samefile(source):
         raise click.BadParameter("the output would overwrite the input", param_hint="-o/--output")
+    device = _device(device)
 
     bar = None
 
@@ -335,7 +339,7 @@ def encode(
             import torch
 
             torch.set_num_threads(threads)
-        model = load_model(model_name)
+        model = load_model(model_name, device)
         if max_length is not None:
             _set_max_length(model, max_length)
         width, vector_dtype = row_spec(model.dimension, precision)
@@ -382,6 +386,17 @@ def encode(
             f"wrote {stats.records:,} vectors (dim {model.dimension}, {precision}) to {out}",
             err=True,
         )
+
+
+def _device(name: str) -> str:
+    if name == "cpu":  # no torch import before it is needed
+        return name
+    from seqenc.model import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--device") from None
 
 
 # -- similarity ------------------------------------------------------------------------------
@@ -531,10 +546,7 @@ def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds,
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device(device)
     result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
                            sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log,
                            device=device)

@@ -70,6 +70,25 @@ def default_model_path() -> Path:
     return path
 
 
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(device: str) -> str:
+    """"cpu", "cuda", or "auto" (cuda when a GPU is visible, else cpu) -> "cpu" or "cuda".
+
+    Raises ValueError for "cuda" on a machine where PyTorch sees no GPU, or an unknown name.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if device == "cpu":
+        return "cpu"
+    available = torch.cuda.is_available()
+    if device == "cuda" and not available:
+        raise ValueError("device 'cuda' asked for, but PyTorch sees no GPU on this machine "
+                         "(use --device cpu or auto)")
+    return "cuda" if available else "cpu"
+
+
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
     """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself."""
     name = os.fspath(name_or_path) if name_or_path is not None else None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from seqenc.server.app import create_app
 from seqenc.server.settings import Settings
@@ -88,6 +89,15 @@ def test_missing_model_exits_4_before_listening(tmp_path):
          str(tmp_path / "no-such-model")], capture_output=True, text=True, timeout=WAIT)
     assert result.returncode == 4, result.stderr
     assert "Error: no model directory" in result.stderr
+    assert "listening" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU the machine must lack")
+def test_missing_gpu_exits_4_before_listening():
+    result = subprocess.run([sys.executable, "-m", "seqenc.server", "--port", "0", "--device",
+                             "cuda"], capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 4, result.stderr
+    assert "PyTorch sees no GPU" in result.stderr
     assert "listening" not in result.stderr
 
 

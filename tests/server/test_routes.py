@@ -38,6 +38,7 @@ def test_info_reports_model_and_limits(client, model):
     assert info["max_concurrent_requests"] == 512
     assert info["payload_limit"] == 200_000
     assert info["threads"] == 1 and info["model_dtype"] == "float32"
+    assert info["device"] == "cpu"
     assert info["version"]
 
 

@@ -171,6 +171,7 @@ class ServerState:
             model_path=str(model.path) if model.path else None,
             model_dtype=s.dtype,
             threads=threads,
+            device=str(getattr(model, "device", "cpu")),
             dimension=model.dimension,
             max_input_length=model.max_seq_length,
             pooling=model.pooling,

@@ -53,15 +53,17 @@ def serve(
     payload_limit: int = 2_000_000,
     dtype: str = "float32",
     threads: int | None = None,
+    device: str = "cpu",
     log_level: str = "info",
     graceful_timeout: float | None = 60.0,
 ) -> None:
     """Serve ``model`` (a directory, or None for $SEQENC_MODEL / the packaged default) over HTTP
     until SIGTERM or SIGINT; then stop accepting, finish the requests in flight and return.
     Port 0 picks a free port; the line ``seqenc: listening on http://HOST:PORT`` on stderr
-    names it. Raises ModelLoadError if the model cannot be loaded, ListenError if the address
-    cannot be bound."""
-    from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_model_path
+    names it. ``device`` is "cpu", "cuda" or "auto" (cuda when a GPU is visible). Raises
+    ModelLoadError if the model cannot be loaded (or the device is missing), ListenError if
+    the address cannot be bound."""
+    from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_device, resolve_model_path
 
     from .settings import Settings
 
@@ -81,7 +83,8 @@ def serve(
     )
     try:  # fail before binding the port when there is no model at all
         path = resolve_model_path(model)
-    except ModelNotFoundError as e:
+        device = resolve_device(device)
+    except (ModelNotFoundError, ValueError) as e:
         raise ModelLoadError(str(e)) from None
 
     import uvicorn
@@ -93,7 +96,7 @@ def serve(
     def load():
         from seqenc.model import SentenceEncoder
 
-        return SentenceEncoder.from_pretrained(path)
+        return SentenceEncoder.from_pretrained(path, device=device)
 
     server: uvicorn.Server | None = None
 
@@ -202,6 +205,8 @@ def _configure_logging(level: str) -> None:
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="Torch threads for the forward pass (default: one per core). On a machine "
                    "shared with other work, fewer is often faster.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+              show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
@@ -209,7 +214,7 @@ def _configure_logging(level: str) -> None:
 def serve_command(model: str | None, host: str, port: int, api_key: str | None,
                   max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
                   max_client_batch_size: int, max_concurrent_requests: int,
-                  payload_limit: int, dtype: str, threads: int | None,
+                  payload_limit: int, dtype: str, threads: int | None, device: str,
                   graceful_timeout: float, log_level: str) -> None:
     """Serve embeddings over HTTP (OpenAI /v1/embeddings; TEI-style /embed, /similarity,
     /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
@@ -220,7 +225,7 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
               batch_size=batch_size, max_batch_requests=max_batch_requests,
               max_client_batch_size=max_client_batch_size,
               max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
-              dtype=dtype, threads=threads, log_level=log_level,
+              dtype=dtype, threads=threads, device=device, log_level=log_level,
               graceful_timeout=graceful_timeout)
     except ModelLoadError as e:
         click.echo(f"Error: {e}", err=True)

@@ -121,6 +121,7 @@ class InfoResponse(BaseModel):
     model_path: str | None
     model_dtype: str
     threads: int = Field(description="Torch threads running the forward passes")
+    device: str = Field(description="Where the encoder runs: cpu or cuda")
     dimension: int
     max_input_length: int
     pooling: str
