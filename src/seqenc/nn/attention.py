@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import kernels
 from .config import EncoderConfig
 from .packing import Packing
 
@@ -99,9 +100,20 @@ class MultiHeadSelfAttention(nn.Module):
         With ``packing``, x and the result are the (N, D) real tokens of the padded batch.
         """
         qkv = self.qkv(x)  # (B, T, 3D) or (N, 3D)
+        inference_cpu = (x.device.type == "cpu" and not self.training and not need_weights
+                         and not torch.is_grad_enabled())
+        if inference_cpu and kernels.can_attend(qkv, self.n_heads):
+            if packing is not None:  # sequences back to back: no gathers, no mask
+                y = kernels.varlen_attention(qkv, packing.starts, packing.lengths, self.n_heads)
+                return self.out(y), None  # (N, D)
+            if bias is None:  # every position real: each row of the batch is one sequence
+                B, T = qkv.shape[:2]
+                starts = torch.arange(B, dtype=torch.long) * T
+                y = kernels.varlen_attention(qkv.reshape(B * T, -1), starts,
+                                             torch.full((B,), T, dtype=torch.long), self.n_heads)
+                return self.out(y.view(B, T, -1)), None  # (B, T, D)
         T = packing.length if packing is not None else x.shape[1]
-        fast_cpu = (x.device.type == "cpu" and not self.training and not need_weights
-                    and not torch.is_grad_enabled() and T <= CHUNKED_UP_TO)
+        fast_cpu = inference_cpu and T <= CHUNKED_UP_TO
         if packing is not None and not need_weights:
             q, k, v = packing.split_heads(qkv, self.n_heads)  # (B*H, T, hd) each
             if fast_cpu:

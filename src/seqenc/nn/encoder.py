@@ -46,6 +46,8 @@ class Encoder(nn.Module):
         """
         self.check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
+        if attention_mask is not None and not output_attentions and bool(attention_mask.all()):
+            attention_mask = None  # nothing to mask: kernels may skip the bias altogether
         bias = attention_bias(attention_mask, x.dtype)  # (B, 1, 1, T) or None
         packing = None
         if not self.training and not output_attentions and worth_packing(attention_mask):

@@ -7,7 +7,8 @@ it per head: one row gather takes the packed (N, 3D) projections straight to con
 (B*H, T, hd) queries, keys and values, and one more takes the heads' output back to (N, D).
 The gather indices depend only on the batch's mask, so they are made once and shared by all
 layers. With length-sorted batches padding is ~5–10% of tokens; packing skips that share of
-the matmuls.
+the matmuls. Where our C kernel runs (nn/kernels.py), attention reads the packed rows
+directly instead, one sequence at a time.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ class Packing:
     index: Tensor  # (N,) flat positions b * T + t of the real tokens, row-major
     batch: int  # B
     length: int  # T
+    lengths: Tensor  # (B,) real tokens per sequence; sequence b is packed rows
+    starts: Tensor  # (B,) starts[b] .. starts[b] + lengths[b]
     _head_indices: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_mask(cls, keep: Tensor) -> Packing:
         """keep (B, T) with True/1 = real token."""
         B, T = keep.shape
-        return cls(keep.reshape(-1).nonzero().squeeze(1), B, T)
+        lengths = keep.sum(dim=1, dtype=torch.long)
+        starts = lengths.cumsum(0) - lengths
+        return cls(keep.reshape(-1).nonzero().squeeze(1), B, T, lengths, starts)
 
     def pack(self, x: Tensor) -> Tensor:
         """(B, T, ...) -> (N, ...)"""

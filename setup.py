@@ -1,0 +1,25 @@
+"""Build the optional C kernels (seqenc/_kernels.c); everything else is in pyproject.toml.
+
+The extension is optional: where it cannot be built (no compiler, not x86-64 with GCC or
+Clang) seqenc installs without it and runs PyTorch's kernels instead.
+"""
+
+import platform
+import sys
+
+from setuptools import Extension, setup
+
+x86 = platform.machine().lower() in ("x86_64", "amd64")
+ext_modules = []
+if x86 and sys.platform != "win32":
+    ext_modules.append(
+        Extension(
+            "seqenc._kernels",
+            ["src/seqenc/_kernels.c"],
+            extra_compile_args=["-O3", "-fopenmp"],
+            extra_link_args=["-fopenmp"],
+            optional=True,
+        )
+    )
+
+setup(ext_modules=ext_modules)

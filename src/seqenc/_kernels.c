@@ -1,0 +1,295 @@
+/* Fused CPU kernels for inference: self-attention over packed variable-length sequences.
+ *
+ * PyTorch has no CPU kernel that attends over sequences packed back to back, so without
+ * this one a packed batch is gathered into a padded (B*H, T, hd) layout and back, and the
+ * attention itself runs as three small matmuls per chunk of heads. Here each (sequence, head)
+ * pair reads its queries, keys and values straight from the packed (N, 3D) projection and
+ * writes its (L, hd) output straight into the packed (N, D) result: no gathers, no padding,
+ * no mask. Pairs run in parallel on the OpenMP runtime PyTorch itself loaded (same soname),
+ * so the threads are PyTorch's and do not fight its GEMM threads for the cores.
+ *
+ * AVX2 + FMA only, chosen at run time (`supported()`); elsewhere seqenc uses PyTorch's path.
+ * Built by setup.py as an optional extension: without a C compiler seqenc still installs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#define SEQENC_X86 1
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* exp(x) for x <= 0, as used after the softmax's max subtraction: 2^(x log2 e) split into an
+ * integer power (exponent bits) and a fraction (degree-6 polynomial); relative error ~2e-7. */
+AVX2 static inline __m256 exp_nonpositive(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+    __m256 whole = _mm256_floor_ps(t);
+    __m256 f = _mm256_sub_ps(t, whole);
+    __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(whole), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+AVX2 static inline float horizontal_max(__m256 v) {
+    __m128 a = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_max_ss(a, _mm_shuffle_ps(a, a, 1));
+    return _mm_cvtss_f32(a);
+}
+
+AVX2 static inline float horizontal_sum(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_shuffle_ps(a, a, 1));
+    return _mm_cvtss_f32(a);
+}
+
+/* scores[0:L] -> exp(scores - max) in place, zeros in [L, Lp); returns their sum. */
+AVX2 static float softmax_numerators(float *scores, int64_t L, int64_t Lp) {
+    for (int64_t j = L; j < Lp; j++) scores[j] = -INFINITY;
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < Lp; j += 8) m = _mm256_max_ps(m, _mm256_load_ps(scores + j));
+    __m256 top = _mm256_set1_ps(horizontal_max(m));
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t j = 0; j < Lp; j += 8) {
+        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(scores + j), top));
+        _mm256_store_ps(scores + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float total = horizontal_sum(sum);
+    for (int64_t j = L; j < Lp; j++) total -= scores[j], scores[j] = 0.0f;
+    return total;
+}
+
+/* r[0..7] rows of an 8x8 block -> its columns. */
+AVX2 static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+typedef struct {
+    const float *qkv;  /* (N, 3D): q | k | v, heads of hd inside each */
+    float *out;        /* (N, D) */
+    int64_t n_heads, hd, D;
+    float scale;
+} Problem;
+
+/* Up to 4 output rows (i0 .. i0+nq) of one (sequence, head): base points at its first q,
+ * pr->out at its first output row, kt is its K^T times the scale, (hd, Lp). */
+AVX2 static void attend_rows(const Problem *pr, const float *base, const float *kt,
+                             float *rows[4], int64_t i0, int64_t nq, int64_t L, int64_t Lp) {
+    const int64_t D = pr->D, stride = 3 * D, hd = pr->hd;
+    const float *q[4];
+    for (int64_t r = 0; r < 4; r++) q[r] = base + (i0 + (r < nq ? r : 0)) * stride;
+    float *s[4] = {rows[0], rows[1], rows[2], rows[3]};
+    /* scores: 4 queries x 16 keys per step (8 independent accumulators keep both FMA units
+     * busy through the FMA latency), accumulated over the head dimension */
+    int64_t j = 0;
+    for (; j + 16 <= Lp; j += 16) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t d = 0; d < hd; d++) {
+            __m256 k0 = _mm256_load_ps(kt + d * Lp + j), k1 = _mm256_load_ps(kt + d * Lp + j + 8);
+            __m256 x0 = _mm256_broadcast_ss(q[0] + d), x1 = _mm256_broadcast_ss(q[1] + d);
+            __m256 x2 = _mm256_broadcast_ss(q[2] + d), x3 = _mm256_broadcast_ss(q[3] + d);
+            a0 = _mm256_fmadd_ps(x0, k0, a0); b0 = _mm256_fmadd_ps(x0, k1, b0);
+            a1 = _mm256_fmadd_ps(x1, k0, a1); b1 = _mm256_fmadd_ps(x1, k1, b1);
+            a2 = _mm256_fmadd_ps(x2, k0, a2); b2 = _mm256_fmadd_ps(x2, k1, b2);
+            a3 = _mm256_fmadd_ps(x3, k0, a3); b3 = _mm256_fmadd_ps(x3, k1, b3);
+        }
+        _mm256_store_ps(s[0] + j, a0); _mm256_store_ps(s[0] + j + 8, b0);
+        _mm256_store_ps(s[1] + j, a1); _mm256_store_ps(s[1] + j + 8, b1);
+        _mm256_store_ps(s[2] + j, a2); _mm256_store_ps(s[2] + j + 8, b2);
+        _mm256_store_ps(s[3] + j, a3); _mm256_store_ps(s[3] + j + 8, b3);
+    }
+    if (j < Lp) {  /* the last 8 keys */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t d = 0; d < hd; d++) {
+            __m256 k = _mm256_load_ps(kt + d * Lp + j);
+            a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[0] + d), k, a0);
+            a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[1] + d), k, a1);
+            a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[2] + d), k, a2);
+            a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(q[3] + d), k, a3);
+        }
+        _mm256_store_ps(s[0] + j, a0);
+        _mm256_store_ps(s[1] + j, a1);
+        _mm256_store_ps(s[2] + j, a2);
+        _mm256_store_ps(s[3] + j, a3);
+    }
+    float inv[4];
+    for (int64_t r = 0; r < nq; r++) inv[r] = 1.0f / softmax_numerators(s[r], L, Lp);
+    /* outputs: 2 queries x 32 dims per step (8 accumulators), accumulated over keys */
+    const float *v0 = base + 2 * D;
+    for (int64_t r = 0; r < nq; r += 2) {
+        const int pair = r + 1 < nq;
+        const float *p0 = s[r], *p1 = s[pair ? r + 1 : r];
+        float *dst = pr->out + (i0 + r) * D;
+        for (int64_t d0 = 0; d0 < hd; d0 += 32) {
+            if (hd - d0 >= 32) {
+                __m256 o00 = _mm256_setzero_ps(), o01 = o00, o02 = o00, o03 = o00;
+                __m256 o10 = o00, o11 = o00, o12 = o00, o13 = o00;
+                for (int64_t j = 0; j < L; j++) {
+                    const float *v = v0 + j * stride + d0;
+                    __m256 b0 = _mm256_broadcast_ss(p0 + j), b1 = _mm256_broadcast_ss(p1 + j);
+                    __m256 x0 = _mm256_loadu_ps(v), x1 = _mm256_loadu_ps(v + 8);
+                    __m256 x2 = _mm256_loadu_ps(v + 16), x3 = _mm256_loadu_ps(v + 24);
+                    o00 = _mm256_fmadd_ps(b0, x0, o00); o10 = _mm256_fmadd_ps(b1, x0, o10);
+                    o01 = _mm256_fmadd_ps(b0, x1, o01); o11 = _mm256_fmadd_ps(b1, x1, o11);
+                    o02 = _mm256_fmadd_ps(b0, x2, o02); o12 = _mm256_fmadd_ps(b1, x2, o12);
+                    o03 = _mm256_fmadd_ps(b0, x3, o03); o13 = _mm256_fmadd_ps(b1, x3, o13);
+                }
+                __m256 n0 = _mm256_set1_ps(inv[r]), n1 = _mm256_set1_ps(inv[pair ? r + 1 : r]);
+                _mm256_storeu_ps(dst + d0, _mm256_mul_ps(o00, n0));
+                _mm256_storeu_ps(dst + d0 + 8, _mm256_mul_ps(o01, n0));
+                _mm256_storeu_ps(dst + d0 + 16, _mm256_mul_ps(o02, n0));
+                _mm256_storeu_ps(dst + d0 + 24, _mm256_mul_ps(o03, n0));
+                if (pair) {
+                    _mm256_storeu_ps(dst + D + d0, _mm256_mul_ps(o10, n1));
+                    _mm256_storeu_ps(dst + D + d0 + 8, _mm256_mul_ps(o11, n1));
+                    _mm256_storeu_ps(dst + D + d0 + 16, _mm256_mul_ps(o12, n1));
+                    _mm256_storeu_ps(dst + D + d0 + 24, _mm256_mul_ps(o13, n1));
+                }
+            } else {  /* a tail of 8, 16 or 24 dims: one vector at a time */
+                for (int64_t d = d0; d < hd; d += 8) {
+                    __m256 o0 = _mm256_setzero_ps(), o1 = o0;
+                    for (int64_t j = 0; j < L; j++) {
+                        __m256 x = _mm256_loadu_ps(v0 + j * stride + d);
+                        o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), x, o0);
+                        o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), x, o1);
+                    }
+                    _mm256_storeu_ps(dst + d, _mm256_mul_ps(o0, _mm256_set1_ps(inv[r])));
+                    if (pair)
+                        _mm256_storeu_ps(dst + D + d, _mm256_mul_ps(o1, _mm256_set1_ps(inv[r + 1])));
+                }
+            }
+        }
+    }
+}
+
+/* One (sequence, head): rows start .. start+L of the packed batch. */
+AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, int64_t head,
+                                 float *kt, float *rows[4]) {
+    const int64_t D = pr->D, stride = 3 * D, hd = pr->hd, Lp = (L + 7) & ~(int64_t)7;
+    const float *base = pr->qkv + start * stride + head * hd;
+    const __m256 scale = _mm256_set1_ps(pr->scale);
+    int64_t j = 0;
+    for (; j + 8 <= L; j += 8)  /* 8 keys x 8 dims at a time, transposed in registers */
+        for (int64_t d = 0; d < hd; d += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(base + (j + i) * stride + D + d);
+            transpose8(r);
+            for (int i = 0; i < 8; i++)
+                _mm256_store_ps(kt + (d + i) * Lp + j, _mm256_mul_ps(r[i], scale));
+        }
+    for (; j < L; j++) {
+        const float *k = base + j * stride + D;
+        for (int64_t d = 0; d < hd; d++) kt[d * Lp + j] = k[d] * pr->scale;
+    }
+    for (int64_t d = 0; d < hd; d++)
+        for (j = L; j < Lp; j++) kt[d * Lp + j] = 0.0f;
+    Problem at = *pr;
+    at.out = pr->out + start * D + head * hd;
+    for (int64_t i0 = 0; i0 < L; i0 += 4)
+        attend_rows(&at, base, kt, rows, i0, L - i0 < 4 ? L - i0 : 4, L, Lp);
+}
+
+/* Returns 0, or -1 when a thread could not get its scratch memory. */
+static int varlen_attention(const Problem *pr, const int64_t *starts, const int64_t *lengths,
+                            int64_t n_seq, int64_t max_len, int threads) {
+    const int64_t pairs = n_seq * pr->n_heads;
+    const int64_t Lp = (max_len + 7) & ~(int64_t)7;
+    int failed = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        float *kt = aligned_alloc(64, (size_t)(pr->hd * Lp + 4 * Lp) * sizeof(float));
+        if (kt == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        } else {
+            float *rows[4] = {kt + pr->hd * Lp, kt + pr->hd * Lp + Lp,
+                              kt + pr->hd * Lp + 2 * Lp, kt + pr->hd * Lp + 3 * Lp};
+            /* longest sequences first (the batches are length-sorted): dynamic balances */
+#pragma omp for schedule(dynamic, 4)
+            for (int64_t p = 0; p < pairs; p++) {
+                int64_t seq = p / pr->n_heads;
+                attend_sequence(pr, starts[seq], lengths[seq], p % pr->n_heads, kt, rows);
+            }
+            free(kt);
+        }
+    }
+    return failed ? -1 : 0;
+}
+#endif
+
+static PyObject *supported(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+#ifdef SEQENC_X86
+    __builtin_cpu_init();
+    return PyBool_FromLong(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+/* attention(qkv_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, max_len, n_heads, head_dim,
+ *           scale, threads): pointers are data_ptr()s of contiguous CPU tensors, checked by
+ * the Python caller (seqenc/nn/kernels.py). */
+static PyObject *attention(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long qkv, out, starts, lengths;
+    long long n_seq, max_len, n_heads, hd;
+    float scale;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKKLLLLfi", &qkv, &out, &starts, &lengths, &n_seq, &max_len,
+                          &n_heads, &hd, &scale, &threads))
+        return NULL;
+#ifdef SEQENC_X86
+    if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "head_dim must be a positive multiple of 8");
+        return NULL;
+    }
+    Problem pr = {(const float *)(uintptr_t)qkv, (float *)(uintptr_t)out, n_heads, hd,
+                  n_heads * hd, scale};
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = varlen_attention(&pr, (const int64_t *)(uintptr_t)starts,
+                              (const int64_t *)(uintptr_t)lengths, n_seq, max_len, threads);
+    Py_END_ALLOW_THREADS
+    if (status != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
+    return NULL;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"supported", supported, METH_NOARGS, "Whether this CPU runs the kernels (AVX2 + FMA)."},
+    {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

@@ -1,0 +1,88 @@
+"""Our C attention kernel (seqenc/_kernels.c) against PyTorch's SDPA, sequence by sequence."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from seqenc.nn import Encoder, kernels
+from seqenc.nn import attention as attention_module
+
+needs_kernels = pytest.mark.skipif(not kernels.ENABLED, reason="C kernels not built/enabled")
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
+                    or sys.platform == "win32", reason="the kernels are built for x86-64 only")
+def test_kernels_are_built_and_used_here():
+    # CI's machine is x86-64 with AVX2: a silent fallback to PyTorch would hide a build break
+    assert kernels._kernels is not None, "seqenc._kernels did not build (see setup.py)"
+    assert kernels._kernels.supported() == kernels.ENABLED or not kernels.ENABLED
+
+
+def reference(qkv: torch.Tensor, lengths: list[int], n_heads: int) -> torch.Tensor:
+    out, start = [], 0
+    for L in lengths:
+        q, k, v = qkv[start:start + L].view(L, 3, n_heads, -1).permute(1, 2, 0, 3)  # (H, L, hd)
+        out.append(F.scaled_dot_product_attention(q, k, v).transpose(0, 1).reshape(L, -1))
+        start += L
+    return torch.cat(out)
+
+
+@needs_kernels
+@pytest.mark.parametrize("head_dim", [8, 24, 32, 40, 64])
+@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [33, 16, 1, 17], [130, 64, 5]])
+def test_varlen_attention_equals_sdpa_per_sequence(head_dim, lengths):
+    torch.manual_seed(0)
+    n_heads = 3
+    qkv = torch.randn(sum(lengths), 3 * n_heads * head_dim) * 2
+    lengths_t = torch.tensor(lengths)
+    ours = kernels.varlen_attention(qkv, lengths_t.cumsum(0) - lengths_t, lengths_t, n_heads)
+    assert torch.allclose(ours, reference(qkv, lengths, n_heads), atol=2e-5, rtol=1e-5)
+
+
+@needs_kernels
+def test_large_scores_stay_finite():
+    torch.manual_seed(0)
+    qkv = torch.randn(20, 3 * 2 * 16) * 40  # scores in the thousands: exp needs the max shift
+    lengths = torch.tensor([12, 8])
+    ours = kernels.varlen_attention(qkv, lengths.cumsum(0) - lengths, lengths, 2)
+    assert torch.isfinite(ours).all()
+    assert torch.allclose(ours, reference(qkv, [12, 8], 2), atol=1e-4)
+
+
+@needs_kernels
+def test_spans_outside_the_rows_are_refused():
+    qkv = torch.randn(10, 3 * 2 * 8)
+    with pytest.raises(ValueError, match="outside the 10 packed rows"):
+        kernels.varlen_attention(qkv, torch.tensor([0, 6]), torch.tensor([6, 5]), 2)
+
+
+def test_kernels_skip_what_they_do_not_cover():
+    qkv = torch.randn(4, 3 * 2 * 12)  # head size 12: not a multiple of 8
+    assert not kernels.can_attend(qkv, 2)
+    assert not kernels.can_attend(torch.randn(4, 48, dtype=torch.float64), 2)
+    assert not kernels.can_attend(torch.randn(4, 48, requires_grad=True), 2)
+
+
+@needs_kernels
+@pytest.mark.parametrize("padded", [True, False])
+def test_encoder_with_kernels_equals_encoder_without(make_cfg, monkeypatch, padded):
+    torch.manual_seed(0)
+    encoder = Encoder(make_cfg(d_model=32, n_heads=2, max_positions=64)).eval()
+    ids = torch.randint(0, 50, (3, 20))
+    keep = torch.arange(20)[None, :] < torch.tensor([20, 11, 3] if padded else [20] * 3)[:, None]
+    used = []
+    real = kernels.varlen_attention
+    monkeypatch.setattr(kernels, "varlen_attention", lambda *a: used.append(1) or real(*a))
+    with torch.inference_mode():
+        ours = encoder(ids, keep).last_hidden_state
+        assert used, "the kernel did not run"
+        monkeypatch.setattr(kernels, "ENABLED", False)
+        theirs = encoder(ids, keep).last_hidden_state
+    assert torch.allclose(ours[keep], theirs[keep], atol=1e-5)
+    assert torch.all(ours[~keep] == 0)
+    assert attention_module.kernels is kernels
