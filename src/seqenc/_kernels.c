@@ -240,6 +240,83 @@ static int varlen_attention(const Problem *pr, const int64_t *starts, const int6
     }
     return failed ? -1 : 0;
 }
+
+/* erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula PyTorch's own
+ * vectorised erf uses, with exp from exp_nonpositive (the argument -x^2 is never positive). */
+AVX2 static inline __m256 erf256(__m256 x) {
+    const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
+    const __m256 a = _mm256_xor_ps(x, sign);
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a,
+                                                   _mm256_set1_ps(1.0f)));
+    __m256 r = _mm256_set1_ps(1.061405429f);
+    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(-1.453152027f));
+    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(1.421413741f));
+    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(-0.284496736f));
+    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(0.254829592f));
+    const __m256 e = exp_nonpositive(_mm256_xor_ps(_mm256_mul_ps(a, a), _mm256_set1_ps(-0.0f)));
+    const __m256 y = _mm256_fnmadd_ps(_mm256_mul_ps(r, t), e, _mm256_set1_ps(1.0f));
+    return _mm256_xor_ps(y, sign);
+}
+
+/* x[r, :] = gelu(x[r, :] + bias) for rows [lo, hi) of an (rows, n) matrix, n % 8 == 0. */
+AVX2 static void bias_gelu_rows(float *x, const float *bias, int64_t n, int64_t lo, int64_t hi) {
+    const __m256 half = _mm256_set1_ps(0.5f), root_half = _mm256_set1_ps(0.70710678118654752f);
+    for (int64_t r = lo; r < hi; r++) {
+        float *row = x + r * n;
+        for (int64_t c = 0; c < n; c += 8) {
+            __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(bias + c));
+            __m256 g = _mm256_fmadd_ps(erf256(_mm256_mul_ps(v, root_half)), half, half);
+            _mm256_storeu_ps(row + c, _mm256_mul_ps(v, g));
+        }
+    }
+}
+
+/* y[r, :] = LayerNorm(y[r, :] + bias + residual[r, :]) * gamma + beta, rows [lo, hi), n % 8 == 0. */
+AVX2 static void add_layernorm_rows(float *y, const float *bias, const float *residual,
+                                    const float *gamma, const float *beta, float eps, int64_t n,
+                                    int64_t lo, int64_t hi) {
+    const __m256 inv_n = _mm256_set1_ps(1.0f / (float)n);
+    for (int64_t r = lo; r < hi; r++) {
+        float *row = y + r * n;
+        const float *res = residual + r * n;
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t c = 0; c < n; c += 8) {
+            __m256 v = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(row + c),
+                                                   _mm256_loadu_ps(bias + c)),
+                                     _mm256_loadu_ps(res + c));
+            _mm256_storeu_ps(row + c, v);
+            sum = _mm256_add_ps(sum, v);
+        }
+        const __m256 mean = _mm256_mul_ps(_mm256_set1_ps(horizontal_sum(sum)), inv_n);
+        __m256 sq = _mm256_setzero_ps();
+        for (int64_t c = 0; c < n; c += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(row + c), mean);
+            sq = _mm256_fmadd_ps(d, d, sq);
+        }
+        const float var = horizontal_sum(sq) / (float)n;
+        const __m256 scale = _mm256_set1_ps(1.0f / sqrtf(var + eps));
+        for (int64_t c = 0; c < n; c += 8) {
+            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + c), mean), scale);
+            _mm256_storeu_ps(row + c, _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + c),
+                                                      _mm256_loadu_ps(beta + c)));
+        }
+    }
+}
+
+static void bias_gelu(float *x, const float *bias, int64_t rows, int64_t n, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < (rows + 15) / 16; b++)
+        bias_gelu_rows(x, bias, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
+}
+
+static void add_layernorm(float *y, const float *bias, const float *residual, const float *gamma,
+                          const float *beta, float eps, int64_t rows, int64_t n, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < (rows + 15) / 16; b++)
+        add_layernorm_rows(y, bias, residual, gamma, beta, eps, n, b * 16,
+                           b * 16 + 16 < rows ? b * 16 + 16 : rows);
+}
 #endif
 
 static PyObject *supported(PyObject *self, PyObject *args) {
@@ -284,9 +361,61 @@ static PyObject *attention(PyObject *self, PyObject *args) {
 #endif
 }
 
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads): x = gelu(x + bias) in place (erf form). */
+static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, bias;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKLLi", &x, &bias, &rows, &n, &threads)) return NULL;
+#ifdef SEQENC_X86
+    if (n % 8 != 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
+    return NULL;
+#endif
+}
+
+/* add_layernorm(y_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, rows, n, threads):
+ * y = LayerNorm(y + bias + residual) in place. */
+static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long y, bias, residual, gamma, beta;
+    float eps;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKKKfLLi", &y, &bias, &residual, &gamma, &beta, &eps, &rows,
+                          &n, &threads))
+        return NULL;
+#ifdef SEQENC_X86
+    if (n % 8 != 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    add_layernorm((float *)(uintptr_t)y, (const float *)(uintptr_t)bias,
+                  (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                  (const float *)(uintptr_t)beta, eps, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+#else
+    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
+    return NULL;
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"supported", supported, METH_NOARGS, "Whether this CPU runs the kernels (AVX2 + FMA)."},
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
+    {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
+    {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -86,3 +86,68 @@ def test_encoder_with_kernels_equals_encoder_without(make_cfg, monkeypatch, padd
     assert torch.allclose(ours[keep], theirs[keep], atol=1e-5)
     assert torch.all(ours[~keep] == 0)
     assert attention_module.kernels is kernels
+
+
+@needs_kernels
+def test_bias_gelu_equals_torch():
+    torch.manual_seed(0)
+    x, bias = torch.randn(37, 64) * 4, torch.randn(64)
+    expected = F.gelu(x + bias)
+    assert torch.allclose(kernels.bias_gelu_(x, bias), expected, atol=1e-6, rtol=1e-6)
+    assert torch.allclose(x, expected, atol=1e-6, rtol=1e-6)  # in place
+
+
+@needs_kernels
+def test_add_layer_norm_equals_torch():
+    torch.manual_seed(0)
+    norm = torch.nn.LayerNorm(48, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+        y, bias, residual = torch.randn(19, 48) * 3, torch.randn(48), torch.randn(19, 48) + 5
+        expected = norm(y + bias + residual)
+        assert torch.allclose(kernels.add_layer_norm_(y, bias, residual, norm), expected,
+                              atol=2e-6)
+
+
+@needs_kernels
+def test_fused_kernels_refuse_other_layouts():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        kernels.bias_gelu_(torch.randn(3, 12), torch.randn(12))
+    with pytest.raises(ValueError, match="contiguous float32"):
+        kernels.bias_gelu_(torch.randn(16, 3).t(), torch.randn(3))
+    with pytest.raises(ValueError, match="vector of 16"):
+        kernels.bias_gelu_(torch.randn(3, 16), torch.randn(8))
+
+
+@needs_kernels
+@pytest.mark.parametrize("padded", [True, False])
+def test_fused_layers_equal_the_modules(make_cfg, monkeypatch, padded):
+    torch.manual_seed(0)
+    cfg = make_cfg(d_model=32, n_heads=2, d_ff=64, activation="gelu", norm="post",
+                   max_positions=64)
+    encoder = Encoder(cfg).eval()
+    for p in encoder.parameters():  # LayerNorm weights away from 1 and biases away from 0
+        torch.nn.init.normal_(p, std=0.5)
+    ids = torch.randint(0, 50, (3, 20))
+    keep = torch.arange(20)[None, :] < torch.tensor([20, 11, 3] if padded else [20] * 3)[:, None]
+    fused = []
+    real = kernels.fused_post_norm_layer
+    monkeypatch.setattr(kernels, "fused_post_norm_layer", lambda *a: fused.append(1) or real(*a))
+    with torch.inference_mode():
+        ours = encoder(ids, keep).last_hidden_state
+        assert len(fused) == cfg.n_layers
+        monkeypatch.setattr(kernels, "ENABLED", False)
+        theirs = encoder(ids, keep).last_hidden_state
+    assert torch.allclose(ours[keep], theirs[keep], atol=2e-5)
+    assert torch.all(ours[~keep] == 0)
+
+
+@pytest.mark.parametrize("change", [{"norm": "pre"}, {"norm": "res_post"},
+                                    {"activation": "relu"}, {"bias": False}])
+def test_only_bert_style_layers_are_fused(make_cfg, change):
+    from seqenc.nn.layer import EncoderLayer
+
+    layer = EncoderLayer(make_cfg(d_model=32, n_heads=2, d_ff=64, **change)).eval()
+    with torch.inference_mode():
+        assert not kernels.can_fuse(layer, torch.randn(4, 32))

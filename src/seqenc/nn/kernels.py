@@ -51,3 +51,66 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int)
                        len(lengths), max_len, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
                        torch.get_num_threads())
     return out
+
+
+def bias_gelu_(x: Tensor, bias: Tensor) -> Tensor:
+    """x = gelu(x + bias) in place (the exact erf form, as F.gelu). x (N, F) contiguous."""
+    _check_rows(x, bias)
+    _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
+                       torch.get_num_threads())
+    return x
+
+
+def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, norm: torch.nn.LayerNorm) -> Tensor:
+    """y = norm(y + bias + residual) in place: a sub-layer's output bias, the residual
+    connection and the post-norm LayerNorm in one pass. y, residual (N, D) contiguous."""
+    _check_rows(y, bias, norm.weight, norm.bias)
+    _check_rows(residual)
+    if residual.shape != y.shape:
+        raise ValueError(f"residual {tuple(residual.shape)} does not match {tuple(y.shape)}")
+    _kernels.add_layernorm(y.data_ptr(), bias.data_ptr(), residual.data_ptr(),
+                           norm.weight.data_ptr(), norm.bias.data_ptr(), norm.eps,
+                           y.shape[0], y.shape[1], torch.get_num_threads())
+    return y
+
+
+def _check_rows(x: Tensor, *vectors: Tensor) -> None:
+    """Our kernels take raw pointers: refuse anything but the layout they assume."""
+    if x.dim() != 2 or not x.is_contiguous() or x.dtype != torch.float32 or x.device.type != "cpu":
+        raise ValueError("expected a contiguous float32 (rows, width) CPU tensor")
+    if x.shape[1] % 8:
+        raise ValueError(f"width {x.shape[1]} is not a multiple of 8")
+    for v in vectors:
+        if v.shape != (x.shape[1],) or not v.is_contiguous() or v.dtype != torch.float32:
+            raise ValueError(f"expected a contiguous float32 vector of {x.shape[1]}")
+
+
+def can_fuse(layer: torch.nn.Module, x: Tensor) -> bool:
+    """Whether fused_post_norm_layer computes this EncoderLayer's inference forward: a BERT-style
+    layer (post-norm, erf GELU, biases) in float32 on a CPU our kernels run on."""
+    cfg = layer.cfg
+    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32
+            and not layer.training and not torch.is_grad_enabled()
+            and cfg.norm == "post" and cfg.activation == "gelu" and cfg.bias
+            and cfg.d_model % (8 * cfg.n_heads) == 0 and cfg.d_ff % 8 == 0
+            and all(p.dtype == torch.float32 for p in layer.parameters()))
+
+
+def fused_post_norm_layer(layer: torch.nn.Module, x: Tensor, starts: Tensor,
+                          lengths: Tensor) -> Tensor:
+    """EncoderLayer.forward (post-norm, inference) with our kernels: x (N, D) packed rows,
+    sequence i at rows starts[i] .. starts[i] + lengths[i] -> (N, D).
+
+        a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
+        y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
+    The matmuls stay PyTorch's (MKL); the elementwise work around them is fused into them.
+    """
+    attention, feed_forward = layer.attention, layer.feed_forward
+    x = x.contiguous()
+    qkv = torch.addmm(attention.qkv.bias, x, attention.qkv.weight.t())  # (N, 3D)
+    context = varlen_attention(qkv, starts, lengths, attention.n_heads)  # (N, D)
+    a = add_layer_norm_(torch.mm(context, attention.out.weight.t()), attention.out.bias, x,
+                        layer.attention_norm)  # (N, D)
+    hidden = bias_gelu_(torch.mm(a, feed_forward.up.weight.t()), feed_forward.up.bias)  # (N, F)
+    return add_layer_norm_(torch.mm(hidden, feed_forward.down.weight.t()), feed_forward.down.bias,
+                           a, layer.feed_forward_norm)  # (N, D)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import kernels
 from .attention import MultiHeadSelfAttention, attention_bias
 from .config import EncoderConfig
 from .feedforward import FeedForward
@@ -48,6 +49,8 @@ class EncoderLayer(nn.Module):
         if bias is None and attention_mask is not None:
             check_mask(attention_mask, x.shape[:2])
             bias = attention_bias(attention_mask, x.dtype)
+        if not need_weights and (packing is not None or bias is None) and kernels.can_fuse(self, x):
+            return self.fused_forward(x, packing)
         weights = None
 
         def self_attention(h: Tensor) -> Tensor:
@@ -65,6 +68,17 @@ class EncoderLayer(nn.Module):
             x = x + self.dropout(self.attention_norm(self_attention(x)))
             x = x + self.dropout(self.feed_forward_norm(self.feed_forward(x)))
         return (x, weights) if need_weights else x
+
+    def fused_forward(self, x: Tensor, packing: Packing | None) -> Tensor:
+        """The same layer through our CPU kernels (nn/kernels.py): packed (N, D) rows, or a
+        (B, T, D) batch without padding."""
+        if packing is not None:
+            return kernels.fused_post_norm_layer(self, x, packing.starts, packing.lengths)
+        B, T, D = x.shape
+        starts = torch.arange(B, dtype=torch.long) * T
+        lengths = torch.full((B,), T, dtype=torch.long)
+        return kernels.fused_post_norm_layer(self, x.reshape(B * T, D).contiguous(), starts,
+                                             lengths).view(B, T, D)
 
     @classmethod
     def from_torch(
