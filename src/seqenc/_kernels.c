@@ -89,19 +89,30 @@ AVX2 static inline void transpose8(__m256 r[8]) {
 }
 
 typedef struct {
-    const float *qkv;  /* (N, 3D): q | k | v, heads of hd inside each */
-    float *out;        /* (N, D) */
+    const float *qkv;     /* (N, 3D): q | k | v without their biases, heads of hd inside each */
+    const float *q_bias;  /* (D,): added to the queries */
+    const float *v_bias;  /* (D,): added to the output (softmax rows sum to 1), see attention() */
+    float *out;           /* (N, D) */
     int64_t n_heads, hd, D;
     float scale;
 } Problem;
 
 /* Up to 4 output rows (i0 .. i0+nq) of one (sequence, head): base points at its first q,
- * pr->out at its first output row, kt is its K^T times the scale, (hd, Lp). */
+ * pr->out at its first output row and the biases at its head's, kt is its K^T times the
+ * scale, (hd, Lp); qbuf has room for 4 x hd. */
 AVX2 static void attend_rows(const Problem *pr, const float *base, const float *kt,
-                             float *rows[4], int64_t i0, int64_t nq, int64_t L, int64_t Lp) {
+                             float *rows[4], float *qbuf, int64_t i0, int64_t nq, int64_t L,
+                             int64_t Lp) {
     const int64_t D = pr->D, stride = 3 * D, hd = pr->hd;
     const float *q[4];
-    for (int64_t r = 0; r < 4; r++) q[r] = base + (i0 + (r < nq ? r : 0)) * stride;
+    for (int64_t r = 0; r < 4; r++) {
+        const float *src = base + (i0 + (r < nq ? r : 0)) * stride;
+        float *dst = qbuf + r * hd;
+        for (int64_t d = 0; d < hd; d += 8)
+            _mm256_storeu_ps(dst + d, _mm256_add_ps(_mm256_loadu_ps(src + d),
+                                                    _mm256_loadu_ps(pr->q_bias + d)));
+        q[r] = dst;
+    }
     float *s[4] = {rows[0], rows[1], rows[2], rows[3]};
     /* scores: 4 queries x 16 keys per step (8 independent accumulators keep both FMA units
      * busy through the FMA latency), accumulated over the head dimension */
@@ -160,15 +171,18 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
                     o03 = _mm256_fmadd_ps(b0, x3, o03); o13 = _mm256_fmadd_ps(b1, x3, o13);
                 }
                 __m256 n0 = _mm256_set1_ps(inv[r]), n1 = _mm256_set1_ps(inv[pair ? r + 1 : r]);
-                _mm256_storeu_ps(dst + d0, _mm256_mul_ps(o00, n0));
-                _mm256_storeu_ps(dst + d0 + 8, _mm256_mul_ps(o01, n0));
-                _mm256_storeu_ps(dst + d0 + 16, _mm256_mul_ps(o02, n0));
-                _mm256_storeu_ps(dst + d0 + 24, _mm256_mul_ps(o03, n0));
+                const float *vb = pr->v_bias + d0;
+                __m256 c0 = _mm256_loadu_ps(vb), c1 = _mm256_loadu_ps(vb + 8);
+                __m256 c2 = _mm256_loadu_ps(vb + 16), c3 = _mm256_loadu_ps(vb + 24);
+                _mm256_storeu_ps(dst + d0, _mm256_fmadd_ps(o00, n0, c0));
+                _mm256_storeu_ps(dst + d0 + 8, _mm256_fmadd_ps(o01, n0, c1));
+                _mm256_storeu_ps(dst + d0 + 16, _mm256_fmadd_ps(o02, n0, c2));
+                _mm256_storeu_ps(dst + d0 + 24, _mm256_fmadd_ps(o03, n0, c3));
                 if (pair) {
-                    _mm256_storeu_ps(dst + D + d0, _mm256_mul_ps(o10, n1));
-                    _mm256_storeu_ps(dst + D + d0 + 8, _mm256_mul_ps(o11, n1));
-                    _mm256_storeu_ps(dst + D + d0 + 16, _mm256_mul_ps(o12, n1));
-                    _mm256_storeu_ps(dst + D + d0 + 24, _mm256_mul_ps(o13, n1));
+                    _mm256_storeu_ps(dst + D + d0, _mm256_fmadd_ps(o10, n1, c0));
+                    _mm256_storeu_ps(dst + D + d0 + 8, _mm256_fmadd_ps(o11, n1, c1));
+                    _mm256_storeu_ps(dst + D + d0 + 16, _mm256_fmadd_ps(o12, n1, c2));
+                    _mm256_storeu_ps(dst + D + d0 + 24, _mm256_fmadd_ps(o13, n1, c3));
                 }
             } else {  /* a tail of 8, 16 or 24 dims: one vector at a time */
                 for (int64_t d = d0; d < hd; d += 8) {
@@ -178,9 +192,11 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
                         o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), x, o0);
                         o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), x, o1);
                     }
-                    _mm256_storeu_ps(dst + d, _mm256_mul_ps(o0, _mm256_set1_ps(inv[r])));
+                    __m256 c = _mm256_loadu_ps(pr->v_bias + d);
+                    _mm256_storeu_ps(dst + d, _mm256_fmadd_ps(o0, _mm256_set1_ps(inv[r]), c));
                     if (pair)
-                        _mm256_storeu_ps(dst + D + d, _mm256_mul_ps(o1, _mm256_set1_ps(inv[r + 1])));
+                        _mm256_storeu_ps(dst + D + d,
+                                         _mm256_fmadd_ps(o1, _mm256_set1_ps(inv[r + 1]), c));
                 }
             }
         }
@@ -189,7 +205,7 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
 
 /* One (sequence, head): rows start .. start+L of the packed batch. */
 AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, int64_t head,
-                                 float *kt, float *rows[4]) {
+                                 float *kt, float *rows[4], float *qbuf) {
     const int64_t D = pr->D, stride = 3 * D, hd = pr->hd, Lp = (L + 7) & ~(int64_t)7;
     const float *base = pr->qkv + start * stride + head * hd;
     const __m256 scale = _mm256_set1_ps(pr->scale);
@@ -210,8 +226,10 @@ AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, in
         for (j = L; j < Lp; j++) kt[d * Lp + j] = 0.0f;
     Problem at = *pr;
     at.out = pr->out + start * D + head * hd;
+    at.q_bias = pr->q_bias + head * hd;
+    at.v_bias = pr->v_bias + head * hd;
     for (int64_t i0 = 0; i0 < L; i0 += 4)
-        attend_rows(&at, base, kt, rows, i0, L - i0 < 4 ? L - i0 : 4, L, Lp);
+        attend_rows(&at, base, kt, rows, qbuf, i0, L - i0 < 4 ? L - i0 : 4, L, Lp);
 }
 
 /* Returns 0, or -1 when a thread could not get its scratch memory. */
@@ -222,7 +240,7 @@ static int varlen_attention(const Problem *pr, const int64_t *starts, const int6
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        float *kt = aligned_alloc(64, (size_t)(pr->hd * Lp + 4 * Lp) * sizeof(float));
+        float *kt = aligned_alloc(64, (size_t)(pr->hd * Lp + 4 * Lp + 4 * pr->hd) * sizeof(float));
         if (kt == NULL) {
 #pragma omp atomic write
             failed = 1;
@@ -233,7 +251,8 @@ static int varlen_attention(const Problem *pr, const int64_t *starts, const int6
 #pragma omp for schedule(dynamic, 4)
             for (int64_t p = 0; p < pairs; p++) {
                 int64_t seq = p / pr->n_heads;
-                attend_sequence(pr, starts[seq], lengths[seq], p % pr->n_heads, kt, rows);
+                attend_sequence(pr, starts[seq], lengths[seq], p % pr->n_heads, kt, rows,
+                                kt + pr->hd * Lp + 4 * Lp);
             }
             free(kt);
         }
@@ -246,9 +265,11 @@ static int varlen_attention(const Problem *pr, const int64_t *starts, const int6
 AVX2 static inline __m256 erf256(__m256 x) {
     const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
     const __m256 a = _mm256_xor_ps(x, sign);
-    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f),
-                                   _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a,
-                                                   _mm256_set1_ps(1.0f)));
+    /* t = 1 / (1 + p a): the approximate reciprocal plus one Newton step (~1e-7 relative),
+     * much cheaper than a division */
+    const __m256 den = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, _mm256_set1_ps(1.0f));
+    __m256 t = _mm256_rcp_ps(den);
+    t = _mm256_mul_ps(t, _mm256_fnmadd_ps(den, t, _mm256_set1_ps(2.0f)));
     __m256 r = _mm256_set1_ps(1.061405429f);
     r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(-1.453152027f));
     r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(1.421413741f));
@@ -329,24 +350,27 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* attention(qkv_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, max_len, n_heads, head_dim,
- *           scale, threads): pointers are data_ptr()s of contiguous CPU tensors, checked by
- * the Python caller (seqenc/nn/kernels.py). */
+/* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, max_len,
+ *           n_heads, head_dim, scale, threads): pointers are data_ptr()s of contiguous CPU
+ * tensors, checked by the Python caller (seqenc/nn/kernels.py). The projection comes without
+ * biases: the key bias adds the same q.b_k to every score of a row, which softmax cancels, and
+ * the value bias comes out unchanged (weights sum to 1), so it is added to the output. */
 static PyObject *attention(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long qkv, out, starts, lengths;
+    unsigned long long qkv, q_bias, v_bias, out, starts, lengths;
     long long n_seq, max_len, n_heads, hd;
     float scale;
     int threads;
-    if (!PyArg_ParseTuple(args, "KKKKLLLLfi", &qkv, &out, &starts, &lengths, &n_seq, &max_len,
-                          &n_heads, &hd, &scale, &threads))
+    if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi", &qkv, &q_bias, &v_bias, &out, &starts, &lengths,
+                          &n_seq, &max_len, &n_heads, &hd, &scale, &threads))
         return NULL;
 #ifdef SEQENC_X86
     if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "head_dim must be a positive multiple of 8");
         return NULL;
     }
-    Problem pr = {(const float *)(uintptr_t)qkv, (float *)(uintptr_t)out, n_heads, hd,
+    Problem pr = {(const float *)(uintptr_t)qkv, (const float *)(uintptr_t)q_bias,
+                  (const float *)(uintptr_t)v_bias, (float *)(uintptr_t)out, n_heads, hd,
                   n_heads * hd, scale};
     int status;
     Py_BEGIN_ALLOW_THREADS

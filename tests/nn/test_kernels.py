@@ -151,3 +151,14 @@ def test_only_bert_style_layers_are_fused(make_cfg, change):
     layer = EncoderLayer(make_cfg(d_model=32, n_heads=2, d_ff=64, **change)).eval()
     with torch.inference_mode():
         assert not kernels.can_fuse(layer, torch.randn(4, 32))
+
+
+@needs_kernels
+def test_varlen_attention_adds_the_projection_bias():
+    torch.manual_seed(0)
+    n_heads, head_dim, lengths = 2, 16, [9, 4]
+    qkv, bias = torch.randn(13, 3 * n_heads * head_dim), torch.randn(3 * n_heads * head_dim) * 3
+    lengths_t = torch.tensor(lengths)
+    ours = kernels.varlen_attention(qkv, lengths_t.cumsum(0) - lengths_t, lengths_t, n_heads,
+                                    bias)
+    assert torch.allclose(ours, reference(qkv + bias, lengths, n_heads), atol=2e-5)

@@ -31,11 +31,15 @@ def can_attend(qkv: Tensor, n_heads: int) -> bool:
             and head_dim % 8 == 0 and not qkv.requires_grad)
 
 
-def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int) -> Tensor:
+def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
+                     bias: Tensor | None = None) -> Tensor:
     """softmax(Q K^T / sqrt(hd)) V within each sequence of a packed batch.
 
     qkv (N, 3D): rows starts[i] .. starts[i] + lengths[i] are sequence i, columns q | k | v
     with heads of hd = D / n_heads inside each. starts, lengths: (S,) int64. -> (N, D).
+    ``bias`` (3D,) is the projection's bias when qkv comes without it (saves a pass over qkv):
+    the kernel adds the query part, and the value part to the output; the key part cannot
+    change the result (it shifts each row of scores by a constant).
     """
     qkv = qkv.contiguous()
     starts, lengths = starts.to(torch.long).contiguous(), lengths.to(torch.long).contiguous()
@@ -47,7 +51,12 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int)
     head_dim = D // n_heads
     out = torch.empty(N, D, dtype=qkv.dtype)
     max_len = int(lengths.max()) if len(lengths) else 0
-    _kernels.attention(qkv.data_ptr(), out.data_ptr(), starts.data_ptr(), lengths.data_ptr(),
+    if bias is None:
+        bias = torch.zeros(three_d, dtype=qkv.dtype)
+    _check_rows(qkv, bias)
+    q_bias, v_bias = bias[:D].contiguous(), bias[2 * D:].contiguous()
+    _kernels.attention(qkv.data_ptr(), q_bias.data_ptr(), v_bias.data_ptr(), out.data_ptr(),
+                       starts.data_ptr(), lengths.data_ptr(),
                        len(lengths), max_len, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
                        torch.get_num_threads())
     return out
@@ -107,8 +116,8 @@ def fused_post_norm_layer(layer: torch.nn.Module, x: Tensor, starts: Tensor,
     """
     attention, feed_forward = layer.attention, layer.feed_forward
     x = x.contiguous()
-    qkv = torch.addmm(attention.qkv.bias, x, attention.qkv.weight.t())  # (N, 3D)
-    context = varlen_attention(qkv, starts, lengths, attention.n_heads)  # (N, D)
+    qkv = torch.mm(x, attention.qkv.weight.t())  # (N, 3D); the kernel adds the bias
+    context = varlen_attention(qkv, starts, lengths, attention.n_heads, attention.qkv.bias)
     a = add_layer_norm_(torch.mm(context, attention.out.weight.t()), attention.out.bias, x,
                         layer.attention_norm)  # (N, D)
     hidden = bias_gelu_(torch.mm(a, feed_forward.up.weight.t()), feed_forward.up.bias)  # (N, F)
