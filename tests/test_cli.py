@@ -324,6 +324,8 @@ def test_signal_in_a_real_process(tmp_path, signum):
     marker = tmp_path / "encoding"
     driver = (
         f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+        # a child of a background job starts with SIGINT ignored; a terminal's Ctrl-C does not
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from fake_model import FakeModel\n"
         "import seqenc.cli as cli\n"
         "cli.load_model = lambda name, device='cpu': "

@@ -232,15 +232,22 @@ AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, in
         attend_rows(&at, base, kt, rows, qbuf, i0, L - i0 < 4 ? L - i0 : 4, L, Lp);
 }
 
-/* Returns 0, or -1 when a thread could not get its scratch memory. */
+/* Returns 0; -1 when a thread could not get its scratch memory; -2 when a sequence's rows
+ * fall outside the n_rows packed rows (nothing is computed then). */
 static int varlen_attention(const Problem *pr, const int64_t *starts, const int64_t *lengths,
-                            int64_t n_seq, int64_t max_len, int threads) {
+                            int64_t n_seq, int64_t n_rows, int threads) {
+    int64_t max_len = 0;
+    for (int64_t i = 0; i < n_seq; i++) {
+        if (starts[i] < 0 || lengths[i] < 0 || starts[i] > n_rows - lengths[i]) return -2;
+        max_len = lengths[i] > max_len ? lengths[i] : max_len;
+    }
     const int64_t pairs = n_seq * pr->n_heads;
     const int64_t Lp = (max_len + 7) & ~(int64_t)7;
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        float *kt = aligned_alloc(64, (size_t)(pr->hd * Lp + 4 * Lp + 4 * pr->hd) * sizeof(float));
+        size_t bytes = (size_t)(pr->hd * Lp + 4 * Lp + 4 * pr->hd) * sizeof(float);
+        float *kt = aligned_alloc(64, (bytes + 63) & ~(size_t)63);  /* a multiple, as C11 asks */
         if (kt == NULL) {
 #pragma omp atomic write
             failed = 1;
@@ -260,24 +267,28 @@ static int varlen_attention(const Problem *pr, const int64_t *starts, const int6
     return failed ? -1 : 0;
 }
 
-/* erf(x) by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), the formula PyTorch's own
- * vectorised erf uses, with exp from exp_nonpositive (the argument -x^2 is never positive). */
+/* erf(x) by Abramowitz & Stegun 7.1.28, 1 - (1 + a1 x + ... + a6 x^6)^-16 for x >= 0
+ * (|error| < 3e-7, like the 7.1.26 form PyTorch's own vectorised erf uses, but with no exp:
+ * a polynomial, four squarings and a reciprocal). |x| is clamped at 6, where erf is 1 in
+ * float32, so the 16th power stays finite. */
 AVX2 static inline __m256 erf256(__m256 x) {
     const __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-    const __m256 a = _mm256_xor_ps(x, sign);
-    /* t = 1 / (1 + p a): the approximate reciprocal plus one Newton step (~1e-7 relative),
-     * much cheaper than a division */
-    const __m256 den = _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, _mm256_set1_ps(1.0f));
-    __m256 t = _mm256_rcp_ps(den);
-    t = _mm256_mul_ps(t, _mm256_fnmadd_ps(den, t, _mm256_set1_ps(2.0f)));
-    __m256 r = _mm256_set1_ps(1.061405429f);
-    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(-1.453152027f));
-    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(1.421413741f));
-    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(-0.284496736f));
-    r = _mm256_fmadd_ps(r, t, _mm256_set1_ps(0.254829592f));
-    const __m256 e = exp_nonpositive(_mm256_xor_ps(_mm256_mul_ps(a, a), _mm256_set1_ps(-0.0f)));
-    const __m256 y = _mm256_fnmadd_ps(_mm256_mul_ps(r, t), e, _mm256_set1_ps(1.0f));
-    return _mm256_xor_ps(y, sign);
+    const __m256 a = _mm256_min_ps(_mm256_xor_ps(x, sign), _mm256_set1_ps(6.0f));
+    __m256 p = _mm256_set1_ps(0.0000430638f);
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(0.0002765672f));
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(0.0001520143f));
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(0.0092705272f));
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(0.0422820123f));
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(0.0705230784f));
+    p = _mm256_fmadd_ps(p, a, _mm256_set1_ps(1.0f));
+    p = _mm256_mul_ps(p, p);  /* ^2 */
+    p = _mm256_mul_ps(p, p);  /* ^4 */
+    p = _mm256_mul_ps(p, p);  /* ^8 */
+    p = _mm256_mul_ps(p, p);  /* ^16 */
+    /* 1 / p: the approximate reciprocal plus one Newton step (~1e-7 relative) */
+    __m256 r = _mm256_rcp_ps(p);
+    r = _mm256_mul_ps(r, _mm256_fnmadd_ps(p, r, _mm256_set1_ps(2.0f)));
+    return _mm256_xor_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), r), sign);
 }
 
 /* x[r, :] = gelu(x[r, :] + bias) for rows [lo, hi) of an (rows, n) matrix, n % 8 == 0. */
@@ -350,7 +361,7 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, max_len,
+/* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, n_rows,
  *           n_heads, head_dim, scale, threads): pointers are data_ptr()s of contiguous CPU
  * tensors, checked by the Python caller (seqenc/nn/kernels.py). The projection comes without
  * biases: the key bias adds the same q.b_k to every score of a row, which softmax cancels, and
@@ -358,11 +369,11 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 static PyObject *attention(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long qkv, q_bias, v_bias, out, starts, lengths;
-    long long n_seq, max_len, n_heads, hd;
+    long long n_seq, n_rows, n_heads, hd;
     float scale;
     int threads;
     if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi", &qkv, &q_bias, &v_bias, &out, &starts, &lengths,
-                          &n_seq, &max_len, &n_heads, &hd, &scale, &threads))
+                          &n_seq, &n_rows, &n_heads, &hd, &scale, &threads))
         return NULL;
 #ifdef SEQENC_X86
     if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
@@ -375,8 +386,13 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = varlen_attention(&pr, (const int64_t *)(uintptr_t)starts,
-                              (const int64_t *)(uintptr_t)lengths, n_seq, max_len, threads);
+                              (const int64_t *)(uintptr_t)lengths, n_seq, n_rows, threads);
     Py_END_ALLOW_THREADS
+    if (status == -2) {
+        PyErr_Format(PyExc_ValueError, "sequence spans run outside the %lld packed rows",
+                     n_rows);
+        return NULL;
+    }
     if (status != 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 #else
