@@ -55,21 +55,26 @@ AVX2 static inline float horizontal_sum(__m256 v) {
     return _mm_cvtss_f32(a);
 }
 
-/* scores[0:L] -> exp(scores - max) in place, zeros in [L, Lp); returns their sum. */
+/* scores[0:L] -> exp(scores - max) in place, zeros in [L, Lp); returns their sum. The lanes
+ * past L are masked in registers: scalar stores there would stall the vector loads after. */
 AVX2 static float softmax_numerators(float *scores, int64_t L, int64_t Lp) {
-    for (int64_t j = L; j < Lp; j++) scores[j] = -INFINITY;
-    __m256 m = _mm256_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < Lp; j += 8) m = _mm256_max_ps(m, _mm256_load_ps(scores + j));
-    __m256 top = _mm256_set1_ps(horizontal_max(m));
+    const int64_t last = Lp - 8;
+    const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+        _mm256_set1_epi32((int)(L - last)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    const __m256 lowest = _mm256_set1_ps(-INFINITY);
+    const __m256 tail = _mm256_blendv_ps(lowest, _mm256_load_ps(scores + last), valid);
+    __m256 m = tail;
+    for (int64_t j = 0; j < last; j += 8) m = _mm256_max_ps(m, _mm256_load_ps(scores + j));
+    const __m256 top = _mm256_set1_ps(horizontal_max(m));
     __m256 sum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < Lp; j += 8) {
+    for (int64_t j = 0; j < last; j += 8) {
         __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(scores + j), top));
         _mm256_store_ps(scores + j, e);
         sum = _mm256_add_ps(sum, e);
     }
-    float total = horizontal_sum(sum);
-    for (int64_t j = L; j < Lp; j++) total -= scores[j], scores[j] = 0.0f;
-    return total;
+    __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(tail, top)), valid);
+    _mm256_store_ps(scores + last, e);
+    return horizontal_sum(_mm256_add_ps(sum, e));
 }
 
 /* r[0..7] rows of an 8x8 block -> its columns. */
@@ -209,21 +214,18 @@ AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, in
     const int64_t D = pr->D, stride = 3 * D, hd = pr->hd, Lp = (L + 7) & ~(int64_t)7;
     const float *base = pr->qkv + start * stride + head * hd;
     const __m256 scale = _mm256_set1_ps(pr->scale);
-    int64_t j = 0;
-    for (; j + 8 <= L; j += 8)  /* 8 keys x 8 dims at a time, transposed in registers */
+    /* 8 keys x 8 dims at a time, transposed in registers; keys past L are zeros (vector
+     * stores only: scalar ones would stall the vector loads that read them back) */
+    for (int64_t j = 0; j < Lp; j += 8)
         for (int64_t d = 0; d < hd; d += 8) {
             __m256 r[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(base + (j + i) * stride + D + d);
+            for (int i = 0; i < 8; i++)
+                r[i] = j + i < L ? _mm256_loadu_ps(base + (j + i) * stride + D + d)
+                                 : _mm256_setzero_ps();
             transpose8(r);
             for (int i = 0; i < 8; i++)
                 _mm256_store_ps(kt + (d + i) * Lp + j, _mm256_mul_ps(r[i], scale));
         }
-    for (; j < L; j++) {
-        const float *k = base + j * stride + D;
-        for (int64_t d = 0; d < hd; d++) kt[d * Lp + j] = k[d] * pr->scale;
-    }
-    for (int64_t d = 0; d < hd; d++)
-        for (j = L; j < Lp; j++) kt[d * Lp + j] = 0.0f;
     Problem at = *pr;
     at.out = pr->out + start * D + head * hd;
     at.q_bias = pr->q_bias + head * hd;
