@@ -55,26 +55,37 @@ AVX2 static inline float horizontal_sum(__m256 v) {
     return _mm_cvtss_f32(a);
 }
 
-/* scores[0:L] -> exp(scores - max) in place, zeros in [L, Lp); returns their sum. The lanes
- * past L are masked in registers: scalar stores there would stall the vector loads after. */
-AVX2 static float softmax_numerators(float *scores, int64_t L, int64_t Lp) {
+/* Each of the 4 rows of scores[r][0:L] -> exp(scores - its max) in place, zeros in [L, Lp);
+ * inv[r] = 1 / their sum. The four rows go through each step together so their dependency
+ * chains (max, exp, sums) overlap. The lanes past L are masked in registers: scalar stores
+ * there would stall the vector loads after them. */
+AVX2 static void softmax_numerators4(float *scores[4], int64_t L, int64_t Lp, float inv[4]) {
     const int64_t last = Lp - 8;
     const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
         _mm256_set1_epi32((int)(L - last)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
     const __m256 lowest = _mm256_set1_ps(-INFINITY);
-    const __m256 tail = _mm256_blendv_ps(lowest, _mm256_load_ps(scores + last), valid);
-    __m256 m = tail;
-    for (int64_t j = 0; j < last; j += 8) m = _mm256_max_ps(m, _mm256_load_ps(scores + j));
-    const __m256 top = _mm256_set1_ps(horizontal_max(m));
-    __m256 sum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < last; j += 8) {
-        __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(scores + j), top));
-        _mm256_store_ps(scores + j, e);
-        sum = _mm256_add_ps(sum, e);
+    __m256 tail[4], m[4], top[4], sum[4];
+    for (int r = 0; r < 4; r++) {
+        tail[r] = _mm256_blendv_ps(lowest, _mm256_load_ps(scores[r] + last), valid);
+        m[r] = tail[r];
     }
-    __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(tail, top)), valid);
-    _mm256_store_ps(scores + last, e);
-    return horizontal_sum(_mm256_add_ps(sum, e));
+    for (int64_t j = 0; j < last; j += 8)
+        for (int r = 0; r < 4; r++) m[r] = _mm256_max_ps(m[r], _mm256_load_ps(scores[r] + j));
+    for (int r = 0; r < 4; r++) {
+        top[r] = _mm256_set1_ps(horizontal_max(m[r]));
+        sum[r] = _mm256_setzero_ps();
+    }
+    for (int64_t j = 0; j < last; j += 8)
+        for (int r = 0; r < 4; r++) {
+            __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(scores[r] + j), top[r]));
+            _mm256_store_ps(scores[r] + j, e);
+            sum[r] = _mm256_add_ps(sum[r], e);
+        }
+    for (int r = 0; r < 4; r++) {
+        __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(tail[r], top[r])), valid);
+        _mm256_store_ps(scores[r] + last, e);
+        inv[r] = 1.0f / horizontal_sum(_mm256_add_ps(sum[r], e));
+    }
 }
 
 /* r[0..7] rows of an 8x8 block -> its columns. */
@@ -153,8 +164,8 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
         _mm256_store_ps(s[2] + j, a2);
         _mm256_store_ps(s[3] + j, a3);
     }
-    float inv[4];
-    for (int64_t r = 0; r < nq; r++) inv[r] = 1.0f / softmax_numerators(s[r], L, Lp);
+    float inv[4];  /* rows past nq repeat row 0's query: computed, never stored */
+    softmax_numerators4(s, L, Lp, inv);
     /* outputs: 2 queries x 32 dims per step (8 accumulators), accumulated over keys */
     const float *v0 = base + 2 * D;
     for (int64_t r = 0; r < nq; r += 2) {
