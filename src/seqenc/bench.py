@@ -229,6 +229,7 @@ def save(result: BenchResult, json_path: Path, png_path: Path | None = None) -> 
     ax.set(xscale="log", xlabel="sequence length (tokens)", ylabel="tokens / s (fp32)",
            title="Throughput vs sequence length")
     ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xticks([], minor=True)  # the log axis's own minor labels overprint ours
     ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
