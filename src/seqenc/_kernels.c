@@ -374,6 +374,13 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 #endif
 }
 
+#ifdef SEQENC_X86
+static int valid_width(long long n, int threads) {
+    if (n % 8 == 0 && threads > 0) return 1;
+    PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
+    return 0;
+}
+
 /* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, n_rows,
  *           n_heads, head_dim, scale, threads): pointers are data_ptr()s of contiguous CPU
  * tensors, checked by the Python caller (seqenc/nn/kernels.py). The projection comes without
@@ -388,7 +395,6 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi", &qkv, &q_bias, &v_bias, &out, &starts, &lengths,
                           &n_seq, &n_rows, &n_heads, &hd, &scale, &threads))
         return NULL;
-#ifdef SEQENC_X86
     if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "head_dim must be a positive multiple of 8");
         return NULL;
@@ -408,10 +414,6 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     }
     if (status != 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
-#else
-    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
-    return NULL;
-#endif
 }
 
 /* bias_gelu(x_ptr, bias_ptr, rows, n, threads): x = gelu(x + bias) in place (erf form). */
@@ -421,19 +423,11 @@ static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     long long rows, n;
     int threads;
     if (!PyArg_ParseTuple(args, "KKLLi", &x, &bias, &rows, &n, &threads)) return NULL;
-#ifdef SEQENC_X86
-    if (n % 8 != 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
-        return NULL;
-    }
+    if (!valid_width(n, threads)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
-#else
-    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
-    return NULL;
-#endif
 }
 
 /* add_layernorm(y_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, rows, n, threads):
@@ -447,28 +441,23 @@ static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KKKKKfLLi", &y, &bias, &residual, &gamma, &beta, &eps, &rows,
                           &n, &threads))
         return NULL;
-#ifdef SEQENC_X86
-    if (n % 8 != 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
-        return NULL;
-    }
+    if (!valid_width(n, threads)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     add_layernorm((float *)(uintptr_t)y, (const float *)(uintptr_t)bias,
                   (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
                   (const float *)(uintptr_t)beta, eps, rows, n, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
-#else
-    PyErr_SetString(PyExc_RuntimeError, "seqenc._kernels was built without x86-64 kernels");
-    return NULL;
-#endif
 }
+#endif
 
 static PyMethodDef methods[] = {
     {"supported", supported, METH_NOARGS, "Whether this CPU runs the kernels (AVX2 + FMA)."},
+#ifdef SEQENC_X86  /* elsewhere the module only says it is not supported */
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 
