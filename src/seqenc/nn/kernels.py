@@ -1,4 +1,4 @@
-"""Our C kernels (seqenc/_kernels.c) for CPU inference, and when they apply.
+"""Our C kernels (src/seqenc/csrc/) for CPU inference, and when they apply.
 
 ``varlen_attention`` attends over sequences packed back to back in one (N, 3D) projection, so
 a packed batch needs no gather into a padded layout and no mask. It runs when the optional
