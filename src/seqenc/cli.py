@@ -10,11 +10,8 @@ import functools
 import json
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from seqenc.exits import (
     fail,
 )
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
+from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
@@ -71,104 +69,6 @@ def main() -> None:
 
 
 # -- encode ----------------------------------------------------------------------------------
-
-
-@dataclass
-class EncodeOptions:
-    batch_size: int = 32
-    chunk_size: int = 4096
-    pooling: str | None = None
-    normalize: bool | None = None
-    precision: str = "float32"
-    dtype: str = "float32"
-    truncate: bool = True
-
-
-@dataclass
-class EncodeStats:
-    records: int = 0
-    tokens: int = 0
-    truncated: int = 0
-    truncated_ids: list = field(default_factory=list)  # the first few, for the warning
-    seconds: float = 0.0
-
-
-def _chunks(records: Iterable, size: int) -> Iterator[list]:
-    it = iter(records)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def row_spec(dimension: int, precision: str) -> tuple[int, str]:
-    """(values per row, dtype) of ``precision`` vectors; binary packs 8 dimensions a byte."""
-    width = dimension // 8 if precision in ("binary", "ubinary") else dimension
-    dtype = {"int8": "int8", "binary": "int8", "uint8": "uint8", "ubinary": "uint8"}
-    return width, dtype.get(precision, "float32")
-
-
-def encode_stream(
-    reader: Any,
-    model: Any,
-    writer: Any,
-    opts: EncodeOptions,
-    progress: Callable[[int], None] = lambda n: None,
-) -> EncodeStats:
-    """Read a chunk, encode it, append it; repeat. Memory is bounded by one chunk.
-
-    Output row i is the i-th good record. int8/uint8 need one set of bucket ranges for the
-    whole output, so they are calibrated on the first chunk (as sentence-transformers does on
-    the embeddings of one call) and reused for every later chunk.
-    """
-    from seqenc.allocator import release_free_memory
-    from seqenc.io.errors import InputError
-
-    stats = EncodeStats()
-    start = time.perf_counter()
-    calibrate = opts.precision in ("int8", "uint8")
-    ranges = None
-    for chunk in _chunks(reader, opts.chunk_size):
-        release_free_memory()  # batch shapes vary: without this the heap's free pieces pile up
-        n_read = len(chunk)
-        vectors, report = model.encode(
-            [r.text for r in chunk],
-            batch_size=opts.batch_size,
-            pooling=opts.pooling,
-            normalize=opts.normalize,
-            precision="float32" if calibrate and ranges is None else opts.precision,
-            dtype=opts.dtype,
-            truncate=True,  # too-long records are handled here, per record, not per chunk
-            return_report=True,
-            **({"ranges": ranges} if ranges is not None else {}),
-        )
-        stats.tokens += report.n_tokens
-        long = sorted(report.truncated_indices)
-        if long and not opts.truncate:
-            limit = model.max_seq_length
-            for i in long:
-                reader.reject(
-                    reader.bad_record(chunk[i], f"longer than the model's {limit} tokens")
-                )
-            keep = sorted(set(range(len(chunk))) - set(long))
-            chunk, vectors = [chunk[i] for i in keep], vectors[keep]
-        elif long:
-            stats.truncated += len(long)
-            stats.truncated_ids.extend(chunk[i].id for i in long[: 5 - len(stats.truncated_ids)])
-        if calibrate and ranges is None and chunk:
-            from seqenc.quantize import quantization_ranges, quantize
-
-            if len(chunk) < 2:
-                raise InputError(
-                    f"--precision {opts.precision} calibrates its ranges on the first chunk, "
-                    "which needs at least two records",
-                    file=reader.name,
-                )
-            ranges = quantization_ranges(vectors)
-            vectors = quantize(vectors, opts.precision, ranges)
-        writer.write([r.id for r in chunk], vectors)
-        stats.records += len(chunk)
-        progress(n_read)
-    stats.seconds = time.perf_counter() - start
-    return stats
 
 
 def _set_max_length(model: Any, max_length: int) -> None:
