@@ -69,10 +69,11 @@ def test_kernels_skip_what_they_do_not_cover():
 
 
 @needs_kernels
+@pytest.mark.parametrize("norm", ["post", "pre", "res_post"])  # fused layer / attention only
 @pytest.mark.parametrize("padded", [True, False])
-def test_encoder_with_kernels_equals_encoder_without(make_cfg, monkeypatch, padded):
+def test_encoder_with_kernels_equals_encoder_without(make_cfg, monkeypatch, padded, norm):
     torch.manual_seed(0)
-    encoder = Encoder(make_cfg(d_model=32, n_heads=2, max_positions=64)).eval()
+    encoder = Encoder(make_cfg(d_model=32, n_heads=2, max_positions=64, norm=norm)).eval()
     ids = torch.randint(0, 50, (3, 20))
     keep = torch.arange(20)[None, :] < torch.tensor([20, 11, 3] if padded else [20] * 3)[:, None]
     used = []
