@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR, POOLINGS, PRECISIONS
+from seqenc.choices import (
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    INPUT_FORMATS,
+    ON_ERROR,
+    POOLINGS,
+    PRECISIONS,
+)
 from seqenc.exits import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -88,13 +96,13 @@ def _rate(n: float, seconds: float) -> str:
 
 
 @main.command(epilog=EXIT_CODES)
-@click.argument("source", metavar="INPUT")
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Output file: .npy, .parquet or .jsonl (default: INPUT with .npy; required for stdin). "
-    "Missing directories are created.",
+    "Missing directories are created. With --engine ray: the output directory.",
 )
 @click.option("--model", "model_name", metavar="NAME|PATH", help="Model name or directory.")
 @click.option("--field", default="text", show_default=True, help="Text field/column.")
@@ -143,9 +151,16 @@ def _rate(n: float, seconds: float) -> str:
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
+              "parquet shards in the -o directory.")
+@click.option("--ray-address", metavar="auto|ray://HOST:PORT",
+              help="Join this Ray cluster (default: start a local Ray runtime).")
+@click.option("--actors", type=click.IntRange(min=1),
+              help="Ray encoding actors (default: the cluster's CPUs / --threads).")
 @_exit_codes
 def encode(
-    source: str,
+    sources: tuple[str, ...],
     output: str | None,
     model_name: str | None,
     field: str,
@@ -163,6 +178,9 @@ def encode(
     threads: int | None,
     device: str,
     quiet: bool,
+    engine: str,
+    ray_address: str | None,
+    actors: int | None,
 ) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
 
@@ -181,11 +199,30 @@ def encode(
       .parquet  columns id and vector (fixed-size list)
       .jsonl    {"id": ..., "embedding": [...]} per line
     The output appears only when everything succeeded; until then a previous file is kept.
+
+    \b
+    --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
+    parquet shards (id, vector, and source with several files) and a _SUCCESS file.
     """
+    if engine == "ray":
+        from seqenc.ray.command import encode_on_ray
+
+        return encode_on_ray(
+            sources, output, quiet=quiet, model=model_name, field=field, id_field=id_field,
+            format=fmt, batch_size=batch_size, chunk_size=chunk_size, pooling=pooling,
+            normalize=normalize, precision=precision, dtype=dtype, max_length=max_length,
+            truncate=not no_truncate, on_error=on_error, actors=actors, threads=threads,
+            address=ray_address, device=device,
+        )
+    if len(sources) > 1 or ray_address or actors:
+        raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
+    source = sources[0]
     from seqenc.io import open_records, open_writer, output_format
     from seqenc.io.writers import require_writer
 
     out = _default_output(source, output)
+    if out.is_dir():
+        raise click.BadParameter(f"{out} is a directory", param_hint="-o/--output")
     try:
         require_writer(output_format(out))
     except ValueError as e:

@@ -151,18 +151,6 @@ class EncodeActor:
         return {"report": [json.dumps(r.__dict__) for r in reports]}
 
 
-def actor_class(spec: JobSpec) -> type:
-    """EncodeActor with ``spec`` built in: the class travels to the workers pickled by value,
-    so no constructor arguments sit in the object store (which Ray warns about for actors it
-    may restart)."""
-
-    class JobEncodeActor(EncodeActor):
-        def __init__(self) -> None:
-            super().__init__(spec)
-
-    return JobEncodeActor
-
-
 def read_stage(batch: dict[str, np.ndarray], spec: JobSpec):
     """Ray Data read stage: one input file in, one row per chunk out (a generator, so a big
     file streams through in bounded memory)."""
@@ -238,7 +226,8 @@ def run_job(
         compute=ray.data.TaskPoolStrategy(size=max(1, min(len(spec.inputs), plan.actors))),
     )
     reports = chunks.map_batches(
-        actor_class(spec),
+        EncodeActor,
+        fn_constructor_kwargs={"spec": spec},
         batch_size=1,
         num_cpus=plan.threads,
         num_gpus=1 if spec.device == "cuda" else 0,
