@@ -28,6 +28,8 @@ class EncoderConfig:
     position_encoding: str = "learned"  # learned (BERT) | sinusoidal (paper) | none
     type_vocab_size: int = 2  # token-type (segment) embeddings; 0 = none
     pad_token_id: int = 0  # id of [PAD]; its embedding row is used for padding
+    position_offset: int = 0  # first position id (RoBERTa, MPNet: pad_token_id + 1)
+    embedding_size: int | None = None  # embedding width when not d_model, projected up (ELECTRA)
     embedding_norm: bool = True  # LayerNorm after summing embeddings (BERT)
     final_norm: bool = False  # LayerNorm after the last layer (usual with pre-norm)
     scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (paper)
@@ -60,6 +62,19 @@ class EncoderConfig:
             raise ValueError(
                 f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}"
             )
+        if isinstance(self.position_offset, bool) or not isinstance(self.position_offset, int) \
+                or not 0 <= self.position_offset < self.max_positions:
+            raise ValueError(
+                f"EncoderConfig.position_offset must be an integer in [0, max_positions), "
+                f"got {self.position_offset!r}"
+            )
+        if self.embedding_size is not None and (
+                isinstance(self.embedding_size, bool) or not isinstance(self.embedding_size, int)
+                or self.embedding_size <= 0):
+            raise ValueError(
+                f"EncoderConfig.embedding_size must be a positive integer or None, "
+                f"got {self.embedding_size!r}"
+            )
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"EncoderConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size)"
@@ -68,6 +83,11 @@ class EncoderConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def max_length(self) -> int:
+        """Longest input in tokens: the position table less its offset rows."""
+        return self.max_positions - self.position_offset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

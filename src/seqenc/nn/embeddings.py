@@ -23,26 +23,31 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> Tensor:
 
 
 class Embeddings(nn.Module):
-    """token + position (+ token type), then LayerNorm and dropout as configured."""
+    """token + position (+ token type), then LayerNorm and dropout as configured.
+
+    Positions count from ``cfg.position_offset`` (RoBERTa and MPNet reserve the rows up to
+    their pad id). With ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and
+    a linear layer projects it up to D after the LayerNorm.
+    """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.token = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=None)
+        E = cfg.embedding_size or cfg.d_model
+        self.token = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
         if cfg.position_encoding == "learned":
-            self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
+            self.position = nn.Embedding(cfg.max_positions, E)
         elif cfg.position_encoding == "sinusoidal":
             self.register_buffer(
-                "sinusoid", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
+                "sinusoid", sinusoidal_positions(cfg.max_positions, E), persistent=False
             )
         self.token_type = (
-            nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size > 0 else None
+            nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size > 0 else None
         )
-        self.norm = (
-            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
-        )
+        self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        self.scale = math.sqrt(E) if cfg.scale_embeddings else 1.0
+        self.project = nn.Linear(E, cfg.d_model) if E != cfg.d_model else None
 
     def forward(
         self,
@@ -57,6 +62,8 @@ class Embeddings(nn.Module):
             x = x * self.scale
         if position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None, :]  # (1, T)
+            if self.cfg.position_offset:
+                position_ids = position_ids + self.cfg.position_offset
         if self.cfg.position_encoding == "learned":
             x = x + self.position(position_ids)
         elif self.cfg.position_encoding == "sinusoidal":
@@ -68,4 +75,7 @@ class Embeddings(nn.Module):
                 x = x + self.token_type(token_type_ids)
         if self.norm is not None:
             x = self.norm(x)
-        return self.dropout(x)
+        x = self.dropout(x)
+        if self.project is not None:
+            x = self.project(x)  # (B, T, E) -> (B, T, D)
+        return x

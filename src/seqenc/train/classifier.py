@@ -115,11 +115,7 @@ class TextClassifier:
         from safetensors.torch import save_file
 
         out = Path(directory)
-        was_training = self.model.training
-        try:  # SentenceEncoder puts the encoder in eval mode; training must not notice
-            self.sentence_encoder().save_pretrained(out)
-        finally:
-            self.model.train(was_training)
+        self.sentence_encoder().save_pretrained(out)
         head = {k: v.detach().cpu().contiguous()
                 for k, v in self.model.head.out.state_dict().items()}
         save_file(head, str(out / HEAD_FILE), metadata={"format": FORMAT})
@@ -129,7 +125,7 @@ class TextClassifier:
         return out
 
     def sentence_encoder(self) -> SentenceEncoder:
-        """The fine-tuned encoder as a SentenceEncoder (puts the encoder in eval mode)."""
+        """The fine-tuned encoder as a SentenceEncoder (sharing its modules)."""
         device = next(self.model.parameters()).device
         return SentenceEncoder(self.model.encoder, self.tokenizer, self.model.pooling,
                                self.normalize, device=device)
