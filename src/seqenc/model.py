@@ -157,7 +157,7 @@ class SentenceEncoder:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        limit = self.encoder.cfg.max_length
+        limit = self.encoder.cfg.longest_sequence
         if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
             raise ValueError(f"max_seq_length must be an integer in [2, {limit}], got {value!r}")
         self.tokenizer.set_max_length(value)
@@ -319,10 +319,10 @@ class SentenceEncoder:
 
 def components(cfg) -> dict[str, str]:
     """What the encoder is made of, in words (``seqenc info``)."""
-    positions = {"learned": "learned absolute", "sinusoidal": "sinusoidal",
-                 "none": "none"}[cfg.position_encoding]
-    if cfg.position_offset:
-        positions += f" from {cfg.position_offset}"
+    positions = {"learned": "learned absolute",
+                 "learned_offset": "learned absolute from pad_token_id + 1",
+                 "sinusoidal": "sinusoidal", "none": "none"}.get(cfg.position_encoding,
+                                                               cfg.position_encoding)
     return {
         "positions": positions,
         "feed_forward": f"{cfg.activation} MLP" + ("" if cfg.bias else ", no biases"),

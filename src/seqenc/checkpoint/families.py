@@ -95,7 +95,7 @@ def bert_config(config: dict[str, Any]) -> EncoderConfig:
 def roberta_config(config: dict[str, Any]) -> EncoderConfig:
     """RoBERTa counts positions from pad_token_id + 1 (its padding_idx)."""
     cfg = bert_config(config)
-    return _build(**{**cfg.to_dict(), "position_offset": cfg.pad_token_id + 1})
+    return _build(**{**cfg.to_dict(), "position_encoding": "learned_offset"})
 
 
 def electra_config(config: dict[str, Any]) -> EncoderConfig:
@@ -126,7 +126,7 @@ def distilbert_config(config: dict[str, Any]) -> EncoderConfig:
 
 
 def _check_writable(cfg: EncoderConfig, family: str, **wanted: Any) -> None:
-    basic = dict(norm="post", position_encoding="learned", final_norm=False,
+    basic = dict(norm="post", final_norm=False,
                  scale_embeddings=False, embedding_norm=True, bias=True)
     basic.update(wanted)
     wrong = [f"{k}={getattr(cfg, k)!r} (needs {v!r})" for k, v in basic.items()
@@ -160,7 +160,7 @@ def bert_config_dict(cfg: EncoderConfig, model_type: str = "bert",
 
 
 def write_bert(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "BERT", position_offset=0, embedding_size=None)
+    _check_writable(cfg, "BERT", position_encoding="learned", embedding_size=None)
     if cfg.type_vocab_size == 0:
         raise CheckpointError("this encoder cannot be saved in the BERT layout: "
                               "type_vocab_size=0 (BERT needs token-type embeddings)")
@@ -170,21 +170,21 @@ def write_bert(cfg: EncoderConfig) -> dict[str, Any]:
 def roberta_writer(model_type: str, architecture: str):
     """A writer for RoBERTa's layout under ``model_type`` (roberta, xlm-roberta, camembert)."""
     def write(cfg: EncoderConfig) -> dict[str, Any]:
-        _check_writable(cfg, architecture[:-5], position_offset=cfg.pad_token_id + 1,
+        _check_writable(cfg, architecture[:-5], position_encoding="learned_offset",
                         embedding_size=None)
         return bert_config_dict(cfg, model_type, architecture)
     return write
 
 
 def write_electra(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "ELECTRA", position_offset=0)
+    _check_writable(cfg, "ELECTRA", position_encoding="learned")
     out = bert_config_dict(cfg, "electra", "ElectraModel")
     out["embedding_size"] = cfg.embedding_size or cfg.d_model
     return out
 
 
 def write_distilbert(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "DistilBERT", position_offset=0, embedding_size=None,
+    _check_writable(cfg, "DistilBERT", position_encoding="learned", embedding_size=None,
                     type_vocab_size=0, layer_norm_eps=1e-12)
     if cfg.activation not in ("gelu", "relu"):
         raise CheckpointError("DistilBERT's activation is gelu or relu")

@@ -53,8 +53,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
     if max_length is None:
         tok_cfg_file = path / "tokenizer_config.json"
         tok_max = read_json(tok_cfg_file).get("model_max_length") if tok_cfg_file.exists() else None
-        max_length = tok_max or cfg.max_length
-    max_length = min(int(max_length), cfg.max_length)
+        max_length = tok_max or cfg.longest_sequence
+    max_length = min(int(max_length), cfg.longest_sequence)
     encoder = Encoder(cfg)
     state = from_state_dict(read_weights(path), family, encoder.state_dict())
     encoder.load_state_dict(state, strict=True)

@@ -22,12 +22,21 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> Tensor:
     return table.float()
 
 
+def offset_position_ids(input_ids: Tensor, pad_token_id: int) -> Tensor:
+    """RoBERTa's numbering: real tokens pad_token_id + 1, + 2, ...; padding tokens pad_token_id.
+
+    input_ids (B, T) -> (B, T). Counts only non-padding ids, as fairseq did.
+    """
+    real = (input_ids != pad_token_id).long()  # (B, T)
+    return torch.cumsum(real, dim=1) * real + pad_token_id
+
+
 class Embeddings(nn.Module):
     """token + position (+ token type), then LayerNorm and dropout as configured.
 
-    Positions count from ``cfg.position_offset`` (RoBERTa and MPNet reserve the rows up to
-    their pad id). With ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and
-    a linear layer projects it up to D after the LayerNorm.
+    ``learned_offset`` positions (RoBERTa, MPNet) are numbered from pad_token_id + 1. With
+    ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and a linear layer
+    projects it up to D after the LayerNorm.
     """
 
     def __init__(self, cfg: EncoderConfig):
@@ -35,7 +44,7 @@ class Embeddings(nn.Module):
         self.cfg = cfg
         E = cfg.embedding_size or cfg.d_model
         self.token = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
-        if cfg.position_encoding == "learned":
+        if cfg.position_encoding in ("learned", "learned_offset"):
             self.position = nn.Embedding(cfg.max_positions, E)
         elif cfg.position_encoding == "sinusoidal":
             self.register_buffer(
@@ -60,11 +69,11 @@ class Embeddings(nn.Module):
         x = self.token(input_ids)  # (B, T, D)
         if self.scale != 1.0:
             x = x * self.scale
-        if position_ids is None:
+        if position_ids is None and self.cfg.position_encoding == "learned_offset":
+            position_ids = offset_position_ids(input_ids, self.cfg.pad_token_id)  # (B, T)
+        elif position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None, :]  # (1, T)
-            if self.cfg.position_offset:
-                position_ids = position_ids + self.cfg.position_offset
-        if self.cfg.position_encoding == "learned":
+        if self.cfg.position_encoding in ("learned", "learned_offset"):
             x = x + self.position(position_ids)
         elif self.cfg.position_encoding == "sinusoidal":
             x = x + self.sinusoid[position_ids].to(x.dtype)
