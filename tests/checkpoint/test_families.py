@@ -95,3 +95,42 @@ def test_save_pretrained_keeps_the_family(checkpoints, tmp_path, family):
     keep = batch.attention_mask
     got = ours.encoder(batch.input_ids, keep).last_hidden_state
     assert (got[keep] - want[keep]).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fine_tuning_a_loaded_family_saves_that_family(checkpoints, tmp_path, family):
+    from seqenc.train.classifier import TextClassifier
+
+    classifier = TextClassifier.from_encoder(SentenceEncoder.from_pretrained(checkpoints[family]),
+                                             ["neg", "pos"])
+    model = classifier.model.train()
+    batch = classifier.tokenizer.pad(classifier.tokenizer.encode(TEXTS).ids)
+    labels = torch.tensor([0, 1] * (len(TEXTS) // 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            logits = model(batch.input_ids, batch.attention_mask)
+        model.train()
+        return torch.nn.functional.cross_entropy(logits, labels).item()
+
+    before = eval_loss()
+    torch.manual_seed(0)
+    for _ in range(5):  # training mode: dropout on, gradients through every family's modules
+        loss = torch.nn.functional.cross_entropy(model(batch.input_ids, batch.attention_mask),
+                                                 labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert eval_loss() < before
+    classifier.save_pretrained(tmp_path / "tuned")
+    assert model.training  # saving leaves training mode alone
+    tuned = SentenceEncoder.from_pretrained(tmp_path / "tuned")
+    assert tuned.family == family
+    theirs = transformers.AutoModel.from_pretrained(tmp_path / "tuned").eval()
+    keep = batch.attention_mask
+    with torch.no_grad():
+        want = theirs(input_ids=batch.input_ids, attention_mask=keep.long()).last_hidden_state
+    got = tuned.encoder(batch.input_ids, keep).last_hidden_state
+    assert (got[keep] - want[keep]).abs().max().item() <= TOLERANCE
