@@ -355,7 +355,7 @@ def attention(
         raise click.BadParameter("the attention map is a PNG: name it *.png", param_hint="-o")
     require("matplotlib", "seqenc attention")  # before the slow model load
     model = load_model(model_name)
-    from seqenc.io.writers import atomic_path
+    from seqenc.atomic import atomic_path
     from seqenc.viz import encoder_attentions, plot_attention
 
     batch = model.tokenize([text])
