@@ -206,9 +206,16 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object ({...}); CheckpointError naming the file if not."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        raise CheckpointError(
+            f"{path}: expected a JSON object {{...}}, got {kinds.get(type(data), 'a number')}"
+        )
+    return data
