@@ -116,7 +116,7 @@ def test_config_json_that_is_not_an_object_names_the_file(tmp_path):
     result = run("info", model_dir)
     assert result.exit_code == exits.EXIT_MODEL
     assert f"{model_dir / 'config.json'}: expected a JSON object" in result.stderr
-    assert "got an array" in result.stderr
+    assert "got a JSON array" in result.stderr
     assert "attribute" not in result.stderr
 
 
