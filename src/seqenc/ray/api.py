@@ -43,6 +43,7 @@ class RayEncodeResult:
     truncated: int = 0
     truncated_ids: list = field(default_factory=list)  # the first few, for the warning
     skipped: int = 0
+    blank: int = 0  # blank or whitespace-only texts, encoded or (skip_blank) left out
     seconds: float = 0.0
     shards: int = 0
     files: int = 0
@@ -68,6 +69,7 @@ def encode_dataset(
     max_length: int | None = None,
     truncate: bool = True,
     on_error: str = "raise",
+    skip_blank: bool = False,
     actors: int | None = None,
     threads: int | None = None,
     address: str | None = None,
@@ -108,7 +110,8 @@ def encode_dataset(
         plan = plan_resources(ray.cluster_resources().get("CPU", 1), actors, threads)
         spec = JobSpec(
             tuple(files), read,
-            EncodeOptions(batch_size, chunk_size, pooling, normalize, precision, dtype, truncate),
+            EncodeOptions(batch_size, chunk_size, pooling, normalize, precision, dtype, truncate,
+                          skip_blank),
             str(staging), model, device, plan.threads, max_length,
         )
         start = time.perf_counter()
@@ -139,7 +142,7 @@ def encode_dataset(
         shards = {r.shard: r.records for r in reports.values() if r.shard}
         commit(staging, out, shards, {
             "records": result.records, "tokens": result.tokens, "truncated": result.truncated,
-            "skipped": result.skipped, "seconds": round(result.seconds, 3),
+            "skipped": result.skipped, "blank": result.blank, "seconds": round(result.seconds, 3),
             "files": [f.name for f in files], "shards": len(shards),
             "dimension": result.dimension, "precision": precision, "dtype": dtype,
             "model": model or "default", "actors": plan.actors, "threads": plan.threads,
@@ -170,6 +173,7 @@ def _summarise(out: Path, files: list, reports: list[ChunkReport]) -> RayEncodeR
         result.tokens += r.tokens
         result.truncated += r.truncated
         result.skipped += len(r.skipped)
+        result.blank += r.blank
         result.shards += r.shard is not None
         result.dimension = result.dimension or r.dimension
         if len(result.truncated_ids) < 5:

@@ -22,10 +22,15 @@ def _rate(n: float, seconds: float) -> str:
 def encode_on_ray(
     sources: Sequence[str], output: str | None, *, quiet: bool = False, **options: Any
 ) -> None:
-    """Run ``encode_dataset`` for the CLI: a progress bar on a terminal, the summary after."""
+    """Run ``encode_dataset`` for the CLI: a progress bar on a terminal, the summary after.
+
+    ``options`` are the encode command's (``fmt``, ``no_truncate`` as click names them).
+    """
     from seqenc.ray import encode_dataset
     from seqenc.ray.output import OutputError
 
+    options["format"] = options.pop("fmt", None)
+    options["truncate"] = not options.pop("no_truncate", False)
     if output is None:
         raise click.UsageError("--engine ray needs -o/--output: the directory for the shards")
     bar = None
@@ -63,12 +68,17 @@ def encode_on_ray(
             f"warning: {result.truncated} records were longer than the model's limit and were "
             f"truncated (ids {ids}{more}); --no-truncate rejects them instead"
         )
+    if result.blank and not quiet:
+        done = ("were left out" if options.get("skip_blank")
+                else "were encoded as empty texts; --skip-blank leaves them out")
+        warn(f"warning: {result.blank} blank or whitespace-only texts {done}")
     if result.records == 0:
         warn("warning: the inputs held no records to encode")
     if not quiet:
         click.echo(
             f"encoded {result.records:,} records ({result.tokens:,} tokens, "
-            f"{result.truncated:,} truncated, {result.skipped:,} skipped) in "
+            f"{result.truncated:,} truncated, {result.skipped:,} skipped"
+            f"{f', {result.blank:,} blank' if result.blank else ''}) in "
             f"{result.seconds:.2f} s: {_rate(result.records, result.seconds)} records/s, "
             f"{_rate(result.tokens, result.seconds)} tokens/s "
             f"({result.actors} actors x {result.threads} threads)",

@@ -56,6 +56,7 @@ class ChunkReport:
     truncated: int = 0
     truncated_ids: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # the skip messages, in input order
+    blank: int = 0
     shard: str | None = None
     dimension: int = 0
     width: int = 0
@@ -122,7 +123,8 @@ def encode_chunk(model: Any, spec: JobSpec, file: int, chunk: int, payload: byte
     stats = encode_stream(reader, model, sink, opts)
     report = ChunkReport(
         file, chunk, stats.records, len(records) + len(messages) - reader.skipped,
-        stats.tokens, stats.truncated, stats.truncated_ids, messages, dimension=model.dimension,
+        stats.tokens, stats.truncated, stats.truncated_ids, messages, blank=stats.blank,
+        dimension=model.dimension,
     )
     if stats.records:
         vectors = np.concatenate(sink.vectors)
