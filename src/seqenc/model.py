@@ -154,8 +154,8 @@ class SentenceEncoder:
             tok_cfg_file = path / "tokenizer_config.json"
             tok_max = (read_json(tok_cfg_file).get("model_max_length")
                        if tok_cfg_file.exists() else None)
-            max_length = min(cfg.max_positions, tok_max or cfg.max_positions)
-        max_length = min(int(max_length), cfg.max_positions)
+            max_length = min(cfg.longest_sequence, tok_max or cfg.longest_sequence)
+        max_length = min(int(max_length), cfg.longest_sequence)
         encoder = Encoder(cfg)
         state = from_bert_state_dict(read_weights(path), cfg, encoder.state_dict())
         encoder.load_state_dict(state, strict=True)
@@ -204,7 +204,7 @@ class SentenceEncoder:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        limit = self.encoder.cfg.max_positions
+        limit = self.encoder.cfg.longest_sequence
         if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
             raise ValueError(f"max_seq_length must be an integer in [2, {limit}], got {value!r}")
         self.tokenizer.set_max_length(value)

@@ -1,4 +1,4 @@
-"""Embeddings: token vectors plus position (and optional token-type) vectors."""
+"""Embeddings: token vectors plus absolute position (and optional token-type) vectors."""
 
 from __future__ import annotations
 
@@ -8,28 +8,24 @@ import torch
 from torch import Tensor, nn
 
 from .config import EncoderConfig
+from .positions import offset_position_ids, sinusoidal_positions
 
-
-def sinusoidal_positions(n_positions: int, d_model: int) -> Tensor:
-    """The paper's PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): (P, D)."""
-    position = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
-    frequency = torch.exp(
-        torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model)
-    )  # (ceil(D/2),)
-    table = torch.zeros(n_positions, d_model, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
-    return table.float()
+__all__ = ["Embeddings", "sinusoidal_positions"]
 
 
 class Embeddings(nn.Module):
-    """token + position (+ token type), then LayerNorm and dropout as configured."""
+    """token + position (+ token type), then LayerNorm and dropout as configured.
+
+    Positions (cfg.position_encoding, see positions.py): a learned table (BERT), the same
+    numbered from pad_token_id + 1 (RoBERTa), fixed sinusoids, or none (rotary/relative
+    models put positions inside attention instead).
+    """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
         self.token = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=None)
-        if cfg.position_encoding == "learned":
+        if cfg.position_encoding in ("learned", "learned_offset"):
             self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
         elif cfg.position_encoding == "sinusoidal":
             self.register_buffer(
@@ -39,7 +35,8 @@ class Embeddings(nn.Module):
             nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size > 0 else None
         )
         self.norm = (
-            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
+            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, bias=cfg.norm_bias)
+            if cfg.embedding_norm else None
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
@@ -55,9 +52,11 @@ class Embeddings(nn.Module):
         x = self.token(input_ids)  # (B, T, D)
         if self.scale != 1.0:
             x = x * self.scale
-        if position_ids is None:
+        if position_ids is None and self.cfg.position_encoding == "learned_offset":
+            position_ids = offset_position_ids(input_ids, self.cfg.pad_token_id)  # (B, T)
+        elif position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None, :]  # (1, T)
-        if self.cfg.position_encoding == "learned":
+        if self.cfg.position_encoding in ("learned", "learned_offset"):
             x = x + self.position(position_ids)
         elif self.cfg.position_encoding == "sinusoidal":
             x = x + self.sinusoid[position_ids].to(x.dtype)
