@@ -12,12 +12,12 @@ import numpy as np
 
 from .nn.config import EncoderConfig
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """x * Phi(x), the exact (erf) form."""
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * x * _erfc(-x / math.sqrt(2.0)).astype(np.float64)  # erfc: exact in the left tail
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -129,7 +129,7 @@ def embeddings(
     T = input_ids.shape[1]
     x = sd["embeddings.token.weight"][input_ids]
     if cfg.scale_embeddings:
-        x = x * math.sqrt(cfg.d_model)
+        x = x * math.sqrt(x.shape[-1])  # the embedding width (d_model unless embedding_size)
     if cfg.position_encoding == "learned":
         x = x + sd["embeddings.position.weight"][:T]
     elif cfg.position_encoding == "learned_offset":
@@ -141,6 +141,8 @@ def embeddings(
         x = x + sd["embeddings.token_type.weight"][segments]
     if cfg.embedding_norm:
         x = norm(x, sd, "embeddings.norm", cfg)
+    if cfg.embedding_size:  # ELECTRA: narrower embeddings projected up to d_model
+        x = linear(x, sd, "embeddings.project")
     return x
 
 

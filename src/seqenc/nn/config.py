@@ -28,9 +28,11 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, torch.nn defaults to 1e-5
     norm: str = "post"  # post (paper, BERT) | pre | res_post (normalise sub-layer, then add)
     max_positions: int = 512  # longest sequence the position encoding covers
-    position_encoding: str = "learned"  # learned (BERT) | sinusoidal (paper) | none
+    position_encoding: str = "learned"  # learned (BERT) | learned_offset (RoBERTa) | sinusoidal
+    #                                     | none
     type_vocab_size: int = 2  # token-type (segment) embeddings; 0 = none
     pad_token_id: int = 0  # id of [PAD]; its embedding row is used for padding
+    embedding_size: int | None = None  # embedding width when not d_model, projected up (ELECTRA)
     embedding_norm: bool = True  # LayerNorm after summing embeddings (BERT)
     final_norm: bool = False  # LayerNorm after the last layer (usual with pre-norm)
     scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (paper)
@@ -76,6 +78,13 @@ class EncoderConfig:
         if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
             raise ValueError(
                 f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}"
+            )
+        if self.embedding_size is not None and (
+                isinstance(self.embedding_size, bool) or not isinstance(self.embedding_size, int)
+                or self.embedding_size <= 0):
+            raise ValueError(
+                f"EncoderConfig.embedding_size must be a positive integer or None, "
+                f"got {self.embedding_size!r}"
             )
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(

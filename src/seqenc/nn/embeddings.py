@@ -19,27 +19,31 @@ class Embeddings(nn.Module):
     Positions (cfg.position_encoding, see positions.py): a learned table (BERT), the same
     numbered from pad_token_id + 1 (RoBERTa), fixed sinusoids, or none (rotary/relative
     models put positions inside attention instead).
+    With ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and a linear
+    layer projects it up to D after the LayerNorm.
     """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.token = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=None)
+        E = cfg.embedding_size or cfg.d_model
+        self.token = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
         if cfg.position_encoding in ("learned", "learned_offset"):
-            self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
+            self.position = nn.Embedding(cfg.max_positions, E)
         elif cfg.position_encoding == "sinusoidal":
             self.register_buffer(
-                "sinusoid", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
+                "sinusoid", sinusoidal_positions(cfg.max_positions, E), persistent=False
             )
         self.token_type = (
-            nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size > 0 else None
+            nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size > 0 else None
         )
         self.norm = (
-            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, bias=cfg.norm_bias)
+            nn.LayerNorm(E, eps=cfg.layer_norm_eps, bias=cfg.norm_bias)
             if cfg.embedding_norm else None
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        self.scale = math.sqrt(E) if cfg.scale_embeddings else 1.0
+        self.project = nn.Linear(E, cfg.d_model) if E != cfg.d_model else None
 
     def forward(
         self,
@@ -67,4 +71,7 @@ class Embeddings(nn.Module):
                 x = x + self.token_type(token_type_ids)
         if self.norm is not None:
             x = self.norm(x)
-        return self.dropout(x)
+        x = self.dropout(x)
+        if self.project is not None:
+            x = self.project(x)  # (B, T, E) -> (B, T, D)
+        return x
