@@ -36,11 +36,9 @@ def config_to_bert(cfg: EncoderConfig) -> dict[str, Any]:
     return write_bert(cfg)
 
 
-config_from_bert = config_from_hf  # the name from when BERT was the only family
-
 __all__ = [
     "BY_NAME", "FAMILIES", "SUPPORTED_MODEL_TYPES", "Checkpoint", "CheckpointError", "Family",
-    "config_from_bert", "config_from_hf", "config_to_bert", "detect_family",
+    "config_from_hf", "config_to_bert", "detect_family",
     "family_for_config", "from_state_dict", "name_map", "read_checkpoint", "read_json",
     "read_sentence_modules", "read_weights", "supported", "to_state_dict", "write_checkpoint",
 ]
