@@ -1,6 +1,7 @@
 """The one place that knows Hugging Face and sentence-transformers names.
 
-    families.py  config.json <-> EncoderConfig, and each family's state-dict name table
+    configs.py   config.json <-> EncoderConfig, per family
+    families.py  the families, how one is detected, and each one's state-dict name table
     weights.py   tensors between their names and ours; refusals that list every mismatch
     layout.py    the model directory: which files, the pooling config, max_seq_length
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.config import EncoderConfig
+from .configs import write_bert
 from .families import (
     BY_NAME,
     FAMILIES,
@@ -18,7 +20,6 @@ from .families import (
     detect_family,
     family_for_config,
     supported,
-    write_bert,
 )
 from .layout import Checkpoint, read_checkpoint, read_sentence_modules, write_checkpoint
 from .weights import from_state_dict, name_map, read_json, read_weights, to_state_dict
