@@ -117,6 +117,12 @@ def _rope_theta(config: dict[str, Any], default: float, kind: str | None = None)
     params = config.get("rope_parameters") or {}
     if kind is not None and isinstance(params.get(kind), dict):
         params = params[kind]
+    scaling = params.get("rope_type", "default"), config.get("rope_scaling")
+    if scaling != ("default", None):
+        raise CheckpointError(f"rope scaling {scaling[1] or scaling[0]!r} is not supported "
+                              "(plain RoPE only)")
+    if config.get("logn_attention_scale"):
+        raise CheckpointError("logn_attention_scale is not supported")
     flat = {"full_attention": "global_rope_theta", "sliding_attention": "local_rope_theta"}
     return float(params.get("rope_theta") or config.get(flat.get(kind, "rope_theta"))
                  or config.get("rotary_emb_base") or default)
