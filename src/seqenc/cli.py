@@ -25,6 +25,7 @@ from seqenc.exits import (
     exit_codes,
     fail,
 )
+from seqenc.search_cli import register as register_search  # click only: stays lazy
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
@@ -170,6 +171,11 @@ def _rate(n: float, seconds: float) -> str:
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
+@click.option("--sparse", is_flag=True,
+              help="SPLADE sparse vectors from a *ForMaskedLM --model, to .jsonl or .parquet "
+                   "(see README: Sparse encoding).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="With --sparse: keep the K heaviest weights per text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_exit_codes
 def encode(
@@ -190,6 +196,8 @@ def encode(
     on_error: str,
     threads: int | None,
     device: str,
+    sparse: bool,
+    top_k: int | None,
     quiet: bool,
 ) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
@@ -209,7 +217,16 @@ def encode(
       .parquet  columns id and vector (fixed-size list)
       .jsonl    {"id": ..., "embedding": [...]} per line
     The output appears only when everything succeeded; until then a previous file is kept.
+    With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
+    indices, values.
     """
+    if sparse:
+        from seqenc.search_cli import encode_sparse
+
+        return encode_sparse(source, output, model_name, field, id_field, fmt, batch_size,
+                             chunk_size, max_length, no_truncate, on_error, device, top_k, quiet)
+    if top_k is not None:
+        raise click.UsageError("--top-k applies to --sparse only")
     from seqenc.io import open_records, open_writer, output_format
 
     out = _default_output(source, output)
@@ -456,6 +473,8 @@ def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds,
 
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
+# rerank (cross-encoders): defined in seqenc/search_cli.py
+register_search(main)
 
 # serve: defined in seqenc/server/cli.py
 main.add_command(serve_command, "serve")
