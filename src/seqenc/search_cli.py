@@ -13,14 +13,18 @@ from typing import Any
 
 import click
 
-from seqenc.exits import EXIT_CODES, EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, exit_codes
+from seqenc.choices import DEVICES, INPUT_FORMATS, ON_ERROR
+from seqenc.exits import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    EXIT_INPUT,
+    ModelLoadError,
+    exit_codes,
+    sigterm_as_interrupt,
+)
 
 RERANK_OUTPUTS = (".jsonl", ".csv")
 SPARSE_OUTPUTS = (".jsonl", ".parquet")
-
-
-class ModelLoadError(Exception):
-    """The reranker or sparse model named on the command line could not be loaded."""
 
 
 def _classify(e: Exception) -> tuple[int, str]:
@@ -28,8 +32,6 @@ def _classify(e: Exception) -> tuple[int, str]:
 
     if isinstance(e, InputError):
         return EXIT_INPUT, str(e)
-    if isinstance(e, ModelLoadError):
-        return EXIT_MODEL, str(e)
     return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
 
 
@@ -88,7 +90,7 @@ def _records(source: str, fmt: str | None, field: str, id_field: str | None, on_
               help="Keep the best K documents [default: all].")
 @click.option("--field", default="text", show_default=True, help="Text field/column.")
 @click.option("--id-field", help="Field/column with record ids (default: line or row number).")
-@click.option("--format", "fmt", type=click.Choice(["txt", "jsonl", "csv", "tsv", "parquet"]),
+@click.option("--format", "fmt", type=click.Choice(INPUT_FORMATS),
               help="Input format (default: from the extension; stdin is txt).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=4),
@@ -97,9 +99,9 @@ def _records(source: str, fmt: str | None, field: str, id_field: str | None, on_
               help="Treat pairs longer than the limit as bad input instead of cutting them.")
 @click.option("--raw", is_flag=True, help="Raw logits instead of sigmoid scores.")
 @click.option("--return-text", is_flag=True, help="Include each document's text.")
-@click.option("--on-error", type=click.Choice(["raise", "skip"]), default="raise",
+@click.option("--on-error", type=click.Choice(ON_ERROR), default="raise",
               show_default=True, help="Stop at the first bad record, or report and skip it.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
 @_exit_codes
 def rerank_command(query, source, model_name, output, top_k, field, id_field, fmt, batch_size,
@@ -160,7 +162,8 @@ def _write_rows(rows: list[dict[str, Any]], out: Path | None) -> None:
         return
     from seqenc.io import atomic_path
 
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    with sigterm_as_interrupt(), atomic_path(out) as tmp, \
+            open(tmp, "w", encoding="utf-8", newline="") as f:
         if out.suffix.lower() == ".csv":
             import csv
 
@@ -210,7 +213,11 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
         from seqenc.io import atomic_path
 
         n = truncated = nonzero = 0
-        with atomic_path(out) as tmp:
+        if out.suffix.lower() == ".parquet":
+            from seqenc.extras import require
+
+            require("pyarrow.parquet", "writing parquet")
+        with sigterm_as_interrupt(), atomic_path(out) as tmp:
             sink = _SparseSink(tmp, out.suffix.lower())
             try:
                 for chunk in _chunks(reader, chunk_size):
