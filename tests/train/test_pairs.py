@@ -155,3 +155,16 @@ def test_cli_train_pairs_then_rerank(tmp_path, tiny_bert):
     assert [r["rank"] for r in rows] == [1, 2]
     np.testing.assert_allclose([r["score"] for r in rows], [e.score for e in expected],
                                rtol=1e-6)
+
+
+def test_training_a_cross_encoder_further_keeps_its_head(tmp_path, tiny_bert):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = train_pairs(sts_job(tmp_path / "a", tiny_bert),
+                        TrainConfig(max_steps=2, batch_size=16, lr=1e-3), echo=lambda m: None)
+    second = train_pairs(sts_job(tmp_path / "b", Path(first.output)),
+                         TrainConfig(max_steps=1, batch_size=16, lr=1e-9), echo=lambda m: None)
+    pairs = [(a, b) for a, b, _ in pair_rows(8, 5)]
+    np.testing.assert_allclose(CrossEncoder.from_pretrained(second.output).predict(pairs),
+                               CrossEncoder.from_pretrained(first.output).predict(pairs),
+                               atol=1e-5)

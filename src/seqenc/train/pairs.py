@@ -193,6 +193,16 @@ class PairsJob:
         return self.first_column or "0", self.second_column or "1", self.target_column or "2"
 
 
+def is_cross_encoder(name: str | None) -> bool:
+    """Whether ``name`` is a *ForSequenceClassification directory (it has a head to keep)."""
+    from seqenc.checkpoint import read_json
+    from seqenc.model import resolve_model_path
+
+    config = read_json(resolve_model_path(name) / "config.json")
+    return any(str(a).endswith("ForSequenceClassification")
+               for a in config.get("architectures") or [])
+
+
 def _read(job: PairsJob) -> tuple[PairData, PairData | None]:
     first, second, target = job.columns()
     train = read_pairs(job.train, first, second, target, job.header, job.fmt)
@@ -237,12 +247,19 @@ def train_pairs(job: PairsJob, cfg: TrainConfig, ctx: D.DistContext | None = Non
     n_labels = 1 if labels is None else len(labels)
     if job.resume:
         cross = CrossEncoder.from_pretrained(Path(job.output) / "checkpoints" / "last")
+    elif is_cross_encoder(job.init):  # fine-tune a cross-encoder further, its head included
+        cross = CrossEncoder.from_pretrained(job.init, max_length=job.max_length or 256)
     else:
         torch.manual_seed(cfg.seed)
         cross = CrossEncoder.from_encoder(job.init, n_labels, max_length=job.max_length or 256)
         if labels is not None:
             cross.config["id2label"] = dict(enumerate(labels))
             cross.config["label2id"] = {label: i for i, label in enumerate(labels)}
+    known = cross.config.get("id2label") or {}
+    if labels is not None and (job.resume or is_cross_encoder(job.init)) \
+            and [known.get(str(i), known.get(i)) for i in range(len(labels))] != labels:
+        raise InputError(f"the data has labels {labels}; the checkpoint has "
+                         f"{list(known.values())}", file=job.train)
     if cross.num_labels != n_labels:
         raise InputError(f"the checkpoint has {cross.num_labels} outputs, the data needs "
                          f"{n_labels}", file=job.train)

@@ -32,8 +32,8 @@ from .cli import _errors, _run, _train_config, _training_options, train_group
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
               default=None, help="Input format [default: from the file name].")
 @click.option("--from", "init", default="default", show_default=True,
-              help="Pretrained encoder directory to fine-tune ('default' = the packaged "
-                   "all-MiniLM-L6-v2).")
+              help="Pretrained encoder to fine-tune with a new head ('default' = the packaged "
+                   "all-MiniLM-L6-v2), or a cross-encoder to train further, head included.")
 @click.option("--max-length", type=int, default=None,
               help="Tokens per pair, longest side cut first [default: 256].")
 @_training_options({"epochs": 1, "lr": 2e-5})
