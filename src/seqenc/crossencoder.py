@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, read_json, to_bert_state_dict
+from .checkpoint import BY_NAME, CheckpointError, detect_family, read_json, to_state_dict
 from .heads import LoadedEncoder, PairHead, classifier_names, load_encoder, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
@@ -35,6 +35,7 @@ _ARCHITECTURES = {"bert": "BertForSequenceClassification",
                   "xlm-roberta": "XLMRobertaForSequenceClassification",
                   "camembert": "CamembertForSequenceClassification",
                   "electra": "ElectraForSequenceClassification",
+                  "distilbert": "DistilBertForSequenceClassification",
                   "mpnet": "MPNetForSequenceClassification"}
 _TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                     "sentencepiece.bpe.model", "vocab.json", "merges.txt")
@@ -96,7 +97,7 @@ class CrossEncoder:
         """A ``*ForSequenceClassification`` directory (or one ``save_pretrained`` wrote)."""
         path = resolve_model_path(name_or_path)
         config = read_json(path / "config.json")
-        names = classifier_names(str(config.get("model_type", "bert")), path)
+        names = classifier_names(detect_family(config).name, path)
         loaded = load_encoder(path, [names.dense, names.out])
         if f"{names.out}.weight" not in loaded.leftovers:
             raise CheckpointError(
@@ -108,7 +109,8 @@ class CrossEncoder:
         model = _build(loaded, n_labels, path)
         activation = _activation_from_config(config)
         tokenizer = _pair_tokenizer(path, loaded, max_length)
-        return cls(model.eval(), tokenizer, config, loaded.family, activation, path, device)
+        return cls(model.eval(), tokenizer, config, loaded.family.name, activation, path,
+                   device)
 
     @classmethod
     def from_encoder(cls, name_or_path: str | os.PathLike | None, num_labels: int = 1,
@@ -120,7 +122,7 @@ class CrossEncoder:
             raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}")
         path = resolve_model_path(name_or_path)
         config = read_json(path / "config.json")
-        names = classifier_names(str(config.get("model_type", "bert")), path)
+        names = classifier_names(detect_family(config).name, path)
         loaded = load_encoder(path, [names.dense, names.out])
         has_dense = f"{names.dense}.weight" in loaded.leftovers
         loaded.leftovers = {k: v for k, v in loaded.leftovers.items()
@@ -130,22 +132,20 @@ class CrossEncoder:
         config = {k: v for k, v in config.items() if k not in ("id2label", "label2id")}
         config.update(id2label=labels, label2id={v: int(k) for k, v in labels.items()})
         tokenizer = _pair_tokenizer(path, loaded, max_length)
-        return cls(model, tokenizer, config, loaded.family, None, path, device)
+        return cls(model, tokenizer, config, loaded.family.name, None, path, device)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """The transformers layout: config.json, model.safetensors, tokenizer files."""
         from safetensors.torch import save_file
 
-        if self.family != "bert":
-            raise CheckpointError(f"saving a {self.family} cross-encoder is not supported yet "
-                                  "(the BERT layout only)")
+        family = BY_NAME[self.family]
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        cfg = self.model.encoder.cfg
         encoder_state = {k: v.detach().cpu() for k, v in self.model.encoder.state_dict().items()}
-        tensors = {f"bert.{k}": v for k, v in to_bert_state_dict(encoder_state, cfg).items()}
+        prefix = family.prefixes[0]  # "bert.", "roberta.", ...: the task model's encoder
+        tensors = {prefix + k: v for k, v in to_state_dict(encoder_state, family).items()}
         names = classifier_names(self.family, out)
-        dense = f"bert.{names.dense}" if names.dense.startswith("pooler.") else names.dense
+        dense = prefix + names.dense if names.dense.startswith("pooler.") else names.dense
         for name, layer in ((dense, self.model.head.dense), (names.out, self.model.head.out)):
             tensors[f"{name}.weight"] = layer.weight.detach().cpu().contiguous()
             tensors[f"{name}.bias"] = layer.bias.detach().cpu().contiguous()
@@ -273,7 +273,7 @@ class CrossEncoder:
 
 def _build(loaded: LoadedEncoder, n_labels: int, where: Path, init: bool = False,
            keep_dense: bool = False) -> PairClassifier:
-    names = classifier_names(loaded.family, where)
+    names = classifier_names(loaded.family.name, where)
     dropout = loaded.config.get("classifier_dropout")
     if dropout is None:
         dropout = loaded.config.get("hidden_dropout_prob", 0.1)

@@ -24,16 +24,14 @@ from torch import Tensor, nn
 
 from .checkpoint import (
     CheckpointError,
-    config_from_bert,
-    from_bert_state_dict,
+    Family,
+    detect_family,
+    from_state_dict,
     read_json,
     read_weights,
 )
 from .nn.config import EncoderConfig
 from .nn.encoder import Encoder
-
-# Prefixes a task model puts in front of its encoder (BertForX: "bert.", RobertaForX: ...).
-ENCODER_PREFIXES = ("bert.", "roberta.", "electra.", "mpnet.", "model.", "distilbert.")
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class ClassifierNames:
 
     dense: str
     out: str
-    activation: str  # tanh | gelu
+    activation: str  # tanh | gelu | relu
     dropout_before_dense: bool  # RoBERTa drops out the first token before its dense layer
 
 
@@ -63,6 +61,7 @@ CLASSIFIER_HEADS: dict[str, ClassifierNames] = {
     "xlm-roberta": _ROBERTA_CLASSIFIER,
     "camembert": _ROBERTA_CLASSIFIER,
     "electra": ClassifierNames("classifier.dense", "classifier.out_proj", "gelu", True),
+    "distilbert": ClassifierNames("pre_classifier", "classifier", "relu", False),
     "mpnet": _ROBERTA_CLASSIFIER,
 }
 _ROBERTA_MLM = MaskedLMNames("lm_head.dense", "lm_head.layer_norm", "lm_head.bias",
@@ -73,6 +72,8 @@ MLM_HEADS: dict[str, MaskedLMNames] = {
     "roberta": _ROBERTA_MLM,
     "xlm-roberta": _ROBERTA_MLM,
     "camembert": _ROBERTA_MLM,
+    "distilbert": MaskedLMNames("vocab_transform", "vocab_layer_norm", "vocab_projector.bias",
+                                "vocab_projector"),
 }
 # TensorFlow-era checkpoints name LayerNorm parameters gamma/beta (transformers renames them).
 _LEGACY = {".gamma": ".weight", ".beta": ".bias"}
@@ -84,10 +85,12 @@ class PairHead(nn.Module):
     def __init__(self, d_model: int, n_labels: int, activation: str = "tanh",
                  dropout: float = 0.1, dropout_before_dense: bool = False):
         super().__init__()
-        if activation not in ("tanh", "gelu"):
-            raise ValueError(f"head activation must be tanh or gelu, got {activation!r}")
+        activations = {"tanh": nn.Tanh, "gelu": nn.GELU, "relu": nn.ReLU}
+        if activation not in activations:
+            raise ValueError(f"head activation must be one of {', '.join(activations)}, "
+                             f"got {activation!r}")
         self.dense = nn.Linear(d_model, d_model)
-        self.activation = nn.Tanh() if activation == "tanh" else nn.GELU()
+        self.activation = activations[activation]()
         self.dropout = nn.Dropout(dropout)
         self.dropout_before_dense = dropout_before_dense
         self.out = nn.Linear(d_model, n_labels)
@@ -111,42 +114,36 @@ class PairHead(nn.Module):
 class LoadedEncoder:
     """An encoder loaded from a task checkpoint, with what is left over for its head."""
 
-    family: str
+    family: Family
     config: dict[str, Any]  # config.json as read
     cfg: EncoderConfig
     encoder: Encoder
     leftovers: dict[str, Tensor]  # head tensors, prefix stripped, legacy names fixed
 
 
-def family_of(config: dict[str, Any]) -> str:
-    return str(config.get("model_type", "bert"))
-
-
 def load_encoder(path: Path, head_names: list[str]) -> LoadedEncoder:
     """config.json + weights -> encoder, with the tensors named ``head_names`` (checkpoint names
     without .weight/.bias, encoder prefix optional) kept aside for the caller's head."""
     config = read_json(path / "config.json")
-    family = family_of(config)
-    cfg = config_from_bert(config)
-    weights = fix_legacy_names(read_weights(path))
-    weights, prefix = strip_encoder_prefix(weights)
+    family = detect_family(config)
+    cfg = family.read_config(config)
+    weights = strip_encoder_prefix(fix_legacy_names(read_weights(path)), family)
     leftovers = {}
     for key in list(weights):
         if any(key == name or key.startswith(name + ".") for name in head_names):
             leftovers[key] = weights.pop(key)
     encoder = Encoder(cfg)
-    state = from_bert_state_dict(weights, cfg, encoder.state_dict())
-    encoder.load_state_dict(state, strict=True)
+    encoder.load_state_dict(from_state_dict(weights, family, encoder.state_dict()), strict=True)
     return LoadedEncoder(family, config, cfg, encoder.eval(), leftovers)
 
 
-def strip_encoder_prefix(weights: dict[str, Tensor]) -> tuple[dict[str, Tensor], str]:
+def strip_encoder_prefix(weights: dict[str, Tensor], family: Family) -> dict[str, Tensor]:
     """Drop the task model's encoder prefix ("bert.", "roberta.", ...) where present."""
-    for prefix in ENCODER_PREFIXES:
+    for prefix in family.prefixes:
         if any(k.startswith(prefix + "embeddings.") for k in weights):
             return {k[len(prefix):] if k.startswith(prefix) else k: v
-                    for k, v in weights.items()}, prefix
-    return weights, ""
+                    for k, v in weights.items()}
+    return weights
 
 
 def fix_legacy_names(weights: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import CheckpointError, read_json
+from .checkpoint import CheckpointError, detect_family, read_json
 from .heads import load_encoder, mlm_names, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
@@ -76,7 +76,6 @@ class SparseEncoder:
                         max_length: int | None = None) -> SparseEncoder:
         path = resolve_model_path(name_or_path)
         config = read_json(path / "config.json")
-        family = str(config.get("model_type", "bert"))
         if (path / SEQENC_MLM_HEAD).exists():  # `seqenc train mlm` output
             from .train.mlm import TextMaskedLM
 
@@ -85,7 +84,7 @@ class SparseEncoder:
             if max_length is not None:
                 tok.set_max_length(min(max_length, mlm.model.encoder.cfg.max_positions))
             return cls(mlm.model.encoder, mlm.model.head, tok, None, path, device)
-        names = mlm_names(family, path)
+        names = mlm_names(detect_family(config).name, path)
         loaded = load_encoder(path, [names.dense, names.norm, names.bias, names.decoder])
         head = MaskedLMHead(loaded.cfg)
         left = loaded.leftovers
