@@ -59,7 +59,6 @@ def write_family_task_model(directory: Path, family: str, task: str, num_labels:
     """A random ``family`` model with a task head (task: "classification" or "mlm"), saved by
     transformers, with the family's kind of tokenizer (tests/checkpoint/builders.py)."""
     import transformers
-
     from tests.checkpoint.builders import SPECS, build_tokenizer
 
     kind, fields = SPECS[family]
