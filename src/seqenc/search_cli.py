@@ -265,7 +265,7 @@ class _SparseSink:
         if self._file is not None:
             for id_, v in zip(ids, vectors, strict=True):
                 row = {"id": id_, "indices": v.indices.tolist(),
-                       "values": [round(float(x), 6) for x in v.values],
+                       "values": v.values.tolist(),  # exact float32 values
                        "tokens": model.decode(v)}
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
             return
