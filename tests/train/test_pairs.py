@@ -168,3 +168,10 @@ def test_training_a_cross_encoder_further_keeps_its_head(tmp_path, tiny_bert):
     np.testing.assert_allclose(CrossEncoder.from_pretrained(second.output).predict(pairs),
                                CrossEncoder.from_pretrained(first.output).predict(pairs),
                                atol=1e-5)
+
+
+def test_symmetric_trains_on_both_orders(tmp_path, tiny_bert):
+    job = sts_job(tmp_path, tiny_bert, symmetric=True)
+    result = train_pairs(job, TrainConfig(max_steps=1, batch_size=16), echo=lambda m: None)
+    args = json.loads((Path(result.output) / "training_args.json").read_text())
+    assert args["n_train"] == 2 * 96 and args["job"]["symmetric"] is True

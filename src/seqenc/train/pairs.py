@@ -184,6 +184,7 @@ class PairsJob:
     max_score: float = 1.0  # scores are divided by this into [0, 1]
     init: str | None = "default"
     max_length: int | None = None  # tokens per pair; default 256 (capped by the model)
+    symmetric: bool = False  # also train on (second, first): for symmetric tasks like STS
     resume: bool = False
 
     def columns(self) -> tuple[str, str, str]:
@@ -244,6 +245,10 @@ def train_pairs(job: PairsJob, cfg: TrainConfig, ctx: D.DistContext | None = Non
         check_output(job.output, job.resume)
     train, dev = _read(job)
     labels, train_y, dev_y = _targets(job, train, dev)
+    if job.symmetric:  # each pair both ways round, as sentence-transformers' STS-B example
+        train = PairData(train.firsts + train.seconds, train.seconds + train.firsts,
+                         train.targets * 2, train.lines * 2, train.source)
+        train_y = np.concatenate([train_y, train_y])
     n_labels = 1 if labels is None else len(labels)
     if job.resume:
         cross = CrossEncoder.from_pretrained(Path(job.output) / "checkpoints" / "last")

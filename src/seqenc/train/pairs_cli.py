@@ -36,11 +36,14 @@ from .cli import _errors, _run, _train_config, _training_options, train_group
                    "all-MiniLM-L6-v2), or a cross-encoder to train further, head included.")
 @click.option("--max-length", type=int, default=None,
               help="Tokens per pair, longest side cut first [default: 256].")
+@click.option("--symmetric", is_flag=True,
+              help="Also train on every pair reversed (second, first): for symmetric tasks "
+                   "such as STS, where the order carries no meaning.")
 @_training_options({"epochs": 1, "lr": 2e-5})
 @_errors
 def pairs(train_file, dev_file, dev_fraction, split_seed, target, max_score, first_column,
-          second_column, target_column, no_header, fmt, init, max_length, output, resume,
-          progress, **kw) -> None:
+          second_column, target_column, no_header, fmt, init, max_length, symmetric, output,
+          resume, progress, **kw) -> None:
     """Fine-tune a cross-encoder (reranker) on sentence pairs with a score or a label.
 
     The output directory is a transformers *ForSequenceClassification checkpoint:
@@ -57,5 +60,5 @@ def pairs(train_file, dev_file, dev_fraction, split_seed, target, max_score, fir
                    split_seed=split_seed, first_column=first_column,
                    second_column=second_column, target_column=target_column,
                    header=not no_header, fmt=fmt, target=target, max_score=max_score,
-                   init=init, max_length=max_length, resume=resume)
+                   init=init, max_length=max_length, symmetric=symmetric, resume=resume)
     _run(train_pairs, job, cfg, progress)
