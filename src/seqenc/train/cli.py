@@ -104,9 +104,12 @@ def _train_config(kw: dict[str, Any]):
 
 def _run(train: Callable, job: Any, cfg: Any, progress: bool | None) -> None:
     """Set up the process group (under torchrun), train, report, tear down."""
+    from seqenc.extras import require
+
     from . import distributed as D
     from .recipes import set_threads_from_env
 
+    require("matplotlib", "training (it draws learning_curves.png)")  # now, not after hours
     set_threads_from_env()
     ctx = D.setup(cfg.device)
     try:
