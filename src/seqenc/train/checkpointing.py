@@ -91,6 +91,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def export_model(source: Path, output: Path) -> None:
+    """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
+    file is copied to a temporary name and renamed, so no file is ever half-written."""
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() or path.name == STATE_FILE:
+            continue
+        target = output / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+
 def _fsync_tree(directory: Path) -> None:
     """Flush every file so the rename never exposes a directory whose data is not on disk."""
     for path in directory.rglob("*"):
