@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from seqenc.choices import INPUT_FORMATS as FORMATS
+from seqenc.choices import ON_ERROR
+
 from .errors import InputError
 from .lines import decode, open_binary, raw_lines, strip_eol
 from .tables import STDIN, Row, Table, open_table, value_type
 
-FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 _EXTENSIONS = {
     ".txt": "txt",
     ".text": "txt",
@@ -32,7 +34,6 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-ON_ERROR = ("raise", "skip")
 
 
 class Record(NamedTuple):

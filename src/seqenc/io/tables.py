@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from seqenc.extras import require
+
 from .errors import InputError
 from .lines import decode, open_binary, raw_lines, strip_eol
 
@@ -278,11 +280,8 @@ def _parquet(
     optional: Sequence[Column],
     strings: Sequence[Column],
 ) -> Table:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - depends on the install
-        raise InputError("reading parquet needs pyarrow: pip install 'seqenc[io]'") from None
+    pa = require("pyarrow", "reading parquet")
+    pq = require("pyarrow.parquet", "reading parquet")
     if path.is_dir():
         raise InputError("cannot read input: is a directory", file=name)
     try:
