@@ -208,10 +208,9 @@ def encode(
             out.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow model load
         except OSError as e:
             raise click.FileError(str(out), hint=_os_reason(e)) from None
-        if threads is not None:
-            import torch
+        from seqenc.threads import set_threads
 
-            torch.set_num_threads(threads)
+        set_threads(threads)
         model = load_model(model_name, device)
         if max_length is not None:
             _set_max_length(model, max_length)
