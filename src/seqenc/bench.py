@@ -188,7 +188,7 @@ def run_benchmark(
 def length_sweep(model, peer, lengths, n_texts, batch_size, log) -> list[dict]:
     """Texts of exactly L tokens ([CLS]/[SEP] included): how cost grows with length."""
     saved = model.max_seq_length
-    limit = model.encoder.cfg.max_positions
+    limit = model.encoder.cfg.longest_sequence  # RoBERTa-style offsets use rows up front
     model.max_seq_length, peer.max_seq_length = limit, limit
     rows = []
     try:

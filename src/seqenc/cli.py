@@ -25,6 +25,7 @@ from seqenc.exits import (
     sigterm_as_interrupt,
 )
 from seqenc.extras import require
+from seqenc.fetch import fetch_command  # stdlib and click only
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
@@ -432,6 +433,7 @@ register_training(main)
 
 # serve: defined in seqenc/server/cli.py
 main.add_command(serve_command, "serve")
+main.add_command(fetch_command, "fetch")
 
 
 if __name__ == "__main__":  # pragma: no cover
