@@ -14,6 +14,10 @@ Output directory::
 Exactness: the data order is a function of (seed, epoch), masking of (seed, epoch, batch), and
 the torch RNG (dropout) is saved with every checkpoint, so a resumed CPU run takes the same
 steps, bit for bit, as an uninterrupted one.
+
+Past 400 lines on purpose: the loop and what it owes each step (evaluation, best and last
+checkpoints, resume, logging) are one concept. The optimiser and schedule (optim.py), the
+metrics log (metrics_log.py) and checkpoint files (checkpointing.py) live apart.
 """
 
 from __future__ import annotations
