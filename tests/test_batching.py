@@ -145,3 +145,23 @@ def test_encode_returns_vectors_in_input_order_whatever_the_plan():
         perm = rng.permutation(len(texts))
         shuffled = model.encode([texts[i] for i in perm], **kwargs)
         np.testing.assert_allclose(shuffled, vectors[perm], atol=1e-5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(1, 256), min_size=0, max_size=200).map(
+           lambda xs: sorted(xs, reverse=True)),
+       batch_size=st.integers(1, 64), budget=st.one_of(st.none(), st.integers(1, 10_000)))
+def test_fewest_passes_then_least_padding(lengths, batch_size, budget):
+    """encode's plan (pass_cost=None): as few passes as fixed chunks, never more padding."""
+    rows = batch_size if budget is None else None
+    ours = plan_batches(lengths, rows, budget, pass_cost=None)
+    theirs = greedy(lengths, batch_size, budget)
+    assert len(ours) == len(theirs)  # greedy takes the fewest passes possible
+    assert padded(lengths, ours) <= padded(lengths, theirs)
+
+
+def test_fewest_passes_can_pad_less_than_fixed_chunks():
+    lengths = [300, 120, 100, 40, 40, 40, 10, 3]
+    assert greedy(lengths, 3) == [0, 3, 6, 8]
+    assert plan_batches(lengths, 3, None, pass_cost=None) == [0, 2, 5, 8]  # also 3 passes
+    assert padded(lengths, [0, 2, 5, 8]) < padded(lengths, [0, 3, 6, 8])

@@ -240,9 +240,11 @@ class SentenceEncoder:
         order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up at once
         sentence = np.empty((len(texts), self.dimension), dtype=np.float32)
         tokens: list[np.ndarray | None] = [None] * len(texts)
-        # Rows or a token budget bound each pass; within them, the cheapest cut points.
+        # Rows or a token budget bound each pass; the fewest passes, then the least padding
+        # (the encoder packs real tokens, so each extra pass costs more than padding saves).
         rows = batch_size if batch_tokens is None else None
-        batches = list(pairwise(plan_batches(lengths[order], rows, batch_tokens)))
+        plan = plan_batches(lengths[order], rows, batch_tokens, pass_cost=None)
+        batches = list(pairwise(plan))
         if show_progress:
             from tqdm.auto import tqdm
 
