@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from seqenc.io.writers import atomic_path
+
 STATE_FILE = "trainer_state.pt"
 
 
@@ -93,15 +95,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def export_model(source: Path, output: Path) -> None:
     """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
-    file is copied to a temporary name and renamed, so no file is ever half-written."""
+    file is copied to a temporary name and renamed (``atomic_path``), so no file is ever
+    half-written."""
     for path in sorted(source.rglob("*")):
         if path.is_dir() or path.name == STATE_FILE:
             continue
         target = output / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
 
 
 def _fsync_tree(directory: Path) -> None:

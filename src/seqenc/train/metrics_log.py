@@ -4,10 +4,11 @@ process and read back for the learning curves and the run's result."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from seqenc.io.writers import atomic_path
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -34,9 +35,8 @@ class MetricsLog:
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line and json.loads(line).get("step", 0) <= step
                 and json.loads(line).get("event") != "end"]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
 class Meter:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from seqenc.allocator import release_free_memory
+from seqenc.io.writers import atomic_path
 
 from . import checkpointing as ckpt
 from . import distributed as D
@@ -369,7 +370,8 @@ class Trainer:
                 "steps_per_epoch": steps_per_epoch, "world_size": self.ctx.world_size,
                 "seqenc_version": __version__, "torch_version": torch.__version__,
                 **self.run_info}
-        (self.output / ARGS_FILE).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+        with atomic_path(self.output / ARGS_FILE) as tmp:
+            tmp.write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
         if self.log and self.log.path.exists():
             self.log.path.unlink()  # a fresh run starts a fresh log
 
