@@ -17,6 +17,8 @@ EXTRAS = {
     "io": ("pyarrow",),
     "viz": ("matplotlib",),
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
+    "bench": ("sentence_transformers",),  # the peer `seqenc bench` measures against
+    "ray": ("ray",),  # seqenc encode --engine ray
 }
 
 

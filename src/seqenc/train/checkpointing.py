@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from seqenc.io.writers import atomic_path
+from seqenc import atomic
 
 STATE_FILE = "trainer_state.pt"
 
@@ -95,15 +95,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def export_model(source: Path, output: Path) -> None:
     """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
-    file is copied to a temporary name and renamed (``atomic_path``), so no file is ever
+    file is copied to a temporary name and renamed (``seqenc.atomic``), so no file is ever
     half-written."""
     for path in sorted(source.rglob("*")):
         if path.is_dir() or path.name == STATE_FILE:
             continue
         target = output / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            shutil.copyfile(path, tmp)
+        atomic.copy_file(path, target)
 
 
 def _fsync_tree(directory: Path) -> None:

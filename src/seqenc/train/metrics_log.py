@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from seqenc.io.writers import atomic_path
+from seqenc import atomic
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -35,8 +35,7 @@ class MetricsLog:
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line and json.loads(line).get("step", 0) <= step
                 and json.loads(line).get("event") != "end"]
-        with atomic_path(self.path) as tmp:
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        atomic.write_text(self.path, "".join(line + "\n" for line in kept))
 
 
 class Meter:

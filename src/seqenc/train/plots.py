@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqenc.io.writers import atomic_path
+from seqenc.atomic import atomic_path
 
 
 def plot_learning_curves(records: list[dict[str, Any]], out: str | Path,

@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqenc import atomic
 from seqenc.allocator import release_free_memory
-from seqenc.io.writers import atomic_path
 
 from . import checkpointing as ckpt
 from . import distributed as D
@@ -370,8 +370,7 @@ class Trainer:
                 "steps_per_epoch": steps_per_epoch, "world_size": self.ctx.world_size,
                 "seqenc_version": __version__, "torch_version": torch.__version__,
                 **self.run_info}
-        with atomic_path(self.output / ARGS_FILE) as tmp:
-            tmp.write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+        atomic.write_text(self.output / ARGS_FILE, json.dumps(args, indent=2) + "\n")
         if self.log and self.log.path.exists():
             self.log.path.unlink()  # a fresh run starts a fresh log
 
