@@ -25,6 +25,7 @@ from .choices import DTYPES
 from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
+from .threads import set_threads
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999}
 
@@ -130,8 +131,7 @@ def run_benchmark(
 ) -> BenchResult:
     """``device`` "cuda" runs both engines on the GPU (the peak probe too); see README."""
     SentenceTransformer = require("sentence_transformers", "seqenc bench").SentenceTransformer
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads or None)
     tune_memory()  # process-wide: both engines run with the same allocator settings
     model = SentenceEncoder.from_pretrained(model_name, device=device)
     texts = list(texts)
