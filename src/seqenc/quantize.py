@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
+from .choices import PRECISIONS  # re-exported: the one list lives there
 
 
 def quantization_ranges(calibration: np.ndarray) -> np.ndarray:

@@ -12,12 +12,12 @@ import numpy as np
 
 from .nn.config import EncoderConfig
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """x * Phi(x), the exact (erf) form."""
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return 0.5 * x * _erfc(-x / math.sqrt(2.0)).astype(np.float64)  # erfc: exact in the left tail
 
 
 def gelu_tanh(x: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .extras import require
 from .nn.encoder import Encoder
 
 MAX_LABELLED_TOKENS = 40  # beyond this, tick labels overlap into noise
@@ -66,6 +67,7 @@ def plot_attention(
     heads = _check_indices("head", heads, n_heads)
 
     # A bare Figure on an Agg canvas: no pyplot, so the caller's backend and figures are untouched
+    require("matplotlib", "drawing attention maps")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

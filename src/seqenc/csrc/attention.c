@@ -32,12 +32,12 @@ AVX2 static void softmax_numerators4(float *scores[4], int64_t L, int64_t Lp, fl
     }
     for (int64_t j = 0; j < last; j += 8)
         for (int r = 0; r < 4; r++) {
-            __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(scores[r] + j), top[r]));
+            __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(scores[r] + j), top[r]));
             _mm256_store_ps(scores[r] + j, e);
             sum[r] = _mm256_add_ps(sum[r], e);
         }
     for (int r = 0; r < 4; r++) {
-        __m256 e = _mm256_and_ps(exp_nonpositive(_mm256_sub_ps(tail[r], top[r])), valid);
+        __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(tail[r], top[r])), valid);
         _mm256_store_ps(scores[r] + last, e);
         inv[r] = 1.0f / horizontal_sum(_mm256_add_ps(sum[r], e));
     }

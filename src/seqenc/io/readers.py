@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from seqenc.choices import INPUT_FORMATS as FORMATS
+from seqenc.choices import ON_ERROR
+from seqenc.extras import require
+
 from .errors import InputError
 
-FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 _EXTENSIONS = {
     ".txt": "txt",
     ".text": "txt",
@@ -31,7 +34,6 @@ _EXTENSIONS = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-ON_ERROR = ("raise", "skip")
 STDIN = "-"
 _BOM = b"\xef\xbb\xbf"
 _PARQUET_BATCH = 1024  # rows decoded at a time: bounds memory whatever the row-group size
@@ -399,11 +401,8 @@ def _has_bad_bytes(text: str) -> bool:
 def _parquet(
     path: Path, name: str, field: str, id_field: str | None
 ) -> tuple[Iterator[Record | InputError], int, Callable[[], None]]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - depends on the install
-        raise InputError("reading parquet needs pyarrow: pip install 'seqenc[io]'") from None
+    pa = require("pyarrow", "reading parquet")
+    pq = require("pyarrow.parquet", "reading parquet")
     if path.is_dir():
         raise InputError("cannot read input: is a directory", file=name)
     try:

@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.lib import format as npy_format
 
-OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
+from seqenc.choices import OUTPUT_FORMATS
+from seqenc.extras import require
+
 _EXTENSIONS = {
     ".npy": "npy",
     ".parquet": "parquet",
@@ -40,6 +42,13 @@ def output_format(path: str | Path) -> str:
             f"unknown output extension {suffix or '(none)'!r}; expected one of {known}"
         )
     return _EXTENSIONS[suffix]
+
+
+def require_writer(fmt: str) -> None:
+    """MissingExtra now if writing ``fmt`` needs an extra that is not installed, so a command
+    can refuse before its slow work rather than at the first write."""
+    if fmt == "parquet":
+        require("pyarrow.parquet", "writing parquet")
 
 
 class AtomicFile:
@@ -231,10 +240,7 @@ class ParquetWriter(VectorWriter):
     format = "parquet"
 
     def __init__(self, path: str | Path, *, width: int | None = None, dtype: Any = np.float32):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the install
-            raise ImportError("writing parquet needs pyarrow: pip install 'seqenc[io]'") from None
+        require_writer("parquet")
         self._writer = None
         super().__init__(path, width=width, dtype=dtype)
 

@@ -60,6 +60,30 @@ def supports_bf16() -> bool:
     """Whether the fused path takes bf16 tensors on this CPU (AVX512-BF16 kernel set)."""
     return ENABLED and ISAS.index(ISA) >= 2 if ISA else False
 
+# Error bounds against the exact (float64) operation on the same float32 inputs, held by
+# tests/nn/test_kernels.py on whichever CPU runs them. eps = 2**-24 (float32).
+#   bias_gelu_:      |ours - gelu(v)| <= GELU_RELATIVE_ERROR |gelu(v)| + 1e-36, v = x + bias
+#                    in float32 (relative everywhere, the left tail included: see elementwise.c)
+#   add_layer_norm_: |ours - LN(y + b + r)| <= LAYER_NORM_ERROR (|gamma| (1 + |xhat|) + |beta|),
+#                    xhat the exact normalised value, for widths up to 4096
+#   varlen_attention: |ours - attention| <= max|v| (ATTENTION_ERROR[0] + ATTENTION_ERROR[1] S),
+#                    S = max over query/key pairs of sum_d |q_d k_d| / sqrt(hd): a score's rounding
+#                    error grows with its unsigned size and moves the softmax weights by as much
+GELU_RELATIVE_ERROR = 1e-6
+LAYER_NORM_ERROR = 1e-5
+ATTENTION_ERROR = (1e-6, 4 * 2.0**-24)
+
+
+def describe() -> str:
+    """Which kernels run here, in words (for logs, `seqenc info` and test reports)."""
+    if _kernels is None:
+        return "PyTorch only (seqenc._kernels not built)"
+    if not _kernels.supported():
+        return "PyTorch only (this CPU lacks AVX2 + FMA)"
+    if not ENABLED:
+        return "PyTorch only (SEQENC_KERNELS=0)"
+    return "seqenc C kernels, AVX2 + FMA"
+
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
     """Whether varlen_attention takes this (N, 3D) projection."""

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from seqenc.allocator import tune_memory
-
-_DTYPES = ("float32", "bfloat16")
+from seqenc.choices import DTYPES as _DTYPES
 
 
 class ModelBackend:

@@ -7,32 +7,22 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_MODEL = 4
+from seqenc.choices import DEVICES, DTYPES, LOG_LEVELS
+from seqenc.exits import (
+    EXIT_ERROR,
+    SERVE_EXIT_CODES,
+    ModelLoadError,
+    exit_codes,
+    signals_end_cleanly,
+)
+from seqenc.extras import require
 
-EXIT_CODES = """\b
-Exit codes:
-  0    stopped by SIGTERM or Ctrl-C after finishing the requests in flight
-  1    error (the port is taken, say)
-  2    usage error (bad option)
-  4    the model could not be loaded
-"""
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-class ModelLoadError(Exception):
-    """The model could not be found or loaded."""
+__all__ = ["ListenError", "ModelLoadError", "bind_socket", "serve", "serve_command"]
 
 
 class ListenError(OSError):
@@ -63,6 +53,8 @@ def serve(
     names it. ``device`` is "cpu", "cuda" or "auto" (cuda when a GPU is visible). Raises
     ModelLoadError if the model cannot be loaded (or the device is missing), ListenError if
     the address cannot be bound."""
+    for module in ("fastapi", "uvicorn", "prometheus_client"):  # before anything slow
+        require(module, "seqenc serve")
     from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_device, resolve_model_path
 
     from .settings import Settings
@@ -122,7 +114,7 @@ def serve(
     bound_port = sock.getsockname()[1]
     print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
           file=sys.stderr, flush=True)
-    with _signals_end_cleanly():
+    with signals_end_cleanly():
         server.run(sockets=[sock])
     error = app.state.server.error
     if error:
@@ -148,23 +140,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-@contextmanager
-def _signals_end_cleanly() -> Iterator[None]:
-    """uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
-    handler it found, which by default kills the process (exit -15) or raises
-    KeyboardInterrupt. A graceful stop is a success here, so it finds a no-op."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda signum, frame: None)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _configure_logging(level: str) -> None:
     logger = logging.getLogger("seqenc")
     if not logger.handlers:
@@ -174,7 +149,12 @@ def _configure_logging(level: str) -> None:
     logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
 
 
-@click.command("serve", epilog=EXIT_CODES,
+def _classify(e: Exception) -> tuple[int, str] | None:
+    """Unloadable model -> 4, missing extra -> 5 (seqenc.exits); a port not bound -> 1."""
+    return (EXIT_ERROR, str(e)) if isinstance(e, ListenError) else None
+
+
+@click.command("serve", epilog=SERVE_EXIT_CODES,
                context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--model", "model", default=None, metavar="PATH",
               help="Model directory (default: $SEQENC_MODEL, else the packaged "
@@ -200,17 +180,18 @@ def _configure_logging(level: str) -> None:
               type=click.IntRange(min=1), help="Requests in progress at once; more is a 429.")
 @click.option("--payload-limit", default=2_000_000, show_default=True,
               type=click.IntRange(min=1), help="Request body bytes; more is a 413.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32",
               show_default=True, help="Precision of the forward pass.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="Torch threads for the forward pass (default: one per core). On a machine "
                    "shared with other work, fewer is often faster.")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+@click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@exit_codes(_classify)
 def serve_command(model: str | None, host: str, port: int, api_key: str | None,
                   max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
                   max_client_batch_size: int, max_concurrent_requests: int,
@@ -220,16 +201,9 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
     /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
     if api_key == "":
         raise click.BadParameter("must not be empty", param_hint="--api-key")
-    try:
-        serve(model, host, port, api_key=api_key, max_batch_tokens=max_batch_tokens,
-              batch_size=batch_size, max_batch_requests=max_batch_requests,
-              max_client_batch_size=max_client_batch_size,
-              max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
-              dtype=dtype, threads=threads, device=device, log_level=log_level,
-              graceful_timeout=graceful_timeout)
-    except ModelLoadError as e:
-        click.echo(f"Error: {e}", err=True)
-        raise click.exceptions.Exit(EXIT_MODEL) from None
-    except ListenError as e:
-        click.echo(f"Error: {e}", err=True)
-        raise click.exceptions.Exit(EXIT_ERROR) from None
+    serve(model, host, port, api_key=api_key, max_batch_tokens=max_batch_tokens,
+          batch_size=batch_size, max_batch_requests=max_batch_requests,
+          max_client_batch_size=max_client_batch_size,
+          max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
+          dtype=dtype, threads=threads, device=device, log_level=log_level,
+          graceful_timeout=graceful_timeout)

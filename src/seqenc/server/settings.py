@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPES = ("float32", "bfloat16")
+from seqenc.choices import DTYPES
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from seqenc.checkpoint import CheckpointError
+from seqenc.choices import POOLINGS, check_choice
 from seqenc.model import SentenceEncoder
 from seqenc.nn.encoder import Encoder
-from seqenc.pooling import POOLING_MODES, pool
+from seqenc.pooling import pool
 from seqenc.tokenizer import TextTokenizer
 
 HEAD_FILE = "classifier.safetensors"
@@ -48,8 +49,7 @@ class SequenceClassifier(nn.Module):
     def __init__(self, encoder: Encoder, n_labels: int, pooling: str = "mean",
                  dropout: float | None = None):
         super().__init__()
-        if pooling not in POOLING_MODES:
-            raise ValueError(f"pooling must be one of {', '.join(POOLING_MODES)}; got {pooling!r}")
+        check_choice("pooling", pooling, POOLINGS)
         if n_labels < 2:
             raise ValueError(f"a classifier needs at least 2 labels, got {n_labels}")
         self.encoder = encoder

@@ -7,15 +7,15 @@ torchrun, one process per device: ``torchrun --nproc_per_node N -m seqenc.train 
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from seqenc.exits import EXIT_INPUT, EXIT_MODEL, EXIT_USAGE, exit_codes
+from seqenc.choices import DEVICES, DTYPES, METRICS
+from seqenc.exits import EXIT_INPUT, EXIT_MODEL, EXIT_USAGE, exit_codes, sigterm_as_interrupt
 
 
 def _classify(e: Exception) -> tuple[int, str] | None:
@@ -38,26 +38,6 @@ def _classify(e: Exception) -> tuple[int, str] | None:
 _errors = exit_codes(_classify)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, so the trainer saves a resumable checkpoint."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _training_options(defaults: dict[str, Any]) -> Callable:
     """The optimisation options every training command shares (-> TrainConfig)."""
     options = [
@@ -78,7 +58,7 @@ def _training_options(defaults: dict[str, Any]) -> Callable:
         click.option("--max-grad-norm", type=float, default=1.0, show_default=True,
                      help="Clip the gradient norm to this; 0 disables clipping."),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32",
+        click.option("--dtype", type=click.Choice(DTYPES), default="float32",
                      show_default=True, help="bfloat16 = autocast; weights stay float32."),
         click.option("--patience", type=int, default=None,
                      help="Stop after this many evaluations without a better dev metric."),
@@ -89,7 +69,7 @@ def _training_options(defaults: dict[str, Any]) -> Callable:
         click.option("--log-every", type=int, default=10, show_default=True),
         click.option("--no-length-grouping", is_flag=True,
                      help="Batch in random order, not grouped by length (more padding)."),
-        click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu",
+        click.option("--device", type=click.Choice(DEVICES), default="cpu",
                      show_default=True),
         click.option("--resume", is_flag=True,
                      help="Continue the run in --output from its last checkpoint."),
@@ -131,7 +111,7 @@ def _run(train: Callable, job: Any, cfg: Any, progress: bool | None) -> None:
     ctx = D.setup(cfg.device)
     try:
         echo = (lambda m: click.echo(m, err=True)) if ctx.is_main else (lambda m: None)
-        with _sigterm_as_interrupt():  # `timeout`, schedulers: checkpoint, then stop
+        with sigterm_as_interrupt():  # `timeout`, schedulers: checkpoint, then stop
             result = train(job, cfg, ctx, echo=echo, progress=progress)
     finally:
         D.teardown(ctx)
@@ -176,7 +156,7 @@ def train_group() -> None:
               help="Vocabulary of a --tokenizer train WordPiece tokenizer.")
 @click.option("--max-length", type=int, default=None,
               help="Tokens per text; longer texts are cut [default: 128].")
-@click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default="accuracy",
+@click.option("--metric", type=click.Choice(METRICS), default="accuracy",
               show_default=True, help="Dev metric for the best checkpoint and early stopping.")
 @_training_options({"epochs": 3, "lr": 5e-5})
 @_errors

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from seqenc.choices import DEVICES, DTYPES
 from seqenc.nn.config import EncoderConfig
 
-DTYPES = ("float32", "bfloat16")
 # Fields a resumed run may change without changing the weights it produces.
 RESUMABLE_CHANGES = ("log_every", "save_every", "eval_every", "patience", "device")
 
@@ -62,6 +62,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

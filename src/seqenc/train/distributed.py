@@ -34,15 +34,10 @@ class DistContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise ValueError(f"device must be cpu, cuda or auto; got {name!r}")
-    return torch.device("cpu")
+    """seqenc.model.resolve_device's answer, as this process's device (its GPU under torchrun)."""
+    from seqenc.model import resolve_device as resolve
+
+    return torch.device("cuda", local_rank) if resolve(name) == "cuda" else torch.device("cpu")
 
 
 def setup(device: str = "cpu") -> DistContext:
