@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .extras import require
 from .model import SentenceEncoder
 
 Encode = Callable[[Sequence[str]], np.ndarray]
@@ -38,13 +39,7 @@ class Peer:
 
 
 def _need(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise ImportError(f"the {module} peer needs it installed: pip install 'seqenc[bench]' "
-                          f"({e})") from e
+    return require(module, f"seqenc bench's {module.split('.')[0]} peer")
 
 
 def sentence_transformers_peer(model: SentenceEncoder, dtype: torch.dtype, batch_size: int,

@@ -82,7 +82,10 @@ def describe() -> str:
         return "PyTorch only (this CPU lacks AVX2 + FMA)"
     if not ENABLED:
         return "PyTorch only (SEQENC_KERNELS=0)"
-    return "seqenc C kernels, AVX2 + FMA"
+    names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512 (attention AVX2)",
+             "avx512bf16": "AVX-512 + AVX512-BF16 (attention AVX2)"}
+    capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
+    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
 
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
