@@ -96,7 +96,7 @@ ROWS_KERNELS(bf16, DTYPE_BF16)
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
                          int dtype) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++) {
         const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
         if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi);
@@ -114,7 +114,7 @@ int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, con
 #pragma omp parallel num_threads(threads)
     {
         float *row = scratch + (int64_t)omp_get_thread_num() * n;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < (rows + 15) / 16; b++) {
             const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
             if (dtype == DTYPE_BF16)
@@ -124,5 +124,55 @@ int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, con
     }
     free(scratch);
     return 0;
+}
+#endif
+
+#ifdef SEQENC_X86
+/* int8 activations, one scale per row: scale[r] = max_c |x[r, c]| / 127 and q = round(x /
+ * scale) (to nearest even, |q| <= 127), so |x - q scale| <= scale / 2 per element. n % 16 == 0. */
+AVX512 static void quantize_rows(const float *x, int8_t *q, float *scale, int64_t n, int64_t lo,
+                                 int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        const float *row = x + r * n;
+        __m512 top = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_loadu_ps(row + c)));
+        float m = _mm512_reduce_max_ps(top);
+        const float s = m > 1e-30f ? m / 127.0f : 1.0f;
+        scale[r] = s;
+        const __m512 inv = _mm512_set1_ps(1.0f / s);
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + c), inv));
+            v = _mm512_max_epi32(_mm512_min_epi32(v, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+            _mm_storeu_si128((__m128i *)(q + r * n + c), _mm512_cvtsepi32_epi8(v));
+        }
+    }
+}
+
+void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
+                             int threads) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < (rows + 15) / 16; b++)
+        quantize_rows(x, q, scale, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
+}
+
+/* In place: the int32 products of int8 rows become float32, acc[r, c] row_scale[r] col_scale[c]
+ * (exact up to one float32 rounding of each product). n % 16 == 0. */
+AVX512 static void dequantize_rows(int32_t *acc, const float *row_scale, const float *col_scale,
+                                   int64_t n, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+        const __m512 rs = _mm512_set1_ps(row_scale[r]);
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 v = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * n + c));
+            _mm512_storeu_ps((float *)(acc + r * n + c),
+                             _mm512_mul_ps(_mm512_mul_ps(v, rs), _mm512_loadu_ps(col_scale + c)));
+        }
+    }
+}
+
+void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
+                               int64_t rows, int64_t n, int threads) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t b = 0; b < (rows + 15) / 16; b++)
+        dequantize_rows(acc, row_scale, col_scale, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
 }
 #endif

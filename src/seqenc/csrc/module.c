@@ -152,6 +152,44 @@ static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     return PyLong_FromLong(lanes);
 }
 
+/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads): float32 (rows, n) -> int8 with one
+ * scale per row. dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
+ * -> float32 in place. AVX-512 only, n % 16 == 0 (checked by the caller, seqenc/int8.py). */
+static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, q, scale;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLi", &x, &q, &scale, &rows, &n, &threads)) return NULL;
+    if (n % 16 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_quantize_rows512((const float *)(uintptr_t)x, (int8_t *)(uintptr_t)q,
+                            (float *)(uintptr_t)scale, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long acc, row_scale, col_scale;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLi", &acc, &row_scale, &col_scale, &rows, &n, &threads))
+        return NULL;
+    if (n % 16 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_dequantize_rows512((int32_t *)(uintptr_t)acc, (const float *)(uintptr_t)row_scale,
+                              (const float *)(uintptr_t)col_scale, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* peak(kind, iters, threads): giga-operations/s of the cores on one probe of peak.c (a
  * multiply-add counts 2). The caller checks the CPU has the probe's instructions. */
 static PyObject *py_peak(PyObject *self, PyObject *args) {
@@ -179,6 +217,8 @@ static PyMethodDef methods[] = {
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
+    {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
+    {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
 #endif
     {NULL, NULL, 0, NULL},
 };

@@ -51,6 +51,12 @@ void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
                             int dtype);
+/* avx512.c, int8: per-row quantisation of float32 rows, and the int32 products back to float32
+ * in place (n % 16 == 0). */
+void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
+                             int threads);
+void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
+                               int64_t rows, int64_t n, int threads);
 /* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
 double seqenc_peak_gops(int kind, int64_t iters, int threads);
 #endif

@@ -206,10 +206,16 @@ def fused_post_norm_layer(layer: torch.nn.Module, x: Tensor, starts: Tensor,
     """
     attention, feed_forward = layer.attention, layer.feed_forward
     x = x.contiguous()
-    qkv = torch.mm(x, attention.qkv.weight.t())  # (N, 3D); the kernel adds the bias
+    qkv = _mm(x, attention.qkv)  # (N, 3D); the kernel adds the bias
     context = varlen_attention(qkv, starts, lengths, attention.n_heads, attention.qkv.bias)
-    a = add_layer_norm_(torch.mm(context, attention.out.weight.t()), attention.out.bias, x,
+    a = add_layer_norm_(_mm(context, attention.out), attention.out.bias, x,
                         layer.attention_norm)  # (N, D)
-    hidden = bias_gelu_(torch.mm(a, feed_forward.up.weight.t()), feed_forward.up.bias)  # (N, F)
-    return add_layer_norm_(torch.mm(hidden, feed_forward.down.weight.t()), feed_forward.down.bias,
+    hidden = bias_gelu_(_mm(a, feed_forward.up), feed_forward.up.bias)  # (N, F)
+    return add_layer_norm_(_mm(hidden, feed_forward.down), feed_forward.down.bias,
                            a, layer.feed_forward_norm)  # (N, D)
+
+
+def _mm(x: Tensor, linear: torch.nn.Module) -> Tensor:
+    """x W^T without the bias (the kernels add it): nn.Linear, or int8.Int8Linear's matmul."""
+    matmul = getattr(linear, "matmul", None)
+    return matmul(x) if matmul is not None else torch.mm(x, linear.weight.t())
