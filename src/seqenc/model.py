@@ -3,11 +3,11 @@ text to vectors; the CLI, the server and the benchmarks all go through ``encode`
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -17,18 +17,10 @@ import numpy as np
 import torch
 
 from .allocator import release_free_memory
-from .checkpoint import (
-    CheckpointError,
-    config_from_bert,
-    config_to_bert,
-    from_bert_state_dict,
-    read_json,
-    read_weights,
-    to_bert_state_dict,
-)
+from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
 from .choices import DEVICES, DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
 from .nn.encoder import Encoder
-from .pooling import pool, pooling_from_config
+from .pooling import pool
 from .quantize import quantize
 from .tokenizer import TextTokenizer
 
@@ -87,18 +79,31 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself."""
+    """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself; the
+    name of a fetched download (``seqenc fetch``) -> its cached directory."""
     name = os.fspath(name_or_path) if name_or_path is not None else None
+    source = ""
     if name in (None, "default"):
         name = os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
+        source = " (set by SEQENC_MODEL)" if os.environ.get("SEQENC_MODEL") else ""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     if name in DEFAULT_NAMES:
         return default_model_path()
+    from .fetch import DOWNLOADS, cached_path
+
+    known = name.removeprefix("sentence-transformers/")
+    if known in DOWNLOADS:
+        fetched = cached_path(known)
+        if fetched is None:
+            raise ModelNotFoundError(f"{known} has not been fetched: run `seqenc fetch {known}` "
+                                     "(downloads and verifies it once, into the cache)")
+        return fetched
     raise ModelNotFoundError(
-        f"no model directory at {name!r}. seqenc loads local directories in the Hugging Face / "
-        f"sentence-transformers layout (config.json, model.safetensors, tokenizer.json); "
+        f"no model directory at {name!r}{source}. seqenc loads local directories in the "
+        "Hugging Face / sentence-transformers layout (config.json, model.safetensors, "
+        "tokenizer.json); "
         f"{', '.join(DEFAULT_NAMES)} name the packaged default model."
     )
 
@@ -114,9 +119,16 @@ class SentenceEncoder:
         normalize: bool = False,
         path: Path | None = None,
         device: str | torch.device = "cpu",
+        family: str | None = None,
     ):
+        """``encoder`` is used as given (its train/eval mode is left alone: encoding runs it
+        in eval mode for the call); it is moved to ``device``. ``family`` names the checkpoint
+        family it was loaded from (``save_pretrained`` writes that layout when it can)."""
         check_choice("pooling", pooling, POOLINGS)
-        self.encoder = encoder.eval().to(device)
+        if family is not None and family not in BY_NAME:
+            raise ValueError(f"family must be one of {', '.join(BY_NAME)}; got {family!r}")
+        self.encoder = encoder.to(device)
+        self.family = family
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.normalize = normalize
@@ -129,65 +141,19 @@ class SentenceEncoder:
     def from_pretrained(
         cls, name_or_path: str | os.PathLike | None = None, device: str = "cpu"
     ) -> SentenceEncoder:
+        """Load a model directory of any supported family (see ``seqenc.checkpoint``)."""
         path = resolve_model_path(name_or_path)
-        cfg = config_from_bert(read_json(path / "config.json"))
-        pooling, normalize, max_length = "mean", False, None
-        modules_file = path / "modules.json"
-        if modules_file.exists():
-            for module in json.loads(modules_file.read_text(encoding="utf-8")):
-                kind = module.get("type", "").rsplit(".", 1)[-1]
-                if kind == "Pooling":
-                    pooling = pooling_from_config(read_json(path / module["path"] / "config.json"))
-                elif kind == "Normalize":
-                    normalize = True
-        st_config = path / "sentence_bert_config.json"
-        if st_config.exists():
-            max_length = read_json(st_config).get("max_seq_length")
-        tokenizer_file = path / "tokenizer.json"
-        if not tokenizer_file.exists():
-            raise CheckpointError(f"{path} has no tokenizer.json")
-        if max_length is None:
-            tok_cfg_file = path / "tokenizer_config.json"
-            tok_max = (read_json(tok_cfg_file).get("model_max_length")
-                       if tok_cfg_file.exists() else None)
-            max_length = min(cfg.max_positions, tok_max or cfg.max_positions)
-        max_length = min(int(max_length), cfg.max_positions)
-        encoder = Encoder(cfg)
-        state = from_bert_state_dict(read_weights(path), cfg, encoder.state_dict())
-        encoder.load_state_dict(state, strict=True)
-        tokenizer = TextTokenizer.from_file(tokenizer_file, max_length, pad_id=cfg.pad_token_id)
-        return cls(encoder, tokenizer, pooling, normalize, path=path, device=device)
+        loaded = read_checkpoint(path)
+        tokenizer = TextTokenizer.from_file(loaded.tokenizer_file, loaded.max_length,
+                                            pad_id=loaded.encoder.cfg.pad_token_id)
+        return cls(loaded.encoder, tokenizer, loaded.pooling, loaded.normalize, path=path,
+                   device=device, family=loaded.family.name)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the sentence-transformers layout that ``from_pretrained`` (and
-        sentence-transformers itself) reads back."""
-        from safetensors.torch import save_file
-
-        out = Path(directory)
-        (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
-        cfg = self.encoder.cfg
-        state = {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
-        save_file(to_bert_state_dict(state, cfg), str(out / "model.safetensors"))
-        _write_json(out / "config.json", config_to_bert(cfg))
-        self.tokenizer.tokenizer.save(str(out / "tokenizer.json"))
-        modules = [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling",
-             "type": "sentence_transformers.models.Pooling"},
-        ]
-        if self.normalize:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
-                            "type": "sentence_transformers.models.Normalize"})
-        _write_json(out / "modules.json", modules)
-        _write_json(out / "sentence_bert_config.json",
-                    {"max_seq_length": self.max_seq_length, "do_lower_case": False})
-        flags = {"cls": "pooling_mode_cls_token", "mean": "pooling_mode_mean_tokens",
-                 "max": "pooling_mode_max_tokens",
-                 "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens"}
-        pooling_cfg = {"word_embedding_dimension": cfg.d_model}
-        pooling_cfg.update({flag: mode == self.pooling for mode, flag in flags.items()})
-        _write_json(out / "1_Pooling" / "config.json", pooling_cfg)
-        return out
+        sentence-transformers itself) reads back, in this model's family's names."""
+        return write_checkpoint(Path(directory), self.encoder, self.tokenizer.tokenizer.to_str(),
+                                self.pooling, self.normalize, self.max_seq_length, self.family)
 
     # ---- facts -----------------------------------------------------------------------------
     @property
@@ -200,7 +166,7 @@ class SentenceEncoder:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        limit = self.encoder.cfg.max_positions
+        limit = self.encoder.cfg.longest_sequence
         if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
             raise ValueError(f"max_seq_length must be an integer in [2, {limit}], got {value!r}")
         self.tokenizer.set_max_length(value)
@@ -209,7 +175,8 @@ class SentenceEncoder:
         cfg = self.encoder.cfg
         return {
             "path": str(self.path) if self.path else None,
-            "architecture": f"BERT-style encoder, {cfg.norm}-norm, {cfg.activation}",
+            "family": self.family or "(built in seqenc)",
+            **components(cfg),
             "parameters": sum(p.numel() for p in self.encoder.parameters()),
             "layers": cfg.n_layers,
             "heads": cfg.n_heads,
@@ -333,8 +300,9 @@ class SentenceEncoder:
             input_ids, keep = input_ids.pin_memory(), keep.pin_memory()
         input_ids = input_ids.to(self.device, non_blocking=True)
         keep = keep.to(self.device, non_blocking=True)
-        with torch.inference_mode():
-            hidden = self.encoder_for(dtype)(input_ids, keep).last_hidden_state.float()
+        encoder = self.encoder_for(dtype)
+        with torch.inference_mode(), evaluating(encoder):
+            hidden = encoder(input_ids, keep).last_hidden_state.float()
         return hidden, keep
 
     def embed_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32",
@@ -353,6 +321,34 @@ class SentenceEncoder:
         return self._encoders[torch_dtype]
 
 
+def components(cfg) -> dict[str, str]:
+    """What the encoder is made of, in words (``seqenc info``)."""
+    positions = {"learned": "learned absolute",
+                 "learned_offset": "learned absolute from pad_token_id + 1",
+                 "sinusoidal": "sinusoidal", "none": "none"}.get(cfg.position_encoding,
+                                                               cfg.position_encoding)
+    return {
+        "positions": positions,
+        "feed_forward": f"{cfg.activation} MLP" + ("" if cfg.bias else ", no biases"),
+        "norm": f"{cfg.norm}-LayerNorm" + (", final LayerNorm" if cfg.final_norm else ""),
+        "embeddings": f"{cfg.embedding_size or cfg.d_model} wide"
+                      + (f", projected to {cfg.d_model}" if cfg.embedding_size else ""),
+    }
+
+
+@contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """Run ``module`` in eval mode (no dropout) and give it back in the mode it came in."""
+    was_training = module.training
+    if was_training:
+        module.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            module.train()
+
+
 def plan_batches(
     sorted_lengths: np.ndarray, batch_size: int, batch_tokens: int | None = None
 ) -> list[tuple[int, int]]:
@@ -369,5 +365,3 @@ def plan_batches(
     return slices
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

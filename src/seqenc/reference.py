@@ -68,9 +68,13 @@ def embeddings(
     T = input_ids.shape[1]
     x = sd["embeddings.token.weight"][input_ids]
     if cfg.scale_embeddings:
-        x = x * math.sqrt(cfg.d_model)
+        x = x * math.sqrt(x.shape[-1])  # the embedding width (d_model unless embedding_size)
     if cfg.position_encoding == "learned":
         x = x + sd["embeddings.position.weight"][:T]
+    elif cfg.position_encoding == "learned_offset":  # RoBERTa: real tokens pad+1, pad+2, ...
+        real = (input_ids != cfg.pad_token_id).astype(np.int64)
+        x = x + sd["embeddings.position.weight"][np.cumsum(real, axis=1) * real
+                                                 + cfg.pad_token_id]
     elif cfg.position_encoding == "sinusoidal":
         x = x + sinusoidal_positions(T, cfg.d_model)
     if cfg.type_vocab_size > 0:
@@ -79,6 +83,8 @@ def embeddings(
     if cfg.embedding_norm:
         gamma, beta = sd["embeddings.norm.weight"], sd["embeddings.norm.bias"]
         x = layer_norm(x, gamma, beta, cfg.layer_norm_eps)
+    if cfg.embedding_size:  # ELECTRA: narrower embeddings projected up to d_model
+        x = linear(x, sd, "embeddings.project")
     return x
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 NORMS = ("post", "pre", "res_post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
-POSITION_ENCODINGS = ("learned", "sinusoidal", "none")
+POSITION_ENCODINGS = ("learned", "learned_offset", "sinusoidal", "none")
 
 
 @dataclass
@@ -25,9 +25,11 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12  # BERT uses 1e-12, torch.nn defaults to 1e-5
     norm: str = "post"  # post (paper, BERT) | pre | res_post (normalise sub-layer, then add)
     max_positions: int = 512  # longest sequence the position encoding covers
-    position_encoding: str = "learned"  # learned (BERT) | sinusoidal (paper) | none
+    position_encoding: str = "learned"  # learned (BERT) | learned_offset (RoBERTa) | sinusoidal
+    #                                     | none
     type_vocab_size: int = 2  # token-type (segment) embeddings; 0 = none
     pad_token_id: int = 0  # id of [PAD]; its embedding row is used for padding
+    embedding_size: int | None = None  # embedding width when not d_model, projected up (ELECTRA)
     embedding_norm: bool = True  # LayerNorm after summing embeddings (BERT)
     final_norm: bool = False  # LayerNorm after the last layer (usual with pre-norm)
     scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (paper)
@@ -60,14 +62,35 @@ class EncoderConfig:
             raise ValueError(
                 f"EncoderConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}"
             )
+        if self.embedding_size is not None and (
+                isinstance(self.embedding_size, bool) or not isinstance(self.embedding_size, int)
+                or self.embedding_size <= 0):
+            raise ValueError(
+                f"EncoderConfig.embedding_size must be a positive integer or None, "
+                f"got {self.embedding_size!r}"
+            )
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"EncoderConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size)"
+            )
+        if self.position_encoding == "learned_offset" \
+                and self.pad_token_id + 1 >= self.max_positions:
+            raise ValueError(
+                f"EncoderConfig.position_encoding 'learned_offset' numbers positions from "
+                f"pad_token_id + 1 = {self.pad_token_id + 1}: max_positions "
+                f"({self.max_positions}) leaves no room"
             )
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def longest_sequence(self) -> int:
+        """Most positions one sequence may have (RoBERTa's offset uses pad_token_id + 1 rows)."""
+        if self.position_encoding == "learned_offset":
+            return self.max_positions - self.pad_token_id - 1
+        return self.max_positions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,27 +22,41 @@ def sinusoidal_positions(n_positions: int, d_model: int) -> Tensor:
     return table.float()
 
 
+def offset_position_ids(input_ids: Tensor, pad_token_id: int) -> Tensor:
+    """RoBERTa's numbering: real tokens pad_token_id + 1, + 2, ...; padding tokens pad_token_id.
+
+    input_ids (B, T) -> (B, T). Counts only non-padding ids, as fairseq did.
+    """
+    real = (input_ids != pad_token_id).long()  # (B, T)
+    return torch.cumsum(real, dim=1) * real + pad_token_id
+
+
 class Embeddings(nn.Module):
-    """token + position (+ token type), then LayerNorm and dropout as configured."""
+    """token + position (+ token type), then LayerNorm and dropout as configured.
+
+    ``learned_offset`` positions (RoBERTa, MPNet) are numbered from pad_token_id + 1. With
+    ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and a linear layer
+    projects it up to D after the LayerNorm.
+    """
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.token = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=None)
-        if cfg.position_encoding == "learned":
-            self.position = nn.Embedding(cfg.max_positions, cfg.d_model)
+        E = cfg.embedding_size or cfg.d_model
+        self.token = nn.Embedding(cfg.vocab_size, E, padding_idx=None)
+        if cfg.position_encoding in ("learned", "learned_offset"):
+            self.position = nn.Embedding(cfg.max_positions, E)
         elif cfg.position_encoding == "sinusoidal":
             self.register_buffer(
-                "sinusoid", sinusoidal_positions(cfg.max_positions, cfg.d_model), persistent=False
+                "sinusoid", sinusoidal_positions(cfg.max_positions, E), persistent=False
             )
         self.token_type = (
-            nn.Embedding(cfg.type_vocab_size, cfg.d_model) if cfg.type_vocab_size > 0 else None
+            nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size > 0 else None
         )
-        self.norm = (
-            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
-        )
+        self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.scale = math.sqrt(cfg.d_model) if cfg.scale_embeddings else 1.0
+        self.scale = math.sqrt(E) if cfg.scale_embeddings else 1.0
+        self.project = nn.Linear(E, cfg.d_model) if E != cfg.d_model else None
 
     def forward(
         self,
@@ -55,9 +69,11 @@ class Embeddings(nn.Module):
         x = self.token(input_ids)  # (B, T, D)
         if self.scale != 1.0:
             x = x * self.scale
-        if position_ids is None:
+        if position_ids is None and self.cfg.position_encoding == "learned_offset":
+            position_ids = offset_position_ids(input_ids, self.cfg.pad_token_id)  # (B, T)
+        elif position_ids is None:
             position_ids = torch.arange(T, device=input_ids.device)[None, :]  # (1, T)
-        if self.cfg.position_encoding == "learned":
+        if self.cfg.position_encoding in ("learned", "learned_offset"):
             x = x + self.position(position_ids)
         elif self.cfg.position_encoding == "sinusoidal":
             x = x + self.sinusoid[position_ids].to(x.dtype)
@@ -68,4 +84,7 @@ class Embeddings(nn.Module):
                 x = x + self.token_type(token_type_ids)
         if self.norm is not None:
             x = self.norm(x)
-        return self.dropout(x)
+        x = self.dropout(x)
+        if self.project is not None:
+            x = self.project(x)  # (B, T, E) -> (B, T, D)
+        return x

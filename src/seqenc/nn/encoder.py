@@ -86,10 +86,12 @@ class Encoder(nn.Module):
             )
         if input_ids.dtype.is_floating_point:
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
-        if input_ids.size(1) > self.cfg.max_positions and self.cfg.position_encoding != "none":
+        if input_ids.size(1) > self.cfg.longest_sequence and self.cfg.position_encoding != "none":
             raise ValueError(
                 f"input_ids has {input_ids.size(1)} positions but max_positions is "
                 f"{self.cfg.max_positions}"
+                + (" less pad_token_id + 1" if self.cfg.position_encoding == "learned_offset"
+                   else "")
             )
         if input_ids.numel():
             low, high = int(input_ids.min()), int(input_ids.max())

@@ -22,6 +22,8 @@ from seqenc.exits import (
 )
 from seqenc.extras import require
 
+from .settings import Settings
+
 __all__ = ["ListenError", "ModelLoadError", "bind_socket", "serve", "serve_command"]
 
 
@@ -30,49 +32,25 @@ class ListenError(OSError):
 
 
 def serve(
+    settings: Settings | None = None,
     model: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
-    api_key: str | None = None,
-    max_batch_tokens: int = 8192,
-    batch_size: int = 32,
-    max_batch_requests: int | None = None,
-    max_client_batch_size: int = 32,
-    max_concurrent_requests: int = 512,
-    payload_limit: int = 2_000_000,
-    dtype: str = "float32",
-    threads: int | None = None,
     device: str = "cpu",
     log_level: str = "info",
-    graceful_timeout: float | None = 60.0,
 ) -> None:
     """Serve ``model`` (a directory, or None for $SEQENC_MODEL / the packaged default) over HTTP
-    until SIGTERM or SIGINT; then stop accepting, finish the requests in flight and return.
-    Port 0 picks a free port; the line ``seqenc: listening on http://HOST:PORT`` on stderr
-    names it. ``device`` is "cpu", "cuda" or "auto" (cuda when a GPU is visible). Raises
-    ModelLoadError if the model cannot be loaded (or the device is missing), ListenError if
-    the address cannot be bound."""
+    with ``settings`` (limits, API key, dtype...) until SIGTERM or SIGINT; then stop accepting,
+    finish the requests in flight and return. Port 0 picks a free port; the line ``seqenc:
+    listening on http://HOST:PORT`` on stderr names it. ``device`` is "cpu", "cuda" or "auto"
+    (cuda when a GPU is visible). Raises ModelLoadError if the model cannot be loaded (or the
+    device is missing), ListenError if the address cannot be bound."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):  # before anything slow
         require(module, "seqenc serve")
-    from seqenc.model import DEFAULT_MODEL, ModelNotFoundError, resolve_device, resolve_model_path
+    from seqenc.model import ModelNotFoundError, resolve_device, resolve_model_path
 
-    from .settings import Settings
-
-    name = model or os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
-    settings = Settings(
-        model_id=DEFAULT_MODEL if name == "default" else name,
-        api_key=api_key,
-        max_batch_tokens=max_batch_tokens,
-        batch_size=batch_size,
-        max_batch_requests=max_batch_requests,
-        max_client_batch_size=max_client_batch_size,
-        max_concurrent_requests=max_concurrent_requests,
-        payload_limit=payload_limit,
-        dtype=dtype,
-        threads=threads,
-        graceful_timeout=graceful_timeout,
-    )
+    settings = settings or Settings()
     try:  # fail before binding the port when there is no model at all
         path = resolve_model_path(model)
         device = resolve_device(device)
@@ -97,6 +75,7 @@ def serve(
             server.should_exit = True
 
     app = create_app(load, settings, on_load_error=stop_on_load_error)
+    graceful_timeout = settings.graceful_timeout
     config = uvicorn.Config(
         app,
         host=host,
@@ -119,6 +98,14 @@ def serve(
     error = app.state.server.error
     if error:
         raise ModelLoadError(error)
+
+
+def model_id(model: str | None) -> str:
+    """The name the server reports for ``model`` (a path, or None for the default)."""
+    from seqenc.model import DEFAULT_MODEL
+
+    name = model or os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
+    return DEFAULT_MODEL if name == "default" else name
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -201,9 +188,17 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
     /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
     if api_key == "":
         raise click.BadParameter("must not be empty", param_hint="--api-key")
-    serve(model, host, port, api_key=api_key, max_batch_tokens=max_batch_tokens,
-          batch_size=batch_size, max_batch_requests=max_batch_requests,
-          max_client_batch_size=max_client_batch_size,
-          max_concurrent_requests=max_concurrent_requests, payload_limit=payload_limit,
-          dtype=dtype, threads=threads, device=device, log_level=log_level,
-          graceful_timeout=graceful_timeout)
+    settings = Settings(
+        model_id=model_id(model),
+        api_key=api_key,
+        max_batch_tokens=max_batch_tokens,
+        batch_size=batch_size,
+        max_batch_requests=max_batch_requests,
+        max_client_batch_size=max_client_batch_size,
+        max_concurrent_requests=max_concurrent_requests,
+        payload_limit=payload_limit,
+        dtype=dtype,
+        threads=threads,
+        graceful_timeout=graceful_timeout,
+    )
+    serve(settings, model, host, port, device=device, log_level=log_level)

@@ -75,7 +75,7 @@ class TextClassifier:
     """A SequenceClassifier with its tokenizer and label names: texts in, labels out."""
 
     def __init__(self, model: SequenceClassifier, tokenizer: TextTokenizer, labels: Sequence[str],
-                 normalize: bool = False):
+                 normalize: bool = False, family: str | None = None):
         if len(labels) != model.head.out.out_features:
             raise ValueError(f"{len(labels)} labels for {model.head.out.out_features} outputs")
         self.model = model
@@ -83,6 +83,7 @@ class TextClassifier:
         self.labels = list(labels)
         self.normalize = normalize  # kept for the sentence-encoder view only; the head never
         # sees normalised vectors
+        self.family = family  # checkpoint family of the encoder (saved in that layout)
 
     @classmethod
     def from_encoder(cls, encoder: SentenceEncoder, labels: Sequence[str],
@@ -90,7 +91,7 @@ class TextClassifier:
         """A new head on a (pretrained or fresh) sentence encoder; the head is initialised from
         torch's global RNG, so seed it first."""
         model = SequenceClassifier(encoder.encoder, len(labels), encoder.pooling, dropout)
-        return cls(model.init_head(), encoder.tokenizer, labels, encoder.normalize)
+        return cls(model.init_head(), encoder.tokenizer, labels, encoder.normalize, encoder.family)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu") -> TextClassifier:
@@ -108,18 +109,15 @@ class TextClassifier:
         model = SequenceClassifier(encoder.encoder, len(labels), meta.get("pooling",
                                    encoder.pooling), meta.get("dropout"))
         load_head(model.head, path / HEAD_FILE)
-        return cls(model.to(device).eval(), encoder.tokenizer, labels, encoder.normalize)
+        return cls(model.to(device).eval(), encoder.tokenizer, labels, encoder.normalize,
+                   encoder.family)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write the sentence-encoder layout, then the head and the label map beside it."""
         from safetensors.torch import save_file
 
         out = Path(directory)
-        was_training = self.model.training
-        try:  # SentenceEncoder puts the encoder in eval mode; training must not notice
-            self.sentence_encoder().save_pretrained(out)
-        finally:
-            self.model.train(was_training)
+        self.sentence_encoder().save_pretrained(out)
         head = {k: v.detach().cpu().contiguous()
                 for k, v in self.model.head.out.state_dict().items()}
         save_file(head, str(out / HEAD_FILE), metadata={"format": FORMAT})
@@ -129,10 +127,10 @@ class TextClassifier:
         return out
 
     def sentence_encoder(self) -> SentenceEncoder:
-        """The fine-tuned encoder as a SentenceEncoder (puts the encoder in eval mode)."""
+        """The fine-tuned encoder as a SentenceEncoder (sharing its modules)."""
         device = next(self.model.parameters()).device
         return SentenceEncoder(self.model.encoder, self.tokenizer, self.model.pooling,
-                               self.normalize, device=device)
+                               self.normalize, device=device, family=self.family)
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

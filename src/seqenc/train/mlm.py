@@ -156,12 +156,8 @@ class TextMaskedLM:
         from safetensors.torch import save_file
 
         out = Path(directory)
-        was_training = self.model.training
-        try:  # SentenceEncoder puts the encoder in eval mode; training must not notice
-            SentenceEncoder(self.model.encoder, self.tokenizer, "mean", False,
-                            device=next(self.model.parameters()).device).save_pretrained(out)
-        finally:
-            self.model.train(was_training)
+        SentenceEncoder(self.model.encoder, self.tokenizer, "mean", False,
+                        device=next(self.model.parameters()).device).save_pretrained(out)
         head = {k: v.detach().cpu().contiguous() for k, v in self.model.head.state_dict().items()}
         save_file(head, str(out / HEAD_FILE))
         return out

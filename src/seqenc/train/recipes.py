@@ -137,13 +137,13 @@ def new_encoder(config_path: str | None, tokenizer_spec: str, texts: list[str],
         raise ConfigError(f"{where}: {e}") from None
     torch.manual_seed(seed)
     encoder = Encoder(cfg).init_weights()
-    length = min(max_length or 128, cfg.max_positions)
+    length = min(max_length or 128, cfg.longest_sequence)
     return SentenceEncoder(encoder, TextTokenizer(tokenizer, length, cfg.pad_token_id),
                            pooling="mean", normalize=False)
 
 
 def _with_max_length(encoder: SentenceEncoder, max_length: int | None) -> SentenceEncoder:
-    limit = encoder.encoder.cfg.max_positions
+    limit = encoder.encoder.cfg.longest_sequence
     if max_length is not None and max_length > limit:
         raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
     length = max_length or min(128, encoder.max_seq_length)
