@@ -1,4 +1,5 @@
-"""The ``seqenc`` command line: encode, similarity, info, attention.
+"""The ``seqenc`` command line: encode, similarity, info, attention (and the groups defined
+beside their code: train/predict/evaluate, serve, bench, fetch).
 
 Only click and the standard library are imported at start-up; numpy, torch and the model are
 imported inside the commands, so ``seqenc --help`` answers at once.
@@ -6,7 +7,6 @@ imported inside the commands, so ``seqenc --help`` answers at once.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,18 +14,28 @@ from typing import Any
 
 import click
 
-from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR, POOLINGS, PRECISIONS
+from seqenc.bench_cli import bench_command  # click only: the harness loads when it runs
+from seqenc.choices import (
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    INPUT_FORMATS,
+    ON_ERROR,
+    POOLINGS,
+    PRECISIONS,
+)
 from seqenc.console import EncodeConsole
 from seqenc.exits import (
     EXIT_CODES,
-    EXIT_ERROR,
     EXIT_INPUT,
     ModelLoadError,
     exit_codes,
     sigterm_as_interrupt,
+    unexpected,
 )
 from seqenc.extras import require
 from seqenc.fetch import fetch_command  # stdlib and click only
+from seqenc.search_cli import register as register_search  # click only: stays lazy
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
@@ -48,7 +58,7 @@ def _classify(e: Exception) -> tuple[int, str]:
 
     if isinstance(e, InputError):
         return EXIT_INPUT, str(e)
-    return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    return unexpected(e)
 
 
 _exit_codes = exit_codes(_classify, "interrupted: no output written")
@@ -66,13 +76,14 @@ def main() -> None:
 
 
 @main.command(epilog=EXIT_CODES)
-@click.argument("source", metavar="INPUT")
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Output file: .npy, .parquet or .jsonl (default: INPUT with .npy; required for stdin). "
-    "Missing directories are created; an existing file is replaced.",
+    "Missing directories are created; an existing file is replaced. With --engine ray: the "
+    "output directory.",
 )
 @click.option("--force", is_flag=True,
               help="Without -o: replace an existing INPUT.npy (otherwise refused).")
@@ -125,10 +136,23 @@ def main() -> None:
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
+@click.option("--sparse", is_flag=True,
+              help="SPLADE sparse vectors from a *ForMaskedLM --model, to .jsonl or .parquet "
+                   "(README: Reranking and sparse vectors).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="With --sparse: keep the K heaviest weights per text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
+              "parquet shards in the -o directory.")
+@click.option("--ray-address", metavar="auto|ray://HOST:PORT",
+              help="Join this Ray cluster (default: start a local Ray runtime).")
+@click.option("--actors", type=click.IntRange(min=1),
+              help="Ray encoding actors (default: the cluster's CPUs / --threads).")
 @_exit_codes
-def encode(source: str, output: str | None, force: bool, model_name: str | None,
-           max_length: int | None, threads: int | None, device: str, quiet: bool,
+def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name: str | None,
+           max_length: int | None, threads: int | None, device: str, quiet: bool, engine: str,
+           ray_address: str | None, actors: int | None, sparse: bool, top_k: int | None,
            **options: Any) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
 
@@ -147,9 +171,35 @@ def encode(source: str, output: str | None, force: bool, model_name: str | None,
       .parquet  columns id and vector (fixed-size list)
       .jsonl    {"id": ..., "embedding": [...]} per line
     The output appears only when everything succeeded; until then a previous file is kept.
+
+    \b
+    --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
+    parquet shards (id, vector, and source with several files) and a _SUCCESS file.
+    With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
+    indices, values.
     """
+    if engine == "ray":  # seqenc/ray/command.py
+        if sparse:
+            raise click.UsageError("--sparse runs on the local engine only")
+        from seqenc.ray.command import encode_on_ray
+
+        return encode_on_ray(sources, output, quiet=quiet, model=model_name, threads=threads,
+                             max_length=max_length, device=device, address=ray_address,
+                             actors=actors, **options)
+    if len(sources) > 1 or ray_address or actors:
+        raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
+    source = sources[0]
+    if sparse:
+        from seqenc.search_cli import encode_sparse
+
+        return encode_sparse(source, output, model_name, options["field"], options["id_field"],
+                             options["fmt"], options["batch_size"], options["chunk_size"],
+                             max_length, options["no_truncate"], options["on_error"], device,
+                             top_k, quiet)
+    if top_k is not None:
+        raise click.UsageError("--top-k applies to --sparse only")
     out = _choose_output(source, output, force)
-    device = _device(device)
+    device = device_option(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))
     console = EncodeConsole(quiet)
     with _open_input(source, options, console.warn) as reader:
@@ -168,6 +218,8 @@ def _choose_output(source: str, output: str | None, force: bool) -> Path:
     if output is None and source == "-":
         raise click.UsageError("-o/--output is required when reading stdin")
     out = Path(output) if output is not None else Path(source).with_suffix(".npy")
+    if out.is_dir():
+        raise click.BadParameter(f"{out} is a directory", param_hint="-o/--output")
     try:
         require_writer(output_format(out))
     except ValueError as e:
@@ -182,7 +234,8 @@ def _choose_output(source: str, output: str | None, force: bool) -> Path:
     return out
 
 
-def _device(name: str) -> str:
+def device_option(name: str) -> str:
+    """--device's value as "cpu" or "cuda" (seqenc.model.resolve_device), or a usage error."""
     if name == "cpu":  # no torch import before it is needed
         return name
     from seqenc.model import resolve_device
@@ -364,71 +417,14 @@ def attention(
     )
 
 
-# In a checkout beside ../shared the recorded benchmark corpus; anywhere else (an installed
-# package, a clone without ../shared) the sample corpus shipped in the package.
-SHARED_BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
-SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus.txt"
-
-
-def default_bench_corpus() -> Path:
-    return SHARED_BENCH_CORPUS if SHARED_BENCH_CORPUS.is_file() else SAMPLE_CORPUS
-
-
-@main.command(epilog=EXIT_CODES)
-@click.argument("corpus", required=False,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "model_name", default=None, help="Model name or directory.")
-@click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
-              help="Use the first N texts of the corpus.")
-@click.option("--dtype", "dtypes", multiple=True, default=("float32", "bfloat16"),
-              type=click.Choice(DTYPES), show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
-              help="Batch seqenc by this padded-token budget instead of --batch-size rows.")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu",
-              show_default=True, help="auto = cuda when a GPU is visible.")
-@click.option("--peer", "peers", multiple=True, show_default=True,
-              default=("sentence-transformers", "onnxruntime", "openvino"),
-              type=click.Choice(["sentence-transformers", "onnxruntime", "openvino"]),
-              help="Engines to race (ONNX Runtime and OpenVINO need seqenc[bench]).")
-@click.option("--busy", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Spin this many extra processes during the timed rounds (a shared CPU).")
-@click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("benchmarks/results"), show_default=True)
-@_exit_codes
-def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
-          no_sweep, device, peers, busy, out_dir):
-    """Throughput against sentence-transformers, ONNX Runtime and OpenVINO (interleaved, same
-    texts, batches and threads; agreement checked first).
-
-    CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt in a
-    checkout beside ../shared, else a 200-line sample shipped with seqenc). Needs the bench
-    extra: pip install 'seqenc[bench]'.
-    """
-    require("sentence_transformers", "seqenc bench")  # before reading or loading anything
-    from .bench import run_benchmark, save
-
-    corpus = corpus or default_bench_corpus()
-    click.echo(f"corpus: {corpus}", err=True)
-    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:n_texts] if n_texts else texts
-    log = functools.partial(click.echo, err=True)
-    device = _device(device)
-    result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
-                           sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log,
-                           device=device, peers=peers, busy=busy)
-    save(result, out_dir / "throughput.json", out_dir / "throughput.png")
-    log(f"wrote {out_dir / 'throughput.json'}" + ("" if no_sweep else " and throughput.png"))
-
-
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
+# rerank (cross-encoders): defined in seqenc/search_cli.py
+register_search(main)
 
-# serve: defined in seqenc/server/cli.py
+# serve: defined in seqenc/server/cli.py; bench: in seqenc/bench_cli.py
 main.add_command(serve_command, "serve")
+main.add_command(bench_command, "bench")
 main.add_command(fetch_command, "fetch")
 
 

@@ -18,6 +18,7 @@ EXTRAS = {
     "viz": ("matplotlib",),
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "bench": ("sentence_transformers", "transformers", "onnx", "onnxruntime", "openvino"),
+    "ray": ("ray",),  # seqenc encode --engine ray
 }
 
 

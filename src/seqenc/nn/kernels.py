@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -90,10 +91,13 @@ def describe() -> str:
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
     """Whether varlen_attention takes this (N, 3D) projection."""
-    head_dim = qkv.shape[-1] // (3 * n_heads)
-    dtype_ok = qkv.dtype == torch.float32 or (qkv.dtype == torch.bfloat16 and supports_bf16())
-    return (ENABLED and qkv.device.type == "cpu" and dtype_ok
-            and head_dim % 8 == 0 and not qkv.requires_grad)
+    return (can_attend_shape(qkv.dtype, qkv.shape[-1] // (3 * n_heads))
+            and qkv.device.type == "cpu" and not qkv.requires_grad)
+
+
+def can_attend_shape(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether varlen_attention runs for this dtype and head size (the plan asks once)."""
+    return ENABLED and dtype == torch.float32 and head_dim % 8 == 0
 
 
 def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
@@ -139,20 +143,21 @@ def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None) -> Tensor:
     return x
 
 
-def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, norm: torch.nn.LayerNorm,
-                    isa: str | None = None) -> Tensor:
-    """y = norm(y + bias + residual) in place: a sub-layer's output bias, the residual
-    connection and the post-norm LayerNorm in one pass. y, residual (N, D) contiguous, all of
-    one dtype (float32, or bfloat16 with the avx512bf16 set)."""
+def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
+                    norm_bias: Tensor, eps: float, isa: str | None = None) -> Tensor:
+    """y = LayerNorm(y + bias + residual) * weight + norm_bias in place: a sub-layer's output
+    bias, the residual connection and the post-norm LayerNorm in one pass. y, residual (N, D)
+    contiguous; bias, weight, norm_bias (D,); all of one dtype (float32, or bfloat16 with the
+    avx512bf16 set)."""
     global last_lanes
-    isa = _isa(isa, y, bias, norm.weight, norm.bias)
+    isa = _isa(isa, y, bias, weight, norm_bias)
     _check_rows(residual)
     if residual.shape != y.shape or residual.dtype != y.dtype:
         raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} does not match "
                          f"{tuple(y.shape)} {y.dtype}")
     last_lanes = _kernels.add_layernorm(
-        y.data_ptr(), bias.data_ptr(), residual.data_ptr(), norm.weight.data_ptr(),
-        norm.bias.data_ptr(), norm.eps, y.shape[0], y.shape[1], torch.get_num_threads(),
+        y.data_ptr(), bias.data_ptr(), residual.data_ptr(), weight.data_ptr(),
+        norm_bias.data_ptr(), eps, y.shape[0], y.shape[1], torch.get_num_threads(),
         ISAS.index(isa), _DTYPES[y.dtype])
     return y
 
@@ -181,41 +186,46 @@ def _check_rows(x: Tensor, *vectors: Tensor) -> None:
             raise ValueError(f"expected a contiguous {x.dtype} vector of {x.shape[1]}")
 
 
-def can_fuse(layer: torch.nn.Module, x: Tensor) -> bool:
-    """Whether fused_post_norm_layer computes this EncoderLayer's inference forward: a BERT-style
-    layer (post-norm, erf GELU, biases) in float32, or bfloat16 with the avx512bf16 set, on a
-    CPU our kernels run on."""
-    cfg = layer.cfg
-    width = 16 if x.dtype == torch.bfloat16 else 8
-    dtype_ok = x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and supports_bf16())
-    return (ENABLED and x.device.type == "cpu" and dtype_ok
-            and not layer.training and not torch.is_grad_enabled()
-            and cfg.norm == "post" and cfg.activation == "gelu" and cfg.bias
-            and cfg.d_model % (8 * cfg.n_heads) == 0 and cfg.d_model % width == 0
-            and cfg.d_ff % width == 0 and all(p.dtype == x.dtype for p in layer.parameters()))
+def can_fuse(*, norm: str, activation: str, feed_forward: str, bias: bool, rotary: bool,
+             d_model: int, n_heads: int, d_ff: int) -> bool:
+    """Whether fused_post_norm_layer computes a layer of this shape: BERT-style (post-norm,
+    erf GELU, plain MLP, every bias, no rotary) with widths our kernels take. The caller (the
+    plan) has checked the rest: float32, CPU, inference."""
+    return (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
+            and bias and not rotary and d_model % (8 * n_heads) == 0 and d_ff % 8 == 0)
 
 
-def fused_post_norm_layer(layer: torch.nn.Module, x: Tensor, starts: Tensor,
-                          lengths: Tensor) -> Tensor:
-    """EncoderLayer.forward (post-norm, inference) with our kernels: x (N, D) packed rows,
-    sequence i at rows starts[i] .. starts[i] + lengths[i] -> (N, D).
+class PostNormWeights(NamedTuple):
+    """The tensors of one BERT-style layer, in the order the fused layer uses them."""
+
+    qkv_weight: Tensor  # (3D, D)
+    qkv_bias: Tensor  # (3D,)
+    out_weight: Tensor  # (D, D)
+    out_bias: Tensor  # (D,)
+    norm1_weight: Tensor  # (D,)
+    norm1_bias: Tensor  # (D,)
+    up_weight: Tensor  # (F, D)
+    up_bias: Tensor  # (F,)
+    down_weight: Tensor  # (D, F)
+    down_bias: Tensor  # (D,)
+    norm2_weight: Tensor  # (D,)
+    norm2_bias: Tensor  # (D,)
+
+
+def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                          w: PostNormWeights) -> Tensor:
+    """A post-norm BERT layer at inference with our kernels: x (N, D) packed rows, sequence i
+    at rows starts[i] .. starts[i] + lengths[i] -> (N, D).
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
     The matmuls stay PyTorch's (MKL); the elementwise work around them is fused into them.
     """
-    attention, feed_forward = layer.attention, layer.feed_forward
     x = x.contiguous()
-    qkv = _mm(x, attention.qkv)  # (N, 3D); the kernel adds the bias
-    context = varlen_attention(qkv, starts, lengths, attention.n_heads, attention.qkv.bias)
-    a = add_layer_norm_(_mm(context, attention.out), attention.out.bias, x,
-                        layer.attention_norm)  # (N, D)
-    hidden = bias_gelu_(_mm(a, feed_forward.up), feed_forward.up.bias)  # (N, F)
-    return add_layer_norm_(_mm(hidden, feed_forward.down), feed_forward.down.bias,
-                           a, layer.feed_forward_norm)  # (N, D)
-
-
-def _mm(x: Tensor, linear: torch.nn.Module) -> Tensor:
-    """x W^T without the bias (the kernels add it): nn.Linear, or int8.Int8Linear's matmul."""
-    matmul = getattr(linear, "matmul", None)
-    return matmul(x) if matmul is not None else torch.mm(x, linear.weight.t())
+    qkv = torch.mm(x, w.qkv_weight.t())  # (N, 3D); the kernel adds the bias
+    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
+    a = add_layer_norm_(torch.mm(context, w.out_weight.t()), w.out_bias, x,
+                        w.norm1_weight, w.norm1_bias, eps)  # (N, D)
+    hidden = bias_gelu_(torch.mm(a, w.up_weight.t()), w.up_bias)  # (N, F)
+    return add_layer_norm_(torch.mm(hidden, w.down_weight.t()), w.down_bias, a,
+                           w.norm2_weight, w.norm2_bias, eps)  # (N, D)

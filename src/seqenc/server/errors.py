@@ -32,6 +32,7 @@ _UNION_HINTS = {
 }
 _DESCRIPTIONS = {
     400: "The body is not JSON (malformed, or not UTF-8)",
+    404: "This server was started without the model the route needs (model_not_loaded)",
     413: "The body is larger than the payload limit",
     422: "Valid JSON, invalid request: wrong types, empty input, too many inputs, an input "
          "too long without truncate, a token id outside the vocabulary, bad dimensions",
