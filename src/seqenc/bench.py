@@ -31,6 +31,7 @@ from .choices import DTYPES
 from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
+from .threads import set_threads
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999}
 
@@ -181,8 +182,7 @@ def run_benchmark(
     ``busy`` spins that many extra processes during the timed rounds (a shared CPU)."""
     from .peers import build_peers
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads or None)
     threads = torch.get_num_threads()
     tune_memory()  # process-wide: all engines run with the same allocator settings
     model = SentenceEncoder.from_pretrained(model_name, device=device)
