@@ -27,11 +27,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# the whole suite, then the encoder's tests again on PyTorch's kernels alone (SEQENC_KERNELS=0):
-# both paths must pass on every CPU
+# the whole suite, then the encoder's tests again on PyTorch's kernels alone (SEQENC_KERNELS=0)
+# and on the AVX2 kernel set alone (SEQENC_ISA=avx2; a no-op on AVX2-only CPUs): every path
+# must pass on every CPU
 test: lint
 	$(PY) -m pytest
 	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py
+	SEQENC_ISA=avx2 $(PY) -m pytest tests/nn/test_kernels.py tests/nn/test_kernel_sets.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
