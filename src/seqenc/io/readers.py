@@ -298,6 +298,12 @@ def _make_record(
     text = row[field]
     if not isinstance(text, str):
         return bad(f"expected a string, got {type_name(text)}", field)
+    if not text.isascii():  # JSON's "\ud800" decodes to a lone surrogate: not text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return bad(f"not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at "
+                       f"character {e.start}", field)
     record_id: int | str = default_id
     if id_field is not None:
         if id_field not in row:

@@ -93,7 +93,7 @@ class ServerState:
         s = self.settings
         return InfoResponse(
             model_id=s.model_id,
-            model_path=str(model.path) if model.path else None,
+            model_path=str(model.path) if model.path and s.show_model_path else None,
             model_dtype=s.dtype,
             threads=threads,
             device=str(getattr(model, "device", "cpu")),
@@ -107,6 +107,10 @@ class ServerState:
             max_client_batch_size=s.max_client_batch_size,
             max_concurrent_requests=s.max_concurrent_requests,
             payload_limit=s.payload_limit,
+            max_tokenize_tokens=s.max_client_batch_size * model.max_seq_length,
+            read_timeout=s.read_timeout,
+            max_connections=s.max_connections,
+            max_buffered_bytes=s.max_buffered_bytes,
             version=__version__,
         ).model_dump()
 

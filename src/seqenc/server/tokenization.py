@@ -28,6 +28,10 @@ class InputTooLong(ValueError):
         )
 
 
+class TooManyTokens(ValueError):
+    """/tokenize's answer would list more tokens than allowed (its size is bounded)."""
+
+
 class InvalidTokenIds(ValueError):
     """A token-id input is empty or holds an id outside the vocabulary."""
 
@@ -98,9 +102,15 @@ class Tokenization:
                 )
         return [list(ids) for ids in inputs]
 
-    def tokens(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]:
-        """Every token of every text, untruncated, with its character span."""
+    def tokens(self, texts: Sequence[str], add_special_tokens: bool = True,
+               max_tokens: int | None = None) -> list[list[Token]]:
+        """Every token of every text, untruncated, with its character span. TooManyTokens if
+        they number more than ``max_tokens`` in all (checked before listing them)."""
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+        total = sum(len(e.ids) for e in encodings)
+        if max_tokens is not None and total > max_tokens:
+            raise TooManyTokens(f"the inputs have {total} tokens in all, more than the "
+                                f"{max_tokens} one /tokenize request may list; split them")
         return [_tokens(text, e) for text, e in zip(texts, encodings, strict=True)]
 
 
