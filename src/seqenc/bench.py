@@ -1,6 +1,10 @@
 """Throughput benchmark: seqenc against sentence-transformers on the same checkpoint, texts and
 thread count, interleaved in one process (A B A B ...) after warm-up. A fast wrong answer
-fails: the outputs must agree before any speed is reported."""
+fails: the outputs must agree before any speed is reported.
+
+The peer comes from the ``bench`` extra (``pip install 'seqenc[bench]'``); without it
+``run_benchmark`` says so in one line (seqenc.extras). Nothing here imports it at import time.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import atomic
 from .allocator import tune_memory
+from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
 
@@ -122,8 +128,7 @@ def run_benchmark(
     device: str = "cpu",
 ) -> BenchResult:
     """``device`` "cuda" runs both engines on the GPU (the peak probe too); see README."""
-    from sentence_transformers import SentenceTransformer
-
+    SentenceTransformer = require("sentence_transformers", "seqenc bench").SentenceTransformer
     if threads:
         torch.set_num_threads(threads)
     tune_memory()  # process-wide: both engines run with the same allocator settings
@@ -213,23 +218,33 @@ def length_sweep(model, peer, lengths, n_texts, batch_size, log) -> list[dict]:
 
 def save(result: BenchResult, json_path: Path, png_path: Path | None = None) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    atomic.write_text(json_path, json.dumps(asdict(result), indent=2) + "\n")
     if png_path is None or not result.sweep:
         return
+    fig = sweep_figure(result.sweep)
+    with atomic.atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=110)
+
+
+def sweep_figure(sweep: list[dict]):
+    """Tokens/s against sequence length for both engines (a matplotlib Figure, no pyplot).
+
+    The y-axis starts at 0, so the gap between the lines looks as big as it is."""
+    require("matplotlib", "plotting the benchmark")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    xs = [r["length"] for r in result.sweep]
-    ax.plot(xs, [r["seqenc_tokens_per_s"] for r in result.sweep], "o-", label="seqenc")
-    ax.plot(xs, [r["peer_tokens_per_s"] for r in result.sweep], "s--",
-            label="sentence-transformers")
+    xs = [r["length"] for r in sweep]
+    ax.plot(xs, [r["seqenc_tokens_per_s"] for r in sweep], "o-", label="seqenc")
+    ax.plot(xs, [r["peer_tokens_per_s"] for r in sweep], "s--", label="sentence-transformers")
     ax.set(xscale="log", xlabel="sequence length (tokens)", ylabel="tokens / s (fp32)",
            title="Throughput vs sequence length")
+    ax.set_ylim(bottom=0)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_xticks([], minor=True)  # the log axis's own minor labels overprint ours
-    ax.legend()
+    ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
+    return fig

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR, POOLINGS, PRECISIONS
+from seqenc.console import EncodeConsole
 from seqenc.exits import (
     EXIT_CODES,
     EXIT_ERROR,
     EXIT_INPUT,
     ModelLoadError,
     exit_codes,
-    fail,
     sigterm_as_interrupt,
 )
 from seqenc.extras import require
@@ -61,31 +61,8 @@ def main() -> None:
 
 
 # -- encode ----------------------------------------------------------------------------------
-
-
-def _set_max_length(model: Any, max_length: int) -> None:
-    if max_length > model.max_seq_length:
-        raise click.BadParameter(
-            f"{max_length} is longer than the model's limit of {model.max_seq_length} tokens",
-            param_hint="--max-length",
-        )
-    model.max_seq_length = max_length
-
-
-def _default_output(source: str, output: str | None) -> Path:
-    if output is not None:
-        return Path(output)
-    if source == "-":
-        raise click.UsageError("-o/--output is required when reading stdin")
-    return Path(source).with_suffix(".npy")
-
-
-def _os_reason(e: OSError) -> str:
-    return f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
-
-
-def _rate(n: float, seconds: float) -> str:
-    return f"{n / seconds:,.0f}" if seconds > 0 else "-"
+# The command reads as its steps: choose the output, open the input, load the model, stream
+# chunks from one to the other, report. Each step is a function below the command.
 
 
 @main.command(epilog=EXIT_CODES)
@@ -95,8 +72,10 @@ def _rate(n: float, seconds: float) -> str:
     "--output",
     type=click.Path(dir_okay=False),
     help="Output file: .npy, .parquet or .jsonl (default: INPUT with .npy; required for stdin). "
-    "Missing directories are created.",
+    "Missing directories are created; an existing file is replaced.",
 )
+@click.option("--force", is_flag=True,
+              help="Without -o: replace an existing INPUT.npy (otherwise refused).")
 @click.option("--model", "model_name", metavar="NAME|PATH", help="Model name or directory.")
 @click.option("--field", default="text", show_default=True, help="Text field/column.")
 @click.option("--id-field", help="Field/column with record ids (default: line or row number).")
@@ -139,32 +118,18 @@ def _rate(n: float, seconds: float) -> str:
     show_default=True,
     help="Stop at the first bad record, or report and skip it.",
 )
+@click.option("--skip-blank", is_flag=True,
+              help="Leave out blank or whitespace-only texts (counted and warned about either "
+                   "way; the other records keep their ids).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @_exit_codes
-def encode(
-    source: str,
-    output: str | None,
-    model_name: str | None,
-    field: str,
-    id_field: str | None,
-    fmt: str | None,
-    batch_size: int,
-    chunk_size: int,
-    normalize: bool | None,
-    pooling: str | None,
-    dtype: str,
-    precision: str,
-    max_length: int | None,
-    no_truncate: bool,
-    on_error: str,
-    threads: int | None,
-    device: str,
-    quiet: bool,
-) -> None:
+def encode(source: str, output: str | None, force: bool, model_name: str | None,
+           max_length: int | None, threads: int | None, device: str, quiet: bool,
+           **options: Any) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
 
     \b
@@ -183,83 +148,38 @@ def encode(
       .jsonl    {"id": ..., "embedding": [...]} per line
     The output appears only when everything succeeded; until then a previous file is kept.
     """
-    from seqenc.io import open_records, open_writer, output_format
+    out = _choose_output(source, output, force)
+    device = _device(device)
+    opts = _encode_options(options, truncate=not options.pop("no_truncate"))
+    console = EncodeConsole(quiet)
+    with _open_input(source, options, console.warn) as reader:
+        _make_parent(out)  # fail before the slow model load
+        model = _load_encoder(model_name, device, threads, max_length)
+        stats = _stream(reader, model, out, opts, console)
+    console.report(stats, reader, model, out, opts)
+
+
+def _choose_output(source: str, output: str | None, force: bool) -> Path:
+    """-o, or INPUT with .npy; checked before any work: known format, its extra installed, not
+    the input itself, and a derived name never replaces a file unless --force says so."""
+    from seqenc.io import output_format
     from seqenc.io.writers import require_writer
 
-    out = _default_output(source, output)
+    if output is None and source == "-":
+        raise click.UsageError("-o/--output is required when reading stdin")
+    out = Path(output) if output is not None else Path(source).with_suffix(".npy")
     try:
         require_writer(output_format(out))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="-o/--output") from None
     if source != "-" and Path(source).exists() and out.exists() and out.samefile(source):
         raise click.BadParameter("the output would overwrite the input", param_hint="-o/--output")
-    device = _device(device)
-
-    bar = None
-
-    def warn(message: str) -> None:
-        if bar is not None:
-            bar.write(message, file=sys.stderr)
-        else:
-            click.echo(message, err=True)
-
-    reader = open_records(source, fmt, field=field, id_field=id_field, on_error=on_error, warn=warn)
-    with reader:
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)  # fail before the slow model load
-        except OSError as e:
-            raise click.FileError(str(out), hint=_os_reason(e)) from None
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-        model = load_model(model_name, device)
-        if max_length is not None:
-            _set_max_length(model, max_length)
-        width, vector_dtype = row_spec(model.dimension, precision)
-        opts = EncodeOptions(
-            batch_size, chunk_size, pooling, normalize, precision, dtype, truncate=not no_truncate
+    if output is None and out.exists() and not force:
+        raise click.UsageError(
+            f"{out} already exists; pass -o {out} (or --force) to replace it, or -o another "
+            "file"
         )
-        if not quiet and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=reader.total, unit="rec", desc="encode", file=sys.stderr, dynamic_ncols=True
-            )
-        try:
-            writer = open_writer(out, width=width, dtype=vector_dtype)
-        except OSError as e:
-            raise click.FileError(str(out), hint=_os_reason(e)) from None
-        try:
-            with writer, sigterm_as_interrupt():
-                progress = bar.update if bar is not None else (lambda n: None)
-                stats = encode_stream(reader, model, writer, opts, progress)
-        finally:
-            if bar is not None:
-                bar.close()
-                bar = None
-
-    if stats.truncated:
-        ids = ", ".join(map(str, stats.truncated_ids))
-        more = ", ..." if stats.truncated > len(stats.truncated_ids) else ""
-        warn(
-            f"warning: {stats.truncated} records were longer than {model.max_seq_length} tokens "
-            f"and were truncated (ids {ids}{more}); --no-truncate rejects them instead"
-        )
-    if stats.records == 0:
-        warn(f"warning: {reader.name} held no records to encode")
-    if not quiet:
-        click.echo(
-            f"encoded {stats.records:,} records ({stats.tokens:,} tokens, {stats.truncated:,} "
-            f"truncated, {reader.skipped:,} skipped) in {stats.seconds:.2f} s: "
-            f"{_rate(stats.records, stats.seconds)} records/s, "
-            f"{_rate(stats.tokens, stats.seconds)} tokens/s",
-            err=True,
-        )
-        click.echo(
-            f"wrote {stats.records:,} vectors (dim {model.dimension}, {precision}) to {out}",
-            err=True,
-        )
+    return out
 
 
 def _device(name: str) -> str:
@@ -271,6 +191,63 @@ def _device(name: str) -> str:
         return resolve_device(name)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--device") from None
+
+
+def _encode_options(options: dict[str, Any], truncate: bool) -> EncodeOptions:
+    """Pop the options that shape the encoding; what is left describes the input."""
+    names = ("batch_size", "chunk_size", "pooling", "normalize", "precision", "dtype",
+             "skip_blank")
+    return EncodeOptions(**{name: options.pop(name) for name in names}, truncate=truncate)
+
+
+def _open_input(source: str, options: dict[str, Any], warn: Callable[[str], None]) -> Any:
+    from seqenc.io import open_records
+
+    return open_records(source, options["fmt"], field=options["field"],
+                        id_field=options["id_field"], on_error=options["on_error"], warn=warn)
+
+
+def _make_parent(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.FileError(str(out), hint=_os_reason(e)) from None
+
+
+def _load_encoder(name: str | None, device: str, threads: int | None,
+                  max_length: int | None) -> Any:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = load_model(name, device)
+    if max_length is not None:
+        if max_length > model.max_seq_length:
+            raise click.BadParameter(
+                f"{max_length} is longer than the model's limit of {model.max_seq_length} "
+                "tokens",
+                param_hint="--max-length",
+            )
+        model.max_seq_length = max_length
+    return model
+
+
+def _stream(reader: Any, model: Any, out: Path, opts: EncodeOptions, console: EncodeConsole) -> Any:
+    """Chunks from ``reader`` through ``model`` into ``out``, which appears only on success
+    (an error, Ctrl-C or SIGTERM leaves no file and any previous output as it was)."""
+    from seqenc.io import open_writer
+
+    width, vector_dtype = row_spec(model.dimension, opts.precision)
+    try:
+        writer = open_writer(out, width=width, dtype=vector_dtype)
+    except OSError as e:
+        raise click.FileError(str(out), hint=_os_reason(e)) from None
+    with console.progress(reader.total) as progress, writer, sigterm_as_interrupt():
+        return encode_stream(reader, model, writer, opts, progress)
+
+
+def _os_reason(e: OSError) -> str:
+    return f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
 
 
 # -- similarity ------------------------------------------------------------------------------
@@ -356,7 +333,7 @@ def attention(
         raise click.BadParameter("the attention map is a PNG: name it *.png", param_hint="-o")
     require("matplotlib", "seqenc attention")  # before the slow model load
     model = load_model(model_name)
-    from seqenc.io.writers import atomic_path
+    from seqenc.atomic import atomic_path
     from seqenc.viz import encoder_attentions, plot_attention
 
     batch = model.tokenize([text])
@@ -387,11 +364,19 @@ def attention(
     )
 
 
-BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
+# In a checkout beside ../shared the recorded benchmark corpus; anywhere else (an installed
+# package, a clone without ../shared) the sample corpus shipped in the package.
+SHARED_BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus.txt"
+
+
+def default_bench_corpus() -> Path:
+    return SHARED_BENCH_CORPUS if SHARED_BENCH_CORPUS.is_file() else SAMPLE_CORPUS
 
 
 @main.command(epilog=EXIT_CODES)
-@click.argument("corpus", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("corpus", required=False,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--model", "model_name", default=None, help="Model name or directory.")
 @click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
               help="Use the first N texts of the corpus.")
@@ -407,17 +392,20 @@ BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/c
               show_default=True, help="auto = cuda when a GPU is visible.")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("benchmarks/results"), show_default=True)
+@_exit_codes
 def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
           no_sweep, device, out_dir):
     """Throughput against sentence-transformers (interleaved, same texts, same threads).
 
-    CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt).
+    CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt in a
+    checkout beside ../shared, else a 200-line sample shipped with seqenc). Needs the bench
+    extra: pip install 'seqenc[bench]'.
     """
+    require("sentence_transformers", "seqenc bench")  # before reading or loading anything
     from .bench import run_benchmark, save
 
-    corpus = corpus or BENCH_CORPUS
-    if not corpus.exists():
-        fail(f"benchmark corpus {corpus} not found; pass a text file", EXIT_INPUT)
+    corpus = corpus or default_bench_corpus()
+    click.echo(f"corpus: {corpus}", err=True)
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)

@@ -82,8 +82,10 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
     """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself; the
     name of a fetched download (``seqenc fetch``) -> its cached directory."""
     name = os.fspath(name_or_path) if name_or_path is not None else None
+    source = ""
     if name in (None, "default"):
         name = os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
+        source = " (set by SEQENC_MODEL)" if os.environ.get("SEQENC_MODEL") else ""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
@@ -99,8 +101,9 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
                                      "(downloads and verifies it once, into the cache)")
         return fetched
     raise ModelNotFoundError(
-        f"no model directory at {name!r}. seqenc loads local directories in the Hugging Face / "
-        f"sentence-transformers layout (config.json, model.safetensors, tokenizer.json); "
+        f"no model directory at {name!r}{source}. seqenc loads local directories in the "
+        "Hugging Face / sentence-transformers layout (config.json, model.safetensors, "
+        "tokenizer.json); "
         f"{', '.join(DEFAULT_NAMES)} name the packaged default model."
     )
 

@@ -23,6 +23,7 @@ class EncodeOptions:
     precision: str = "float32"
     dtype: str = "float32"
     truncate: bool = True
+    skip_blank: bool = False  # leave out blank or whitespace-only texts (ids keep their numbers)
 
 
 @dataclass
@@ -31,6 +32,8 @@ class EncodeStats:
     tokens: int = 0
     truncated: int = 0
     truncated_ids: list = field(default_factory=list)  # the first few, for the warning
+    blank: int = 0  # blank or whitespace-only texts, encoded or (skip_blank) left out
+    blank_ids: list = field(default_factory=list)  # the first few, for the warning
     seconds: float = 0.0
 
 
@@ -38,6 +41,21 @@ def _chunks(records: Iterable, size: int) -> Iterator[list]:
     it = iter(records)
     while chunk := list(islice(it, size)):
         yield chunk
+
+
+_SHOWN_IDS = 5  # ids quoted in a warning
+
+
+def _first_ids(shown: list, more: Iterable) -> None:
+    shown.extend(islice(more, _SHOWN_IDS - len(shown)))
+
+
+def _blanks(chunk: list, opts: EncodeOptions, stats: EncodeStats) -> list:
+    """Count the blank texts of ``chunk``; the chunk without them when they are skipped."""
+    blank = [r for r in chunk if not r.text.strip()]
+    stats.blank += len(blank)
+    _first_ids(stats.blank_ids, (r.id for r in blank))
+    return [r for r in chunk if r.text.strip()] if blank and opts.skip_blank else chunk
 
 
 def row_spec(dimension: int, precision: str) -> tuple[int, str]:
@@ -70,6 +88,10 @@ def encode_stream(
     for chunk in _chunks(reader, opts.chunk_size):
         release_free_memory()  # batch shapes vary: without this the heap's free pieces pile up
         n_read = len(chunk)
+        chunk = _blanks(chunk, opts, stats)
+        if not chunk:
+            progress(n_read)
+            continue
         vectors, report = model.encode(
             [r.text for r in chunk],
             batch_size=opts.batch_size,
@@ -89,11 +111,13 @@ def encode_stream(
                 reader.reject(
                     reader.bad_record(chunk[i], f"longer than the model's {limit} tokens")
                 )
+            # A rejected record was encoded cut to exactly `limit` tokens: it adds none.
+            stats.tokens -= len(long) * limit
             keep = sorted(set(range(len(chunk))) - set(long))
             chunk, vectors = [chunk[i] for i in keep], vectors[keep]
         elif long:
             stats.truncated += len(long)
-            stats.truncated_ids.extend(chunk[i].id for i in long[: 5 - len(stats.truncated_ids)])
+            _first_ids(stats.truncated_ids, (chunk[i].id for i in long))
         if calibrate and ranges is None and chunk:
             from seqenc.quantize import quantization_ranges, quantize
 

@@ -67,7 +67,7 @@ def read_sentence_modules(path: Path) -> tuple[str, bool, int | None]:
     pooling, normalize, max_length = "mean", False, None
     modules_file = path / "modules.json"
     if modules_file.exists():
-        for module in read_json(modules_file):
+        for module in read_json(modules_file, expect=list):
             kind = module.get("type", "").rsplit(".", 1)[-1]
             if kind == "Pooling":
                 pooling_file = path / module["path"] / "config.json"

@@ -140,13 +140,22 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
     raise CheckpointError(f"{directory} has neither model.safetensors nor pytorch_model.bin")
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path, expect: type = dict) -> Any:
+    """A JSON file holding an ``expect`` (an object {...}, or list for modules.json); a
+    CheckpointError naming the file if it is missing, not JSON, or holds something else."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, expect):
+        kinds = {dict: "a JSON object {...}", list: "a JSON array [...]", str: "a string",
+                 bool: "a boolean", type(None): "null"}
+        raise CheckpointError(
+            f"{path}: expected {kinds[expect]}, got {kinds.get(type(data), 'a number')}"
+        )
+    return data
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -1,5 +1,7 @@
 """Streaming input and output: records in from txt/jsonl/csv/tsv/parquet, vectors out."""
 
+from seqenc.atomic import atomic_path
+
 from .errors import InputError
 from .readers import FORMATS, ON_ERROR, Record, RecordReader, detect_format, open_records
 from .writers import (
@@ -8,7 +10,6 @@ from .writers import (
     NpyWriter,
     ParquetWriter,
     VectorWriter,
-    atomic_path,
     open_writer,
     output_format,
 )

@@ -1,26 +1,24 @@
 """Streaming vector writers: .npy, .parquet and .jsonl, each written atomically.
 
 A writer appends ``(ids, vectors)`` chunks as they are encoded, so memory stays bounded by one
-chunk. It writes into a temporary file beside the output and renames it over the output only
-when ``close()`` succeeds; on any exception (KeyboardInterrupt included) the temporary file is
-removed and a previous output, if there was one, is left as it was.
+chunk. It writes into a temporary file beside the output (``seqenc.atomic``) and renames it
+over the output only when ``close()`` succeeds; on any exception (KeyboardInterrupt included)
+the temporary file is removed and a previous output, if there was one, is left as it was.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.lib import format as npy_format
 
+from seqenc.atomic import AtomicFile
 from seqenc.choices import OUTPUT_FORMATS
 from seqenc.extras import require
 
@@ -49,40 +47,6 @@ def require_writer(fmt: str) -> None:
     can refuse before its slow work rather than at the first write."""
     if fmt == "parquet":
         require("pyarrow.parquet", "writing parquet")
-
-
-class AtomicFile:
-    """A temporary path beside ``path`` that becomes ``path`` on commit, or vanishes on discard."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        # Same directory, so os.replace is a rename on one filesystem; the real suffix is kept
-        # because some writers (matplotlib) choose the format from it. Created with "x" rather
-        # than mkstemp so the final file gets the usual umask permissions, not 0600.
-        name = f".{self.path.name}.{secrets.token_hex(4)}.tmp{self.path.suffix}"
-        self.tmp = self.path.with_name(name)
-        open(self.tmp, "xb").close()
-
-    def commit(self) -> None:
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; it replaces ``path`` only if the block succeeds."""
-    target = AtomicFile(path)
-    try:
-        yield target.tmp
-    except BaseException:
-        target.discard()
-        raise
-    target.commit()
 
 
 class VectorWriter(ABC):

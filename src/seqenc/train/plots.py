@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seqenc.io.writers import atomic_path
+from seqenc.atomic import atomic_path
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import numpy as np
 
-from seqenc.io.writers import atomic_path
+from seqenc.atomic import atomic_path
 
 
 def _write(stream: TextIO, fmt: str, lines: Sequence[int], labels: Sequence[str],

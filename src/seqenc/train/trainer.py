@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqenc import atomic
 from seqenc.allocator import release_free_memory
 
 from . import checkpointing as ckpt
@@ -119,9 +118,7 @@ class MetricsLog:
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line and json.loads(line).get("step", 0) <= step
                 and json.loads(line).get("event") != "end"]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, "".join(line + "\n" for line in kept))
 
 
 class Trainer:
@@ -478,6 +475,4 @@ def _export(source: Path, output: Path) -> None:
             continue
         target = output / path.relative_to(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        atomic.copy_file(path, target)
