@@ -259,15 +259,10 @@ def test_bytes_buffered_across_requests_are_capped(target, anon):
     with socket.create_connection((host, port), timeout=BOUND) as holder:
         holder.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 200000\r\n\r\n" + b" " * 180_000)
-        refused = None
-        for _ in range(100):  # until the server has read the holder's bytes
-            holder.sendall(b" ")  # keeps it from stalling
-            response = post_raw(anon, "/embed", big)
-            if response.status_code == 429:
-                refused = response
-                break
-            assert response.status_code == 200, response.text[:200]
-        assert refused is not None, "never refused"
+        wait_for(lambda: metric(anon, "seqenc_buffered_request_bytes") == 180_000,
+                 "the server to read the holder's bytes", BOUND)
+        refused = post_raw(anon, "/embed", big)
+        assert refused.status_code == 429, refused.text[:200]
         assert refused.headers["retry-after"] == "1"
         assert "max_buffered_bytes" in refused.json()["error"]
     wait_for(lambda: post_raw(anon, "/embed", big).status_code == 200,

@@ -75,7 +75,7 @@ def create_app(
         r.path for router in ROUTERS for r in router.routes if "POST" in r.methods})
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
     app.add_middleware(PayloadLimitMiddleware, limit=settings.payload_limit,
-                       max_buffered=settings.max_buffered_bytes)
+                       max_buffered=settings.max_buffered_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics,
                        paths={r.path for router in ROUTERS for r in router.routes} | PUBLIC_PATHS)
     if settings.api_key:

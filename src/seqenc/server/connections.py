@@ -78,12 +78,13 @@ class GuardedH11Protocol(H11Protocol):
         now = self.loop.time()
         self._last_read = now
         was_body = self.conn.their_state is h11.SEND_BODY
-        if was_body:
-            self._body_bytes += len(data)
         super().data_received(data)
         if not was_body and self.conn.their_state is h11.SEND_BODY:
             self._body_started, self._body_bytes = now, 0
             self._arm(now + self.read_timeout)
+        # Counted after the head is parsed, so that the bytes that came with it count too
+        # (with a few head bytes: the rate is a floor, not an exact measure).
+        self._body_bytes += len(data)
 
     def on_response_complete(self) -> None:
         self._waiting_since = self.loop.time()

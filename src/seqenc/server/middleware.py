@@ -75,10 +75,13 @@ class PayloadLimitMiddleware:
       clients each sending most of a 2 MB body and pausing hold 200 MB.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, max_buffered: int | None = None):
+    def __init__(self, app: ASGIApp, limit: int, max_buffered: int | None = None,
+                 metrics: ServerMetrics | None = None):
         self.app, self.limit = app, limit
         self.max_buffered = max_buffered if max_buffered is not None else 32 * limit
         self.buffered = 0  # bytes held by requests in progress; one event loop, no lock
+        if metrics is not None:
+            metrics.watch_buffered(lambda: self.buffered)
         # Reading (and dropping) the rest of an over-limit body lets the client finish
         # sending and read the 413; a client sending far more than that gets cut off.
         self.drain_limit = max(4 * limit, 8 << 20)
