@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from seqenc import reference
 from seqenc.nn import Encoder
-from seqenc.nn.config import ACTIVATIONS, NORMS, POSITION_ENCODINGS
+from seqenc.nn.config import (
+    ACTIVATIONS,
+    FEED_FORWARDS,
+    NORMS,
+    POSITION_ENCODINGS,
+    RELATIVE_POSITIONS,
+)
 
 
 def random_encoder(cfg, seed: int) -> Encoder:
@@ -56,6 +62,50 @@ def test_every_norm_position_activation(make_cfg, norm, position_encoding, activ
     assert compare(encoder, ids, keep) < 1e-5
 
 
+# the variants of issue 12, each on its own and in the combinations real families use
+VARIANTS = {
+    "rotary": dict(position_encoding="none", relative_positions="rotary", rotary_base=100.0),
+    "rotary_interleaved": dict(relative_positions="rotary", rotary_interleaved=True),
+    "buckets": dict(position_encoding="learned_offset", pad_token_id=1,
+                    relative_positions="buckets", relative_buckets=8, relative_max_distance=6),
+    "swiglu": dict(feed_forward="glu", activation="silu", bias=False),
+    "geglu_gte": dict(feed_forward="glu", activation="gelu", ffn_in_bias=False,
+                      relative_positions="rotary"),
+    "no_norm_bias": dict(norm_bias=False, norm="pre", final_norm=True),
+    "window": dict(attention_window=4, global_every=2, relative_positions="rotary",
+                   rotary_base=1000.0, rotary_local_base=50.0),
+    "modernbert": dict(norm="pre", first_attention_norm=False, final_norm=True,
+                       norm_bias=False, bias=False, feed_forward="glu", activation="gelu",
+                       position_encoding="none", type_vocab_size=0, relative_positions="rotary",
+                       attention_window=4, global_every=3, n_layers=4),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("padded", [False, True])
+def test_each_variant(make_cfg, variant, padded):
+    cfg = make_cfg(**VARIANTS[variant])
+    encoder = random_encoder(cfg, seed=4)
+    torch.manual_seed(5)
+    ids = torch.randint(2, 50, (3, 11))
+    keep = None
+    if padded:
+        keep = torch.arange(11)[None, :] < torch.tensor([11, 7, 2])[:, None]
+        ids = ids.masked_fill(~keep, cfg.pad_token_id)
+    assert compare(encoder, ids, keep) < 1e-5
+
+
+def test_each_variant_changes_the_output(make_cfg):
+    # guards test_each_variant: a variant the reference ignored would still agree with itself
+    ids = torch.randint(2, 50, (2, 11))
+    base = reference.encoder_forward(numpy_state(random_encoder(make_cfg(), 4)), make_cfg(),
+                                     ids.numpy())
+    for name, variant in VARIANTS.items():
+        cfg = make_cfg(**variant)
+        got = reference.encoder_forward(numpy_state(random_encoder(cfg, 4)), cfg, ids.numpy())
+        assert np.abs(got - base).max() > 1e-3, name
+
+
 @st.composite
 def config_and_inputs(draw):
     overrides = draw(st.fixed_dictionaries({
@@ -70,6 +120,13 @@ def config_and_inputs(draw):
         "n_heads": st.sampled_from([1, 2, 4]),
         "n_layers": st.integers(1, 2),
         "layer_norm_eps": st.sampled_from([1e-12, 1e-5, 0.5]),  # 0.5: eps visibly matters
+        "feed_forward": st.sampled_from(FEED_FORWARDS),
+        "relative_positions": st.sampled_from(RELATIVE_POSITIONS),
+        "rotary_interleaved": st.booleans(),
+        "norm_bias": st.booleans(),
+        "ffn_in_bias": st.sampled_from([None, False]),
+        "attention_window": st.sampled_from([0, 2, 5]),
+        "global_every": st.integers(1, 3),
     }))
     B, T = draw(st.integers(1, 3)), draw(st.integers(1, 7))
     ids = draw(st.lists(st.integers(0, 49), min_size=B * T, max_size=B * T))
@@ -121,3 +178,6 @@ def test_building_blocks_match_torch():
     )
     assert np.allclose(reference.layer_norm(x, gamma, beta, 1e-12), want.numpy(), atol=1e-12)
     assert np.allclose(reference.softmax(x), t.softmax(-1).numpy(), atol=1e-12)
+    assert np.allclose(reference.silu(x), torch.nn.functional.silu(t).numpy(), atol=1e-12)
+    no_shift = torch.nn.functional.layer_norm(t, (8,), torch.from_numpy(gamma), eps=1e-12)
+    assert np.allclose(reference.layer_norm(x, gamma, None, 1e-12), no_shift.numpy(), atol=1e-12)

@@ -18,6 +18,7 @@ POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 ENCODE_OUTPUTS = ("sentence", "token")  # SentenceEncoder.encode(output=...)
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
 OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
+ENGINES = ("local", "ray")  # encode on this process, or on Ray Data (seqenc[ray])
 ON_ERROR = ("raise", "skip")  # what a bad record does: stop the run, or be reported and skipped
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 METRICS = ("accuracy", "macro_f1")  # classifier dev metrics

@@ -14,7 +14,15 @@ from typing import Any
 
 import click
 
-from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR, POOLINGS, PRECISIONS
+from seqenc.choices import (
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    INPUT_FORMATS,
+    ON_ERROR,
+    POOLINGS,
+    PRECISIONS,
+)
 from seqenc.console import EncodeConsole
 from seqenc.exits import (
     EXIT_CODES,
@@ -66,13 +74,14 @@ def main() -> None:
 
 
 @main.command(epilog=EXIT_CODES)
-@click.argument("source", metavar="INPUT")
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True)
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Output file: .npy, .parquet or .jsonl (default: INPUT with .npy; required for stdin). "
-    "Missing directories are created; an existing file is replaced.",
+    "Missing directories are created; an existing file is replaced. With --engine ray: the "
+    "output directory.",
 )
 @click.option("--force", is_flag=True,
               help="Without -o: replace an existing INPUT.npy (otherwise refused).")
@@ -126,10 +135,17 @@ def main() -> None:
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+              help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
+              "parquet shards in the -o directory.")
+@click.option("--ray-address", metavar="auto|ray://HOST:PORT",
+              help="Join this Ray cluster (default: start a local Ray runtime).")
+@click.option("--actors", type=click.IntRange(min=1),
+              help="Ray encoding actors (default: the cluster's CPUs / --threads).")
 @_exit_codes
-def encode(source: str, output: str | None, force: bool, model_name: str | None,
-           max_length: int | None, threads: int | None, device: str, quiet: bool,
-           **options: Any) -> None:
+def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name: str | None,
+           max_length: int | None, threads: int | None, device: str, quiet: bool, engine: str,
+           ray_address: str | None, actors: int | None, **options: Any) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
 
     \b
@@ -147,7 +163,20 @@ def encode(source: str, output: str | None, force: bool, model_name: str | None,
       .parquet  columns id and vector (fixed-size list)
       .jsonl    {"id": ..., "embedding": [...]} per line
     The output appears only when everything succeeded; until then a previous file is kept.
+
+    \b
+    --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
+    parquet shards (id, vector, and source with several files) and a _SUCCESS file.
     """
+    if engine == "ray":  # seqenc/ray/command.py
+        from seqenc.ray.command import encode_on_ray
+
+        return encode_on_ray(sources, output, quiet=quiet, model=model_name, threads=threads,
+                             max_length=max_length, device=device, address=ray_address,
+                             actors=actors, **options)
+    if len(sources) > 1 or ray_address or actors:
+        raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
+    source = sources[0]
     out = _choose_output(source, output, force)
     device = _device(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))
@@ -168,6 +197,8 @@ def _choose_output(source: str, output: str | None, force: bool) -> Path:
     if output is None and source == "-":
         raise click.UsageError("-o/--output is required when reading stdin")
     out = Path(output) if output is not None else Path(source).with_suffix(".npy")
+    if out.is_dir():
+        raise click.BadParameter(f"{out} is a directory", param_hint="-o/--output")
     try:
         require_writer(output_format(out))
     except ValueError as e:

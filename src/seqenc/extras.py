@@ -18,6 +18,7 @@ EXTRAS = {
     "viz": ("matplotlib",),
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "bench": ("sentence_transformers",),  # the peer `seqenc bench` measures against
+    "ray": ("ray",),  # seqenc encode --engine ray
 }
 
 

@@ -48,8 +48,8 @@ def test_equals_torch_multihead_attention(make_cfg):
     keep = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]]).bool()
     with torch.no_grad():
         want, want_w = peer(x, x, x, key_padding_mask=~keep, average_attn_weights=False)
-        got, got_w = ours(x, attention_bias(keep, x.dtype), need_weights=True)
-        fused, none = ours(x, attention_bias(keep, x.dtype), need_weights=False)
+        got, got_w = ours(x, keep, need_weights=True)
+        fused, none = ours(x, keep, need_weights=False)
     assert none is None
     assert (got - want).abs().max().item() < 1e-5
     assert (got_w - want_w).abs().max().item() < 1e-6
@@ -72,7 +72,7 @@ def test_rows_sum_to_one_and_ignore_padding(make_cfg, shape, seed):
     x = 3 * torch.randn(len(lengths), T, 32)  # large activations make saturation likelier
     keep = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # (B, T)
     with torch.no_grad():
-        _, weights = attn(x, attention_bias(keep, x.dtype), need_weights=True)  # (B, H, T, T)
+        _, weights = attn(x, keep, need_weights=True)  # (B, H, T, T)
     assert torch.allclose(weights.sum(-1), torch.ones(()), atol=1e-5)
     pad_keys = ~keep[:, None, None, :].expand_as(weights)
     assert torch.all(weights[pad_keys] == 0)  # exactly zero, not merely small
@@ -83,7 +83,7 @@ def test_all_padding_row_stays_finite(make_cfg):
     x = torch.randn(2, 4, 32)
     keep = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]).bool()
     with torch.no_grad():
-        out, weights = attn(x, attention_bias(keep, x.dtype), need_weights=True)
-        fused, _ = attn(x, attention_bias(keep, x.dtype))
+        out, weights = attn(x, keep, need_weights=True)
+        fused, _ = attn(x, keep)
     assert torch.isfinite(out).all() and torch.isfinite(fused).all()
     assert torch.allclose(weights[1], torch.full((4, 4, 4), 0.25))  # uniform, not NaN

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from seqenc.nn import Encoder, kernels
-from seqenc.nn import attention as attention_module
+from seqenc.nn import attend as attend_module
 
 needs_kernels = pytest.mark.skipif(not kernels.ENABLED, reason="C kernels not built/enabled")
 
@@ -111,7 +111,7 @@ def test_encoder_with_kernels_equals_encoder_without(make_cfg, monkeypatch, padd
         theirs = encoder(ids, keep).last_hidden_state
     assert torch.allclose(ours[keep], theirs[keep], atol=1e-5)
     assert torch.all(ours[~keep] == 0)
-    assert attention_module.kernels is kernels
+    assert attend_module.kernels is kernels
 
 
 def gelu64(v: torch.Tensor) -> torch.Tensor:
@@ -154,7 +154,8 @@ def test_add_layer_norm_within_its_bound(width, scale, shift):
     xhat = F.layer_norm(total, (width,), eps=1e-12)
     bound = kernels.LAYER_NORM_ERROR * (gamma.abs() * (1 + xhat.abs()) + beta.abs())
     with torch.no_grad():
-        assert_within(kernels.add_layer_norm_(y, bias, residual, norm), exact, bound)
+        assert_within(kernels.add_layer_norm_(y, bias, residual, norm.weight, norm.bias,
+                                                norm.eps), exact, bound)
 
 
 @needs_kernels
@@ -191,13 +192,20 @@ def test_fused_layers_equal_the_modules(make_cfg, monkeypatch, padded):
 
 
 @pytest.mark.parametrize("change", [{"norm": "pre"}, {"norm": "res_post"},
-                                    {"activation": "relu"}, {"bias": False}])
+                                    {"activation": "relu"}, {"bias": False},
+                                    {"ffn_in_bias": False}, {"norm_bias": False},
+                                    {"feed_forward": "glu"}, {"relative_positions": "rotary"},
+                                    {"relative_positions": "buckets"},
+                                    {"attention_window": 4, "global_every": 2}])
 def test_only_bert_style_layers_are_fused(make_cfg, change):
-    from seqenc.nn.layer import EncoderLayer
-
-    layer = EncoderLayer(make_cfg(d_model=32, n_heads=2, d_ff=64, **change)).eval()
+    cfg = make_cfg(d_model=32, n_heads=2, d_ff=64, **change)
+    encoder = Encoder(cfg).eval()
     with torch.inference_mode():
-        assert not kernels.can_fuse(layer, torch.randn(4, 32))
+        plan = encoder.plan(torch.randn(2, 5, 32), None, need_weights=False)
+        assert not plan.fused_layers
+        if kernels.ENABLED:  # the same layer shape BERT-style is fused: the change decides
+            assert Encoder(make_cfg(d_model=32, n_heads=2, d_ff=64)).eval().plan(
+                torch.randn(2, 5, 32), None, need_weights=False).fused_layers
 
 
 @needs_kernels

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqenc.nn import Encoder, attention
-from seqenc.nn import encoder as encoder_module
-from seqenc.nn.attention import attention_bias, chunked_attention, per_head
+from seqenc.nn import Encoder, attend
+from seqenc.nn import plan as plan_module
+from seqenc.nn.attend import chunked_attention, per_head
+from seqenc.nn.attention import attention_bias
 from seqenc.nn.packing import Packing, worth_packing
 
 
@@ -35,7 +36,7 @@ def test_packing_only_when_there_is_padding():
 
 
 @pytest.mark.parametrize("norm", ["post", "pre", "res_post"])
-@pytest.mark.parametrize("T", [6, 40, attention.CHUNKED_UP_TO + 4])  # chunked and SDPA
+@pytest.mark.parametrize("T", [6, 40, plan_module.CHUNKED_UP_TO + 4])  # chunked and SDPA
 def test_packed_inference_equals_padded_inference(make_cfg, monkeypatch, norm, T):
     torch.manual_seed(0)
     encoder = Encoder(make_cfg(norm=norm, max_positions=256, final_norm=True)).eval()
@@ -43,7 +44,7 @@ def test_packed_inference_equals_padded_inference(make_cfg, monkeypatch, norm, T
     keep = lengths_mask([T, T - 3, 2], T)
     with torch.no_grad():
         packed = encoder(ids, keep, output_hidden_states=True)
-        monkeypatch.setattr(encoder_module, "worth_packing", lambda keep: False)
+        monkeypatch.setattr(plan_module, "worth_packing", lambda keep: False)
         padded = encoder(ids, keep, output_hidden_states=True)
     assert torch.allclose(packed.last_hidden_state[keep], padded.last_hidden_state[keep],
                           atol=1e-5)
@@ -56,21 +57,21 @@ def test_packed_inference_equals_padded_inference(make_cfg, monkeypatch, norm, T
 
 def test_training_runs_padded(make_cfg, monkeypatch):
     calls = []
-    monkeypatch.setattr(encoder_module, "worth_packing", lambda keep: calls.append(1) or True)
+    monkeypatch.setattr(plan_module, "worth_packing", lambda keep: calls.append(1) or True)
     encoder = Encoder(make_cfg()).train()
     encoder(torch.randint(0, 50, (2, 5)), lengths_mask([5, 2], 5))
     assert calls == []  # dropout and autograd see the plain padded batch
 
 
 @pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("chunk_scores", [1, 100, attention.CHUNK_SCORES])  # 1 head .. all
+@pytest.mark.parametrize("chunk_scores", [1, 100, attend.CHUNK_SCORES])  # 1 head .. all
 def test_chunked_attention_equals_sdpa(monkeypatch, masked, chunk_scores):
-    monkeypatch.setattr(attention, "CHUNK_SCORES", chunk_scores)
+    monkeypatch.setattr(attend, "CHUNK_SCORES", chunk_scores)
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
     bias = attention_bias(lengths_mask([7, 4, 1], 7), q.dtype) if masked else None
     expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    ours = chunked_attention(*(t.flatten(0, 1) for t in (q, k, v)), per_head(bias, 4))
+    ours = chunked_attention(*(t.flatten(0, 1) for t in (q, k, v)), per_head(bias, 3, 4))
     assert torch.allclose(ours.view(3, 4, 7, 8), expected, atol=1e-6)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-NORMS = ("post", "pre", "res_post")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
-POSITION_ENCODINGS = ("learned", "learned_offset", "sinusoidal", "none")
+# One field per axis of variation; each tuple lists the choices (the first is BERT's).
+NORMS = ("post", "pre", "res_post")  # where the LayerNorm sits (layer.py)
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+POSITION_ENCODINGS = ("learned", "learned_offset", "sinusoidal", "none")  # added to embeddings
+RELATIVE_POSITIONS = ("none", "rotary", "buckets")  # applied inside attention (positions.py)
+FEED_FORWARDS = ("mlp", "glu")  # act(x W1) W2, or gated: (act(x Wg) * x Wu) W2 (feedforward.py)
 
 
 @dataclass
@@ -34,6 +37,18 @@ class EncoderConfig:
     final_norm: bool = False  # LayerNorm after the last layer (usual with pre-norm)
     scale_embeddings: bool = False  # multiply token embeddings by sqrt(d_model) (paper)
     bias: bool = True  # biases in the linear layers
+    ffn_in_bias: bool | None = None  # biases of the FFN's input projection; None: as `bias`
+    norm_bias: bool = True  # LayerNorms with a shift beta (ModernBERT: False)
+    feed_forward: str = "mlp"  # mlp | glu (gated; SwiGLU = glu + silu, GeGLU = glu + gelu)
+    relative_positions: str = "none"  # none | rotary (RoPE) | buckets (MPNet's bucketed bias)
+    rotary_base: float = 10000.0  # RoPE theta (ModernBERT global 160000, NomicBERT 1000)
+    rotary_local_base: float | None = None  # theta of the windowed layers; None: rotary_base
+    rotary_interleaved: bool = False  # rotate pairs (x0, x1) (GPT-J) vs halves (NeoX, HF)
+    relative_buckets: int = 32  # MPNet: buckets of the relative position bias
+    relative_max_distance: int = 128  # MPNet: distances past this share the last bucket
+    attention_window: int = 0  # 0: every layer global; else local layers see |i - j| <= w // 2
+    global_every: int = 1  # with a window, layer i is global when i % global_every == 0
+    first_attention_norm: bool = True  # False: pre-norm layer 0 has no attention LayerNorm
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_positions"):
@@ -52,6 +67,8 @@ class EncoderConfig:
         _check_choice("norm", self.norm, NORMS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("position_encoding", self.position_encoding, POSITION_ENCODINGS)
+        _check_choice("relative_positions", self.relative_positions, RELATIVE_POSITIONS)
+        _check_choice("feed_forward", self.feed_forward, FEED_FORWARDS)
         if isinstance(self.type_vocab_size, bool) or not isinstance(self.type_vocab_size, int) \
                 or self.type_vocab_size < 0:
             raise ValueError(
@@ -73,8 +90,31 @@ class EncoderConfig:
             raise ValueError(
                 f"EncoderConfig.pad_token_id ({self.pad_token_id}) must be in [0, vocab_size)"
             )
-        if self.position_encoding == "learned_offset" \
-                and self.pad_token_id + 1 >= self.max_positions:
+        self._check_variants()
+
+    def _check_variants(self) -> None:
+        for name in ("attention_window", "global_every", "relative_buckets",
+                     "relative_max_distance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"EncoderConfig.{name} must be a non-negative integer, got {value!r}"
+                )
+        if self.global_every < 1:
+            raise ValueError(f"EncoderConfig.global_every must be >= 1, got {self.global_every}")
+        for name in ("rotary_base", "rotary_local_base"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or value <= 1):
+                raise ValueError(f"EncoderConfig.{name} must be a number > 1, got {value!r}")
+        if self.relative_positions == "rotary" and self.head_dim % 2:
+            raise ValueError(f"rotary positions need an even head size, got {self.head_dim}")
+        if self.relative_positions == "buckets" and self.relative_buckets < 4:
+            raise ValueError("EncoderConfig.relative_buckets must be >= 4 for bucketed positions")
+        if not self.first_attention_norm and self.norm != "pre":
+            raise ValueError("EncoderConfig.first_attention_norm=False needs norm='pre'")
+        offset = self.position_encoding == "learned_offset"
+        if offset and self.pad_token_id + 1 >= self.max_positions:
             raise ValueError(
                 f"EncoderConfig.position_encoding 'learned_offset' numbers positions from "
                 f"pad_token_id + 1 = {self.pad_token_id + 1}: max_positions "
@@ -91,6 +131,10 @@ class EncoderConfig:
         if self.position_encoding == "learned_offset":
             return self.max_positions - self.pad_token_id - 1
         return self.max_positions
+
+    def is_global(self, layer: int) -> bool:
+        """Whether layer ``layer`` attends over the whole sequence (else within the window)."""
+        return self.attention_window == 0 or layer % self.global_every == 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

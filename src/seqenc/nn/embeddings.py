@@ -1,4 +1,4 @@
-"""Embeddings: token vectors plus position (and optional token-type) vectors."""
+"""Embeddings: token vectors plus absolute position (and optional token-type) vectors."""
 
 from __future__ import annotations
 
@@ -8,35 +8,19 @@ import torch
 from torch import Tensor, nn
 
 from .config import EncoderConfig
+from .positions import offset_position_ids, sinusoidal_positions
 
-
-def sinusoidal_positions(n_positions: int, d_model: int) -> Tensor:
-    """The paper's PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): (P, D)."""
-    position = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
-    frequency = torch.exp(
-        torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model)
-    )  # (ceil(D/2),)
-    table = torch.zeros(n_positions, d_model, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
-    return table.float()
-
-
-def offset_position_ids(input_ids: Tensor, pad_token_id: int) -> Tensor:
-    """RoBERTa's numbering: real tokens pad_token_id + 1, + 2, ...; padding tokens pad_token_id.
-
-    input_ids (B, T) -> (B, T). Counts only non-padding ids, as fairseq did.
-    """
-    real = (input_ids != pad_token_id).long()  # (B, T)
-    return torch.cumsum(real, dim=1) * real + pad_token_id
+__all__ = ["Embeddings", "sinusoidal_positions"]
 
 
 class Embeddings(nn.Module):
     """token + position (+ token type), then LayerNorm and dropout as configured.
 
-    ``learned_offset`` positions (RoBERTa, MPNet) are numbered from pad_token_id + 1. With
-    ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and a linear layer
-    projects it up to D after the LayerNorm.
+    Positions (cfg.position_encoding, see positions.py): a learned table (BERT), the same
+    numbered from pad_token_id + 1 (RoBERTa), fixed sinusoids, or none (rotary/relative
+    models put positions inside attention instead).
+    With ``cfg.embedding_size`` (ELECTRA) the sum is that narrower width E and a linear
+    layer projects it up to D after the LayerNorm.
     """
 
     def __init__(self, cfg: EncoderConfig):
@@ -53,7 +37,10 @@ class Embeddings(nn.Module):
         self.token_type = (
             nn.Embedding(cfg.type_vocab_size, E) if cfg.type_vocab_size > 0 else None
         )
-        self.norm = nn.LayerNorm(E, eps=cfg.layer_norm_eps) if cfg.embedding_norm else None
+        self.norm = (
+            nn.LayerNorm(E, eps=cfg.layer_norm_eps, bias=cfg.norm_bias)
+            if cfg.embedding_norm else None
+        )
         self.dropout = nn.Dropout(cfg.dropout)
         self.scale = math.sqrt(E) if cfg.scale_embeddings else 1.0
         self.project = nn.Linear(E, cfg.d_model) if E != cfg.d_model else None

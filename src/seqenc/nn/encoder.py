@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attention import attention_bias
 from .config import EncoderConfig
 from .embeddings import Embeddings
-from .layer import EncoderLayer, check_mask
-from .packing import Packing, worth_packing
+from .layer import EncoderLayer, check_mask, layer_norm
+from .plan import Plan, make_plan
+from .positions import RelativePositionBias
 
 
 @dataclass
@@ -22,14 +22,20 @@ class EncoderOutput:
 
 
 class Encoder(nn.Module):
+    """Embeddings, then cfg.n_layers EncoderLayers, then an optional final LayerNorm.
+
+    MPNet's relative position bias is one table for the whole stack, so it lives here.
+    """
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
         self.embeddings = Embeddings(cfg)
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
-        self.final_norm = (
-            nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps) if cfg.final_norm else None
+        self.relative_bias = (
+            RelativePositionBias(cfg) if cfg.relative_positions == "buckets" else None
         )
+        self.layers = nn.ModuleList(EncoderLayer(cfg, i) for i in range(cfg.n_layers))
+        self.final_norm = layer_norm(cfg) if cfg.final_norm else None
 
     def forward(
         self,
@@ -46,36 +52,40 @@ class Encoder(nn.Module):
         """
         self.check_inputs(input_ids, attention_mask, token_type_ids)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
-        if attention_mask is not None and not output_attentions and bool(attention_mask.all()):
-            attention_mask = None  # nothing to mask: kernels may skip the bias altogether
-        bias = attention_bias(attention_mask, x.dtype)  # (B, 1, 1, T) or None
-        packing = None
-        if not self.training and not output_attentions and worth_packing(attention_mask):
-            packing = Packing.from_mask(attention_mask)
-            x = packing.pack(x)  # (N, D)
+        plan = self.plan(x, attention_mask, output_attentions)
+        if plan.packing is not None:
+            x = plan.packing.pack(x)  # (N, D)
         hidden_states = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self.layers:
             if output_attentions:
-                x, weights = layer(x, need_weights=True, bias=bias)
+                x, weights = layer(x, plan=plan)
                 attentions.append(weights)
             else:
-                x = layer(x, bias=bias, packing=packing)
+                x = layer(x, plan=plan)
             if output_hidden_states:
                 hidden_states.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
             if output_hidden_states:
                 hidden_states[-1] = x
-        if packing is not None:
-            x = packing.unpack(x)  # (B, T, D)
+        if plan.packing is not None:
+            x = plan.packing.unpack(x)  # (B, T, D)
             if hidden_states is not None:
-                hidden_states = [packing.unpack(h) for h in hidden_states]
+                hidden_states = [plan.packing.unpack(h) for h in hidden_states]
         return EncoderOutput(
             last_hidden_state=x,
             hidden_states=tuple(hidden_states) if hidden_states is not None else None,
             attentions=tuple(attentions) if attentions is not None else None,
         )
+
+    def plan(self, x: Tensor, attention_mask: Tensor | None, need_weights: bool) -> Plan:
+        """How this batch runs (plan.py): made once, read by every layer."""
+        position_bias = None
+        if self.relative_bias is not None:
+            position_bias = self.relative_bias(x.shape[1])  # (1, H, T, T)
+        return make_plan(self.cfg, x, attention_mask, training=self.training,
+                         need_weights=need_weights, position_bias=position_bias)
 
     def check_inputs(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
@@ -87,11 +97,12 @@ class Encoder(nn.Module):
         if input_ids.dtype.is_floating_point:
             raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
         if input_ids.size(1) > self.cfg.longest_sequence and self.cfg.position_encoding != "none":
+            offset = ("" if self.cfg.longest_sequence == self.cfg.max_positions else
+                      f" (positions start at pad_token_id + 1: at most "
+                      f"{self.cfg.longest_sequence})")
             raise ValueError(
                 f"input_ids has {input_ids.size(1)} positions but max_positions is "
-                f"{self.cfg.max_positions}"
-                + (" less pad_token_id + 1" if self.cfg.position_encoding == "learned_offset"
-                   else "")
+                f"{self.cfg.max_positions}{offset}"
             )
         if input_ids.numel():
             low, high = int(input_ids.min()), int(input_ids.max())
@@ -128,5 +139,6 @@ class Encoder(nn.Module):
                 module.bias.zero_()
             if isinstance(module, nn.LayerNorm):
                 module.weight.fill_(1.0)
-                module.bias.zero_()
+                if module.bias is not None:
+                    module.bias.zero_()
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -50,9 +51,13 @@ def describe() -> str:
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
     """Whether varlen_attention takes this (N, 3D) projection."""
-    head_dim = qkv.shape[-1] // (3 * n_heads)
-    return (ENABLED and qkv.device.type == "cpu" and qkv.dtype == torch.float32
-            and head_dim % 8 == 0 and not qkv.requires_grad)
+    return (can_attend_shape(qkv.dtype, qkv.shape[-1] // (3 * n_heads))
+            and qkv.device.type == "cpu" and not qkv.requires_grad)
+
+
+def can_attend_shape(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether varlen_attention runs for this dtype and head size (the plan asks once)."""
+    return ENABLED and dtype == torch.float32 and head_dim % 8 == 0
 
 
 def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
@@ -92,15 +97,17 @@ def bias_gelu_(x: Tensor, bias: Tensor) -> Tensor:
     return x
 
 
-def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, norm: torch.nn.LayerNorm) -> Tensor:
-    """y = norm(y + bias + residual) in place: a sub-layer's output bias, the residual
-    connection and the post-norm LayerNorm in one pass. y, residual (N, D) contiguous."""
-    _check_rows(y, bias, norm.weight, norm.bias)
+def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
+                    norm_bias: Tensor, eps: float) -> Tensor:
+    """y = LayerNorm(y + bias + residual) * weight + norm_bias in place: a sub-layer's output
+    bias, the residual connection and the post-norm LayerNorm in one pass. y, residual (N, D)
+    contiguous; bias, weight, norm_bias (D,)."""
+    _check_rows(y, bias, weight, norm_bias)
     _check_rows(residual)
     if residual.shape != y.shape:
         raise ValueError(f"residual {tuple(residual.shape)} does not match {tuple(y.shape)}")
     _kernels.add_layernorm(y.data_ptr(), bias.data_ptr(), residual.data_ptr(),
-                           norm.weight.data_ptr(), norm.bias.data_ptr(), norm.eps,
+                           weight.data_ptr(), norm_bias.data_ptr(), eps,
                            y.shape[0], y.shape[1], torch.get_num_threads())
     return y
 
@@ -116,32 +123,46 @@ def _check_rows(x: Tensor, *vectors: Tensor) -> None:
             raise ValueError(f"expected a contiguous float32 vector of {x.shape[1]}")
 
 
-def can_fuse(layer: torch.nn.Module, x: Tensor) -> bool:
-    """Whether fused_post_norm_layer computes this EncoderLayer's inference forward: a BERT-style
-    layer (post-norm, erf GELU, biases) in float32 on a CPU our kernels run on."""
-    cfg = layer.cfg
-    return (ENABLED and x.device.type == "cpu" and x.dtype == torch.float32
-            and not layer.training and not torch.is_grad_enabled()
-            and cfg.norm == "post" and cfg.activation == "gelu" and cfg.bias
-            and cfg.d_model % (8 * cfg.n_heads) == 0 and cfg.d_ff % 8 == 0
-            and all(p.dtype == torch.float32 for p in layer.parameters()))
+def can_fuse(*, norm: str, activation: str, feed_forward: str, bias: bool, rotary: bool,
+             d_model: int, n_heads: int, d_ff: int) -> bool:
+    """Whether fused_post_norm_layer computes a layer of this shape: BERT-style (post-norm,
+    erf GELU, plain MLP, every bias, no rotary) with widths our kernels take. The caller (the
+    plan) has checked the rest: float32, CPU, inference."""
+    return (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
+            and bias and not rotary and d_model % (8 * n_heads) == 0 and d_ff % 8 == 0)
 
 
-def fused_post_norm_layer(layer: torch.nn.Module, x: Tensor, starts: Tensor,
-                          lengths: Tensor) -> Tensor:
-    """EncoderLayer.forward (post-norm, inference) with our kernels: x (N, D) packed rows,
-    sequence i at rows starts[i] .. starts[i] + lengths[i] -> (N, D).
+class PostNormWeights(NamedTuple):
+    """The tensors of one BERT-style layer, in the order the fused layer uses them."""
+
+    qkv_weight: Tensor  # (3D, D)
+    qkv_bias: Tensor  # (3D,)
+    out_weight: Tensor  # (D, D)
+    out_bias: Tensor  # (D,)
+    norm1_weight: Tensor  # (D,)
+    norm1_bias: Tensor  # (D,)
+    up_weight: Tensor  # (F, D)
+    up_bias: Tensor  # (F,)
+    down_weight: Tensor  # (D, F)
+    down_bias: Tensor  # (D,)
+    norm2_weight: Tensor  # (D,)
+    norm2_bias: Tensor  # (D,)
+
+
+def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                          w: PostNormWeights) -> Tensor:
+    """A post-norm BERT layer at inference with our kernels: x (N, D) packed rows, sequence i
+    at rows starts[i] .. starts[i] + lengths[i] -> (N, D).
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
     The matmuls stay PyTorch's (MKL); the elementwise work around them is fused into them.
     """
-    attention, feed_forward = layer.attention, layer.feed_forward
     x = x.contiguous()
-    qkv = torch.mm(x, attention.qkv.weight.t())  # (N, 3D); the kernel adds the bias
-    context = varlen_attention(qkv, starts, lengths, attention.n_heads, attention.qkv.bias)
-    a = add_layer_norm_(torch.mm(context, attention.out.weight.t()), attention.out.bias, x,
-                        layer.attention_norm)  # (N, D)
-    hidden = bias_gelu_(torch.mm(a, feed_forward.up.weight.t()), feed_forward.up.bias)  # (N, F)
-    return add_layer_norm_(torch.mm(hidden, feed_forward.down.weight.t()), feed_forward.down.bias,
-                           a, layer.feed_forward_norm)  # (N, D)
+    qkv = torch.mm(x, w.qkv_weight.t())  # (N, 3D); the kernel adds the bias
+    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
+    a = add_layer_norm_(torch.mm(context, w.out_weight.t()), w.out_bias, x,
+                        w.norm1_weight, w.norm1_bias, eps)  # (N, D)
+    hidden = bias_gelu_(torch.mm(a, w.up_weight.t()), w.up_bias)  # (N, F)
+    return add_layer_norm_(torch.mm(hidden, w.down_weight.t()), w.down_bias, a,
+                           w.norm2_weight, w.norm2_bias, eps)  # (N, D)

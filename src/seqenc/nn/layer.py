@@ -13,21 +13,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import kernels
-from .attention import MultiHeadSelfAttention, attention_bias
+from .attention import MultiHeadSelfAttention
 from .config import EncoderConfig
-from .feedforward import FeedForward
-from .packing import Packing
+from .feedforward import feed_forward
+from .plan import Plan, make_plan
+
+
+def layer_norm(cfg: EncoderConfig) -> nn.LayerNorm:
+    """LayerNorm over d_model, with or without its shift beta (cfg.norm_bias)."""
+    return nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, bias=cfg.norm_bias)
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, cfg: EncoderConfig):
+    """Self-attention then feed-forward, each inside residual + dropout + LayerNorm.
+
+    ``index`` places the layer in its stack: with a window (cfg.attention_window) it decides
+    local or global attention, and ModernBERT's layer 0 has no attention LayerNorm.
+    """
+
+    def __init__(self, cfg: EncoderConfig, index: int = 0):
         super().__init__()
         self.cfg = cfg
         self.norm = cfg.norm
-        self.attention = MultiHeadSelfAttention(cfg)
-        self.attention_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.feed_forward = FeedForward(cfg)
-        self.feed_forward_norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+        self.attention = MultiHeadSelfAttention(cfg, "global" if cfg.is_global(index) else "local")
+        skip = index == 0 and not cfg.first_attention_norm  # the embeddings are normalised
+        self.attention_norm = nn.Identity() if skip else layer_norm(cfg)
+        self.feed_forward = feed_forward(cfg)
+        self.feed_forward_norm = layer_norm(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(
@@ -36,26 +48,27 @@ class EncoderLayer(nn.Module):
         attention_mask: Tensor | None = None,
         need_weights: bool = False,
         *,
-        bias: Tensor | None = None,
-        packing: Packing | None = None,
+        plan: Plan | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, T, D); attention_mask (B, T) with True/1 = real token.
 
-        Returns (B, T, D), or ((B, T, D), weights (B, H, T, T)) when need_weights.
-        ``bias`` is the precomputed additive mask the Encoder passes to skip recomputing it.
-        With ``packing`` (from the Encoder, with ``bias``), x and the result are the (N, D)
-        real tokens only: every step here but attention is position-wise.
+        Returns (B, T, D), or ((B, T, D), weights (B, H, T, T)) when weights are asked for.
+        Inside an Encoder, ``plan`` says how the batch runs (and asks for the weights); with
+        a packing plan x and the result are the (N, D) real tokens only: every step here but
+        attention is position-wise.
         """
-        if bias is None and attention_mask is not None:
-            check_mask(attention_mask, x.shape[:2])
-            bias = attention_bias(attention_mask, x.dtype)
-        if not need_weights and (packing is not None or bias is None) and kernels.can_fuse(self, x):
-            return self.fused_forward(x, packing)
+        if plan is None:
+            if attention_mask is not None:
+                check_mask(attention_mask, x.shape[:2])
+            plan = make_plan(self.cfg, x, attention_mask, training=self.training,
+                             need_weights=need_weights, pack=False)
+        if plan.fused_layers:
+            return self.fused_forward(x, plan)
         weights = None
 
         def self_attention(h: Tensor) -> Tensor:
             nonlocal weights
-            out, weights = self.attention(h, bias, need_weights, packing)
+            out, weights = self.attention(h, plan=plan)
             return out
 
         if self.norm == "post":
@@ -67,18 +80,21 @@ class EncoderLayer(nn.Module):
         else:  # res_post
             x = x + self.dropout(self.attention_norm(self_attention(x)))
             x = x + self.dropout(self.feed_forward_norm(self.feed_forward(x)))
-        return (x, weights) if need_weights else x
+        return (x, weights) if plan.need_weights else x
 
-    def fused_forward(self, x: Tensor, packing: Packing | None) -> Tensor:
-        """The same layer through our CPU kernels (nn/kernels.py): packed (N, D) rows, or a
-        (B, T, D) batch without padding."""
-        if packing is not None:
-            return kernels.fused_post_norm_layer(self, x, packing.starts, packing.lengths)
-        B, T, D = x.shape
-        starts = torch.arange(B, dtype=torch.long) * T
-        lengths = torch.full((B,), T, dtype=torch.long)
-        return kernels.fused_post_norm_layer(self, x.reshape(B * T, D).contiguous(), starts,
-                                             lengths).view(B, T, D)
+    def fused_forward(self, x: Tensor, plan: Plan) -> Tensor:
+        """The same post-norm layer through our CPU kernels (nn/kernels.py): packed (N, D)
+        rows, or a (B, T, D) batch without padding."""
+        attention, ff = self.attention, self.feed_forward
+        weights = kernels.PostNormWeights(
+            attention.qkv.weight, attention.qkv.bias, attention.out.weight, attention.out.bias,
+            self.attention_norm.weight, self.attention_norm.bias, ff.up.weight, ff.up.bias,
+            ff.down.weight, ff.down.bias, self.feed_forward_norm.weight,
+            self.feed_forward_norm.bias)
+        rows = x.reshape(-1, x.shape[-1])  # (N, D) or (B*T, D)
+        y = kernels.fused_post_norm_layer(rows, *plan.spans, self.cfg.n_heads,
+                                          self.cfg.layer_norm_eps, weights)
+        return y.view(x.shape)
 
     @classmethod
     def from_torch(

@@ -1,0 +1,197 @@
+"""seqenc encode on Ray Data against the single-machine path, on a local 2-CPU Ray runtime.
+
+One runtime for the module (starting Ray takes seconds); each job starts its own actors, so
+the tests are few and each checks several things: formats, several files, bad records in
+both modes, a worker killed mid-job, the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+ray = pytest.importorskip("ray")
+
+from seqenc import cli  # noqa: E402
+from seqenc.io.errors import InputError  # noqa: E402
+from seqenc.ray import encode_dataset  # noqa: E402
+from seqenc.ray.output import SUCCESS  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_runtime():
+    assert "site-packages" in ray.__file__  # the real Ray, not this tests/ray directory
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def texts(n: int, start: int = 0) -> list[str]:
+    if CORPUS.exists():
+        lines = CORPUS.read_text(encoding="utf-8").splitlines()
+        return lines[start : start + n]
+    return [f"sentence number {i} about the river market" for i in range(start, start + n)]
+
+
+def single_machine(path: Path, out: Path, *args: str) -> pa.Table:
+    """`seqenc encode` of one file, the reference the Ray output must equal."""
+    result = CliRunner().invoke(cli.main, ["encode", str(path), "-o", str(out), "-q", *args])
+    assert result.exit_code == 0, result.output
+    return pq.read_table(out)
+
+
+def assert_same(ray_rows: pa.Table, reference: pa.Table) -> None:
+    assert ray_rows.column("id").to_pylist() == reference.column("id").to_pylist()
+    a = np.array(ray_rows.column("vector").to_pylist(), dtype=np.float64)
+    b = np.array(reference.column("vector").to_pylist(), dtype=np.float64)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.99999
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path) -> dict[str, Path]:
+    """txt, jsonl and parquet inputs, the first two with bad records."""
+    d = tmp_path / "in"
+    d.mkdir()
+    txt = d / "a.txt"
+    lines = [t.encode() for t in texts(37)]
+    lines[5] = b"bad \xff byte"
+    txt.write_bytes(b"\n".join(lines) + b"\n")
+    jsonl = d / "b.jsonl"
+    rows = [json.dumps({"text": t}) for t in texts(23, start=100)]
+    rows[3], rows[22] = "{not json", json.dumps({"body": "no text field"})
+    jsonl.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    parquet = d / "c.parquet"
+    pq.write_table(pa.table({"text": texts(30, start=200)}), parquet, row_group_size=7)
+    return {"txt": txt, "jsonl": jsonl, "parquet": parquet}
+
+
+def test_several_formats_match_single_machine_and_skip_bad_records(tmp_path, mixed_inputs):
+    out = tmp_path / "out"
+    messages, progress = [], []
+    result = encode_dataset(
+        [str(mixed_inputs["txt"].parent)], out, on_error="skip", chunk_size=8, actors=2,
+        threads=1, warn=messages.append, progress=progress.append,
+    )
+    assert (result.records, result.skipped, result.files) == (36 + 21 + 30, 3, 3)
+    assert sum(progress) == 37 + 23 + 30  # every record read, bad ones included
+    txt, jsonl = str(mixed_inputs["txt"]), str(mixed_inputs["jsonl"])
+    offset = mixed_inputs["txt"].read_bytes().index(b"\xff")
+    assert sorted(messages) == sorted([
+        f"skipped {txt}:6: invalid UTF-8 (byte 0xff at byte offset {offset})",
+        f"skipped {jsonl}:4: not valid JSON (Expecting property name enclosed in double "
+        "quotes at column 2)",
+        f"skipped {jsonl}:23: field 'text': missing",
+    ])  # as the single-machine reader words them, in the user's file names
+    shards = sorted(p.name for p in out.iterdir())
+    assert shards[0] == SUCCESS and len(shards) - 1 == result.shards == 5 + 3 + 4
+    assert json.loads((out / SUCCESS).read_text())["records"] == result.records
+    table = pq.read_table(out)
+    assert table.schema.names == ["id", "vector", "source"]
+    assert table.num_rows == result.records
+    assert table.column("source").to_pylist() == (
+        [txt] * 36 + [jsonl] * 21 + [str(mixed_inputs["parquet"])] * 30
+    )  # shards sort in input order
+    for kind, path in mixed_inputs.items():
+        reference = single_machine(path, tmp_path / f"{kind}.parquet", "--on-error", "skip")
+        assert_same(table.filter(pa.compute.equal(table["source"], str(path))), reference)
+
+
+def test_a_bad_record_fails_the_job_and_leaves_nothing_then_a_rerun_writes_once(
+    tmp_path, mixed_inputs
+):
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as e:
+        encode_dataset([str(mixed_inputs["jsonl"])], out, chunk_size=8, actors=1, threads=1)
+    assert str(e.value) == (
+        f"{mixed_inputs['jsonl']}:4: not valid JSON (Expecting property name enclosed in "
+        "double quotes at column 2)"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["in"]  # no output, no staging directory left
+    result = encode_dataset(
+        [str(mixed_inputs["jsonl"])], out, chunk_size=8, actors=1, threads=1, on_error="skip"
+    )
+    table = pq.read_table(out)
+    assert table.schema.names == ["id", "vector"]  # one input file: no source column
+    ids = table.column("id").to_pylist()
+    assert ids == [i for i in range(1, 24) if i not in (4, 23)] and result.records == 21
+
+
+def _encoding_actor_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if b"MapWorker(MapBatches(EncodeActor))" in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
+def test_killing_an_actor_mid_job_loses_and_duplicates_nothing(tmp_path):
+    path = tmp_path / "in.txt"
+    lines = texts(240)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    killed = []
+
+    def kill_one_actor(n: int) -> None:
+        if not killed:  # the first chunk is back: the job is under way, most of it ahead
+            pids = _encoding_actor_pids()
+            assert pids, "no encoding actor found to kill"
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    out = tmp_path / "out"
+    result = encode_dataset([str(path)], out, chunk_size=6, actors=2, threads=1,
+                            progress=kill_one_actor)
+    assert killed
+    table = pq.read_table(out)
+    ids = table.column("id").to_pylist()
+    assert ids == list(range(1, 241)) and result.records == 240  # each id once, in order
+    assert_same(table, single_machine(path, tmp_path / "ref.parquet"))
+
+
+def test_command_line_engine_ray_with_int8(tmp_path, mixed_inputs):
+    out = tmp_path / "out"
+    txt = mixed_inputs["parquet"]
+    result = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(txt), "-o", str(out), "--actors", "1", "--threads", "1",
+        "--precision", "int8", "--chunk-size", "16",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "encoded 30 records (" in result.output and "0 skipped" in result.output
+    assert "(dim 384, int8)" in result.output and "2 parquet shards" in result.output
+    table = pq.read_table(out)
+    reference = single_machine(txt, tmp_path / "ref.parquet", "--precision", "int8",
+                               "--chunk-size", "16")
+    assert table.column("id").to_pylist() == reference.column("id").to_pylist()
+    got = np.array(table.column("vector").to_pylist())
+    want = np.array(reference.column("vector").to_pylist())
+    assert table.schema.field("vector").type.value_type == pa.int8()
+    assert np.abs(got - want).max() <= 1  # same buckets; a float ulp may cross one edge
+
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "data.csv").write_text("x")
+    refused = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(txt), "-o", str(tmp_path / "theirs"),
+    ])
+    assert refused.exit_code == 2 and "not empty" in refused.output
+    bad = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(mixed_inputs["txt"]), "-o", str(tmp_path / "o2"),
+    ])
+    assert bad.exit_code == 3
+    assert f"{mixed_inputs['txt']}:6: invalid UTF-8" in bad.output
+    assert not (tmp_path / "o2").exists()
