@@ -67,3 +67,38 @@ def test_unknown_choice_names_field_and_options(make_cfg, field, choices):
 def test_other_bad_values_name_the_field(make_cfg, overrides, field):
     with pytest.raises(ValueError, match=rf"EncoderConfig\.{field}"):
         make_cfg(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"relative_positions": "alibi"}, "relative_positions"),
+        ({"feed_forward": "moe"}, "feed_forward"),
+        ({"attention_window": -2}, "attention_window"),
+        ({"global_every": 0}, "global_every"),
+        ({"rotary_base": 1}, "rotary_base"),
+        ({"rotary_local_base": "10k"}, "rotary_local_base"),
+        ({"relative_buckets": 2, "relative_positions": "buckets"}, "relative_buckets"),
+        ({"first_attention_norm": False}, "first_attention_norm"),
+        ({"position_encoding": "learned_offset", "pad_token_id": 31}, "learned_offset"),
+    ],
+)
+def test_variant_fields_are_checked_by_name(make_cfg, overrides, field):
+    with pytest.raises(ValueError, match=field):
+        make_cfg(**overrides)
+
+
+def test_rotary_needs_an_even_head_size(make_cfg):
+    with pytest.raises(ValueError, match="even head size"):
+        make_cfg(d_model=36, n_heads=4, relative_positions="rotary")
+
+
+def test_layer_kinds_follow_the_window_pattern(make_cfg):
+    assert all(make_cfg().is_global(i) for i in range(6))
+    cfg = make_cfg(attention_window=128, global_every=3)  # ModernBERT
+    assert [cfg.is_global(i) for i in range(6)] == [True, False, False, True, False, False]
+
+
+def test_offset_positions_leave_fewer_tokens(make_cfg):
+    assert make_cfg(position_encoding="learned_offset", pad_token_id=1).longest_sequence == 30
+    assert make_cfg().longest_sequence == 32

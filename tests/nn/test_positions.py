@@ -103,3 +103,10 @@ def test_sinusoids_equal_the_formula():
     pos, i = 5, 3
     assert torch.isclose(table[pos, 2 * i], torch.sin(torch.tensor(pos / 10000 ** (2 * i / 8))))
     assert torch.isclose(table[pos, 2 * i + 1], torch.cos(torch.tensor(pos / 10000 ** (2 * i / 8))))
+
+
+def test_sinusoids_equal_distilbert():
+    from transformers.models.distilbert.modeling_distilbert import _create_sinusoidal_embeddings
+
+    want = _create_sinusoidal_embeddings(40, 16, torch.empty(40, 16))
+    assert torch.allclose(sinusoidal_positions(40, 16), want, atol=1e-6)
