@@ -46,7 +46,7 @@ class Server:
 
     def __init__(self, name: str, src: str | None, threads: int):
         self.name = name
-        self.log = Path(tempfile.mkstemp(prefix=f"serve-attack-{name}-", suffix=".log")[1])
+        self.log = Path(tempfile.mkstemp(prefix="serve-attack-", suffix=".log")[1])
         env = dict(os.environ)
         if src:
             env["PYTHONPATH"] = src
@@ -280,7 +280,11 @@ async def main() -> None:
              if CORPUS.exists() else ["A plane is taking off.", "A cat sleeps."] * 50)
     servers = [Server("this tree", None, args.threads)]
     if args.src:
-        servers.append(Server(f"src={args.src}", args.src, args.threads))
+        try:
+            servers.append(Server("--src", args.src, args.threads))
+        except BaseException:
+            servers[0].close()
+            raise
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "note": "shared with other work; figures vary run to run"},
                      "settings": vars(args) | {"out": str(args.out)}, "phases": {}}

@@ -235,19 +235,33 @@ def test_a_trickled_body_is_cut_off(target):
         pytest.fail(f"a trickled body was still read after {BOUND}s")
 
 
-def test_connections_past_the_cap_get_503_and_are_closed(target, anon):
+def test_at_the_connection_cap_idle_ones_make_room_busy_ones_do_not(target, anon):
     host, port = address(target)
-    socks = [socket.create_connection((host, port), timeout=BOUND)
-             for _ in range(MAX_CONNECTIONS + 4)]
+    # Idle connections fill the cap: a new client is still served (the idle longest goes).
+    idle = [socket.create_connection((host, port), timeout=BOUND)
+            for _ in range(MAX_CONNECTIONS + 2)]
     try:
-        replies = [closed_by_server(sock) for sock in socks]
+        with target.client(api_key=None) as newcomer:
+            assert newcomer.post("/embed", json={"inputs": "still served"}).status_code == 200
     finally:
-        for sock in socks:
+        for sock in idle:
+            sock.close()
+    # Connections all busy sending a body: a new one gets 503 and is closed.
+    head = (b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{")
+    busy = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 4):
+            busy.append(socket.create_connection((host, port), timeout=BOUND))
+            busy[-1].sendall(head)
+            time.sleep(0.03)  # for the server to read the head: this one is busy, not idle
+        replies = [closed_by_server(sock) for sock in busy]
+    finally:
+        for sock in busy:
             sock.close()
     refused = [r for r in replies if r.startswith(b"HTTP/1.1 503")]
-    assert len(refused) >= 4, replies
+    assert len(refused) >= 1, replies
     assert all(b"retry-after: 1" in r and b'"error_type": "overloaded"' in r for r in refused)
-    assert all(r == b"" for r in replies if r not in refused)  # the rest: idle, timed out
     assert anon.get("/health").status_code == 200
 
 

@@ -12,7 +12,8 @@ part of a body stays open for ever, and one such connection delays SIGTERM by th
 - a body must not pause for ``read_timeout`` seconds, and must average ``MIN_BODY_RATE`` bytes
   a second beyond its first ``read_timeout`` seconds (a trickle of a byte a second is a stall);
 - a connection that misses its deadline is closed (its request, if any, sees a disconnect);
-- past ``max_connections`` open connections, a new one is answered 503 and closed at once;
+- past ``max_connections`` open connections, the one idle longest (no request in progress) is
+  closed to make room; if none is idle, the new one is answered 503 and closed at once;
 - on shutdown uvicorn closes idle connections and those still sending a head at once; those
   sending a body keep their deadlines, so a stalled one goes within ``read_timeout``, and
   requests being worked on finish (up to ``--graceful-timeout``).
@@ -61,12 +62,25 @@ class GuardedH11Protocol(H11Protocol):
         self._last_read = now
         self._body_started = now
         self._body_bytes = 0
-        if len(self.connections) > self.max_connections:
-            log.debug("refused a connection: %d open", len(self.connections) - 1)
+        if len(self.connections) > self.max_connections and not self._evict_idle():
+            log.debug("refused a connection: %d open, none idle", len(self.connections) - 1)
             transport.write(_FULL)
             transport.close()
             return
         self._arm(now + self.read_timeout)
+
+    def _evict_idle(self) -> bool:
+        """At the cap, close the connection idle longest (no request in progress) to make
+        room: refusing the new one instead would let idle connections lock clients out."""
+        idle = [c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol)
+                and c.conn.their_state is h11.IDLE and not c.transport.is_closing()
+                and (c.cycle is None or c.cycle.response_complete)]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._waiting_since)
+        oldest.transport.close()
+        oldest.connections.discard(oldest)  # counted out now; connection_lost comes later
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

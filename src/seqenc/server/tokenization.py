@@ -106,11 +106,19 @@ class Tokenization:
                max_tokens: int | None = None) -> list[list[Token]]:
         """Every token of every text, untruncated, with its character span. TooManyTokens if
         they number more than ``max_tokens`` in all (checked before listing them)."""
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
-        total = sum(len(e.ids) for e in encodings)
-        if max_tokens is not None and total > max_tokens:
-            raise TooManyTokens(f"the inputs have {total} tokens in all, more than the "
-                                f"{max_tokens} one /tokenize request may list; split them")
+        if max_tokens is None:
+            encodings = self.tokenizer.encode_batch(list(texts),
+                                                    add_special_tokens=add_special_tokens)
+        else:  # one at a time, stopping as soon as the total is past the limit
+            encodings, total = [], 0
+            for i, text in enumerate(texts):
+                encodings.append(self.tokenizer.encode(text,
+                                                       add_special_tokens=add_special_tokens))
+                total += len(encodings[-1].ids)
+                if total > max_tokens:
+                    raise TooManyTokens(
+                        f"inputs 0..{i} have {total} tokens, more than the {max_tokens} one "
+                        "/tokenize request may list; split them")
         return [_tokens(text, e) for text, e in zip(texts, encodings, strict=True)]
 
 
