@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from seqenc import choices, cli
+from seqenc.bench_cli import bench_command
 from seqenc.server.cli import serve_command
 from seqenc.train.cli import train_group
 
@@ -30,8 +31,8 @@ def option_choices(command: click.Command, name: str) -> tuple[str, ...]:
         (cli.encode, "device", choices.DEVICES),
         (cli.encode, "fmt", choices.INPUT_FORMATS),
         (cli.encode, "on_error", choices.ON_ERROR),
-        (cli.bench, "dtypes", choices.DTYPES),
-        (cli.bench, "device", choices.DEVICES),
+        (bench_command, "dtypes", choices.DTYPES),
+        (bench_command, "device", choices.DEVICES),
         (serve_command, "dtype", choices.DTYPES),
         (serve_command, "device", choices.DEVICES),
         (serve_command, "log_level", choices.LOG_LEVELS),

@@ -147,13 +147,15 @@ def test_replaced_output_keeps_its_mode(tmp_path, fake, suffix):
 
 
 def test_bench_default_corpus_exists_wherever_seqenc_is_installed(monkeypatch, tmp_path):
-    assert cli.default_bench_corpus().is_file()
-    monkeypatch.setattr(cli, "SHARED_BENCH_CORPUS", tmp_path / "missing.txt")  # no ../shared
-    corpus = cli.default_bench_corpus()
-    assert corpus == cli.SAMPLE_CORPUS and corpus.is_file()
+    from seqenc import bench_cli
+
+    assert bench_cli.default_bench_corpus().is_file()
+    monkeypatch.setattr(bench_cli, "SHARED_BENCH_CORPUS", tmp_path / "missing.txt")
+    corpus = bench_cli.default_bench_corpus()  # as installed, or a clone without ../shared
+    assert corpus == bench_cli.SAMPLE_CORPUS and corpus.is_file()
     assert len([t for t in corpus.read_text().splitlines() if t.strip()]) >= 100
     installed = Path(cli.__file__).parent / "data" / "sample_corpus.txt"
-    assert installed == cli.SAMPLE_CORPUS  # inside the package (pyproject: package-data)
+    assert installed == bench_cli.SAMPLE_CORPUS  # inside the package (pyproject: package-data)
 
 
 def test_bench_without_the_peer_is_one_line(monkeypatch):

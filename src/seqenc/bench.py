@@ -21,6 +21,7 @@ import torch
 
 from . import atomic
 from .allocator import tune_memory
+from .choices import DTYPES
 from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
@@ -117,7 +118,7 @@ def interleave(engines: dict[str, Callable[[], object]], rounds: int) -> dict[st
 def run_benchmark(
     texts: Sequence[str],
     model_name: str | None = None,
-    dtypes: Sequence[str] = ("float32", "bfloat16"),
+    dtypes: Sequence[str] = DTYPES,
     batch_size: int = 32,
     batch_tokens: int | None = None,
     rounds: int = 3,

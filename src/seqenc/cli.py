@@ -1,4 +1,5 @@
-"""The ``seqenc`` command line: encode, similarity, info, attention.
+"""The ``seqenc`` command line: encode, similarity, info, attention (and the groups defined
+beside their code: train/predict/evaluate, serve, bench, fetch).
 
 Only click and the standard library are imported at start-up; numpy, torch and the model are
 imported inside the commands, so ``seqenc --help`` answers at once.
@@ -6,7 +7,6 @@ imported inside the commands, so ``seqenc --help`` answers at once.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from seqenc.bench_cli import bench_command  # click only: the harness loads when it runs
 from seqenc.choices import (
     DEVICES,
     DTYPES,
@@ -26,11 +27,11 @@ from seqenc.choices import (
 from seqenc.console import EncodeConsole
 from seqenc.exits import (
     EXIT_CODES,
-    EXIT_ERROR,
     EXIT_INPUT,
     ModelLoadError,
     exit_codes,
     sigterm_as_interrupt,
+    unexpected,
 )
 from seqenc.extras import require
 from seqenc.fetch import fetch_command  # stdlib and click only
@@ -56,7 +57,7 @@ def _classify(e: Exception) -> tuple[int, str]:
 
     if isinstance(e, InputError):
         return EXIT_INPUT, str(e)
-    return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+    return unexpected(e)
 
 
 _exit_codes = exit_codes(_classify, "interrupted: no output written")
@@ -178,7 +179,7 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
         raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
     source = sources[0]
     out = _choose_output(source, output, force)
-    device = _device(device)
+    device = device_option(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))
     console = EncodeConsole(quiet)
     with _open_input(source, options, console.warn) as reader:
@@ -213,7 +214,8 @@ def _choose_output(source: str, output: str | None, force: bool) -> Path:
     return out
 
 
-def _device(name: str) -> str:
+def device_option(name: str) -> str:
+    """--device's value as "cpu" or "cuda" (seqenc.model.resolve_device), or a usage error."""
     if name == "cpu":  # no torch import before it is needed
         return name
     from seqenc.model import resolve_device
@@ -395,64 +397,12 @@ def attention(
     )
 
 
-# In a checkout beside ../shared the recorded benchmark corpus; anywhere else (an installed
-# package, a clone without ../shared) the sample corpus shipped in the package.
-SHARED_BENCH_CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
-SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus.txt"
-
-
-def default_bench_corpus() -> Path:
-    return SHARED_BENCH_CORPUS if SHARED_BENCH_CORPUS.is_file() else SAMPLE_CORPUS
-
-
-@main.command(epilog=EXIT_CODES)
-@click.argument("corpus", required=False,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "model_name", default=None, help="Model name or directory.")
-@click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
-              help="Use the first N texts of the corpus.")
-@click.option("--dtype", "dtypes", multiple=True, default=("float32", "bfloat16"),
-              type=click.Choice(DTYPES), show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
-              help="Batch seqenc by this padded-token budget instead of --batch-size rows.")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None)
-@click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu",
-              show_default=True, help="auto = cuda when a GPU is visible.")
-@click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("benchmarks/results"), show_default=True)
-@_exit_codes
-def bench(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
-          no_sweep, device, out_dir):
-    """Throughput against sentence-transformers (interleaved, same texts, same threads).
-
-    CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt in a
-    checkout beside ../shared, else a 200-line sample shipped with seqenc). Needs the bench
-    extra: pip install 'seqenc[bench]'.
-    """
-    require("sentence_transformers", "seqenc bench")  # before reading or loading anything
-    from .bench import run_benchmark, save
-
-    corpus = corpus or default_bench_corpus()
-    click.echo(f"corpus: {corpus}", err=True)
-    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:n_texts] if n_texts else texts
-    log = functools.partial(click.echo, err=True)
-    device = _device(device)
-    result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
-                           sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log,
-                           device=device)
-    save(result, out_dir / "throughput.json", out_dir / "throughput.png")
-    log(f"wrote {out_dir / 'throughput.json'}" + ("" if no_sweep else " and throughput.png"))
-
-
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
 
-# serve: defined in seqenc/server/cli.py
+# serve: defined in seqenc/server/cli.py; bench: in seqenc/bench_cli.py
 main.add_command(serve_command, "serve")
+main.add_command(bench_command, "bench")
 main.add_command(fetch_command, "fetch")
 
 

@@ -63,6 +63,11 @@ def fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+def unexpected(e: Exception) -> tuple[int, str]:
+    """Exit 1 with a one-line message (OSErrors name their file themselves)."""
+    return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+
+
 def _common(e: Exception) -> tuple[int, str] | None:
     """What every command maps the same way, whatever its own ``classify`` says."""
     if isinstance(e, MissingExtra):
