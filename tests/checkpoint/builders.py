@@ -46,6 +46,18 @@ SPECS: dict[str, tuple[str, dict]] = {
     "xlm-roberta": ("unigram", {**_SIZES, **_ROBERTA_IDS}),
     "camembert": ("unigram", {**_SIZES, **_ROBERTA_IDS, "hidden_act": "gelu_new"}),
     "electra": ("wordpiece", {**_SIZES, "embedding_size": 16, "max_position_embeddings": 64}),
+    "mpnet": ("wordpiece-roberta", {**_SIZES, **_ROBERTA_IDS, "layer_norm_eps": 1e-5}),
+    "nomic_bert": ("wordpiece", {**_SIZES, "hidden_act": "silu", "max_position_embeddings": 64,
+                                 "type_vocab_size": 2, "rope_parameters": {
+                                     "rope_type": "default", "rope_theta": 1000.0}}),
+    "gte": ("bpe", {**_SIZES, **_ROBERTA_IDS, "max_position_embeddings": 64,
+                    "rope_parameters": {"rope_type": "default", "rope_theta": 160000.0}}),
+    "modernbert": ("bpe", {**{k: v for k, v in _SIZES.items() if not k.endswith(("act", "prob"))},
+                           "hidden_activation": "gelu", "max_position_embeddings": 64,
+                           "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2,
+                           "cls_token_id": 0, "sep_token_id": 2, "norm_bias": False,
+                           "local_attention": 8, "global_attn_every_n_layers": 2,
+                           "num_hidden_layers": 3}),
     "distilbert": ("wordpiece", {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64,
                                  "activation": "gelu", "max_position_embeddings": 64,
                                  "dropout": 0.1, "attention_dropout": 0.1}),
@@ -68,6 +80,18 @@ def build_tokenizer(kind: str) -> tuple[Tokenizer, dict]:
             special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
         names = dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
                      unk_token="[UNK]", mask_token="[MASK]")
+    elif kind == "wordpiece-roberta":  # MPNet: WordPiece with RoBERTa's special tokens
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
+            vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "[UNK]", "<mask>"]))
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+            special_tokens=[("<s>", 0), ("</s>", 2)])
+        names = dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+                     pad_token="<pad>", unk_token="[UNK]", mask_token="<mask>")
     else:
         if kind == "bpe":
             tok = Tokenizer(models.BPE())

@@ -75,3 +75,12 @@ def test_encoder_is_not_put_in_eval_mode_by_the_wrapper(tmp_path):
     got = wrapped.encode(["a cat"])  # ... yet encoding runs without dropout
     assert encoder.training
     assert abs(got - reference).max() < 1e-6
+
+
+def test_rope_scaling_is_refused_not_ignored(tmp_path):
+    directory = build_checkpoint(tmp_path / "m", "gte")
+    config = json.loads((directory / "config.json").read_text())
+    config["rope_parameters"] = {"rope_type": "ntk", "rope_theta": 160000.0, "factor": 2.0}
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="rope scaling 'ntk'"):
+        SentenceEncoder.from_pretrained(directory)

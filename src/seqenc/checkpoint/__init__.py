@@ -1,6 +1,7 @@
 """The one place that knows Hugging Face and sentence-transformers names.
 
-    families.py  config.json <-> EncoderConfig, and each family's state-dict name table
+    configs.py   config.json <-> EncoderConfig, per family
+    families.py  the families, how one is detected, and each one's state-dict name table
     weights.py   tensors between their names and ours; refusals that list every mismatch
     layout.py    the model directory: which files, the pooling config, max_seq_length
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.config import EncoderConfig
+from .configs import write_bert
 from .families import (
     BY_NAME,
     FAMILIES,
@@ -18,7 +20,6 @@ from .families import (
     detect_family,
     family_for_config,
     supported,
-    write_bert,
 )
 from .layout import Checkpoint, read_checkpoint, read_sentence_modules, write_checkpoint
 from .weights import from_state_dict, name_map, read_json, read_weights, to_state_dict
@@ -36,11 +37,9 @@ def config_to_bert(cfg: EncoderConfig) -> dict[str, Any]:
     return write_bert(cfg)
 
 
-config_from_bert = config_from_hf  # the name from when BERT was the only family
-
 __all__ = [
     "BY_NAME", "FAMILIES", "SUPPORTED_MODEL_TYPES", "Checkpoint", "CheckpointError", "Family",
-    "config_from_bert", "config_from_hf", "config_to_bert", "detect_family",
+    "config_from_hf", "config_to_bert", "detect_family",
     "family_for_config", "from_state_dict", "name_map", "read_checkpoint", "read_json",
     "read_sentence_modules", "read_weights", "supported", "to_state_dict", "write_checkpoint",
 ]

@@ -1,9 +1,9 @@
-"""Encoder families: how each Hugging Face ``model_type`` maps onto EncoderConfig and our names.
+"""Encoder families: which ``model_type`` maps onto EncoderConfig how, and our names -> theirs.
 
-A family is a config translation plus a name table, not a model class: every family below
-loads into the same ``seqenc.nn.Encoder``. Names in the tables are ours (module paths, without
-``.weight``/``.bias``) -> theirs; ``{i}`` is the layer index; a tuple of three names is
-stacked into our fused qkv projection.
+A family is a config translation (configs.py) plus a name table, not a model class: every
+family below loads into the same ``seqenc.nn.Encoder``. Names in the tables are ours (module
+paths, without ``.weight``/``.bias``) -> theirs; ``{i}`` is the layer index; a tuple of names
+is stacked (in order) into one of our fused tensors (qkv; a gated FFN's gate and value).
 """
 
 from __future__ import annotations
@@ -13,15 +13,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..nn.config import EncoderConfig
+from .configs import (
+    CheckpointError,
+    bert_config,
+    distilbert_config,
+    electra_config,
+    gte_config,
+    modernbert_config,
+    mpnet_config,
+    nomic_config,
+    roberta_config,
+    roberta_writer,
+    rotary_writer,
+    write_bert,
+    write_distilbert,
+    write_electra,
+    write_modernbert,
+    write_mpnet,
+)
 
-# config.json activation names -> ours.
-ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_new": "gelu_tanh",
-               "gelu_pytorch_tanh": "gelu_tanh", "gelu_python": "gelu"}
-_ACTIVATION_NAMES = {"gelu": "gelu", "relu": "relu", "gelu_tanh": "gelu_new"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the encoder it is loaded into."""
+__all__ = ["BY_NAME", "FAMILIES", "CheckpointError", "Family", "Swapped", "detect_family",
+           "family_for_config", "supported"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class Family:
     model_types: tuple[str, ...]  # config.json "model_type" values it reads
     prefixes: tuple[str, ...]  # put in front of the encoder's names by task models
     top: dict[str, str]  # modules outside the layers: ours -> theirs
-    layer: dict[str, str | tuple[str, ...]]  # modules of layer {i}: ours -> theirs
+    layer: dict[str, Any]  # modules of layer {i}: ours -> theirs (str, tuple or Swapped)
     ignored: tuple[str, ...]  # checkpoint keys (prefixes) that are heads or buffers, not ours
     read_config: Callable[[dict[str, Any]], EncoderConfig]
     write_config: Callable[[EncoderConfig], dict[str, Any]] | None  # None: not writable
@@ -40,162 +52,6 @@ class Family:
     feed_forward: str
     norm: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _field(config: dict[str, Any], key: str) -> Any:
-    try:
-        return config[key]
-    except KeyError:
-        raise CheckpointError(f"config.json lacks the field {key!r}") from None
-
-
-def _activation(config: dict[str, Any], key: str = "hidden_act") -> str:
-    act = config.get(key, "gelu")
-    if act not in ACTIVATIONS:
-        raise CheckpointError(f"{key} {act!r} is not supported ({', '.join(ACTIVATIONS)})")
-    return ACTIVATIONS[act]
-
-
-def _absolute_only(config: dict[str, Any]) -> None:
-    position = config.get("position_embedding_type", "absolute")
-    if position != "absolute":
-        raise CheckpointError(
-            f"position_embedding_type {position!r} is not supported (absolute only)"
-        )
-
-
-def _build(**fields: Any) -> EncoderConfig:
-    try:
-        return EncoderConfig(**fields)
-    except ValueError as e:
-        raise CheckpointError(str(e)) from None
-
-
-def bert_config(config: dict[str, Any]) -> EncoderConfig:
-    """A BertConfig dict (and RoBERTa's, ELECTRA's: same field names) -> EncoderConfig."""
-    _absolute_only(config)
-    return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "hidden_size"),
-        n_heads=_field(config, "num_attention_heads"),
-        n_layers=_field(config, "num_hidden_layers"),
-        d_ff=_field(config, "intermediate_size"),
-        dropout=config.get("hidden_dropout_prob", 0.1),
-        attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
-        activation=_activation(config),
-        layer_norm_eps=config.get("layer_norm_eps", 1e-12),
-        norm="post",
-        max_positions=config.get("max_position_embeddings", 512),
-        position_encoding="learned",
-        type_vocab_size=config.get("type_vocab_size", 2),
-        pad_token_id=config.get("pad_token_id", 0) or 0,
-    )
-
-
-def roberta_config(config: dict[str, Any]) -> EncoderConfig:
-    """RoBERTa counts positions from pad_token_id + 1 (its padding_idx)."""
-    cfg = bert_config(config)
-    return _build(**{**cfg.to_dict(), "position_encoding": "learned_offset"})
-
-
-def electra_config(config: dict[str, Any]) -> EncoderConfig:
-    """ELECTRA: BERT with embeddings of width embedding_size projected up to hidden_size."""
-    cfg = bert_config(config)
-    size = config.get("embedding_size", cfg.d_model)
-    return _build(**{**cfg.to_dict(), "embedding_size": None if size == cfg.d_model else size})
-
-
-def distilbert_config(config: dict[str, Any]) -> EncoderConfig:
-    """DistilBERT: BERT without token types, its own field names, eps fixed at 1e-12."""
-    return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "dim"),
-        n_heads=_field(config, "n_heads"),
-        n_layers=_field(config, "n_layers"),
-        d_ff=_field(config, "hidden_dim"),
-        dropout=config.get("dropout", 0.1),
-        attention_dropout=config.get("attention_dropout", 0.1),
-        activation=_activation(config, "activation"),
-        layer_norm_eps=1e-12,
-        norm="post",
-        max_positions=config.get("max_position_embeddings", 512),
-        position_encoding="learned",  # sinusoidal_pos_embds tables are saved as weights too
-        type_vocab_size=0,
-        pad_token_id=config.get("pad_token_id", 0) or 0,
-    )
-
-
-def _check_writable(cfg: EncoderConfig, family: str, **wanted: Any) -> None:
-    basic = dict(norm="post", final_norm=False,
-                 scale_embeddings=False, embedding_norm=True, bias=True)
-    basic.update(wanted)
-    wrong = [f"{k}={getattr(cfg, k)!r} (needs {v!r})" for k, v in basic.items()
-             if getattr(cfg, k) != v]
-    if wrong:
-        raise CheckpointError(f"this encoder cannot be saved in the {family} layout: "
-                              + ", ".join(wrong))
-
-
-def bert_config_dict(cfg: EncoderConfig, model_type: str = "bert",
-                     architecture: str = "BertModel") -> dict[str, Any]:
-    """EncoderConfig -> a BertConfig-style dict transformers can load."""
-    return {
-        "architectures": [architecture],
-        "model_type": model_type,
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "num_attention_heads": cfg.n_heads,
-        "num_hidden_layers": cfg.n_layers,
-        "intermediate_size": cfg.d_ff,
-        "hidden_act": _ACTIVATION_NAMES[cfg.activation],
-        "hidden_dropout_prob": cfg.dropout,
-        "attention_probs_dropout_prob": cfg.attention_dropout,
-        "layer_norm_eps": cfg.layer_norm_eps,
-        "max_position_embeddings": cfg.max_positions,
-        "position_embedding_type": "absolute",
-        "type_vocab_size": cfg.type_vocab_size,
-        "pad_token_id": cfg.pad_token_id,
-        "initializer_range": 0.02,
-    }
-
-
-def write_bert(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "BERT", position_encoding="learned", embedding_size=None)
-    if cfg.type_vocab_size == 0:
-        raise CheckpointError("this encoder cannot be saved in the BERT layout: "
-                              "type_vocab_size=0 (BERT needs token-type embeddings)")
-    return bert_config_dict(cfg)
-
-
-def roberta_writer(model_type: str, architecture: str):
-    """A writer for RoBERTa's layout under ``model_type`` (roberta, xlm-roberta, camembert)."""
-    def write(cfg: EncoderConfig) -> dict[str, Any]:
-        _check_writable(cfg, architecture[:-5], position_encoding="learned_offset",
-                        embedding_size=None)
-        return bert_config_dict(cfg, model_type, architecture)
-    return write
-
-
-def write_electra(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "ELECTRA", position_encoding="learned")
-    out = bert_config_dict(cfg, "electra", "ElectraModel")
-    out["embedding_size"] = cfg.embedding_size or cfg.d_model
-    return out
-
-
-def write_distilbert(cfg: EncoderConfig) -> dict[str, Any]:
-    _check_writable(cfg, "DistilBERT", position_encoding="learned", embedding_size=None,
-                    type_vocab_size=0, layer_norm_eps=1e-12)
-    if cfg.activation not in ("gelu", "relu"):
-        raise CheckpointError("DistilBERT's activation is gelu or relu")
-    return {
-        "architectures": ["DistilBertModel"], "model_type": "distilbert",
-        "vocab_size": cfg.vocab_size, "dim": cfg.d_model, "n_heads": cfg.n_heads,
-        "n_layers": cfg.n_layers, "hidden_dim": cfg.d_ff, "activation": cfg.activation,
-        "dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout,
-        "max_position_embeddings": cfg.max_positions, "pad_token_id": cfg.pad_token_id,
-        "sinusoidal_pos_embds": False, "initializer_range": 0.02,
-    }
 
 
 # BERT's names, shared by RoBERTa, XLM-RoBERTa, CamemBERT and ELECTRA.
@@ -218,6 +74,41 @@ _BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 _BERTLIKE = dict(top=_BERT_TOP, layer=_BERT_LAYER, positions="learned absolute",
                  feed_forward="GELU MLP", norm="post-LayerNorm")
 _ROBERTA_HEADS = ("pooler.", "lm_head.", "classifier.") + _BUFFERS
+
+
+
+@dataclass(frozen=True)
+class Swapped:
+    """Their tensor holds our two halves in the other order (GTE's up_gate_proj: value, gate)."""
+
+    name: str
+
+
+# NomicBERT, as its checkpoints (and transformers' save_pretrained) name it.
+_NOMIC_TOP = {"embeddings.token": "embeddings.word_embeddings",
+              "embeddings.token_type": "embeddings.token_type_embeddings",
+              "embeddings.norm": "emb_ln"}
+_NOMIC_LAYER: dict[str, Any] = {
+    "attention.qkv": "encoder.layers.{i}.attn.Wqkv",
+    "attention.out": "encoder.layers.{i}.attn.out_proj",
+    "attention_norm": "encoder.layers.{i}.norm1",
+    "feed_forward.up": ("encoder.layers.{i}.mlp.fc12",  # the gate (through the activation)
+                        "encoder.layers.{i}.mlp.fc11"),  # the value
+    "feed_forward.down": "encoder.layers.{i}.mlp.fc2",
+    "feed_forward_norm": "encoder.layers.{i}.norm2",
+}
+# GTE "new", likewise.
+_GTE_TOP = {"embeddings.token": "embeddings.word_embeddings",
+            "embeddings.token_type": "embeddings.token_type_embeddings",
+            "embeddings.norm": "embeddings.LayerNorm"}
+_GTE_LAYER: dict[str, Any] = {
+    "attention.qkv": "encoder.layer.{i}.attention.qkv_proj",
+    "attention.out": "encoder.layer.{i}.attention.o_proj",
+    "attention_norm": "encoder.layer.{i}.attn_ln",
+    "feed_forward.up": Swapped("encoder.layer.{i}.mlp.up_gate_proj"),
+    "feed_forward.down": "encoder.layer.{i}.mlp.down_proj",
+    "feed_forward_norm": "encoder.layer.{i}.mlp_ln",
+}
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert",), ("bert.", "model."), ignored=("pooler.", "cls.") + _BUFFERS,
@@ -253,12 +144,54 @@ FAMILIES: tuple[Family, ...] = (
                   "feed_forward.down": "transformer.layer.{i}.ffn.lin2",
                   "feed_forward_norm": "transformer.layer.{i}.output_layer_norm"},
            positions="learned absolute", feed_forward="GELU MLP", norm="post-LayerNorm"),
+    Family("mpnet", ("mpnet",), ("mpnet.", "model."), ignored=_ROBERTA_HEADS,
+           read_config=mpnet_config, write_config=write_mpnet,
+           top={"embeddings.token": "embeddings.word_embeddings",
+                "embeddings.position": "embeddings.position_embeddings",
+                "embeddings.norm": "embeddings.LayerNorm",
+                "relative_bias.buckets": "encoder.relative_attention_bias"},
+           layer={"attention.qkv": tuple(f"encoder.layer.{{i}}.attention.attn.{p}"
+                                         for p in ("q", "k", "v")),
+                  "attention.out": "encoder.layer.{i}.attention.attn.o",
+                  "attention_norm": "encoder.layer.{i}.attention.LayerNorm",
+                  "feed_forward.up": "encoder.layer.{i}.intermediate.dense",
+                  "feed_forward.down": "encoder.layer.{i}.output.dense",
+                  "feed_forward_norm": "encoder.layer.{i}.output.LayerNorm"},
+           positions="learned absolute from pad_token_id + 1, relative bucket bias",
+           feed_forward="GELU MLP", norm="post-LayerNorm"),
+    Family("nomic_bert", ("nomic_bert",), ("nomic_bert.", "model."), ignored=_ROBERTA_HEADS,
+           read_config=nomic_config,
+           write_config=rotary_writer("nomic_bert", "NomicBertModel", False, ("silu",)),
+           top=_NOMIC_TOP,
+           layer=_NOMIC_LAYER, positions="rotary (base 1000)",
+           feed_forward="SwiGLU, no biases", norm="post-LayerNorm"),
+    Family("gte", ("gte", "new"), ("gte.", "new.", "model."), ignored=_ROBERTA_HEADS,
+           read_config=gte_config,
+           write_config=rotary_writer("gte", "GteModel", True, ("gelu", "gelu_tanh", "silu")),
+           top=_GTE_TOP,
+           layer=_GTE_LAYER, positions="rotary (base 160000)",
+           feed_forward="GeGLU", norm="post-LayerNorm"),
+    Family("modernbert", ("modernbert",), ("model.",),
+           ignored=("head.", "decoder.", "classifier.", "drop."),
+           read_config=modernbert_config, write_config=write_modernbert,
+           top={"embeddings.token": "embeddings.tok_embeddings",
+                "embeddings.norm": "embeddings.norm", "final_norm": "final_norm"},
+           layer={"attention.qkv": "layers.{i}.attn.Wqkv",
+                  "attention.out": "layers.{i}.attn.Wo",
+                  "attention_norm": "layers.{i}.attn_norm",
+                  "feed_forward.up": "layers.{i}.mlp.Wi",
+                  "feed_forward.down": "layers.{i}.mlp.Wo",
+                  "feed_forward_norm": "layers.{i}.mlp_norm"},
+           positions="rotary, global/local bases; local layers windowed",
+           feed_forward="GeGLU, no biases", norm="pre-LayerNorm without bias, final LayerNorm"),
 )
 BY_MODEL_TYPE = {t: f for f in FAMILIES for t in f.model_types}
 BY_NAME = {f.name: f for f in FAMILIES}
 # architectures[0] -> model_type, for config.json files that lack model_type.
 _ARCHITECTURES = {"Bert": "bert", "Roberta": "roberta", "XLMRoberta": "xlm-roberta",
-                  "Camembert": "camembert", "Electra": "electra", "DistilBert": "distilbert"}
+                  "Camembert": "camembert", "Electra": "electra", "DistilBert": "distilbert",
+                  "MPNet": "mpnet", "NomicBert": "nomic_bert", "Gte": "gte", "NewModel": "gte",
+                  "ModernBert": "modernbert"}
 
 
 def supported() -> str:

@@ -38,9 +38,7 @@ class Checkpoint:
 
 def read_checkpoint(path: Path) -> Checkpoint:
     """Read and check everything in ``path``; raises CheckpointError naming what is wrong."""
-    config = read_json(path / "config.json")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path / 'config.json'} must hold a JSON object")
+    config = read_json(path / "config.json")  # an object, or CheckpointError naming the file
     family = detect_family(config)
     try:
         cfg = family.read_config(config)

@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .families import CheckpointError, Family
+from .families import CheckpointError, Family, Swapped
 
 _LAYER_KEY = re.compile(r"layers\.(\d+)\.(.+)")
 # Old TensorFlow-converted checkpoints name LayerNorm parameters gamma/beta.
 _LEGACY = {".gamma": ".weight", ".beta": ".bias"}
 
 
-def name_map(family: Family, ours: list[str]) -> dict[str, str | tuple[str, ...]]:
+def name_map(family: Family, ours: list[str]) -> dict[str, str | tuple[str, ...] | Swapped]:
     """Each of our parameter names -> the checkpoint's name (or the names stacked into it).
 
     Raises CheckpointError for a parameter of ours the family has no name for (a component
@@ -41,6 +41,8 @@ def name_map(family: Family, ours: list[str]) -> dict[str, str | tuple[str, ...]
             continue
         if isinstance(theirs, tuple):
             names[key] = tuple(f"{t.format(i=i)}.{param}" for t in theirs)
+        elif isinstance(theirs, Swapped):
+            names[key] = Swapped(f"{theirs.name.format(i=i)}.{param}")
         else:
             names[key] = f"{theirs.format(i=i)}.{param}"
     if unnamed:
@@ -62,7 +64,8 @@ def from_state_dict(
     missing, misshaped = [], []
     used: set[str] = set()
     for our_name, names in name_map(family, list(expected)).items():
-        parts = names if isinstance(names, tuple) else (names,)
+        swapped = isinstance(names, Swapped)
+        parts = names if isinstance(names, tuple) else (names.name,) if swapped else (names,)
         absent = [p for p in parts if p not in theirs]
         if absent:
             missing.extend(absent)
@@ -75,6 +78,8 @@ def from_state_dict(
                              + f": cannot stack into model {want}")
             continue
         tensor = torch.cat([theirs[p] for p in parts]) if len(parts) > 1 else theirs[parts[0]]
+        if swapped:
+            tensor = _swap_halves(tensor)
         if tuple(tensor.shape) != want:
             misshaped.append(f"{' + '.join(parts)}: checkpoint {tuple(tensor.shape)}, model {want}")
             continue
@@ -103,9 +108,16 @@ def to_state_dict(ours: dict[str, Tensor], family: Family) -> dict[str, Tensor]:
         if isinstance(names, tuple):
             for name, part in zip(names, tensor.chunk(len(names)), strict=True):
                 theirs[name] = part.contiguous()
+        elif isinstance(names, Swapped):
+            theirs[names.name] = _swap_halves(tensor).contiguous()
         else:
             theirs[names] = tensor.contiguous()
     return theirs
+
+
+def _swap_halves(tensor: Tensor) -> Tensor:
+    first, second = tensor.chunk(2)
+    return torch.cat([second, first])
 
 
 def _rename_legacy(tensors: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -37,17 +37,26 @@ def create_app(
     settings: Settings | None = None,
     *,
     on_load_error: Callable[[BaseException], None] | None = None,
+    reranker: Any = None,
+    sparse: Any = None,
 ) -> FastAPI:
     """The embedding server. ``model_or_loader``: a SentenceEncoder, or a function returning
     one; either way it is loaded and warmed up in a background thread (``/health`` is 503
-    until then). ``on_load_error`` is called, in that thread, if loading fails."""
+    until then). ``on_load_error`` is called, in that thread, if loading fails. ``reranker``
+    (a CrossEncoder or loader) serves /rerank and /v1/rerank, ``sparse`` (a SparseEncoder or
+    loader) /embed_sparse; ``model_or_loader=None`` serves no embeddings (those routes 404)."""
+    services = {kind: m for kind, m in (("rerank", reranker), ("sparse", sparse))
+                if m is not None}
+    if model_or_loader is None and not services:
+        raise ValueError("nothing to serve: give an embedding model, a reranker or a sparse "
+                         "model")
     settings = settings or Settings()
     metrics = ServerMetrics()
     state = ServerState(settings, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.start(model_or_loader, on_load_error)
+        state.start(model_or_loader, on_load_error, services)
         try:
             yield
         finally:
@@ -57,7 +66,9 @@ def create_app(
     app = FastAPI(
         title="seqenc embedding server",
         version=__version__,
-        description="Sentence embeddings over HTTP: OpenAI-compatible /v1/embeddings and "
+        description="Sentence embeddings, reranking and sparse vectors over HTTP: "
+        "OpenAI-compatible /v1/embeddings, text-embeddings-inference-style /embed, /rerank, "
+        "/embed_sparse, Cohere/Jina-style /v1/rerank, and "
         "text-embeddings-inference-style /embed, /similarity, /tokenize. Errors are "
         '`{"error": ..., "error_type": ...}`.',
         lifespan=lifespan,

@@ -40,20 +40,27 @@ def serve(
     *,
     device: str = "cpu",
     log_level: str = "info",
+    reranker: str | None = None,
+    sparse_model: str | None = None,
 ) -> None:
     """Serve ``model`` (a directory, or None for $SEQENC_MODEL / the packaged default) over HTTP
     with ``settings`` (limits, API key, dtype...) until SIGTERM or SIGINT; then stop accepting,
     finish the requests in flight and return. Port 0 picks a free port; the line ``seqenc:
     listening on http://HOST:PORT`` on stderr names it. ``device`` is "cpu", "cuda" or "auto"
-    (cuda when a GPU is visible). Raises ModelLoadError if the model cannot be loaded (or the
-    device is missing), ListenError if the address cannot be bound."""
+    (cuda when a GPU is visible). ``reranker`` (a cross-encoder directory) adds /rerank and
+    /v1/rerank, ``sparse_model`` (a *ForMaskedLM directory) /embed_sparse; given either
+    without ``model``, the server loads no embedding model. Raises ModelLoadError if a model
+    cannot be loaded (or the device is missing), ListenError if the address cannot be bound."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):  # before anything slow
         require(module, "seqenc serve")
     from seqenc.model import ModelNotFoundError, resolve_device, resolve_model_path
 
     settings = settings or Settings()
+    embeddings = model is not None or (reranker is None and sparse_model is None)
     try:  # fail before binding the port when there is no model at all
-        path = resolve_model_path(model)
+        path = resolve_model_path(model) if embeddings else None
+        extra = {kind: resolve_model_path(name) for kind, name in
+                 (("rerank", reranker), ("sparse", sparse_model)) if name is not None}
         device = resolve_device(device)
     except (ModelNotFoundError, ValueError) as e:
         raise ModelLoadError(str(e)) from None
@@ -76,7 +83,19 @@ def serve(
         if server is not None:
             server.should_exit = True
 
-    app = create_app(load, settings, on_load_error=stop_on_load_error)
+    def load_reranker():
+        from seqenc.crossencoder import CrossEncoder
+
+        return CrossEncoder.from_pretrained(extra["rerank"], device=device)
+
+    def load_sparse():
+        from seqenc.sparse import SparseEncoder
+
+        return SparseEncoder.from_pretrained(extra["sparse"], device=device)
+
+    app = create_app(load if embeddings else None, settings, on_load_error=stop_on_load_error,
+                     reranker=load_reranker if "rerank" in extra else None,
+                     sparse=load_sparse if "sparse" in extra else None)
     graceful_timeout = settings.graceful_timeout
     config = uvicorn.Config(
         app,
@@ -150,6 +169,12 @@ def _classify(e: Exception) -> tuple[int, str] | None:
 @click.option("--model", "model", default=None, metavar="PATH",
               help="Model directory (default: $SEQENC_MODEL, else the packaged "
                    "all-MiniLM-L6-v2).")
+@click.option("--reranker", default=None, metavar="PATH",
+              help="Cross-encoder directory to serve at /rerank (TEI) and /v1/rerank "
+                   "(Cohere/Jina). Without --model, the server loads no embedding model.")
+@click.option("--sparse-model", default=None, metavar="PATH",
+              help="SPLADE (*ForMaskedLM) directory to serve at /embed_sparse (TEI). Without "
+                   "--model, the server loads no embedding model.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to the network.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
@@ -197,7 +222,8 @@ def _classify(e: Exception) -> tuple[int, str] | None:
               help="Show the model's directory in /info (hidden by default).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @exit_codes(_classify)
-def serve_command(model: str | None, host: str, port: int, api_key: str | None,
+def serve_command(model: str | None, reranker: str | None, sparse_model: str | None,
+                  host: str, port: int, api_key: str | None,
                   max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
                   max_client_batch_size: int, max_concurrent_requests: int,
                   payload_limit: int, dtype: str, threads: int | None, device: str,
@@ -205,7 +231,16 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
                   max_buffered_bytes: int, served_model_name: str | None,
                   show_model_path: bool, log_level: str) -> None:
     """Serve embeddings over HTTP (OpenAI /v1/embeddings; TEI-style /embed, /similarity,
-    /tokenize; /health, /info, /metrics; OpenAPI at /docs)."""
+    /tokenize; /health, /info, /metrics; OpenAPI at /docs), and with --reranker and
+    --sparse-model reranking (/rerank, /v1/rerank) and SPLADE vectors (/embed_sparse).
+
+    \b
+    Which models a server loads:
+      seqenc serve                                  embedding model (the default)
+      seqenc serve --reranker DIR                   reranker only
+      seqenc serve --model default --reranker DIR   both; add --sparse-model DIR for SPLADE
+    GET /info says which are loaded and lists the routes served; the others answer 404.
+    """
     if api_key is not None:
         try:
             check_api_key(api_key)
@@ -216,7 +251,9 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
         raise click.BadParameter(f"must be at least --payload-limit ({payload_limit})",
                                  param_hint="--max-buffered-bytes")
     settings = Settings(
-        model_id=served_model_name or model_id(model),
+        model_id=served_model_name or model_id(
+            model if model is not None or (reranker is None and sparse_model is None)
+            else reranker or sparse_model),
         api_key=api_key,
         max_batch_tokens=max_batch_tokens,
         batch_size=batch_size,
@@ -232,4 +269,5 @@ def serve_command(model: str | None, host: str, port: int, api_key: str | None,
         max_buffered_bytes=max_buffered_bytes,
         show_model_path=show_model_path,
     )
-    serve(settings, model, host, port, device=device, log_level=log_level)
+    serve(settings, model, host, port, device=device, log_level=log_level, reranker=reranker,
+          sparse_model=sparse_model)

@@ -27,6 +27,7 @@ _STATUS_TYPES = {400: "invalid_json", 401: "unauthorized", 404: "not_found",
                  429: "overloaded", 503: "not_ready"}
 _DESCRIPTIONS = {
     400: "The body is not JSON (malformed, or not UTF-8)",
+    404: "This server was started without the model the route needs (model_not_loaded)",
     413: "The body is larger than the payload limit",
     415: "The Content-Type is not application/json",
     422: "Valid JSON, invalid request: wrong types, empty input, too many inputs, an input "

@@ -4,7 +4,7 @@ string, true is not a number."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -33,6 +33,7 @@ ErrorType = Literal[
     "input_too_long",
     "overloaded",
     "not_ready",
+    "model_not_loaded",
     "backend",
 ]
 
@@ -140,17 +141,27 @@ class InfoResponse(BaseModel):
     model_dtype: str
     threads: int = Field(description="Torch threads running the forward passes")
     device: str = Field(description="Where the encoder runs: cpu or cuda")
-    dimension: int
-    max_input_length: int
-    pooling: str
-    normalize: bool = Field(description="Whether /v1/embeddings vectors are L2-normalised")
+    dimension: int | None = Field(description="Vector size; null without an embedding model")
+    max_input_length: int | None
+    pooling: str | None
+    normalize: bool | None = Field(description="Whether /v1/embeddings vectors are "
+                                   "L2-normalised")
+    embeddings: bool = Field(True, description="Whether an embedding model is loaded "
+                             "(/v1/embeddings, /embed, /similarity, /tokenize)")
+    reranker: dict[str, Any] | None = Field(
+        None, description="The cross-encoder behind /rerank and /v1/rerank (`seqenc serve "
+        "--reranker DIR`); null when none is loaded")
+    sparse: dict[str, Any] | None = Field(
+        None, description="The SPLADE model behind /embed_sparse (`--sparse-model DIR`); null "
+        "when none is loaded")
+    routes: list[str] = Field(default_factory=list, description="The model routes served")
     max_batch_tokens: int
     batch_size: int
     max_batch_requests: int | None
     max_client_batch_size: int
     max_concurrent_requests: int
     payload_limit: int
-    max_tokenize_tokens: int = Field(description="Tokens one /tokenize request may list: "
+    max_tokenize_tokens: int | None = Field(description="Tokens one /tokenize request may list: "
                                      "max_client_batch_size x max_input_length")
     read_timeout: float
     max_connections: int

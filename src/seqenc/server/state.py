@@ -17,6 +17,7 @@ from .errors import ApiError
 from .metrics import ServerMetrics
 from .queue import BatchQueue
 from .schemas import InfoResponse
+from .services import NAMES, ROUTES, Service, start_service
 from .settings import Settings
 from .tokenization import Tokenization
 
@@ -32,6 +33,8 @@ class ServerState:
         self.metrics = metrics
         self.tokenization: Tokenization | None = None
         self.queue: BatchQueue | None = None
+        self.services: dict[str, Service] = {}  # rerank / sparse models (services.py)
+        self.has_embeddings = True  # False: a reranker- or sparse-only server
         self.info: dict[str, Any] = {}
         self.phase = "loading the model"
         self.error: str | None = None
@@ -40,13 +43,48 @@ class ServerState:
         self._lock = threading.Lock()
 
     def start(self, model_or_loader: Any,
-              on_load_error: Callable[[BaseException], None] | None = None) -> None:
-        threading.Thread(target=self._load, args=(model_or_loader, on_load_error),
+              on_load_error: Callable[[BaseException], None] | None = None,
+              services: dict[str, Any] | None = None) -> None:
+        """Load the embedding model (None: serve none) and each of ``services`` (kind ->
+        model or loader: "rerank", "sparse") in a background thread."""
+        self.has_embeddings = model_or_loader is not None
+        threading.Thread(target=self._load, args=(model_or_loader, on_load_error,
+                                                  services or {}),
                          name="seqenc-loader", daemon=True).start()
 
     def _load(self, model_or_loader: Any,
-              on_load_error: Callable[[BaseException], None] | None) -> None:
+              on_load_error: Callable[[BaseException], None] | None,
+              services: dict[str, Any]) -> None:
+        try:
+            started = {}
+            for kind, loader in services.items():
+                self.phase = f"loading the {NAMES[kind][0]}"
+                started[kind] = start_service(kind, loader, self.settings, self.metrics)
+        except Exception as e:
+            self.error = f"the {NAMES[kind][0]} failed to load: {type(e).__name__}: {e}"
+            log.error("%s", self.error)
+            if on_load_error is not None:
+                on_load_error(e)
+            return
+        self.services = started
+        if model_or_loader is None:
+            with self._lock:
+                if self._closing:
+                    for service in started.values():
+                        service.queue.close()
+                    return
+                first = next(iter(started.values()))
+                self.metrics.watch_queue(lambda: first.queue.admitted,
+                                         lambda: first.queue.pending_texts)
+                self.info = self._describe(None, first.backend.threads)
+                self.ready = True
+            return
+        self._load_embeddings(model_or_loader, on_load_error)
+
+    def _load_embeddings(self, model_or_loader: Any,
+                         on_load_error: Callable[[BaseException], None] | None) -> None:
         s = self.settings
+        self.phase = "loading the model"
         try:
             from seqenc.allocator import release_free_memory
 
@@ -89,25 +127,36 @@ class ServerState:
         log.info("model %s ready (dimension %d, max input %d tokens)", s.model_id,
                  model.dimension, model.max_seq_length)
 
-    def _describe(self, model: Any, threads: int) -> dict[str, Any]:
+    def _describe(self, model: Any | None, threads: int) -> dict[str, Any]:
+        """/info: the embedding model (null fields when there is none), the reranker and
+        sparse model (null when not loaded), the routes served, the limits."""
         s = self.settings
+        first = next(iter(self.services.values()), None)
         return InfoResponse(
             model_id=s.model_id,
-            model_path=str(model.path) if model.path and s.show_model_path else None,
+            model_path=None if not s.show_model_path else (
+                (str(model.path) if model.path else None) if model is not None
+                else (first.info.get("path") if first else None)),
             model_dtype=s.dtype,
             threads=threads,
             device=str(getattr(model, "device", "cpu")),
-            dimension=model.dimension,
-            max_input_length=model.max_seq_length,
-            pooling=model.pooling,
-            normalize=model.normalize,
+            dimension=model.dimension if model is not None else None,
+            max_input_length=model.max_seq_length if model is not None else None,
+            pooling=model.pooling if model is not None else None,
+            normalize=model.normalize if model is not None else None,
+            embeddings=model is not None,
+            reranker=self.services["rerank"].info if "rerank" in self.services else None,
+            sparse=self.services["sparse"].info if "sparse" in self.services else None,
+            routes=[r for kind in ("embed", *self.services) if kind != "embed"
+                    or model is not None for r in ROUTES[kind]],
             max_batch_tokens=s.max_batch_tokens,
             batch_size=s.batch_size,
             max_batch_requests=s.max_batch_requests,
             max_client_batch_size=s.max_client_batch_size,
             max_concurrent_requests=s.max_concurrent_requests,
             payload_limit=s.payload_limit,
-            max_tokenize_tokens=s.max_client_batch_size * model.max_seq_length,
+            max_tokenize_tokens=(s.max_client_batch_size * model.max_seq_length
+                                 if model is not None else None),
             read_timeout=s.read_timeout,
             max_connections=s.max_connections,
             max_buffered_bytes=s.max_buffered_bytes,
@@ -115,18 +164,43 @@ class ServerState:
         ).model_dump()
 
     def close(self) -> None:
-        """Run what is queued, then stop the worker (the lifespan's end)."""
+        """Run what is queued, then stop the workers (the lifespan's end)."""
         with self._lock:
             self._closing = True
             self.ready = False
-            queue = self.queue
-        if queue is not None:
-            queue.close(self.settings.graceful_timeout)
+            queues = [self.queue] + [service.queue for service in self.services.values()]
+        for queue in queues:
+            if queue is not None:
+                queue.close(self.settings.graceful_timeout)
+
+    def require_loaded(self) -> None:
+        """503 until every model is loaded and warmed up (what /health answers)."""
+        if not self.ready:
+            raise ApiError(503, self.error or f"not ready: {self.phase}", "not_ready")
 
     def require_ready(self) -> tuple[Tokenization, BatchQueue]:
-        if not self.ready or self.tokenization is None or self.queue is None:
+        """The embedding model's tokenizer and queue: 503 while loading, 404 when this server
+        was started without one."""
+        self.require_loaded()
+        if not self.has_embeddings:
+            raise _not_loaded("embed")
+        if self.tokenization is None or self.queue is None:
             raise ApiError(503, self.error or f"not ready: {self.phase}", "not_ready")
         return self.tokenization, self.queue
+
+    def require_service(self, kind: str) -> Service:
+        """The reranker's or sparse model's backend and queue: 503 while loading, 404 when
+        this server was started without one."""
+        self.require_loaded()
+        if kind not in self.services:
+            raise _not_loaded(kind)
+        return self.services[kind]
+
+
+def _not_loaded(kind: str) -> ApiError:
+    name, option = NAMES[kind]
+    return ApiError(404, f"this server has no {name}: start it with `seqenc serve {option} "
+                    "PATH` (GET /info lists the routes it serves)", "model_not_loaded")
 
 
 async def server_state(request: Request) -> ServerState:

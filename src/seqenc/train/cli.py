@@ -293,6 +293,9 @@ def register(group: click.Group) -> None:
     group.add_command(evaluate_command)
 
 
+# `train pairs` (cross-encoders) lives in its own module and joins the group on import.
+from . import pairs_cli  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     train_group(prog_name="python -m seqenc.train.cli")
     sys.exit(0)

@@ -19,14 +19,14 @@ router = APIRouter(tags=["server"])
 async def health(state: State) -> dict[str, str]:
     """200 once the model is loaded and warmed up; 503 before (or if loading failed).
     Never needs the API key."""
-    state.require_ready()
+    state.require_loaded()
     return {"status": "ok"}
 
 
 @router.get("/info", response_model=InfoResponse, responses=documented(503))
 async def info(state: State) -> dict[str, Any]:
-    """The model and the server's limits."""
-    state.require_ready()
+    """The models (embedding, reranker, sparse: which are loaded), routes and limits."""
+    state.require_loaded()
     return state.info
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqenc.checkpoint import CheckpointError, config_from_bert
+from seqenc.checkpoint import CheckpointError, config_from_hf
 from seqenc.model import SentenceEncoder, default_model_path
 
 transformers = pytest.importorskip("transformers")
@@ -166,14 +166,14 @@ def test_mismatched_checkpoint_lists_every_problem(tmp_path):
 def test_unsupported_configs_are_named(change, field):
     base = json.loads((default_model_path() / "config.json").read_text())
     with pytest.raises(ValueError, match=field):
-        config_from_bert({**base, **change})
+        config_from_hf({**base, **change})
 
 
 def test_missing_config_field_is_named():
     base = json.loads((default_model_path() / "config.json").read_text())
     del base["intermediate_size"]
     with pytest.raises(CheckpointError, match="intermediate_size"):
-        config_from_bert(base)
+        config_from_hf(base)
 
 
 def test_missing_files_are_named(tmp_path):

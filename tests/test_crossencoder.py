@@ -1,0 +1,150 @@
+"""CrossEncoder against transformers' *ForSequenceClassification and sentence-transformers'
+CrossEncoder on random-weight checkpoints that transformers saved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heads_support import write_bert_classifier
+from seqenc.checkpoint import CheckpointError
+from seqenc.crossencoder import CrossEncoder, RankedDocument
+from seqenc.model import default_model_path
+from seqenc.pairs import PairTooLong
+
+transformers = pytest.importorskip("transformers")
+sentence_transformers = pytest.importorskip("sentence_transformers")
+
+PAIRS = [
+    ("How many people live in Berlin?", "Berlin has a population of 3.5 million."),
+    ("How many people live in Berlin?", "Paris is the capital of France."),
+    ("a", ""),
+    ("Zoë's café — naïve?", "東京は日本の首都です。 emoji 😀"),
+    ("short query", "long document " * 80),  # cut: second side only
+    ("long query " * 80, "short document"),  # cut: first side only
+    ("long query " * 60, "long document " * 60),  # cut: both
+]
+
+
+@pytest.fixture(scope="module")
+def bert1(tmp_path_factory):
+    return write_bert_classifier(tmp_path_factory.mktemp("bert1"), num_labels=1)
+
+
+@pytest.fixture(scope="module")
+def bert3(tmp_path_factory):
+    return write_bert_classifier(tmp_path_factory.mktemp("bert3"), num_labels=3, seed=1)
+
+
+def reference_logits(directory, pairs, max_length=64):
+    tok = transformers.AutoTokenizer.from_pretrained(str(directory))
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory))
+    enc = tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True,
+              max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        return model.eval()(**enc).logits.numpy(), enc
+
+
+@pytest.mark.parametrize("fixture", ["bert1", "bert3"])
+def test_logits_match_transformers(fixture, request):
+    directory = request.getfixturevalue(fixture)
+    ours = CrossEncoder.from_pretrained(directory)
+    ref, enc = reference_logits(directory, PAIRS)
+    got = ours.predict(PAIRS, batch_size=3, raw=True)
+    got = got.reshape(len(PAIRS), -1)
+    assert np.abs(got - ref).max() <= 1e-5
+    # the pair template and longest-first truncation give transformers' ids and token types
+    tokenized = ours.tokenizer.encode(PAIRS)
+    for i in range(len(PAIRS)):
+        n = int(enc["attention_mask"][i].sum())
+        assert tokenized.ids[i] == enc["input_ids"][i, :n].tolist()
+        assert tokenized.type_ids[i] == enc["token_type_ids"][i, :n].tolist()
+
+
+def test_scores_and_ranking_match_sentence_transformers(bert1):
+    ours = CrossEncoder.from_pretrained(bert1)
+    peer = sentence_transformers.CrossEncoder(str(bert1), device="cpu")
+    np.testing.assert_allclose(ours.predict(PAIRS), peer.predict(PAIRS), atol=1e-6)
+    docs = [b for _, b in PAIRS]
+    theirs = peer.rank(PAIRS[0][0], docs, top_k=4, return_documents=True)
+    mine = ours.rank(PAIRS[0][0], docs, top_k=4, return_documents=True)
+    assert [r.index for r in mine] == [r["corpus_id"] for r in theirs]
+    np.testing.assert_allclose([r.score for r in mine], [r["score"] for r in theirs], atol=1e-6)
+    assert all(isinstance(r, RankedDocument) and r.text == docs[r.index] for r in mine)
+    scores = [r.score for r in ours.rank(PAIRS[0][0], docs)]
+    assert scores == sorted(scores, reverse=True) and len(scores) == len(docs)
+
+
+def test_one_label_is_sigmoid_of_the_logit_and_many_labels_are_raw(bert1, bert3):
+    one = CrossEncoder.from_pretrained(bert1)
+    raw = one.predict(PAIRS[:3], raw=True)
+    np.testing.assert_allclose(one.predict(PAIRS[:3]), 1 / (1 + np.exp(-raw)), rtol=1e-6)
+    assert one.predict(PAIRS[0]).shape == ()  # one pair in, one score out
+    three = CrossEncoder.from_pretrained(bert3)
+    logits = three.predict(PAIRS[:3])
+    assert logits.shape == (3, 3)
+    np.testing.assert_array_equal(logits, three.predict(PAIRS[:3], raw=True))
+    probs = three.predict(PAIRS[:3], apply_softmax=True)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="one-label"):
+        three.rank("q", ["d"])
+
+
+def test_truncation_reports_the_side_that_was_cut(bert1):
+    model = CrossEncoder.from_pretrained(bert1)
+    _, report = model.predict(PAIRS, return_report=True)
+    assert report.truncated == {4: "second", 5: "first", 6: "both"}
+    with pytest.raises(PairTooLong, match="pair 1 has .* more than max_length=64"):
+        model.predict([PAIRS[0], PAIRS[4]], truncate=False)
+    left = model.tokenizer.encode([PAIRS[4]], direction="left").ids[0]
+    right = model.tokenizer.encode([PAIRS[4]]).ids[0]
+    assert len(left) == len(right) == 64 and left != right
+    only_first = model.tokenizer.encode([PAIRS[5]], strategy="only_first")
+    assert only_first.cut == {0: "first"}
+    with pytest.raises(ValueError, match="only_second"):
+        model.tokenizer.encode([PAIRS[5]], strategy="only_second")
+
+
+def test_saved_cross_encoder_loads_in_transformers_and_sentence_transformers(bert3, tmp_path):
+    model = CrossEncoder.from_pretrained(bert3)
+    out = model.save_pretrained(tmp_path / "saved")
+    again = CrossEncoder.from_pretrained(out)
+    np.testing.assert_array_equal(again.predict(PAIRS), model.predict(PAIRS))
+    ref, _ = reference_logits(out, PAIRS)
+    assert np.abs(ref - model.predict(PAIRS, raw=True)).max() <= 1e-5
+    peer = sentence_transformers.CrossEncoder(str(out), device="cpu")
+    assert peer.max_seq_length == 64
+    np.testing.assert_allclose(peer.predict(PAIRS), model.predict(PAIRS), atol=1e-5)
+
+
+def test_new_head_on_a_sentence_encoder_keeps_the_pooler_like_transformers(tmp_path):
+    torch.manual_seed(0)
+    fresh = CrossEncoder.from_encoder("default", num_labels=1, max_length=32)
+    out = fresh.save_pretrained(tmp_path / "fresh")
+    hf = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(default_model_path()), num_labels=1)
+    pooler = hf.bert.pooler.dense.weight.detach()
+    torch.testing.assert_close(fresh.model.head.dense.weight.detach(), pooler, rtol=0, atol=0)
+    assert fresh.model.head.out.weight.std() > 0  # a new, random output layer
+    ref, _ = reference_logits(out, PAIRS, max_length=32)
+    assert np.abs(ref[:, 0] - fresh.predict(PAIRS, raw=True)).max() <= 1e-5
+
+
+def test_plain_encoder_is_refused_with_what_to_do():
+    with pytest.raises(CheckpointError, match="no sequence-classification head.*train pairs"):
+        CrossEncoder.from_pretrained(default_model_path())
+
+
+@pytest.mark.parametrize("bad, error", [
+    (["not a pair"], TypeError), ([("a",)], TypeError), ([("a", 3)], TypeError),
+])
+def test_bad_pairs_are_named(bert1, bad, error):
+    with pytest.raises(error, match="pair 0"):
+        CrossEncoder.from_pretrained(bert1).predict(bad)
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 0}, {"top_k": True}, {"batch_size": 0}])
+def test_bad_rank_arguments(bert1, kwargs):
+    with pytest.raises(ValueError):
+        CrossEncoder.from_pretrained(bert1).rank("q", ["a", "b"], **kwargs)

