@@ -58,9 +58,12 @@ def error_response(status: int, message: str, error_type: str,
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: the error statuses it can answer, for the OpenAPI doc."""
+    """``responses=`` for a route: the error statuses it can answer, for the OpenAPI doc. A
+    route that reads a JSON body (400) also answers 415 for a body of another type."""
+    if 400 in codes and 415 not in codes:
+        codes = (*codes, 415)
     return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
-            for code in codes}
+            for code in sorted(codes)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
