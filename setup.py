@@ -15,8 +15,9 @@ if x86 and sys.platform != "win32":
     ext_modules.append(
         Extension(
             "seqenc._kernels",
-            [f"src/seqenc/csrc/{name}.c" for name in ("module", "attention", "elementwise")],
-            depends=["src/seqenc/csrc/simd.h"],
+            [f"src/seqenc/csrc/{name}.c"
+             for name in ("module", "attention", "elementwise", "avx512", "peak")],
+            depends=["src/seqenc/csrc/simd.h", "src/seqenc/csrc/simd512.h"],
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
             optional=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -39,10 +41,66 @@ def test_benchmark_runs_and_checks_agreement(tmp_path):
     result = run_benchmark(texts, dtypes=("float32",), rounds=1, sweep_lengths=(16,),
                            sweep_texts=2, log=lines.append)
     (mode,) = result.modes
-    assert mode.min_cosine_to_peer >= 0.99999 and mode.ratio > 0
-    assert len(mode.seqenc.seconds) == 1 and mode.seqenc.sentences_per_s > 0
+    ours, peer = mode.engines
+    assert ours.name == "seqenc fp32" and peer.name == "sentence-transformers fp32"
+    assert peer.min_cosine_to_fp32 >= 0.99999 and peer.seqenc_ratio > 0
+    assert len(ours.seconds) == 1 and ours.sentences_per_s > 0 and ours.seqenc_ratio == 1
+    assert mode.gemm_gflops["fp32"] > 0
     assert result.sweep and result.sweep[0]["length"] == 16
-    assert any("ratio" in line for line in lines)
+    assert any("seqenc" in line and "x" in line for line in lines)
     save(result, tmp_path / "r.json", tmp_path / "r.png")
     assert json.loads((tmp_path / "r.json").read_text())["modes"][0]["dtype"] == "float32"
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+ONNX_PEERS_CHECK = """
+import sys
+from pathlib import Path
+from seqenc.bench import min_cosine
+from seqenc.model import SentenceEncoder
+from seqenc.peers import build_peers
+
+model = SentenceEncoder.from_pretrained()
+texts = ["A man is playing a guitar.", "Stocks fell sharply on Tuesday.", "Hi", "x " * 50]
+ours = model.encode(texts)
+workdir = Path(sys.argv[1])
+peers = build_peers(model, "float32", ("onnxruntime", "openvino"), batch_size=3, threads=1,
+                    workdir=workdir)
+assert [p.name for p in peers] == ["onnxruntime fp32", "openvino fp32"], [p.name for p in peers]
+for peer in peers:  # batches of 3, sorted by length: padding is exercised
+    cos = min_cosine(peer.encode(texts), ours)
+    assert cos > 0.99999, (peer.name, cos)
+(default,) = build_peers(model, "bfloat16", ("openvino",), 3, 1, workdir=workdir)
+assert default.name.endswith("(default)"), default.name
+assert min_cosine(default.encode(texts), ours) > 0.999
+print("ok", default.name)
+"""
+
+
+def test_onnx_peers_agree_with_seqenc(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    # in a child process: ONNX Runtime's and OpenVINO's thread pools and libraries stay out
+    # of the test process (the bench loads them only in `seqenc bench`'s own process)
+    done = subprocess.run([sys.executable, "-c", ONNX_PEERS_CHECK, str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok openvino")
+
+
+def test_unknown_peers_are_refused():
+    from seqenc.peers import build_peers
+
+    with pytest.raises(ValueError, match="unknown peer"):
+        build_peers(SentenceEncoder.from_pretrained(), "float32", ("fastembed",), 32, 1)
+
+
+def test_fma_peaks_per_precision():
+    from seqenc.bench import fma_peaks
+    from seqenc.nn import kernels
+
+    peaks = fma_peaks(1, seconds=0.01)
+    if not kernels.AVAILABLE:
+        assert peaks == {}
+        return
+    assert peaks["fp32"] > 0 and peaks["bf16"] > 0

@@ -125,3 +125,13 @@ def test_every_exit_code_is_in_the_readme_and_help():
     for code in codes:
         assert re.search(rf"^ +{code} +[a-z]", exits.EXIT_CODES, re.MULTILINE), code
     assert re.search(r"^ +5 +.*seqenc\[serve\]", exits.SERVE_EXIT_CODES, re.MULTILINE)
+
+
+def test_training_without_matplotlib_stops_before_it_starts(tmp_path, monkeypatch):
+    data = tmp_path / "train.tsv"
+    data.write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    block(monkeypatch, "matplotlib")
+    result = run("train", "classify", "--train", data, "-o", tmp_path / "run", "--max-steps", 1)
+    assert_one_line(result, "viz")
+    assert "training (it draws learning_curves.png) needs matplotlib" in result.stderr
+    assert not (tmp_path / "run").exists()

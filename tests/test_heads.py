@@ -32,7 +32,8 @@ def _reference(directory, task, *inputs):
         return model(**enc).logits, enc
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "xlm-roberta", "electra", "distilbert",
+                                    "mpnet"])
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_sequence_classification_logits(tmp_path, family, num_labels):
     directory = write_family_task_model(tmp_path / family, family, "classification", num_labels)

@@ -185,18 +185,6 @@ def test_token_budget_batching_gives_the_same_vectors(model):
         model.encode(TEXTS, batch_tokens=0)
 
 
-def test_plan_batches_respects_the_budget():
-    from seqenc.model import plan_batches
-
-    lengths = np.array([300, 120, 100, 40, 40, 40, 10, 3])
-    assert plan_batches(lengths, 3) == [(0, 3), (3, 6), (6, 8)]
-    slices = plan_batches(lengths, 3, batch_tokens=256)
-    assert slices[0] == (0, 1)  # one over-budget text still gets its own batch
-    assert [i for lo, hi in slices for i in range(lo, hi)] == list(range(len(lengths)))
-    for lo, hi in slices[1:]:
-        assert (hi - lo) * lengths[lo] <= 256
-
-
 def test_max_seq_length_can_be_lowered(model):
     saved = model.max_seq_length
     try:

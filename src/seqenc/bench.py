@@ -1,16 +1,22 @@
-"""Throughput benchmark: seqenc against sentence-transformers on the same checkpoint, texts and
-thread count, interleaved in one process (A B A B ...) after warm-up. A fast wrong answer
-fails: the outputs must agree before any speed is reported.
+"""Throughput benchmark: seqenc against its peers (sentence-transformers, ONNX Runtime,
+OpenVINO: peers.py) on the same checkpoint, texts, batches and thread count, interleaved in one
+process (A B C A B C ...) after warm-up. A fast wrong answer fails: the outputs must agree
+before any speed is reported. Each engine's speed is also given as a fraction of the GEMM probe
+and of the cores' FMA peak in the precision it computes in.
 
-The peer comes from the ``bench`` extra (``pip install 'seqenc[bench]'``); without it
-``run_benchmark`` says so in one line (seqenc.extras). Nothing here imports it at import time.
+The peers come from the ``bench`` extra (``pip install 'seqenc[bench]'``); without it
+``run_benchmark`` says so in one line (seqenc.extras). Nothing here imports them at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,29 +31,31 @@ from .choices import DTYPES
 from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
+from .threads import set_threads
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999}
 
 
 @dataclass
 class EngineResult:
+    name: str  # "seqenc fp32", "onnxruntime fp32", "openvino bf16 (default)", ...
+    precision: str  # what it computes in
     sentences_per_s: float
     tokens_per_s: float
     seconds: list[float]
-    peak_fraction: float  # achieved model FLOP/s over the large-GEMM FLOP/s of the same dtype
+    model_gflops: float  # the encoder's FLOPs over the median time
+    peak_fraction: float  # of the large-GEMM probe in its precision (MKL/oneDNN's practical peak)
+    fma_fraction: float | None  # of the cores' FMA peak in its precision (None: not measured)
+    min_cosine_to_fp32: float  # to seqenc fp32 (itself checked against sentence-transformers)
+    seqenc_ratio: float  # seqenc's sentences/s over this engine's
 
 
 @dataclass
 class ModeResult:
     dtype: str
-    seqenc: EngineResult
-    peer: EngineResult
-    ratio: float  # seqenc / peer sentences per second
-    min_cosine_to_peer: float
-    min_cosine_to_fp32: float
-    gemm_gflops: float  # large-GEMM rate in this mode's dtype (the peer's)
-    seqenc_gemm_gflops: float  # ... in the dtype seqenc's GEMMs run in (fp32 for bf16 on CPUs
-    # without bf16 matmuls, see precision.py)
+    engines: list[EngineResult]  # seqenc first
+    gemm_gflops: dict[str, float]  # large-GEMM probe per precision
+    fma_gflops: dict[str, float]  # FMA peak of the cores per precision (threads x one core)
 
 
 @dataclass
@@ -115,6 +123,44 @@ def interleave(engines: dict[str, Callable[[], object]], rounds: int) -> dict[st
     return times
 
 
+def fma_peaks(threads: int, seconds: float = 0.3) -> dict[str, float]:
+    """The cores' arithmetic peak per precision, GFLOP/s (int8: GOP/s), from csrc/peak.c's
+    probes: fp32 by the widest FMA the CPU has, bf16 by vdpbf16ps (AVX512-BF16), int8 by
+    vpdpbusd (AVX512-VNNI). Best of three short runs (a shared CPU only lowers a run). Empty
+    without the kernels."""
+    from .nn import kernels
+
+    if not kernels.AVAILABLE:
+        return {}
+    import seqenc._kernels as k
+
+    level = kernels.ISAS.index(kernels.AVAILABLE[-1])
+    probes = {"fp32": 1 if level >= 1 else 0}
+    if level >= 2:
+        probes["bf16"] = 2
+    if level >= 1 and torch.cpu._is_vnni_supported():
+        probes["int8"] = 3
+    peaks = {}
+    for name, kind in probes.items():
+        iters = max(1000, int(k.peak(kind, 100_000, 1) * 1e9 * seconds / 2000))  # ~seconds
+        peaks[name] = max(k.peak(kind, iters, threads) for _ in range(3))
+    if "bf16" not in peaks:
+        peaks["bf16"] = peaks["fp32"]  # no bf16 arithmetic: bf16 runs as fp32 (precision.py)
+    return peaks
+
+
+@contextlib.contextmanager
+def busy_cores(n: int):
+    """n background processes each spinning one core: the benchmark on a shared machine."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def run_benchmark(
     texts: Sequence[str],
     model_name: str | None = None,
@@ -127,75 +173,98 @@ def run_benchmark(
     sweep_texts: int = 64,
     log: Callable[[str], None] = print,
     device: str = "cpu",
+    peers: Sequence[str] = ("sentence-transformers",),
+    busy: int = 0,
 ) -> BenchResult:
-    """``device`` "cuda" runs both engines on the GPU (the peak probe too); see README."""
-    SentenceTransformer = require("sentence_transformers", "seqenc bench").SentenceTransformer
-    if threads:
-        torch.set_num_threads(threads)
-    tune_memory()  # process-wide: both engines run with the same allocator settings
+    """seqenc against each peer of ``peers`` (see peers.py) per dtype, interleaved round by
+    round (seqenc, peer 1, peer 2, ..., seqenc, ...) after a warm-up that checks agreement.
+    ``device`` "cuda" runs seqenc and sentence-transformers on the GPU (the peak probe too).
+    ``busy`` spins that many extra processes during the timed rounds (a shared CPU)."""
+    from .peers import build_peers
+
+    set_threads(threads or None)
+    threads = torch.get_num_threads()
+    tune_memory()  # process-wide: all engines run with the same allocator settings
     model = SentenceEncoder.from_pretrained(model_name, device=device)
     texts = list(texts)
     lengths = model.tokenizer.encode(texts).lengths
     flops = model_flops(model, lengths)
+    from .nn import kernels
+
     result = BenchResult(
         machine={"platform": platform.platform(), "processor": platform.processor(),
-                 "threads": torch.get_num_threads(), "torch": torch.__version__,
+                 "threads": threads, "torch": torch.__version__,
                  "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device,
+                 "kernels": kernels.ISA or "none", "busy_processes": busy,
                  "gpu": torch.cuda.get_device_name() if device != "cpu" else None},
         corpus={"texts": len(texts), "tokens": int(lengths.sum()),
                 "mean_tokens": float(lengths.mean()), "peer_batch_size": batch_size,
                 "seqenc_batch_tokens": batch_tokens},
     )
     reference = model.encode(texts, batch_size=batch_size)
+    fma = fma_peaks(threads) if device == "cpu" else {}
+    result.machine["fma_gflops"] = fma
+    workdir = Path(tempfile.mkdtemp(prefix="seqenc-bench-"))
+    sentence_transformers_fp32 = None
     for dtype in dtypes:
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
-        peer = SentenceTransformer(str(model.path), device=device).to(torch_dtype)
-        peer.max_seq_length = model.max_seq_length
+        ours_precision = "bf16" if dtype == "bfloat16" and native_bf16_matmul(device) else "fp32"
 
         def ours(dtype=dtype):
             return model.encode(texts, batch_size=batch_size, dtype=dtype,
                                 batch_tokens=batch_tokens)
 
-        def theirs(peer=peer):
-            return peer.encode(texts, batch_size=batch_size, convert_to_numpy=True)
-
-        got, expected = ours(), np.asarray(theirs(), dtype=np.float32)  # warm-up + agreement
-        to_peer, to_fp32 = min_cosine(got, expected), min_cosine(got, reference)
-        log(f"[{dtype}] min cosine seqenc vs sentence-transformers {to_peer:.6f}, "
-            f"vs seqenc fp32 {to_fp32:.6f}")
-        if to_fp32 < MIN_COSINE[dtype]:
-            raise AssertionError(f"{dtype}: min cosine to fp32 {to_fp32} < {MIN_COSINE[dtype]}")
-        if dtype == "float32" and to_peer < MIN_COSINE[dtype]:
-            raise AssertionError(f"float32: min cosine to the peer {to_peer} < 0.99999")
-        peak = gemm_gflops(torch_dtype, device=device)
-        our_peak = peak if dtype == "float32" or native_bf16_matmul(device) else gemm_gflops(
-            torch.float32, device=device)
-        times = interleave({"seqenc": ours, "peer": theirs}, rounds)
-
-        def summarise(seconds: list[float], peak: float) -> EngineResult:
-            best = statistics.median(seconds)
-            return EngineResult(len(texts) / best, float(lengths.sum()) / best, seconds,
-                                flops / best / 1e9 / peak)
-
-        mode = ModeResult(dtype, summarise(times["seqenc"], our_peak),
-                          summarise(times["peer"], peak), 0.0, to_peer, to_fp32, peak, our_peak)
-        mode.ratio = mode.seqenc.sentences_per_s / mode.peer.sentences_per_s
+        engines = {f"seqenc {'fp32' if dtype == 'float32' else 'bf16'}": (ours, ours_precision)}
+        racing = build_peers(model, dtype, peers, batch_size, threads, device, workdir)
+        for peer in racing:
+            engines[peer.name] = (lambda p=peer: p.encode(texts), peer.precision)
+        cosines = {}
+        for name, (run, _) in engines.items():  # warm-up + agreement
+            got = run()
+            cosines[name] = min_cosine(got, reference)
+            if name == "sentence-transformers fp32":
+                sentence_transformers_fp32 = min_cosine(reference, got)
+            log(f"[{dtype}] {name}: min cosine to seqenc fp32 {cosines[name]:.6f}")
+        ours_name = next(iter(engines))
+        if cosines[ours_name] < MIN_COSINE[dtype]:
+            raise AssertionError(f"{dtype}: min cosine to fp32 {cosines[ours_name]} < "
+                                 f"{MIN_COSINE[dtype]}")
+        if sentence_transformers_fp32 is not None and sentence_transformers_fp32 < 0.99999:
+            raise AssertionError(f"float32: min cosine to sentence-transformers "
+                                 f"{sentence_transformers_fp32} < 0.99999")
+        gemm = {"fp32": gemm_gflops(torch.float32, device=device)}
+        if dtype == "bfloat16":
+            gemm["bf16"] = gemm_gflops(torch.bfloat16, device=device)
+        with busy_cores(busy):
+            times = interleave({name: run for name, (run, _) in engines.items()}, rounds)
+        ours_s = statistics.median(times[ours_name])
+        mode = ModeResult(dtype, [], gemm, {k: v for k, v in fma.items() if k in gemm})
+        for name, (_, precision) in engines.items():
+            best = statistics.median(times[name])
+            achieved = flops / best / 1e9
+            mode.engines.append(EngineResult(
+                name, precision, len(texts) / best, float(lengths.sum()) / best, times[name],
+                achieved, achieved / gemm.get(precision, gemm["fp32"]),
+                achieved / fma[precision] if precision in fma else None, cosines[name],
+                best / ours_s))
+            log(f"[{dtype}] {name:32s} {len(texts) / best:7.1f} sent/s  "
+                f"{achieved:6.1f} GFLOP/s = {mode.engines[-1].peak_fraction:4.0%} of "
+                f"{precision} GEMM probe"
+                + (f", {mode.engines[-1].fma_fraction:4.0%} of FMA peak"
+                   if mode.engines[-1].fma_fraction else "")
+                + ("" if name == ours_name else f" | seqenc {best / ours_s:.2f}x"))
         result.modes.append(mode)
-        log(f"[{dtype}] seqenc {mode.seqenc.sentences_per_s:.0f} sent/s "
-            f"({mode.seqenc.tokens_per_s:.0f} tok/s, {mode.seqenc.peak_fraction:.0%} of "
-            f"{our_peak:.0f} GFLOP/s GEMM) | sentence-transformers "
-            f"{mode.peer.sentences_per_s:.0f} sent/s ({mode.peer.peak_fraction:.0%} of "
-            f"{peak:.0f} GFLOP/s {dtype} GEMM) | ratio {mode.ratio:.2f}x")
-        if sweep_lengths and dtype == "float32":
-            result.sweep = length_sweep(model, peer, sweep_lengths, sweep_texts, batch_size, log)
+        if sweep_lengths and dtype == "float32" and "sentence-transformers" in peers:
+            st_peer = next(p for p in racing if p.name.startswith("sentence-transformers"))
+            result.sweep = length_sweep(model, st_peer.encode, sweep_lengths, sweep_texts,
+                                        batch_size, log)
     return result
 
 
 def length_sweep(model, peer, lengths, n_texts, batch_size, log) -> list[dict]:
-    """Texts of exactly L tokens ([CLS]/[SEP] included): how cost grows with length."""
+    """Texts of exactly L tokens ([CLS]/[SEP] included): how cost grows with length. ``peer``
+    encodes a list of texts (sentence-transformers', at the model's max_seq_length)."""
     saved = model.max_seq_length
-    limit = model.encoder.cfg.longest_sequence  # RoBERTa-style offsets use rows up front
-    model.max_seq_length, peer.max_seq_length = limit, limit
+    limit = min(model.encoder.cfg.longest_sequence, saved)  # the peer's max_seq_length
     rows = []
     try:
         for L in lengths:
@@ -206,7 +275,7 @@ def length_sweep(model, peer, lengths, n_texts, batch_size, log) -> list[dict]:
             model.encode(texts[:batch_size])
             times = interleave(
                 {"seqenc": lambda t=texts: model.encode(t, batch_size=batch_size),
-                 "peer": lambda t=texts: peer.encode(t, batch_size=batch_size)}, 2)
+                 "peer": lambda t=texts: peer(t)}, 2)
             row = {"length": L} | {f"{k}_tokens_per_s": n_texts * L / min(v)
                                    for k, v in times.items()}
             rows.append(row)

@@ -1,4 +1,5 @@
-"""``seqenc bench``: seqenc's throughput against sentence-transformers, from the command line.
+"""``seqenc bench``: seqenc's throughput against its peers (seqenc/peers.py), from the command
+line.
 
 Click and the standard library only at import (``seqenc --help`` stays instant); the harness
 (seqenc/bench.py: torch, the model, the peer from the ``bench`` extra) loads when it runs.
@@ -42,12 +43,19 @@ def default_bench_corpus() -> Path:
 @click.option("--no-sweep", is_flag=True, help="Skip the 16..512-token length sweep.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="auto = cuda when a GPU is visible.")
+@click.option("--peer", "peers", multiple=True, show_default=True,
+              default=("sentence-transformers", "onnxruntime", "openvino"),
+              type=click.Choice(["sentence-transformers", "onnxruntime", "openvino"]),
+              help="Engines to race (all from the bench extra).")
+@click.option("--busy", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Spin this many extra processes during the timed rounds (a shared CPU).")
 @click.option("--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("benchmarks/results"), show_default=True)
 @exit_codes(unexpected)
 def bench_command(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens, rounds, threads,
-          no_sweep, device, out_dir):
-    """Throughput against sentence-transformers (interleaved, same texts, same threads).
+          no_sweep, device, peers, busy, out_dir):
+    """Throughput against sentence-transformers, ONNX Runtime and OpenVINO (interleaved, same
+    texts, batches and threads; agreement checked first).
 
     CORPUS is a text file, one text per line (default: ../shared/data/bench/corpus.txt in a
     checkout beside ../shared, else a 200-line sample shipped with seqenc). Needs the bench
@@ -66,6 +74,6 @@ def bench_command(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens,
     device = device_option(device)
     result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,
                            sweep_lengths=() if no_sweep else (16, 32, 64, 128, 256, 512), log=log,
-                           device=device)
+                           device=device, peers=peers, busy=busy)
     save(result, out_dir / "throughput.json", out_dir / "throughput.png")
     log(f"wrote {out_dir / 'throughput.json'}" + ("" if no_sweep else " and throughput.png"))

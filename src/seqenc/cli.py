@@ -269,10 +269,9 @@ def _make_parent(out: Path) -> None:
 
 def _load_encoder(name: str | None, device: str, threads: int | None,
                   max_length: int | None) -> Any:
-    if threads is not None:
-        import torch
+    from seqenc.threads import set_threads
 
-        torch.set_num_threads(threads)
+    set_threads(threads)
     model = load_model(name, device)
     if max_length is not None:
         if max_length > model.max_seq_length:

@@ -17,7 +17,7 @@ EXTRAS = {
     "io": ("pyarrow",),
     "viz": ("matplotlib",),
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
-    "bench": ("sentence_transformers",),  # the peer `seqenc bench` measures against
+    "bench": ("sentence_transformers", "transformers", "onnx", "onnxruntime", "openvino"),
     "ray": ("ray",),  # seqenc encode --engine ray
 }
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from .allocator import release_free_memory
+from .batching import plan_batches
 from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
 from .choices import DEVICES, DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
 from .nn.encoder import Encoder
@@ -241,7 +243,11 @@ class SentenceEncoder:
         order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up at once
         sentence = np.empty((len(texts), self.dimension), dtype=np.float32)
         tokens: list[np.ndarray | None] = [None] * len(texts)
-        batches = plan_batches(lengths[order], batch_size, batch_tokens)
+        # Rows or a token budget bound each pass; the fewest passes, then the least padding
+        # (the encoder packs real tokens, so each extra pass costs more than padding saves).
+        rows = batch_size if batch_tokens is None else None
+        plan = plan_batches(lengths[order], rows, batch_tokens, pass_cost=None)
+        batches = list(pairwise(plan))
         if show_progress:
             from tqdm.auto import tqdm
 
@@ -359,21 +365,3 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
     finally:
         if was_training:
             module.train()
-
-
-def plan_batches(
-    sorted_lengths: np.ndarray, batch_size: int, batch_tokens: int | None = None
-) -> list[tuple[int, int]]:
-    """[lo, hi) slices over texts sorted longest first: ``batch_size`` rows each, or, with
-    ``batch_tokens``, as many rows as fit rows x longest <= batch_tokens (at least one)."""
-    n = len(sorted_lengths)
-    if batch_tokens is None:
-        return [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    slices, lo = [], 0
-    while lo < n:
-        rows = max(1, batch_tokens // max(int(sorted_lengths[lo]), 1))  # longest row first
-        slices.append((lo, min(lo + rows, n)))
-        lo += rows
-    return slices
-
-

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from itertools import pairwise
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqenc.server.queue import BatchQueue, QueueClosed, QueueFull, plan_passes
+from seqenc.server.queue import BatchQueue, QueueClosed, QueueFull
 
 WAIT = 30  # seconds; bounds waits on the worker thread, never asserted on
 
@@ -265,44 +264,6 @@ def test_any_load_every_text_runs_once_within_limits(requests, budget, batch_siz
 
 
 # ---- pass planning ---------------------------------------------------------------------------
-
-
-def plan_cost(lengths: list[int], bounds: list[int], pass_cost: int) -> int:
-    return sum(pass_cost + (j - i) * lengths[i] for i, j in pairwise(bounds))
-
-
-def all_plans(n: int):
-    """Every way to cut n sorted texts into contiguous runs."""
-    for mask in range(2 ** max(n - 1, 0)):
-        yield [0, *(k + 1 for k in range(n - 1) if mask >> k & 1), n]
-
-
-sorted_lengths = st.lists(st.integers(1, 300), min_size=1, max_size=9).map(
-    lambda xs: sorted(xs, reverse=True))
-
-
-@settings(max_examples=200, deadline=None)
-@given(lengths=sorted_lengths, batch_size=st.integers(1, 6), budget=st.integers(1, 1200),
-       pass_cost=st.integers(0, 64))
-def test_plan_passes_is_the_cheapest_plan_within_limits(lengths, batch_size, budget, pass_cost):
-    def allowed(bounds):
-        return all(j - i <= batch_size and ((j - i) * lengths[i] <= budget or j - i == 1)
-                   for i, j in pairwise(bounds))
-
-    bounds = plan_passes(lengths, batch_size, budget, pass_cost)
-    assert bounds[0] == 0 and bounds[-1] == len(lengths)
-    assert allowed(bounds)
-    cheapest = min(plan_cost(lengths, b, pass_cost) for b in all_plans(len(lengths))
-                   if allowed(b))
-    assert plan_cost(lengths, bounds, pass_cost) == cheapest
-
-
-def test_plan_passes_splits_off_the_long_tail():
-    lengths = [120, 60, *[12] * 30]
-    bounds = plan_passes(lengths, 32, 8192, 32)
-    assert bounds[:2] == [0, 1]  # the 120-token text does not pad thirty 12-token ones
-    assert plan_cost(lengths, bounds, 32) < plan_cost(lengths, [0, 32], 32)
-    assert plan_passes([5] * 10, 32, 8192, 32) == [0, 10]  # equal lengths: one pass
 
 
 def test_on_idle_runs_when_the_worker_runs_dry_not_while_work_waits():

@@ -88,14 +88,14 @@ AVX2 static void add_layernorm_rows(float *y, const float *bias, const float *re
 }
 
 void seqenc_bias_gelu(float *x, const float *bias, int64_t rows, int64_t n, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++)
         bias_gelu_rows(x, bias, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
 }
 
 void seqenc_add_layernorm(float *y, const float *bias, const float *residual, const float *gamma,
                           const float *beta, float eps, int64_t rows, int64_t n, int threads) {
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++)
         add_layernorm_rows(y, bias, residual, gamma, beta, eps, n, b * 16,
                            b * 16 + 16 < rows ? b * 16 + 16 : rows);

@@ -13,7 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "simd.h"
+#include "simd512.h"
 
 static PyObject *supported(PyObject *self, PyObject *args) {
     (void)self; (void)args;
@@ -25,11 +25,44 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 #endif
 }
 
+/* The best kernel set this CPU runs: ISA_AVX2, ISA_AVX512 (F, BW, VL, DQ) or ISA_AVX512BF16
+ * (also AVX512-BF16); -1 without AVX2 + FMA. */
+static PyObject *best_isa(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    long isa = -1;
+#ifdef SEQENC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
+    if (isa == ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        isa = ISA_AVX512;
+    if (isa == ISA_AVX512 && __builtin_cpu_supports("avx512bf16")) isa = ISA_AVX512BF16;
+#endif
+    return PyLong_FromLong(isa);
+}
+
 #ifdef SEQENC_X86
 static int valid_width(long long n, int threads) {
     if (n % 8 == 0 && threads > 0) return 1;
     PyErr_SetString(PyExc_ValueError, "width must be a multiple of 8");
     return 0;
+}
+
+/* Which implementation runs (isa, dtype) on width n: 512 for the AVX-512 one, 256 for the AVX2
+ * one, 0 (with an error set) for a combination the kernels do not have. bf16 exists with 16
+ * lanes only; float32 takes 16 lanes when asked for AVX-512 and n % 16 == 0. */
+static int lanes_for(int isa, int dtype, long long n) {
+    if (dtype == DTYPE_BF16) {
+        if (isa >= ISA_AVX512BF16 && n % 16 == 0) return 512;
+        PyErr_SetString(PyExc_ValueError,
+                        "bf16 kernels need the avx512bf16 kernel set and a width divisible by 16");
+        return 0;
+    }
+    if (dtype != DTYPE_F32 || isa < ISA_AVX2 || isa > ISA_AVX512BF16) {
+        PyErr_SetString(PyExc_ValueError, "unknown kernel set or dtype");
+        return 0;
+    }
+    return isa >= ISA_AVX512 && n % 16 == 0 ? 512 : 256;
 }
 
 /* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, n_rows,
@@ -67,47 +100,125 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* bias_gelu(x_ptr, bias_ptr, rows, n, threads): x = gelu(x + bias) in place (erf form). */
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype): x = gelu(x + bias) in place (erf
+ * form); returns the lanes of the implementation that ran (256 or 512). */
 static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, bias;
     long long rows, n;
-    int threads;
-    if (!PyArg_ParseTuple(args, "KKLLi", &x, &bias, &rows, &n, &threads)) return NULL;
+    int threads, isa, dtype;
+    if (!PyArg_ParseTuple(args, "KKLLiii", &x, &bias, &rows, &n, &threads, &isa, &dtype))
+        return NULL;
     if (!valid_width(n, threads)) return NULL;
+    const int lanes = lanes_for(isa, dtype, n);
+    if (!lanes) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
+    if (lanes == 512)
+        seqenc_bias_gelu512((void *)(uintptr_t)x, (const void *)(uintptr_t)bias, rows, n, threads,
+                            dtype);
+    else
+        seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return PyLong_FromLong(lanes);
 }
 
-/* add_layernorm(y_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, rows, n, threads):
- * y = LayerNorm(y + bias + residual) in place. */
+/* add_layernorm(y_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, rows, n, threads,
+ * isa, dtype): y = LayerNorm(y + bias + residual) in place; returns the lanes that ran. */
 static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long y, bias, residual, gamma, beta;
     float eps;
     long long rows, n;
-    int threads;
-    if (!PyArg_ParseTuple(args, "KKKKKfLLi", &y, &bias, &residual, &gamma, &beta, &eps, &rows,
-                          &n, &threads))
+    int threads, isa, dtype, status = 0;
+    if (!PyArg_ParseTuple(args, "KKKKKfLLiii", &y, &bias, &residual, &gamma, &beta, &eps, &rows,
+                          &n, &threads, &isa, &dtype))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
+    const int lanes = lanes_for(isa, dtype, n);
+    if (!lanes) return NULL;
     Py_BEGIN_ALLOW_THREADS
-    seqenc_add_layernorm((float *)(uintptr_t)y, (const float *)(uintptr_t)bias,
-                  (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
-                  (const float *)(uintptr_t)beta, eps, rows, n, threads);
+    if (lanes == 512)
+        status = seqenc_add_layernorm512((void *)(uintptr_t)y, (const void *)(uintptr_t)bias,
+                                         (const void *)(uintptr_t)residual,
+                                         (const void *)(uintptr_t)gamma,
+                                         (const void *)(uintptr_t)beta, eps, rows, n, threads,
+                                         dtype);
+    else
+        seqenc_add_layernorm((float *)(uintptr_t)y, (const float *)(uintptr_t)bias,
+                      (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                      (const float *)(uintptr_t)beta, eps, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    return PyLong_FromLong(lanes);
+}
+
+/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads): float32 (rows, n) -> int8 with one
+ * scale per row. dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
+ * -> float32 in place. AVX-512 only, n % 16 == 0 (checked by the caller, seqenc/int8.py). */
+static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, q, scale;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLi", &x, &q, &scale, &rows, &n, &threads)) return NULL;
+    if (n % 16 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_quantize_rows512((const float *)(uintptr_t)x, (int8_t *)(uintptr_t)q,
+                            (float *)(uintptr_t)scale, rows, n, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long acc, row_scale, col_scale;
+    long long rows, n;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLi", &acc, &row_scale, &col_scale, &rows, &n, &threads))
+        return NULL;
+    if (n % 16 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_dequantize_rows512((int32_t *)(uintptr_t)acc, (const float *)(uintptr_t)row_scale,
+                              (const float *)(uintptr_t)col_scale, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* peak(kind, iters, threads): giga-operations/s of the cores on one probe of peak.c (a
+ * multiply-add counts 2). The caller checks the CPU has the probe's instructions. */
+static PyObject *py_peak(PyObject *self, PyObject *args) {
+    (void)self;
+    int kind, threads;
+    long long iters;
+    if (!PyArg_ParseTuple(args, "iLi", &kind, &iters, &threads)) return NULL;
+    if (kind < PEAK_FMA256 || kind > PEAK_VNNI512 || iters <= 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "unknown probe, or iterations/threads not positive");
+        return NULL;
+    }
+    double gops;
+    Py_BEGIN_ALLOW_THREADS
+    gops = seqenc_peak_gops(kind, iters, threads);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(gops);
 }
 #endif
 
 static PyMethodDef methods[] = {
     {"supported", supported, METH_NOARGS, "Whether this CPU runs the kernels (AVX2 + FMA)."},
+    {"best_isa", best_isa, METH_NOARGS, "The best kernel set: 0 AVX2, 1 AVX-512, 2 +BF16."},
 #ifdef SEQENC_X86  /* elsewhere the module only says it is not supported */
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
+    {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
+    {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
+    {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
 #endif
     {NULL, NULL, 0, NULL},
 };

@@ -2,9 +2,19 @@
 
 ``varlen_attention`` attends over sequences packed back to back in one (N, 3D) projection, so
 a packed batch needs no gather into a padded layout and no mask. It runs when the optional
-extension was built, the CPU has AVX2 + FMA, and the tensors are float32 on the CPU with a
-head size that is a multiple of 8; otherwise seqenc runs PyTorch's kernels. Set
-SEQENC_KERNELS=0 to turn ours off (to compare, or to rule them out).
+extension was built, the CPU has AVX2 + FMA, and the tensors are float32 (or bfloat16, computed
+in float32) on the CPU with a head size that is a multiple of 8; otherwise seqenc runs
+PyTorch's kernels. Set SEQENC_KERNELS=0 to turn ours off (to compare, or to rule them out).
+
+Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=avx2`` or
+``avx512`` caps it, e.g. to compare them on one machine):
+- ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
+- ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
+  multiple of 16 (attention stays on the AVX2 kernel);
+- ``avx512bf16``: also AVX512-BF16: the epilogues read and write bfloat16 as well (float32
+  arithmetic, one round-to-nearest-even on the way out), so a bf16 encoder keeps the fused
+  path with bf16 GEMMs (oneDNN's, on the CPU's bf16 dot products).
+Every function below takes an ``isa`` to force a set (tests run each set the CPU has).
 """
 
 from __future__ import annotations
@@ -23,6 +33,33 @@ except ImportError:  # built without a C compiler, or not on x86-64
 
 ENABLED = (_kernels is not None and _kernels.supported()
            and os.environ.get("SEQENC_KERNELS", "1") != "0")
+ISAS = ("avx2", "avx512", "avx512bf16")  # in order: each includes the one before
+_BEST = _kernels.best_isa() if _kernels is not None else -1
+AVAILABLE = ISAS[:_BEST + 1]  # the sets this CPU can run
+_cap = os.environ.get("SEQENC_ISA", "")
+ISA = (min(_cap, AVAILABLE[-1], key=ISAS.index) if _cap in ISAS else AVAILABLE[-1]
+       ) if AVAILABLE else ""
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+
+# bfloat16 outputs: the float32 result's bound plus one rounding to nearest even at 8
+# significant bits, |error| <= BF16_ROUNDING |result| (half an ulp), on every kernel above.
+BF16_ROUNDING = 2.0 ** -8
+last_lanes = 0  # 256 or 512: which implementation the last elementwise call ran (for tests)
+
+
+def lanes(isa: str, dtype: torch.dtype, width: int) -> int:
+    """Which implementation runs (isa, dtype, width): 512 (AVX-512), 256 (AVX2) or 0 (none)."""
+    level = ISAS.index(isa)
+    if dtype == torch.bfloat16:
+        return 512 if level >= 2 and width % 16 == 0 else 0
+    if dtype != torch.float32 or width % 8:
+        return 0
+    return 512 if level >= 1 and width % 16 == 0 else 256
+
+
+def supports_bf16() -> bool:
+    """Whether the fused path takes bf16 tensors on this CPU (AVX512-BF16 kernel set)."""
+    return ENABLED and ISAS.index(ISA) >= 2 if ISA else False
 
 # Error bounds against the exact (float64) operation on the same float32 inputs, held by
 # tests/nn/test_kernels.py on whichever CPU runs them. eps = 2**-24 (float32).
@@ -46,7 +83,10 @@ def describe() -> str:
         return "PyTorch only (this CPU lacks AVX2 + FMA)"
     if not ENABLED:
         return "PyTorch only (SEQENC_KERNELS=0)"
-    return "seqenc C kernels, AVX2 + FMA"
+    names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512 (attention AVX2)",
+             "avx512bf16": "AVX-512 + AVX512-BF16 (attention AVX2)"}
+    capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
+    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
 
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
@@ -68,8 +108,12 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     with heads of hd = D / n_heads inside each. starts, lengths: (S,) int64. -> (N, D).
     ``bias`` (3D,) is the projection's bias when qkv comes without it (saves a pass over qkv):
     the kernel adds the query part, and the value part to the output; the key part cannot
-    change the result (it shifts each row of scores by a constant).
+    change the result (it shifts each row of scores by a constant). bfloat16 in: computed in
+    float32 (converted on the way in, rounded once on the way out), bfloat16 out.
     """
+    if qkv.dtype == torch.bfloat16:
+        bias = None if bias is None else bias.float()
+        return varlen_attention(qkv.float(), starts, lengths, n_heads, bias).bfloat16()
     qkv = qkv.contiguous()
     starts, lengths = starts.to(torch.long).contiguous(), lengths.to(torch.long).contiguous()
     if starts.shape != lengths.shape or starts.dim() != 1 or starts.device.type != "cpu":
@@ -89,38 +133,57 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     return out
 
 
-def bias_gelu_(x: Tensor, bias: Tensor) -> Tensor:
-    """x = gelu(x + bias) in place (the exact erf form, as F.gelu). x (N, F) contiguous."""
-    _check_rows(x, bias)
-    _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
-                       torch.get_num_threads())
+def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None) -> Tensor:
+    """x = gelu(x + bias) in place (the exact erf form, as F.gelu). x (N, F) contiguous,
+    float32 (or bfloat16 with the avx512bf16 set)."""
+    global last_lanes
+    isa = _isa(isa, x, bias)
+    last_lanes = _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
+                                    torch.get_num_threads(), ISAS.index(isa), _DTYPES[x.dtype])
     return x
 
 
 def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
-                    norm_bias: Tensor, eps: float) -> Tensor:
+                    norm_bias: Tensor, eps: float, isa: str | None = None) -> Tensor:
     """y = LayerNorm(y + bias + residual) * weight + norm_bias in place: a sub-layer's output
     bias, the residual connection and the post-norm LayerNorm in one pass. y, residual (N, D)
-    contiguous; bias, weight, norm_bias (D,)."""
-    _check_rows(y, bias, weight, norm_bias)
+    contiguous; bias, weight, norm_bias (D,); all of one dtype (float32, or bfloat16 with the
+    avx512bf16 set)."""
+    global last_lanes
+    isa = _isa(isa, y, bias, weight, norm_bias)
     _check_rows(residual)
-    if residual.shape != y.shape:
-        raise ValueError(f"residual {tuple(residual.shape)} does not match {tuple(y.shape)}")
-    _kernels.add_layernorm(y.data_ptr(), bias.data_ptr(), residual.data_ptr(),
-                           weight.data_ptr(), norm_bias.data_ptr(), eps,
-                           y.shape[0], y.shape[1], torch.get_num_threads())
+    if residual.shape != y.shape or residual.dtype != y.dtype:
+        raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} does not match "
+                         f"{tuple(y.shape)} {y.dtype}")
+    last_lanes = _kernels.add_layernorm(
+        y.data_ptr(), bias.data_ptr(), residual.data_ptr(), weight.data_ptr(),
+        norm_bias.data_ptr(), eps, y.shape[0], y.shape[1], torch.get_num_threads(),
+        ISAS.index(isa), _DTYPES[y.dtype])
     return y
+
+
+def _isa(isa: str | None, x: Tensor, *vectors: Tensor) -> str:
+    """Check the layout and pick the kernel set (default ``ISA``) that can run it."""
+    _check_rows(x, *vectors)
+    isa = isa or ISA
+    if isa not in AVAILABLE:
+        raise ValueError(f"kernel set {isa!r} is not available on this CPU ({AVAILABLE})")
+    if not lanes(isa, x.dtype, x.shape[1]):
+        raise ValueError(f"no {isa} kernel for {x.dtype} rows of width {x.shape[1]} "
+                         "(bfloat16 needs avx512bf16 and a width divisible by 16)")
+    return isa
 
 
 def _check_rows(x: Tensor, *vectors: Tensor) -> None:
     """Our kernels take raw pointers: refuse anything but the layout they assume."""
-    if x.dim() != 2 or not x.is_contiguous() or x.dtype != torch.float32 or x.device.type != "cpu":
-        raise ValueError("expected a contiguous float32 (rows, width) CPU tensor")
+    if (x.dim() != 2 or not x.is_contiguous() or x.dtype not in _DTYPES
+            or x.device.type != "cpu"):
+        raise ValueError("expected a contiguous float32 or bfloat16 (rows, width) CPU tensor")
     if x.shape[1] % 8:
         raise ValueError(f"width {x.shape[1]} is not a multiple of 8")
     for v in vectors:
-        if v.shape != (x.shape[1],) or not v.is_contiguous() or v.dtype != torch.float32:
-            raise ValueError(f"expected a contiguous float32 vector of {x.shape[1]}")
+        if v.shape != (x.shape[1],) or not v.is_contiguous() or v.dtype != x.dtype:
+            raise ValueError(f"expected a contiguous {x.dtype} vector of {x.shape[1]}")
 
 
 def can_fuse(*, norm: str, activation: str, feed_forward: str, bias: bool, rotary: bool,

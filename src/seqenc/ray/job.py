@@ -76,9 +76,9 @@ class _Collect:
 
 def load_model(spec: JobSpec) -> Any:
     """The model of one actor: loaded once, with the job's threads and length limit."""
-    import torch
+    from seqenc.threads import set_threads
 
-    torch.set_num_threads(spec.threads)
+    set_threads(spec.threads)
     try:
         from seqenc.allocator import tune_memory
         from seqenc.model import SentenceEncoder, resolve_device

@@ -15,6 +15,7 @@ import torch
 
 from seqenc.allocator import tune_memory
 from seqenc.choices import DTYPES as _DTYPES
+from seqenc.threads import set_threads
 
 
 class ModelBackend:
@@ -23,10 +24,7 @@ class ModelBackend:
     def __init__(self, model: Any, dtype: str = "float32", threads: int | None = None):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
-        if threads is not None:
-            # Process-wide. On a machine shared with other work, fewer threads than cores
-            # avoids passes stalling on a descheduled thread (one core per thread or less).
-            torch.set_num_threads(threads)
+        set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()  # a server runs batch after batch: reuse activation buffers
         self.model = model
         self.dtype = dtype

@@ -9,9 +9,9 @@ vectors in input order, when its last text has run.
 
 Arrival order bounds waiting: a text waits for at most the windows already formed, never for
 texts that arrived after it. Inside a window the cut points are chosen to minimise padding
-(pure wasted compute) plus a fixed cost per pass (``plan_passes``): fixed chunks of 32 sorted
-texts waste a third more compute on the long tail of a typical window than the offline,
-globally sorted ``SentenceEncoder.encode`` does; planned passes waste no more than it.
+(pure wasted compute) plus a fixed cost per pass (``seqenc.batching``, the planner that
+``SentenceEncoder.encode`` uses too): fixed chunks of 32 sorted texts waste a third more
+compute on the long tail of a typical window.
 
 Admission is separate from queueing: ``slot()`` admits a request (tokenisation included) or
 raises ``QueueFull`` at once, so an overloaded server answers 429 instead of queueing without
@@ -33,12 +33,9 @@ from itertools import pairwise
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from seqenc.batching import PASS_COST_TOKENS, plan_batches
 
-# What a forward pass costs beyond its padded tokens, in tokens: all-MiniLM-L6-v2 on one CPU
-# core runs (1, 8) tokens in ~8 ms and large batches at ~4k tokens/s, so ~24-32 tokens' worth.
-# Larger values favour fewer, fuller passes (right for a GPU, where passes cost far more).
-PASS_COST_TOKENS = 32
+log = logging.getLogger(__name__)
 
 # (ids per row, normalise per row) -> (rows, D) float32, rows in the given order
 RunBatch = Callable[[list[list[int]], list[bool]], np.ndarray]
@@ -235,8 +232,8 @@ class BatchQueue:
     def _run_window(self, window: list[_Row]) -> None:
         rows = sorted(window, key=lambda row: -len(row[0].ids[row[1]]))  # stable, as encode
         lengths = [len(job.ids[i]) for job, i in rows]
-        bounds = plan_passes(lengths, self.batch_size, self.max_batch_tokens,
-                             self.pass_cost_tokens)
+        bounds = plan_batches(lengths, self.batch_size, self.max_batch_tokens,
+                              self.pass_cost_tokens)
         for start, stop in pairwise(bounds):
             chunk = [row for row in rows[start:stop] if not row[0].cancelled]
             if chunk:
@@ -265,31 +262,6 @@ class BatchQueue:
     def _fail(self, job: _Job, error: BaseException) -> None:
         self._cancel(job)  # its other texts need not run
         _resolve(job, None, error)
-
-
-def plan_passes(lengths: Sequence[int], batch_size: int, max_tokens: int,
-                pass_cost: int = PASS_COST_TOKENS) -> list[int]:
-    """Cut points [0, ..., n] that split texts sorted longest first into forward passes of at
-    most ``batch_size`` rows and ``max_tokens`` padded tokens (one text alone may exceed it),
-    minimising the padded tokens computed plus ``pass_cost`` per pass.
-
-    Dynamic programming over the sorted lengths: a pass is a contiguous run [i, j) whose
-    padded size is (j - i) * lengths[i]; O(n * batch_size)."""
-    n = len(lengths)
-    best = [0] + [float("inf")] * n  # best[j]: cheapest plan for the first j texts
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        for i in range(j - 1, max(0, j - batch_size) - 1, -1):
-            padded = (j - i) * lengths[i]
-            if padded > max_tokens and j - i > 1:
-                break  # longer runs only grow: lengths[i] rises as i falls
-            cost = best[i] + pass_cost + padded
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    bounds = [n]
-    while bounds[-1] > 0:
-        bounds.append(cut[bounds[-1]])
-    return bounds[::-1]
 
 
 def _resolve(job: _Job, value: np.ndarray | None, error: BaseException | None) -> None:

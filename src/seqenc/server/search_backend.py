@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from seqenc.allocator import tune_memory
+from seqenc.threads import set_threads
 
 from .tokenization import Tokenization
 
@@ -26,8 +27,7 @@ class RerankBackend:
     kind = "rerank"
 
     def __init__(self, model: Any, threads: int | None = None):
-        if threads is not None:
-            torch.set_num_threads(threads)
+        set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()
         self.model = model
         self.vocab_size = model.model.encoder.cfg.vocab_size
@@ -67,8 +67,7 @@ class SparseBackend:
     kind = "sparse"
 
     def __init__(self, model: Any, threads: int | None = None):
-        if threads is not None:
-            torch.set_num_threads(threads)
+        set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()
         self.model = model
         self.tokenization = Tokenization(model.tokenizer.tokenizer, model.max_seq_length,

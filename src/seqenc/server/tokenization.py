@@ -2,8 +2,9 @@
 checked, and /tokenize's token listing. Runs on the HTTP side, never in the model's thread.
 
 The server keeps its own copy of the model's ``tokenizers.Tokenizer`` with truncation off, so
-that it can see how long an input really is, cut either end, and never touch the settings of
-the copy ``SentenceEncoder`` uses (``TextTokenizer.count_tokens`` flips them while it runs).
+that it can see how long an input really is, cut either end (``TextTokenizer`` only cuts the
+right), and never touch the settings of the copy ``SentenceEncoder`` uses. (Likewise
+``TextTokenizer.count_tokens`` counts on an untruncated copy of its own: nothing is flipped.)
 """
 
 from __future__ import annotations

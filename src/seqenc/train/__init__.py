@@ -10,9 +10,11 @@ Layout, each layer knowing only the ones below it:
     wordpiece    WordPiece tokenizers trained with the `tokenizers` library
     tasks        what the trainer needs from classification and from MLM
     distributed  torchrun / DistributedDataParallel plumbing (gloo on CPU, nccl on GPU)
-    checkpointing atomic checkpoint directories and the resumable trainer state
-    trainer      the loop: AdamW, warm-up + linear decay, accumulation, clipping, bf16, early stop
-    plots        learning curves (matplotlib, Agg)
+    checkpointing atomic checkpoint directories, the resumable trainer state, the export
+    optim        AdamW parameter groups, warm-up + linear decay
+    metrics_log  metrics.jsonl (train / eval / end events) and the loss/throughput meter
+    trainer      the loop: accumulation, clipping, bf16, evaluation, early stop, resume
+    plots        learning curves (a matplotlib Figure on an Agg canvas, no pyplot)
     cli          `seqenc train classify|mlm`, `seqenc predict`, `seqenc evaluate`
 
 Nothing here is imported by ``import seqenc.train``; import the submodules you need.

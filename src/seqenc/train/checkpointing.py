@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from seqenc import atomic
+
 STATE_FILE = "trainer_state.pt"
 
 
@@ -89,6 +91,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def export_model(source: Path, output: Path) -> None:
+    """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
+    file is copied to a temporary name and renamed (``seqenc.atomic``), so no file is ever
+    half-written."""
+    for path in sorted(source.rglob("*")):
+        if path.is_dir() or path.name == STATE_FILE:
+            continue
+        target = output / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic.copy_file(path, target)
 
 
 def _fsync_tree(directory: Path) -> None:

@@ -104,10 +104,13 @@ def _train_config(kw: dict[str, Any]):
 
 def _run(train: Callable, job: Any, cfg: Any, progress: bool | None) -> None:
     """Set up the process group (under torchrun), train, report, tear down."""
-    from . import distributed as D
-    from .recipes import set_threads_from_env
+    from seqenc.extras import require
+    from seqenc.threads import set_threads, torchrun_share
 
-    set_threads_from_env()
+    from . import distributed as D
+
+    require("matplotlib", "training (it draws learning_curves.png)")  # now, not after hours
+    set_threads(torchrun_share())  # several processes on one machine share its cores
     ctx = D.setup(cfg.device)
     try:
         echo = (lambda m: click.echo(m, err=True)) if ctx.is_main else (lambda m: None)

@@ -1,35 +1,23 @@
 """Training data: labelled tables and plain-text corpora in, deterministic batch plans out.
 
-Labelled tables are CSV, TSV, JSONL or parquet with a text and a label column. Headerless
-TSV/CSV (``header=False``) name columns by 0-based index: text 0, label 1 unless told.
-Every problem raises ``InputError`` naming file, line and column.
+Labelled tables are CSV, TSV, JSONL or parquet with a text and a label column, read by
+``seqenc.io.tables`` under the same rules as ``seqenc encode``. Headerless TSV/CSV
+(``header=False``) name columns by 0-based index: text 0, label 1 unless told. Every problem
+raises ``InputError`` naming file, line and column.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from seqenc.io.errors import InputError
-from seqenc.io.readers import decoded_lines, detect_format, open_binary
-
-TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
-
-
-@dataclass
-class Column:
-    """A column by header name, or by 0-based index in a headerless file."""
-
-    name: str | None = None
-    index: int | None = None
-
-    def __str__(self) -> str:
-        return self.name if self.name is not None else f"column {self.index}"
+from seqenc.io.lines import decoded_lines, open_binary
+from seqenc.io.readers import detect_format
+from seqenc.io.tables import Column, Table, column_name, open_table, value_type
 
 
 @dataclass
@@ -56,15 +44,15 @@ class LabelledTexts:
 def resolve_columns(
     text_column: str | None, label_column: str | None, header: bool
 ) -> tuple[Column, Column]:
-    """Command-line column names -> Columns. Defaults: sentence/label, or 0/1 without header."""
+    """Command-line column names -> columns. Defaults: sentence/label, or 0/1 without header."""
     if header:
-        return Column(text_column or "sentence"), Column(label_column or "label")
-    cols = []
+        return text_column or "sentence", label_column or "label"
+    cols: list[Column] = []
     for given, default in ((text_column, 0), (label_column, 1)):
         if given is None:
-            cols.append(Column(index=default))
+            cols.append(default)
         elif given.isdigit():
-            cols.append(Column(index=int(given)))
+            cols.append(int(given))
         else:
             raise InputError(
                 f"without a header, columns are 0-based indices; got column {given!r}"
@@ -81,7 +69,8 @@ def read_labelled(
     fmt: str | None = None,
     require_labels: bool = True,
 ) -> LabelledTexts:
-    """Read (text, label) examples. With ``require_labels=False`` a missing label column is
+    """Read (text, label) examples with ``seqenc.io.tables`` (the reader ``seqenc encode``
+    uses, with its csv/tsv rules). With ``require_labels=False`` a missing label column is
     allowed (labels are None) and ``.txt`` files are read one text per line."""
     name = str(path)
     fmt = detect_format(path, fmt)
@@ -93,158 +82,39 @@ def read_labelled(
         texts = read_corpus(path, skip_blank=False)
         return LabelledTexts(texts, [None] * len(texts), list(range(1, len(texts) + 1)), name)
     text_col, label_col = resolve_columns(text_column, label_column, header)
-    if fmt in ("csv", "tsv"):
-        rows = _delimited(Path(path), name, text_col, label_col, header, fmt, require_labels)
-    elif fmt == "jsonl":
-        if not header:
-            raise InputError("--no-header applies to csv and tsv only", file=name)
-        rows = _jsonl(Path(path), name, str(text_col), str(label_col), require_labels)
-    else:
-        if not header:
-            raise InputError("--no-header applies to csv and tsv only", file=name)
-        rows = _parquet(Path(path), name, str(text_col), str(label_col), require_labels)
+    table = open_table(path, fmt, required=[text_col, label_col] if require_labels else [text_col],
+                       optional=[] if require_labels else [label_col], strings=[text_col],
+                       header=header)
     texts, labels, lines = [], [], []
-    for line, text, label in rows:
-        texts.append(text)
-        labels.append(label)
-        lines.append(line)
+    try:
+        for row in table.rows:
+            if isinstance(row, InputError):
+                raise row
+            label = row.values.get(label_col)
+            if label is not None or label_col in row.values:
+                label = _label_value(label, table, row.line, label_col)
+            texts.append(row.values[text_col])
+            labels.append(label)
+            lines.append(row.line)
+    finally:
+        table.close()
     if not texts:
         raise InputError("no examples: the file is empty" + (" after its header" if header
                                                              else ""), file=name)
-    return LabelledTexts(texts, labels, lines, name, str(label_col))
+    return LabelledTexts(texts, labels, lines, name, column_name(label_col))
 
 
-def _delimited(
-    path: Path, name: str, text_col: Column, label_col: Column, header: bool, fmt: str,
-    require_labels: bool,
-) -> Iterator[tuple[int, str, str | None]]:
-    # TSV is split on tabs with no quoting (as GLUE ships it); CSV is RFC 4180 via the csv
-    # module, which tracks the line each (possibly multi-line) row starts on.
-    with open_binary(path, name) as stream:
-        lines = decoded_lines(stream, name)
-        if fmt == "tsv":
-            rows: Iterator[tuple[int, list[str]]] = (
-                (n, text.split("\t")) for n, text in lines if text.strip()
-            )
-        else:
-            rows = _csv_rows(lines, name)
-        columns: dict[str, int] = {}
-        width = None
-        if header:
-            try:
-                header_line, names = next(rows)
-            except StopIteration:
-                raise InputError("empty file: expected a header row", file=name, line=1) from None
-            columns = {col: i for i, col in enumerate(names)}
-            width = len(names)
-            for col, required in ((text_col, True), (label_col, require_labels)):
-                if col.name not in columns and required:
-                    raise InputError(
-                        f"no such column; the header has {', '.join(map(repr, names))}",
-                        file=name, line=header_line, field=col.name,
-                    )
-        text_i = columns[text_col.name] if header else text_col.index
-        label_i = columns.get(label_col.name) if header else label_col.index
-        for lineno, cells in rows:
-            if width is not None and len(cells) != width:
-                raise InputError(
-                    f"row has {len(cells)} columns, the header has {width}", file=name,
-                    line=lineno,
-                )
-            need = max(text_i, label_i if require_labels else -1)
-            if len(cells) <= need:
-                missing = text_col if len(cells) <= text_i else label_col
-                raise InputError(
-                    f"row has {len(cells)} column(s), no {missing}", file=name, line=lineno,
-                )
-            label = cells[label_i] if label_i is not None and label_i < len(cells) else None
-            if require_labels and not label.strip():
-                raise InputError("empty label", file=name, line=lineno, field=str(label_col))
-            yield lineno, cells[text_i], label
+def _label_value(value: object, table: Table, line: int, column: Column) -> str:
+    def bad(reason: str) -> InputError:
+        return InputError(reason, file=table.name, line=line, field=column_name(column),
+                          unit=table.unit)
 
-
-def _csv_rows(lines: Iterator[tuple[int, str]], name: str) -> Iterator[tuple[int, list[str]]]:
-    numbered = list(lines)  # the csv module needs the text; line numbers come from its counter
-    reader = csv.reader((text + "\n" for _, text in numbered), strict=True)
-    start = 1
-    try:
-        for cells in reader:
-            if cells and any(c.strip() for c in cells):
-                yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as e:
-        raise InputError(f"cannot parse CSV: {e}", file=name, line=reader.line_num) from None
-
-
-def _label_value(value: object, name: str, line: int, column: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        kind = "null" if value is None else type(value).__name__
-        raise InputError(f"expected a string or integer label, got {kind}", file=name,
-                         line=line, field=column)
+        raise bad(f"expected a string or integer label, got {value_type(value)}")
     label = str(value)
     if not label.strip():
-        raise InputError("empty label", file=name, line=line, field=column)
+        raise bad("empty label")
     return label
-
-
-def _jsonl(
-    path: Path, name: str, text_col: str, label_col: str, require_labels: bool
-) -> Iterator[tuple[int, str, str | None]]:
-    with open_binary(path, name) as stream:
-        for lineno, text in decoded_lines(stream, name):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(f"not valid JSON ({e.msg} at column {e.colno})", file=name,
-                                 line=lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError("expected a JSON object", file=name, line=lineno)
-            if text_col not in obj:
-                raise InputError("missing", file=name, line=lineno, field=text_col)
-            if not isinstance(obj[text_col], str):
-                raise InputError("expected a string", file=name, line=lineno, field=text_col)
-            if label_col not in obj:
-                if require_labels:
-                    raise InputError("missing", file=name, line=lineno, field=label_col)
-                yield lineno, obj[text_col], None
-                continue
-            yield lineno, obj[text_col], _label_value(obj[label_col], name, lineno, label_col)
-
-
-def _parquet(
-    path: Path, name: str, text_col: str, label_col: str, require_labels: bool
-) -> Iterator[tuple[int, str, str | None]]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - depends on the install
-        raise InputError("reading parquet needs pyarrow: pip install 'seqenc[io]'") from None
-    try:
-        schema = pq.read_schema(path)
-    except FileNotFoundError:
-        raise InputError("cannot read: no such file", file=name) from None
-    except Exception as e:
-        raise InputError(f"not a readable parquet file: {e}", file=name) from None
-    for col, required in ((text_col, True), (label_col, require_labels)):
-        if col not in schema.names and required:
-            raise InputError(f"no such column; the file has {', '.join(schema.names)}",
-                             file=name, field=col)
-    has_label = label_col in schema.names
-    table = pq.read_table(path, columns=[text_col] + ([label_col] if has_label else []))
-    texts = table.column(text_col).to_pylist()
-    labels = table.column(label_col).to_pylist() if has_label else [None] * len(texts)
-    for row, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
-        if not isinstance(text, str):
-            raise InputError("expected a string", file=name, line=row, field=text_col,
-                             unit="row")
-        if has_label:
-            try:
-                label = _label_value(label, name, row, label_col)
-            except InputError as e:
-                raise InputError(e.reason, file=name, line=row, field=label_col,
-                                 unit="row") from None
-        yield row, text, label
 
 
 def read_corpus(path: str | Path, *, skip_blank: bool = True) -> list[str]:

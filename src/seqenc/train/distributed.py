@@ -70,10 +70,6 @@ def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)
-
-
 def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     if not ctx.distributed:
         return values

@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from seqenc.atomic import atomic_path
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
 def plot_learning_curves(records: list[dict[str, Any]], out: str | Path,
                          title: str = "learning curves") -> Path:
     """Two panels: loss (train and dev) and the dev metrics in [0, 1]. Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
+    # A bare Figure on an Agg canvas, as viz.py: no pyplot, so the caller's backend and figures
+    # are untouched and no window ever opens.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     train = [r for r in records if r.get("event") == "train"]
     dev = [r for r in records if r.get("event") == "eval"]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_metric = fig.subplots(1, 2)
     if train:
         ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="train")
     if dev:
@@ -45,9 +39,6 @@ def plot_learning_curves(records: list[dict[str, Any]], out: str | Path,
     fig.suptitle(title)
     fig.tight_layout()
     out = Path(out)
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     return out

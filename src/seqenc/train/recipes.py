@@ -4,7 +4,6 @@ TrainConfig (how to optimise)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -243,11 +242,3 @@ def train_mlm(job: MlmJob, cfg: TrainConfig, ctx: D.DistContext | None = None, e
             "vocab_size": mlm.model.encoder.cfg.vocab_size}
     trainer = Trainer(task, cfg, job.output, ctx, run_info=info, echo=echo, progress=progress)
     return trainer.train(resume=job.resume, stop_after=stop_after)
-
-
-def set_threads_from_env() -> None:
-    """torchrun starts N processes on one machine: split the cores between them."""
-    if "OMP_NUM_THREADS" not in os.environ and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1)
-                                  // int(os.environ["LOCAL_WORLD_SIZE"])))
-

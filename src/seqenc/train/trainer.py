@@ -14,6 +14,10 @@ Output directory::
 Exactness: the data order is a function of (seed, epoch), masking of (seed, epoch, batch), and
 the torch RNG (dropout) is saved with every checkpoint, so a resumed CPU run takes the same
 steps, bit for bit, as an uninterrupted one.
+
+Past 400 lines on purpose: the loop and what it owes each step (evaluation, best and last
+checkpoints, resume, logging) are one concept. The optimiser and schedule (optim.py), the
+metrics log (metrics_log.py) and checkpoint files (checkpointing.py) live apart.
 """
 
 from __future__ import annotations
@@ -23,14 +27,13 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from seqenc import atomic
 from seqenc.allocator import release_free_memory
@@ -39,6 +42,8 @@ from . import checkpointing as ckpt
 from . import distributed as D
 from .config import TrainConfig
 from .data import plan_epoch
+from .metrics_log import Meter, MetricsLog, read_metrics
+from .optim import build_optimizer, warmup_linear
 from .tasks import Batch, Task, batch_key, trim
 
 # Optimizer steps between malloc_trim calls: batches of ever-different shapes fragment the
@@ -76,51 +81,6 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
-    """LR multiplier: 0 -> 1 over ``warmup`` steps, then 1 -> 0 at ``total`` (BERT's schedule)."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and LayerNorm weights (every 1-d parameter), as BERT."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    try:  # the fused kernel is several times faster on CPU and GPU alike
-        return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):  # pragma: no cover - builds without the fused kernel
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-class MetricsLog:
-    """Appends JSON lines; only the main process holds one."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")  # one write per record: no torn lines
-
-    def truncate_after(self, step: int) -> None:
-        """Drop records logged after ``step`` (a resumed run logs them again)."""
-        if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line and json.loads(line).get("step", 0) <= step
-                and json.loads(line).get("event") != "end"]
-        atomic.write_text(self.path, "".join(line + "\n" for line in kept))
-
-
 class Trainer:
     """Trains ``task.model`` by ``cfg``, writing into ``output`` (main process only)."""
 
@@ -143,6 +103,7 @@ class Trainer:
         self.progress = progress
         self.log = MetricsLog(self.output / METRICS_FILE) if self.ctx.is_main else None
         self.state = TrainerState()
+        self._saved_step: int | None = None  # the step of the last checkpoint written
         task.model.to(self.device)
         self.model = D.wrap(task.model, self.ctx)
 
@@ -159,88 +120,107 @@ class Trainer:
     def train(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train to the end (or early stop). ``stop_after`` ends the run after that many steps,
         leaving a checkpoint, as if it were interrupted there."""
+        run = self._start(resume)
+        try:
+            while not self._should_stop(run, stop_after):
+                self._take_step(run)
+        except KeyboardInterrupt:
+            # Weights are as after the last whole step; restart the interrupted one on resume.
+            self._say(f"interrupted: saving a checkpoint at step {self.state.step} "
+                      f"({self.last_dir})")
+            self._save_last(run, run.step_rng)
+            raise
+        finally:
+            run.bar.close()
+        finished = self.state.step >= run.total or self.state.stopped_early
+        if finished:
+            self._finish(run.last_metrics)
+        elif stop_after is not None and self._saved_step != self.state.step:
+            self._save_last(run, ckpt.rng_state())
+        return self._result(run.total, finished, run.last_metrics)
+
+    def _start(self, resume: bool) -> _Run:
+        """Plan the run, build the optimizer and schedule, and restore or record the state."""
         cfg, task = self.cfg, self.task
         torch.manual_seed(cfg.seed)
         if self.ctx.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
-        per_epoch = self._plan(0)
-        steps_per_epoch = math.ceil(len(per_epoch) / cfg.grad_accum)
+        steps_per_epoch = math.ceil(len(self._plan(0)) / cfg.grad_accum)
         if steps_per_epoch == 0:
             raise ValueError(f"no full batch: {len(task.train_lengths)} training examples for "
                              f"{self.ctx.world_size} processes")
         total = cfg.max_steps or cfg.epochs * steps_per_epoch
-        optimizer = build_optimizer(task.model, cfg, self.device)
+        optimizer = build_optimizer(task.model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, warmup_linear(math.ceil(cfg.warmup_ratio * total), total))
         if resume:
             self._restore(optimizer, scheduler)
         elif self.ctx.is_main:
             self._write_args(total, steps_per_epoch)
-        state = self.state
-        has_dev = task.n_dev > 0
         # Loaders (SentenceEncoder, from_pretrained) hand models over in eval mode: dropout on.
         task.model.train()
         self._say(f"training {sum(p.numel() for p in task.model.parameters()):,} parameters: "
                   f"{total} steps ({steps_per_epoch}/epoch), global batch {cfg.batch_size} x "
                   f"{cfg.grad_accum} accumulation, {self.ctx.world_size} process(es) on "
-                  f"{self.device.type}" + (f", resuming at step {state.step}" if resume else ""))
-        bar = self._progress_bar(total)
-        meter = _Meter()
-        last_metrics: dict[str, float] | None = None
-        start = time.perf_counter() - state.elapsed
-        finished = False
-        step_rng = ckpt.rng_state()
-        try:
-            while state.step < total and not state.stopped_early:
-                groups = self._groups(state.epoch)
-                for g in range(state.position, len(groups)):
-                    if stop_after is not None and state.step >= stop_after:
-                        break
-                    step_rng = ckpt.rng_state()  # a checkpoint taken mid-step restarts the step
-                    meter.add(*self._step(groups[g], state.epoch, g * cfg.grad_accum))
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    state.step += 1
-                    if state.step % _RELEASE_EVERY == 0:
-                        release_free_memory()  # varied batch shapes fragment the heap
-                    state.position = g + 1
-                    epoch_end = state.position == len(groups)
-                    if epoch_end:
-                        state.epoch, state.position = state.epoch + 1, 0
-                    state.elapsed = time.perf_counter() - start
-                    if state.step % cfg.log_every == 0 or state.step == total:
-                        self._log_train(meter, scheduler, steps_per_epoch, bar)
-                    bar.update(1)
-                    evaluate = has_dev and (
-                        (cfg.eval_every is not None and state.step % cfg.eval_every == 0)
-                        or (cfg.eval_every is None and epoch_end) or state.step == total)
-                    if evaluate:
-                        last_metrics = self._evaluate_and_track(steps_per_epoch)
-                    save = evaluate or state.step == total or state.stopped_early or (
-                        cfg.save_every is not None and state.step % cfg.save_every == 0) or (
-                        cfg.save_every is None and not has_dev and epoch_end)
-                    if save:
-                        self._save_last(optimizer, scheduler, ckpt.rng_state())
-                    if state.stopped_early or state.step >= total:
-                        break
-                else:
-                    continue
-                break  # stop_after, early stopping or the last step
-            finished = state.step >= total or state.stopped_early
-        except KeyboardInterrupt:
-            # Weights are as after the last whole step; restart the interrupted one on resume.
-            self._say(f"interrupted: saving a checkpoint at step {state.step} ({self.last_dir})")
-            self._save_last(optimizer, scheduler, step_rng)
-            raise
-        finally:
-            bar.close()
-        if not finished:
-            if stop_after is not None and self._saved_step != state.step:
-                self._save_last(optimizer, scheduler, ckpt.rng_state())
-            return self._result(total, False, last_metrics)
-        self._finish(last_metrics)
-        return self._result(total, True, last_metrics)
+                  f"{self.device.type}"
+                  + (f", resuming at step {self.state.step}" if resume else ""))
+        return _Run(optimizer, scheduler, total, steps_per_epoch, self._pending_steps(),
+                    self._progress_bar(total), start=time.perf_counter() - self.state.elapsed)
+
+    def _should_stop(self, run: _Run, stop_after: int | None) -> bool:
+        state = self.state
+        return (state.step >= run.total or state.stopped_early
+                or (stop_after is not None and state.step >= stop_after))
+
+    def _pending_steps(self) -> Iterator[tuple[int, list[np.ndarray], int]]:
+        """(position in its epoch, micro-batches, steps in the epoch) of every step still to
+        take: the current epoch from its saved position, then the next epochs whole."""
+        while True:
+            groups = self._groups(self.state.epoch)
+            for position in range(self.state.position, len(groups)):
+                yield position, groups[position], len(groups)
+
+    def _take_step(self, run: _Run) -> None:
+        """One optimizer step, then what is due after it: log, evaluate, checkpoint."""
+        state, cfg = self.state, self.cfg
+        position, micro, steps_in_epoch = next(run.steps)
+        run.step_rng = ckpt.rng_state()  # a checkpoint taken mid-step restarts the step
+        run.meter.add(*self._step(micro, state.epoch, position * cfg.grad_accum))
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        if state.step % _RELEASE_EVERY == 0:
+            release_free_memory()  # varied batch shapes fragment the heap
+        state.position = position + 1
+        epoch_end = state.position == steps_in_epoch
+        if epoch_end:
+            state.epoch, state.position = state.epoch + 1, 0
+        state.elapsed = time.perf_counter() - run.start
+        if state.step % cfg.log_every == 0 or state.step == run.total:
+            self._log_train(run)
+        run.bar.update(1)
+        evaluate = self._eval_due(run.total, epoch_end)
+        if evaluate:
+            run.last_metrics = self._evaluate_and_track(run.steps_per_epoch)
+        if evaluate or self._save_due(run.total, epoch_end):
+            self._save_last(run, ckpt.rng_state())
+
+    def _eval_due(self, total: int, epoch_end: bool) -> bool:
+        """With a dev set: every ``eval_every`` steps (else at each epoch's end), and last."""
+        step, every = self.state.step, self.cfg.eval_every
+        return self.task.n_dev > 0 and (step == total or (
+            epoch_end if every is None else step % every == 0))
+
+    def _save_due(self, total: int, epoch_end: bool) -> bool:
+        """Last, on early stop, every ``save_every`` steps (else, without a dev set whose
+        evaluations save, at each epoch's end)."""
+        step, every = self.state.step, self.cfg.save_every
+        if step == total or self.state.stopped_early:
+            return True
+        if every is not None:
+            return step % every == 0
+        return self.task.n_dev == 0 and epoch_end
 
     def _plan(self, epoch: int):
         return plan_epoch(self.task.train_lengths, self.cfg.batch_size, self.cfg.seed, epoch,
@@ -329,9 +309,7 @@ class Trainer:
         return metrics
 
     # ---- checkpoints ---------------------------------------------------------------------------
-    _saved_step: int | None = None
-
-    def _save_last(self, optimizer, scheduler, rng: dict[str, Any]) -> None:
+    def _save_last(self, run: _Run, rng: dict[str, Any]) -> None:
         self._saved_step = self.state.step
         if not self.ctx.is_main:
             return
@@ -340,8 +318,8 @@ class Trainer:
             self.task.save(directory)
             ckpt.save_state(directory, {
                 "trainer": asdict(self.state),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
                 "rng": rng,
                 "config": self.cfg.to_dict(),
                 "world_size": self.ctx.world_size,
@@ -376,7 +354,7 @@ class Trainer:
             self.task.load(source)  # leave the best weights in memory too
         if not self.ctx.is_main:
             return
-        _export(source, self.output)
+        ckpt.export_model(source, self.output)
         end = {"event": "end", "step": self.state.step, "best_step": self.state.best_step,
                f"best_{self.task.metric}": self.state.best_value,
                "stopped_early": self.state.stopped_early,
@@ -392,27 +370,28 @@ class Trainer:
                 "steps_per_epoch": steps_per_epoch, "world_size": self.ctx.world_size,
                 "seqenc_version": __version__, "torch_version": torch.__version__,
                 **self.run_info}
-        (self.output / ARGS_FILE).write_text(json.dumps(args, indent=2) + "\n", encoding="utf-8")
+        atomic.write_text(self.output / ARGS_FILE, json.dumps(args, indent=2) + "\n")
         if self.log and self.log.path.exists():
             self.log.path.unlink()  # a fresh run starts a fresh log
 
     # ---- reporting -----------------------------------------------------------------------------
-    def _log_train(self, meter: _Meter, scheduler, steps_per_epoch: int, bar) -> None:
+    def _log_train(self, run: _Run) -> None:
+        meter = run.meter
         loss_sum, units, examples, tokens = D.all_reduce_sum(meter.totals(), self.ctx)
         seconds = meter.seconds()
         record = {"event": "train", "step": self.state.step,
-                  "epoch": round(self.state.step / steps_per_epoch, 4),
-                  "loss": loss_sum / max(units, 1), "lr": scheduler.get_last_lr()[0],
+                  "epoch": round(self.state.step / run.steps_per_epoch, 4),
+                  "loss": loss_sum / max(units, 1), "lr": run.scheduler.get_last_lr()[0],
                   "examples_per_s": round(examples / seconds, 2),
                   "tokens_per_s": round(tokens / seconds, 1),
                   "elapsed_s": round(self.state.elapsed, 2)}
         meter.reset()
         if self.log:
             self.log.write(record)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
+        run.bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
 
     def _plot(self) -> None:
-        from .plots import plot_learning_curves, read_metrics
+        from .plots import plot_learning_curves
 
         plot_learning_curves(read_metrics(self.output / METRICS_FILE), self.output / PLOT_FILE,
                              title=self.output.name)
@@ -436,8 +415,6 @@ class Trainer:
 
     def _result(self, total: int, finished: bool,
                 last_metrics: dict[str, float] | None) -> TrainResult:
-        from .plots import read_metrics
-
         history = read_metrics(self.output / METRICS_FILE) if self.ctx.is_main else []
         best = next((r for r in history if r.get("event") == "eval"
                      and r["step"] == self.state.best_step), None)
@@ -446,33 +423,17 @@ class Trainer:
                            self.state.elapsed, history)
 
 
-class _Meter:
-    """Loss and throughput since the last training log line."""
+@dataclass
+class _Run:
+    """What one call of ``Trainer.train`` carries from step to step."""
 
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.values = [0.0, 0.0, 0.0, 0.0]
-        self.start = time.perf_counter()
-
-    def add(self, loss: float, units: int, examples: int, tokens: int) -> None:
-        for i, v in enumerate((loss, units, examples, tokens)):
-            self.values[i] += v
-
-    def totals(self) -> list[float]:
-        return list(self.values)
-
-    def seconds(self) -> float:
-        return max(time.perf_counter() - self.start, 1e-9)
-
-
-def _export(source: Path, output: Path) -> None:
-    """Copy a checkpoint's model files (not its trainer state) to the top of ``output``; each
-    file is copied to a temporary name and renamed, so no file is ever half-written."""
-    for path in sorted(source.rglob("*")):
-        if path.is_dir() or path.name == ckpt.STATE_FILE:
-            continue
-        target = output / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic.copy_file(path, target)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    total: int  # optimizer steps in the whole run
+    steps_per_epoch: int
+    steps: Iterator[tuple[int, list[np.ndarray], int]]  # Trainer._pending_steps()
+    bar: Any  # tqdm progress bar
+    start: float  # perf_counter() at which the run would have started, resumes included
+    meter: Meter = field(default_factory=Meter)
+    step_rng: dict[str, Any] = field(default_factory=ckpt.rng_state)  # before the current step
+    last_metrics: dict[str, float] | None = None

@@ -1,0 +1,63 @@
+/* AVX-512 counterparts of simd.h's helpers, the instruction-set levels the kernels choose
+ * between at run time, and the entry points of avx512.c and peak.c. */
+#ifndef SEQENC_SIMD512_H
+#define SEQENC_SIMD512_H
+#include "simd.h"
+
+#ifdef SEQENC_X86
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+/* Kernel sets, best last; module.c reports which this CPU runs. */
+enum { ISA_AVX2 = 0, ISA_AVX512 = 1, ISA_AVX512BF16 = 2 };
+/* Element types the elementwise kernels read and write. */
+enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
+/* peak.c's probes. */
+enum { PEAK_FMA256 = 0, PEAK_FMA512 = 1, PEAK_BF16DOT512 = 2, PEAK_VNNI512 = 3 };
+
+/* exp(x), x in [-87, 88]: the same range reduction and polynomial as simd.h's exp256 (Cody &
+ * Waite's two-part ln 2, Cephes' degree-5 minimax), 16 lanes; relative error <= 2e-7. */
+AVX512 static inline __m512 exp512(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);  /* p * 2^n */
+}
+
+/* 16 bf16 values (bits) -> float32: bf16 is the top half of a float32. */
+AVX512 static inline __m512 load_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+/* float32 -> bf16 rounded to nearest even (vcvtneps2bf16), 16 values. */
+AVX512BF16 static inline void store_bf16(uint16_t *p, __m512 v) {
+    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
+}
+
+/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. */
+void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
+                         int dtype);
+int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
+                            const void *beta, float eps, int64_t rows, int64_t n, int threads,
+                            int dtype);
+/* avx512.c, int8: per-row quantisation of float32 rows, and the int32 products back to float32
+ * in place (n % 16 == 0). */
+void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
+                             int threads);
+void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
+                               int64_t rows, int64_t n, int threads);
+/* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
+double seqenc_peak_gops(int kind, int64_t iters, int threads);
+#endif
+#endif

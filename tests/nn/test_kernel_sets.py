@@ -1,0 +1,139 @@
+"""Each kernel set the CPU has (avx2, avx512, avx512bf16; see nn/kernels.py) against float64,
+within the bounds nn/kernels.py states. Sets the CPU lacks are skipped, and say so: on an
+AVX2-only machine only the avx2 cases run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqenc.nn import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="C kernels not built/enabled")
+EACH_SET = pytest.mark.parametrize("isa", [
+    pytest.param(isa, marks=pytest.mark.skipif(isa not in kernels.AVAILABLE,
+                                               reason=f"this CPU has no {isa}"))
+    for isa in kernels.ISAS])
+
+
+def gelu64(v: torch.Tensor) -> torch.Tensor:
+    v = v.double()
+    return v * 0.5 * torch.erfc(-v / math.sqrt(2.0))
+
+
+def test_the_best_set_is_chosen():
+    assert kernels.AVAILABLE and kernels.ISA == kernels.AVAILABLE[-1] or kernels.ISA
+    has_avx512 = "avx512" in torch.backends.cpu.get_cpu_capability().lower()
+    assert ("avx512" in kernels.AVAILABLE) == (has_avx512 or "avx512" in kernels.AVAILABLE)
+    assert ("avx512bf16" in kernels.AVAILABLE) <= ("avx512" in kernels.AVAILABLE)
+
+
+@EACH_SET
+@pytest.mark.parametrize("width", [48, 64])  # 48: not a multiple of 16 -> 8 lanes everywhere
+def test_bias_gelu_within_its_bound(isa, width):
+    if isa == "avx512bf16":
+        pytest.skip("same float32 kernel as avx512")
+    torch.manual_seed(0)
+    x = torch.cat([torch.linspace(-13, 13, 37 * width - 8 * width).view(-1, width),
+                   torch.randn(8, width) * 4])
+    bias = torch.randn(width) * 0.1
+    v = (x + bias).double()  # the kernel adds in float32: same sum up to its own rounding
+    ours = kernels.bias_gelu_(x, bias, isa=isa).double()
+    assert kernels.last_lanes == kernels.lanes(isa, torch.float32, width)
+    assert kernels.last_lanes == (512 if isa != "avx2" and width % 16 == 0 else 256)
+    bound = (kernels.GELU_RELATIVE_ERROR + 2.0**-23) * gelu64(v).abs() + 1e-36
+    assert torch.all((ours - gelu64(v)).abs() <= bound)
+
+
+@EACH_SET
+@pytest.mark.parametrize("width", [48, 384])
+def test_add_layer_norm_within_its_bound(isa, width):
+    if isa == "avx512bf16":
+        pytest.skip("same float32 kernel as avx512")
+    torch.manual_seed(1)
+    norm = torch.nn.LayerNorm(width, eps=1e-12)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    y, bias, residual = torch.randn(19, width) * 3, torch.randn(width), torch.randn(19, width) + 5
+    s = y.double() + bias.double() + residual.double()
+    xhat = (s - s.mean(-1, keepdim=True)) / s.std(-1, unbiased=False, keepdim=True)
+    exact = xhat * norm.weight.double() + norm.bias.double()
+    with torch.no_grad():
+        ours = kernels.add_layer_norm_(y, bias, residual, norm.weight, norm.bias, norm.eps,
+                                       isa=isa).double()
+    assert kernels.last_lanes == kernels.lanes(isa, torch.float32, width)
+    bound = kernels.LAYER_NORM_ERROR * (norm.weight.double().abs() * (1 + xhat.abs())
+                                        + norm.bias.double().abs())
+    assert torch.all((ours - exact).abs() <= bound)
+
+
+needs_bf16 = pytest.mark.skipif("avx512bf16" not in kernels.AVAILABLE,
+                                reason="this CPU has no avx512bf16 (bf16 kernels not exercised)")
+
+
+@needs_bf16
+def test_bf16_bias_gelu_within_its_bound():
+    torch.manual_seed(2)
+    x = (torch.randn(33, 64) * 4).bfloat16()
+    bias = torch.randn(64).bfloat16()
+    exact = gelu64(x.double() + bias.double())
+    ours = kernels.bias_gelu_(x, bias, isa="avx512bf16")
+    assert ours.dtype == torch.bfloat16 and kernels.last_lanes == 512
+    rel = kernels.GELU_RELATIVE_ERROR + 2.0**-23 + kernels.BF16_ROUNDING
+    assert torch.all((ours.double() - exact).abs() <= rel * exact.abs() * (1 + 1e-6) + 1e-36)
+
+
+@needs_bf16
+def test_bf16_add_layer_norm_within_its_bound():
+    torch.manual_seed(3)
+    norm = torch.nn.LayerNorm(384, eps=1e-12).bfloat16()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    y, residual = (torch.randn(21, 384) * 3).bfloat16(), (torch.randn(21, 384) + 5).bfloat16()
+    bias = torch.randn(384).bfloat16()
+    s = y.double() + bias.double() + residual.double()
+    xhat = (s - s.mean(-1, keepdim=True)) / s.std(-1, unbiased=False, keepdim=True)
+    exact = xhat * norm.weight.double() + norm.bias.double()
+    with torch.no_grad():
+        ours = kernels.add_layer_norm_(y, bias, residual, norm.weight, norm.bias, norm.eps,
+                                       isa="avx512bf16").double()
+    assert kernels.last_lanes == 512
+    float32_bound = kernels.LAYER_NORM_ERROR * (norm.weight.double().abs() * (1 + xhat.abs())
+                                                + norm.bias.double().abs())
+    bound = float32_bound * (1 + kernels.BF16_ROUNDING) + kernels.BF16_ROUNDING * exact.abs()
+    assert torch.all((ours - exact).abs() <= bound)
+
+
+@needs_bf16
+def test_bf16_attention_rounds_the_float32_result_once():
+    torch.manual_seed(4)
+    qkv = torch.randn(30, 3 * 2 * 16).bfloat16()
+    lengths = torch.tensor([17, 13])
+    starts = lengths.cumsum(0) - lengths
+    ours = kernels.varlen_attention(qkv, starts, lengths, 2)
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours, kernels.varlen_attention(qkv.float(), starts, lengths, 2).bfloat16())
+
+
+def test_sets_and_dtypes_the_kernels_do_not_have_are_refused():
+    if not kernels.AVAILABLE:
+        pytest.skip("no kernels")
+    missing = [isa for isa in kernels.ISAS if isa not in kernels.AVAILABLE]
+    for isa in missing:
+        with pytest.raises(ValueError, match="not available on this CPU"):
+            kernels.bias_gelu_(torch.randn(2, 16), torch.randn(16), isa=isa)
+    with pytest.raises(ValueError, match="no avx2 kernel"):
+        kernels.bias_gelu_(torch.randn(2, 16).bfloat16(), torch.randn(16).bfloat16(), isa="avx2")
+    with pytest.raises(ValueError, match="vector of 16"):
+        kernels.bias_gelu_(torch.randn(2, 16).bfloat16(), torch.randn(16))  # mixed dtypes
+
+
+@EACH_SET
+def test_peak_probes_run(isa):
+    kinds = {"avx2": [0], "avx512": [1], "avx512bf16": [2]}[isa]
+    for kind in kinds:
+        assert kernels._kernels.peak(kind, 10_000, 1) > 0

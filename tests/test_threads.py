@@ -1,0 +1,35 @@
+"""seqenc.threads: the one place that sets PyTorch's CPU threads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqenc.threads import set_threads, torchrun_share
+
+
+def test_set_threads_sets_and_none_leaves_alone():
+    before = torch.get_num_threads()
+    try:
+        set_threads(2)
+        assert torch.get_num_threads() == 2
+        set_threads(None)
+        assert torch.get_num_threads() == 2
+        for bad in (0, -1, 1.5, True):
+            with pytest.raises(ValueError, match="positive integer"):
+                set_threads(bad)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torchrun_processes_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert torchrun_share() is None  # not under torchrun
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert torchrun_share() == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert torchrun_share() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice wins
+    assert torchrun_share() is None
