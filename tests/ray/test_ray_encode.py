@@ -195,3 +195,25 @@ def test_command_line_engine_ray_with_int8(tmp_path, mixed_inputs):
     assert bad.exit_code == 3
     assert f"{mixed_inputs['txt']}:6: invalid UTF-8" in bad.output
     assert not (tmp_path / "o2").exists()
+    for args, code, message in (
+        (["--model", str(tmp_path / "no-model")], 4, "cannot load model"),
+        (["--max-length", "100000"], 2, "longer than the model's limit of 256 tokens"),
+    ):
+        failed = CliRunner().invoke(cli.main, [
+            "encode", "--engine", "ray", str(txt), "-o", str(tmp_path / "o3"), *args,
+        ])
+        assert failed.exit_code == code and message in failed.output, failed.output
+        assert sorted(os.listdir(tmp_path)) == ["in", "out", "ref.parquet", "theirs"]
+
+
+def test_docs_ray_python_example_runs_as_printed(tmp_path, monkeypatch, capsys):
+    from tests.test_docs import python_blocks
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "corpus.txt").write_bytes((root / "examples/corpus.txt").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    [block] = python_blocks((root / "docs/ray.md").read_text(encoding="utf-8"))
+    exec(compile(block, "docs/ray.md", "exec"), {"__name__": "ray_doc"})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["200 4 384", "['id', 'vector'] [1, 2, 3]"]  # the comments in the doc

@@ -21,11 +21,10 @@ from seqenc.streaming import EncodeOptions
 
 from .inputs import ReadOptions, plan_inputs
 from .job import (
-    CALIBRATED,
     ChunkReport,
     JobSpec,
-    calibrate,
     plan_resources,
+    probe,
     run_job,
     start_runtime,
     unwrap,
@@ -105,8 +104,9 @@ def encode_dataset(
     check_output_dir(out)
 
     started = start_runtime(ray, address)
-    staging = staging_dir(out)
+    staging = None
     try:
+        staging = staging_dir(out)
         plan = plan_resources(ray.cluster_resources().get("CPU", 1), actors, threads)
         spec = JobSpec(
             tuple(files), read,
@@ -115,9 +115,8 @@ def encode_dataset(
             str(staging), model, device, plan.threads, max_length,
         )
         start = time.perf_counter()
-        if precision in CALIBRATED:
-            task = ray.remote(num_cpus=plan.threads)(calibrate)
-            spec = JobSpec(**{**spec.__dict__, "ranges": _get(ray, task.remote(spec))})
+        task = ray.remote(num_cpus=plan.threads, max_retries=0)(probe)
+        spec = JobSpec(**{**spec.__dict__, "ranges": _get(ray, task.remote(spec))})
         reports: dict[tuple[int, int], ChunkReport] = {}
 
         def on_report(report: ChunkReport) -> None:
@@ -148,7 +147,11 @@ def encode_dataset(
             "model": model or "default", "actors": plan.actors, "threads": plan.threads,
         })
     except BaseException:
-        discard(staging)
+        if started:  # stop the workers first, so none writes into the staging directory later
+            ray.shutdown()
+            started = False
+        if staging is not None:
+            discard(staging)
         raise
     finally:
         if started:

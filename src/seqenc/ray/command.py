@@ -56,6 +56,11 @@ def encode_on_ray(
             )
     except OutputError as e:
         raise click.BadParameter(str(e), param_hint="-o/--output") from None
+    except ValueError as e:
+        if not str(e).startswith("--max-length"):
+            raise
+        raise click.BadParameter(str(e).removeprefix("--max-length "),
+                                 param_hint="--max-length") from None
     finally:
         if bar is not None:
             bar.close()

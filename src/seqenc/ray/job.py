@@ -161,11 +161,18 @@ def read_stage(batch: dict[str, np.ndarray], spec: JobSpec):
             yield {"file": [int(index)], "chunk": [number], "payload": [payload]}
 
 
-def calibrate(spec: JobSpec) -> np.ndarray:
+def probe(spec: JobSpec) -> Any:
+    """Load the model once in a Ray task before the actor pool starts, so that a model that
+    cannot load (or a --max-length beyond its limit) is one clear error rather than actors
+    failing in a loop; for int8/uint8 also return the bucket ranges (else None)."""
+    model = load_model(spec)
+    return calibrate(model, spec) if spec.encode.precision in CALIBRATED else None
+
+
+def calibrate(model: Any, spec: JobSpec) -> np.ndarray:
     """int8/uint8 bucket ranges from the first chunk, as ``seqenc encode`` computes them."""
     from seqenc.quantize import quantization_ranges
 
-    model = load_model(spec)
     for source in spec.inputs:
         for _, payload in read_chunks(source, spec.read):
             records, messages = pickle.loads(payload)
@@ -255,6 +262,8 @@ def unwrap(error: BaseException) -> BaseException | None:
             return InputError(e.reason, file=e.file, line=e.line, field=e.field, unit=e.unit)
         if isinstance(e, ModelLoadError):
             return ModelLoadError(str(e.args[0]) if e.args else str(e))
+        if isinstance(e, ValueError) and str(e).startswith("--max-length"):
+            return ValueError(str(e).splitlines()[0])
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
     return None
 

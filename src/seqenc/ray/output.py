@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from seqenc.io.writers import AtomicFile
+from seqenc.atomic import atomic_path, write_text
 
 SUCCESS = "_SUCCESS"
 
@@ -48,7 +48,9 @@ def check_output_dir(out: Path) -> None:
 
 
 def staging_dir(out: Path) -> Path:
-    """A new, empty directory beside ``out`` for this job's shards."""
+    """A new, empty directory beside ``out`` for this job's shards; absolute, because the
+    workers' working directory is not the driver's."""
+    out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.seqenc-{secrets.token_hex(4)}.tmp")
     staging.mkdir()
@@ -81,13 +83,8 @@ def write_shard(
     if source is not None:
         columns["source"] = pa.array([source] * len(ids), type=pa.string())
     name = shard_name(file_index, chunk)
-    target = AtomicFile(Path(directory, name))
-    try:
-        pq.write_table(pa.table(columns), target.tmp)
-    except BaseException:
-        target.discard()
-        raise
-    target.commit()
+    with atomic_path(Path(directory, name)) as tmp:
+        pq.write_table(pa.table(columns), tmp)
     return name
 
 
@@ -111,9 +108,7 @@ def commit(staging: Path, out: Path, shards: dict[str, int], summary: dict[str, 
         found = pq.ParquetFile(staging / name).metadata.num_rows
         if found != rows:
             raise RuntimeError(f"shard {name} holds {found} rows, its worker reported {rows}")
-    marker = AtomicFile(staging / SUCCESS)
-    Path(marker.tmp).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    marker.commit()
+    write_text(staging / SUCCESS, json.dumps(summary, indent=2) + "\n")
     previous = None
     if out.exists():
         previous = out.with_name(f".{out.name}.seqenc-old-{secrets.token_hex(4)}")
