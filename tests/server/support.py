@@ -24,7 +24,7 @@ SENTENCES = [
     "A plane is taking off.",
     "Stocks fell sharply on Wall Street after the report.",
     "The cat sat on the mat.",
-    "",
+    "  spaces around  ",
     "Ünïcödé wörks, 東京 too — and emoji 🙂.",
     "short",
     "A longer sentence that talks about the weather in the mountains and the valleys below.",

@@ -55,7 +55,9 @@ def assert_error(response: httpx.Response, status: int, error_type: str,
     ("/embed", None, "validation", "a JSON object"),
 ])
 def test_invalid_requests_are_422(client, route, body, error_type, fragment):
-    assert_error(client.post(route, json=body), 422, error_type, fragment)
+    response = client.post(route, content=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+    assert_error(response, 422, error_type, fragment)
 
 
 @pytest.mark.parametrize("raw", [b"{", b'{"inputs": "x",}', b"not json", b"\xff\xfe\x00",
@@ -66,14 +68,21 @@ def test_bodies_that_are_not_json_are_400(client, raw):
 
 
 def test_missing_body_is_422(client):
-    assert_error(client.post("/embed"), 422, "validation", "request body is required")
+    assert_error(client.post("/embed", headers={"Content-Type": "application/json"}), 422,
+                 "validation", "request body is required")
 
 
-def test_form_encoded_content_type_is_read_as_json(client):
-    # what `curl -d '{"inputs": "hi"}'` sends
-    response = client.post("/embed", content=b'{"inputs": "hi"}',
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert response.status_code == 200 and len(response.json()) == 1
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded",
+                                          "text/plain", "multipart/form-data; boundary=x"])
+def test_bodies_not_declared_json_are_415(client, content_type):
+    # `curl -d` sends form encoding; a cross-site <form> or fetch() can send text/plain
+    # without a preflight: neither is read (issue 17).
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/embed", content=b'{"inputs": "hi"}', headers=headers)
+    assert_error(response, 415, "unsupported_media_type", "application/json")
+    ok = client.post("/embed", content=b'{"inputs": "hi"}',
+                     headers={"Content-Type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200
 
 
 def test_unknown_fields_are_ignored(client):
@@ -121,6 +130,9 @@ def test_missing_or_wrong_api_key_is_401(server, headers):
 # ---- payload limit ------------------------------------------------------------------------
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def padded_body(size: int) -> bytes:
     """A valid /embed body of exactly ``size`` bytes."""
     head = b'{"inputs": "hello"'
@@ -128,12 +140,12 @@ def padded_body(size: int) -> bytes:
 
 
 def test_body_at_the_limit_is_accepted(client):
-    response = client.post("/embed", content=padded_body(PAYLOAD_LIMIT))
+    response = client.post("/embed", content=padded_body(PAYLOAD_LIMIT), headers=JSON)
     assert response.status_code == 200
 
 
 def test_body_over_the_limit_is_413(client):
-    assert_error(client.post("/embed", content=padded_body(PAYLOAD_LIMIT + 1)), 413,
+    assert_error(client.post("/embed", content=padded_body(PAYLOAD_LIMIT + 1), headers=JSON), 413,
                  "payload_too_large", f"payload limit of {PAYLOAD_LIMIT} bytes")
 
 
@@ -153,6 +165,7 @@ def test_lying_content_length_is_caught_by_counting(server):
     body = padded_body(PAYLOAD_LIMIT * 2)
     with socket.create_connection((host, port), timeout=60) as sock:
         sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                     b"Content-Type: application/json\r\n"
                      b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\r\n" + body)
         reply = sock.recv(65536)
     # h11 reads exactly 10 bytes as the body: an invalid JSON prefix, not a crash or a hang

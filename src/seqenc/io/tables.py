@@ -140,11 +140,23 @@ def _check(
         elif column in strings and not isinstance(row.values[column], str):
             reason = f"expected a string, got {value_type(row.values[column])}"
         else:
-            reason = None
+            reason = _lone_surrogate(row.values[column])
         if reason is not None:
             return InputError(reason, file=name, line=row.line, field=column_name(column),
                               unit=unit)
     return row
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """JSON's "\\ud800" decodes to a lone surrogate: not text, and the tokenizer refuses it."""
+    if not isinstance(value, str) or value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"not valid Unicode: a lone surrogate U+{ord(value[e.start]):04X} at "
+                f"character {e.start}")
+    return None
 
 
 # -- csv and tsv ------------------------------------------------------------------------------

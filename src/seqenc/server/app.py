@@ -72,6 +72,9 @@ def create_app(
         "text-embeddings-inference-style /embed, /similarity, /tokenize. Errors are "
         '`{"error": ..., "error_type": ...}`.',
         lifespan=lifespan,
+        # No 307 from /embed/ to /embed: FastAPI builds that Location from the Host header,
+        # which the client controls.
+        redirect_slashes=False,
     )
     app.state.server = state
     install_error_handlers(app)
@@ -79,9 +82,11 @@ def create_app(
         app.include_router(router)
     # Added innermost first: metrics see everything, the payload limit applies before auth
     # so that a refused client's body is read (bounded) and it can read its 401.
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, paths={
+        r.path for router in ROUTERS for r in router.routes if "POST" in r.methods})
     app.add_middleware(AuthMiddleware, api_key=settings.api_key)
-    app.add_middleware(PayloadLimitMiddleware, limit=settings.payload_limit)
+    app.add_middleware(PayloadLimitMiddleware, limit=settings.payload_limit,
+                       max_buffered=settings.max_buffered_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics,
                        paths={r.path for router in ROUTERS for r in router.routes} | PUBLIC_PATHS)
     if settings.api_key:

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -22,7 +23,7 @@ from seqenc.exits import (
 )
 from seqenc.extras import require
 
-from .settings import Settings
+from .settings import Settings, check_api_key
 
 __all__ = ["ListenError", "ModelLoadError", "bind_socket", "serve", "serve_command"]
 
@@ -67,6 +68,7 @@ def serve(
     import uvicorn
 
     from .app import create_app
+    from .connections import protocol_class
 
     _configure_logging(log_level)
 
@@ -103,6 +105,7 @@ def serve(
         access_log=log_level in ("debug", "trace"),  # a log line per request costs throughput
         timeout_graceful_shutdown=graceful_timeout,
         lifespan="on",
+        http=protocol_class(settings.read_timeout, settings.max_connections),
     )
     server = uvicorn.Server(config)
     try:
@@ -120,11 +123,12 @@ def serve(
 
 
 def model_id(model: str | None) -> str:
-    """The name the server reports for ``model`` (a path, or None for the default)."""
+    """The name the server reports for ``model`` (a directory, or None for the default): the
+    directory's own name, never the path to it."""
     from seqenc.model import DEFAULT_MODEL
 
     name = model or os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
-    return DEFAULT_MODEL if name == "default" else name
+    return DEFAULT_MODEL if name == "default" else Path(name).name or name
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -202,6 +206,20 @@ def _classify(e: Exception) -> tuple[int, str] | None:
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
               help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
+@click.option("--read-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request head may take to arrive, and a body may pause; a body "
+                   "must also average 64 KiB/s after that. Slower connections are closed.")
+@click.option("--max-connections", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Open connections; a new one beyond it gets 503 and is closed.")
+@click.option("--max-buffered-bytes", default=64 << 20, show_default=True,
+              type=click.IntRange(min=1),
+              help="Request-body bytes held at once by all requests; beyond it a 429.")
+@click.option("--served-model-name", default=None, metavar="NAME",
+              help="The model name in responses and /info (default: the model directory's "
+                   "name).")
+@click.option("--show-model-path", is_flag=True,
+              help="Show the model's directory in /info (hidden by default).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @exit_codes(_classify)
 def serve_command(model: str | None, reranker: str | None, sparse_model: str | None,
@@ -209,7 +227,9 @@ def serve_command(model: str | None, reranker: str | None, sparse_model: str | N
                   max_batch_tokens: int, batch_size: int, max_batch_requests: int | None,
                   max_client_batch_size: int, max_concurrent_requests: int,
                   payload_limit: int, dtype: str, threads: int | None, device: str,
-                  graceful_timeout: float, log_level: str) -> None:
+                  graceful_timeout: float, read_timeout: float, max_connections: int,
+                  max_buffered_bytes: int, served_model_name: str | None,
+                  show_model_path: bool, log_level: str) -> None:
     """Serve embeddings over HTTP (OpenAI /v1/embeddings; TEI-style /embed, /similarity,
     /tokenize; /health, /info, /metrics; OpenAPI at /docs), and with --reranker and
     --sparse-model reranking (/rerank, /v1/rerank) and SPLADE vectors (/embed_sparse).
@@ -221,12 +241,19 @@ def serve_command(model: str | None, reranker: str | None, sparse_model: str | N
       seqenc serve --model default --reranker DIR   both; add --sparse-model DIR for SPLADE
     GET /info says which are loaded and lists the routes served; the others answer 404.
     """
-    if api_key == "":
-        raise click.BadParameter("must not be empty", param_hint="--api-key")
+    if api_key is not None:
+        try:
+            check_api_key(api_key)
+        except ValueError as e:
+            raise click.BadParameter(str(e).removeprefix("api_key "),
+                                     param_hint="--api-key") from None
+    if max_buffered_bytes < payload_limit:
+        raise click.BadParameter(f"must be at least --payload-limit ({payload_limit})",
+                                 param_hint="--max-buffered-bytes")
     settings = Settings(
-        model_id=model_id(model if model is not None or (reranker is None and
-                                                           sparse_model is None)
-                          else reranker or sparse_model),
+        model_id=served_model_name or model_id(
+            model if model is not None or (reranker is None and sparse_model is None)
+            else reranker or sparse_model),
         api_key=api_key,
         max_batch_tokens=max_batch_tokens,
         batch_size=batch_size,
@@ -237,6 +264,10 @@ def serve_command(model: str | None, reranker: str | None, sparse_model: str | N
         dtype=dtype,
         threads=threads,
         graceful_timeout=graceful_timeout,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+        max_buffered_bytes=max_buffered_bytes,
+        show_model_path=show_model_path,
     )
     serve(settings, model, host, port, device=device, log_level=log_level, reranker=reranker,
           sparse_model=sparse_model)

@@ -22,21 +22,18 @@ log = logging.getLogger("seqenc.server")
 
 CLIENT_CLOSED = 499  # nginx's status for a client that went away; nobody receives it
 _STATUS_TYPES = {400: "invalid_json", 401: "unauthorized", 404: "not_found",
-                 405: "method_not_allowed", 413: "payload_too_large", 422: "validation",
+                 405: "method_not_allowed", 413: "payload_too_large",
+                 415: "unsupported_media_type", 422: "validation",
                  429: "overloaded", 503: "not_ready"}
-_UNION_HINTS = {
-    ("/v1/embeddings", "input"): "input must be a string, a list of strings, a list of token "
-                                 "ids (integers) or a list of lists of token ids",
-    ("/embed", "inputs"): "inputs must be a string or a list of strings",
-    ("/tokenize", "inputs"): "inputs must be a string or a list of strings",
-}
 _DESCRIPTIONS = {
     400: "The body is not JSON (malformed, or not UTF-8)",
     404: "This server was started without the model the route needs (model_not_loaded)",
     413: "The body is larger than the payload limit",
+    415: "The Content-Type is not application/json",
     422: "Valid JSON, invalid request: wrong types, empty input, too many inputs, an input "
          "too long without truncate, a token id outside the vocabulary, bad dimensions",
-    429: "max_concurrent_requests requests are in progress; retry later",
+    429: "max_concurrent_requests requests are in progress, or request bodies in progress "
+         "hold max_buffered_bytes; retry after the Retry-After header's seconds",
     503: "The model is loading or warming up, or failed to load",
 }
 
@@ -61,9 +58,12 @@ def error_response(status: int, message: str, error_type: str,
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: the error statuses it can answer, for the OpenAPI doc."""
+    """``responses=`` for a route: the error statuses it can answer, for the OpenAPI doc. A
+    route that reads a JSON body (400) also answers 415 for a body of another type."""
+    if 400 in codes and 415 not in codes:
+        codes = (*codes, 415)
     return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
-            for code in codes}
+            for code in sorted(codes)}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -75,8 +75,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+def clip(value: Any, limit: int = 40) -> str:
+    """``value`` for an error message, at most ``limit`` characters: errors never echo a
+    payload back (a 4,000-digit number, a megabyte of text)."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
+    ours = next((e for e in errors if e.get("type", "").startswith("seqenc_")), None)
+    if ours is not None:  # from .shapes: a complete message, naming the field and index
+        return error_response(422, clip(ours["msg"], 300), ours["type"][len("seqenc_"):])
     bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
     if bad_json is not None:
         reason = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
@@ -94,10 +104,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
             message = ("request body is required: a JSON object" if e.get("type") == "missing"
                        else "request body must be a JSON object")
         else:
-            message = (None if e.get("type") == "missing"
-                       else _UNION_HINTS.get((request.url.path, loc[0])))
-            if message is None:
-                message = f"{'.'.join(loc)}: {e.get('msg', 'invalid')}"
+            message = f"{clip('.'.join(loc), 100)}: {clip(e.get('msg', 'invalid'), 200)}"
         if message not in messages:
             messages.append(message)
     more = f" (and {len(messages) - 3} more)" if len(messages) > 3 else ""

@@ -31,6 +31,9 @@ class ServerMetrics:
                                  "running)", registry=r)
         self.pending_texts = Gauge("seqenc_queue_texts",
                                    "Texts waiting for a forward pass", registry=r)
+        self.buffered_bytes = Gauge("seqenc_buffered_request_bytes",
+                                    "Request-body bytes held by requests in progress",
+                                    registry=r)
         self.batch_size = Histogram("seqenc_batch_size", "Rows per forward pass",
                                     buckets=_ROWS, registry=r)
         self.batch_tokens = Histogram("seqenc_batch_tokens",
@@ -44,6 +47,9 @@ class ServerMetrics:
                                         buckets=_SECONDS, registry=r)
         self.inference_duration = Histogram("seqenc_inference_duration_seconds",
                                             "One forward pass", buckets=_SECONDS, registry=r)
+
+    def watch_buffered(self, buffered: Callable[[], int]) -> None:
+        self.buffered_bytes.set_function(buffered)
 
     def watch_queue(self, admitted: Callable[[], int], pending: Callable[[], int]) -> None:
         self.in_progress.set_function(admitted)

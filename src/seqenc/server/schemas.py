@@ -8,15 +8,28 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from .shapes import (
+    Texts,
+    TokenIdLists,
+    TokenIds,
+    text_field,
+    text_list_field,
+    text_or_ids_field,
+    texts_field,
+)
+
 ErrorType = Literal[
     "invalid_json",
     "unauthorized",
     "not_found",
     "method_not_allowed",
     "payload_too_large",
+    "unsupported_media_type",
+    "invalid_request",
     "validation",
     "empty",
     "too_many_inputs",
+    "too_many_tokens",
     "input_too_long",
     "overloaded",
     "not_ready",
@@ -25,9 +38,9 @@ ErrorType = Literal[
 ]
 
 Direction = Literal["Right", "Left"]
-Texts = Annotated[list[StrictStr], Field(min_length=1)]
-TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
-TokenIdLists = Annotated[list[list[StrictInt]], Field(min_length=1)]
+TEXTS_HINT = "inputs must be a string or a list of strings"
+# Echoed in responses: a name, not a payload
+Name = Annotated[StrictStr, Field(max_length=256)]
 
 
 class _Request(BaseModel):
@@ -42,12 +55,14 @@ class ErrorResponse(BaseModel):
 
 
 class OpenAIEmbeddingRequest(_Request):
-    input: StrictStr | Texts | TokenIds | TokenIdLists = Field(
+    input: Annotated[StrictStr | Texts | TokenIds | TokenIdLists, text_or_ids_field(
+        "input must be a string, a list of strings, a list of token ids (integers) or a list "
+        "of lists of token ids")] = Field(
         description="A text, a list of texts, one input as token ids, or a list of token-id "
         "lists. Token ids are used as given: include the special tokens, as /tokenize "
         "returns them."
     )
-    model: StrictStr | None = Field(None, description="Echoed in the response")
+    model: Name | None = Field(None, description="Echoed in the response")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="base64: little-endian float32 bytes, base64-encoded (as OpenAI)"
     )
@@ -55,7 +70,7 @@ class OpenAIEmbeddingRequest(_Request):
         None, ge=1,
         description="Keep the first k dimensions, then L2-normalise (Matryoshka); 1..model dim",
     )
-    user: StrictStr | None = Field(None, description="Accepted and ignored")
+    user: Name | None = Field(None, description="Accepted and ignored")
 
 
 class EmbeddingObject(BaseModel):
@@ -77,7 +92,8 @@ class OpenAIEmbeddingResponse(BaseModel):
 
 
 class EmbedRequest(_Request):
-    inputs: StrictStr | Texts = Field(description="A text or a list of texts")
+    inputs: Annotated[StrictStr | Texts, texts_field(TEXTS_HINT)] = Field(
+        description="A text or a list of texts, none empty or only whitespace")
     normalize: StrictBool = Field(True, description="L2-normalise each vector")
     truncate: StrictBool | None = Field(
         False, description="Cut inputs longer than the model's maximum instead of refusing them"
@@ -88,8 +104,8 @@ class EmbedRequest(_Request):
 
 
 class SimilarityInputs(BaseModel):
-    source_sentence: StrictStr
-    sentences: Texts
+    source_sentence: Annotated[StrictStr, text_field("inputs.source_sentence")]
+    sentences: Annotated[Texts, text_list_field("inputs.sentences")]
 
 
 class SimilarityRequest(_Request):
@@ -99,7 +115,8 @@ class SimilarityRequest(_Request):
 
 
 class TokenizeRequest(_Request):
-    inputs: StrictStr | Texts
+    inputs: Annotated[StrictStr | Texts, texts_field(TEXTS_HINT, allow_empty=True)] = Field(
+        description="A text or a list of texts (empty ones allowed)")
     add_special_tokens: StrictBool = True
 
 
@@ -119,7 +136,8 @@ class InfoResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     model_id: str
-    model_path: str | None
+    model_path: str | None = Field(description="The model's directory; null unless the "
+                                   "server runs with --show-model-path")
     model_dtype: str
     threads: int = Field(description="Torch threads running the forward passes")
     device: str = Field(description="Where the encoder runs: cpu or cuda")
@@ -143,4 +161,9 @@ class InfoResponse(BaseModel):
     max_client_batch_size: int
     max_concurrent_requests: int
     payload_limit: int
+    max_tokenize_tokens: int | None = Field(description="Tokens one /tokenize request may list: "
+                                     "max_client_batch_size x max_input_length")
+    read_timeout: float
+    max_connections: int
+    max_buffered_bytes: int
     version: str

@@ -20,10 +20,17 @@ class Settings:
     dtype: str = "float32"  # weights and activations of the forward pass
     threads: int | None = None  # torch intra-op threads; None: torch's default (all cores)
     graceful_timeout: float | None = 60.0  # seconds to drain on SIGTERM before cancelling
+    show_model_path: bool = False  # /info shows the model's directory (a name only, if not)
+    # Connection limits (see connections.py): a request head must arrive within read_timeout
+    # seconds, and its body must not pause longer nor fall below MIN_BODY_RATE.
+    read_timeout: float = 10.0
+    max_connections: int = 1024  # open at once; beyond it a new one gets 503 and is closed
+    max_buffered_bytes: int = 64 << 20  # request bodies held at once, all connections; 429
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "batch_size", "max_client_batch_size",
-                     "max_concurrent_requests", "payload_limit"):
+                     "max_concurrent_requests", "payload_limit", "max_connections",
+                     "max_buffered_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -33,5 +40,24 @@ class Settings:
             raise ValueError(f"threads must be positive, got {self.threads}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if self.api_key == "":
-            raise ValueError("api_key must not be empty (leave it unset for no authentication)")
+        if self.api_key is not None:
+            check_api_key(self.api_key)
+        if self.max_buffered_bytes < self.payload_limit:
+            raise ValueError(f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
+                             f"payload_limit ({self.payload_limit})")
+        if not self.read_timeout > 0:
+            raise ValueError(f"read_timeout must be positive, got {self.read_timeout}")
+
+
+def check_api_key(key: str) -> str:
+    """The one rule for API keys: visible ASCII characters (``!`` to ``~``), as bearer tokens
+    are (RFC 6750). HTTP clients send header values as bytes with no agreed encoding, so a key
+    outside ASCII would work only for clients that happen to encode it as the server decodes
+    it; refusing it at start-up is clearer than a 401 later."""
+    if not key:
+        raise ValueError("api_key must not be empty (leave it unset for no authentication)")
+    bad = next((c for c in key if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise ValueError(f"api_key may hold only visible ASCII characters (! to ~); it holds "
+                         f"{bad!r} (U+{ord(bad):04X})")
+    return key

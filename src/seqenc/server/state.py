@@ -134,8 +134,9 @@ class ServerState:
         first = next(iter(self.services.values()), None)
         return InfoResponse(
             model_id=s.model_id,
-            model_path=(str(model.path) if model.path else None) if model is not None
-            else (first.info.get("path") if first else None),
+            model_path=None if not s.show_model_path else (
+                (str(model.path) if model.path else None) if model is not None
+                else (first.info.get("path") if first else None)),
             model_dtype=s.dtype,
             threads=threads,
             device=str(getattr(model, "device", "cpu")),
@@ -154,6 +155,11 @@ class ServerState:
             max_client_batch_size=s.max_client_batch_size,
             max_concurrent_requests=s.max_concurrent_requests,
             payload_limit=s.payload_limit,
+            max_tokenize_tokens=(s.max_client_batch_size * model.max_seq_length
+                                 if model is not None else None),
+            read_timeout=s.read_timeout,
+            max_connections=s.max_connections,
+            max_buffered_bytes=s.max_buffered_bytes,
             version=__version__,
         ).model_dump()
 

@@ -29,6 +29,10 @@ class InputTooLong(ValueError):
         )
 
 
+class TooManyTokens(ValueError):
+    """/tokenize's answer would list more tokens than allowed (its size is bounded)."""
+
+
 class InvalidTokenIds(ValueError):
     """A token-id input is empty or holds an id outside the vocabulary."""
 
@@ -99,9 +103,23 @@ class Tokenization:
                 )
         return [list(ids) for ids in inputs]
 
-    def tokens(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[Token]]:
-        """Every token of every text, untruncated, with its character span."""
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+    def tokens(self, texts: Sequence[str], add_special_tokens: bool = True,
+               max_tokens: int | None = None) -> list[list[Token]]:
+        """Every token of every text, untruncated, with its character span. TooManyTokens if
+        they number more than ``max_tokens`` in all (checked before listing them)."""
+        if max_tokens is None:
+            encodings = self.tokenizer.encode_batch(list(texts),
+                                                    add_special_tokens=add_special_tokens)
+        else:  # one at a time, stopping as soon as the total is past the limit
+            encodings, total = [], 0
+            for i, text in enumerate(texts):
+                encodings.append(self.tokenizer.encode(text,
+                                                       add_special_tokens=add_special_tokens))
+                total += len(encodings[-1].ids)
+                if total > max_tokens:
+                    raise TooManyTokens(
+                        f"inputs 0..{i} have {total} tokens, more than the {max_tokens} one "
+                        "/tokenize request may list; split them")
         return [_tokens(text, e) for text, e in zip(texts, encodings, strict=True)]
 
 

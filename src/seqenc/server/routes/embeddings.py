@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import ApiError, documented
+from ..errors import ApiError, clip, documented
 from ..schemas import (
     EmbedRequest,
     OpenAIEmbeddingRequest,
@@ -23,7 +23,7 @@ router = APIRouter(tags=["embeddings"])
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse,
-             responses=documented(400, 413, 422, 429, 503))
+             responses=documented(400, 413, 415, 422, 429, 503))
 async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
                             state: State) -> Response:
     """OpenAI-compatible embeddings (vectors normalised as the model is configured)."""
@@ -31,7 +31,7 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
     dimension = state.info["dimension"]
     if body.dimensions is not None and not 1 <= body.dimensions <= dimension:
         raise ApiError(422, f"dimensions must be between 1 and {dimension}, got "
-                       f"{body.dimensions}", "validation")
+                       f"{clip(body.dimensions)}", "validation")
     inputs = body.input
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]  # one text, or one input as token ids
@@ -67,7 +67,7 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
 
 
 @router.post("/embed", response_model=list[list[float]],
-             responses=documented(400, 413, 422, 429, 503))
+             responses=documented(400, 413, 415, 422, 429, 503))
 async def embed(body: EmbedRequest, request: Request, state: State) -> Response:
     """Vectors for a text or a list of texts (text-embeddings-inference's /embed)."""
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
@@ -78,7 +78,7 @@ async def embed(body: EmbedRequest, request: Request, state: State) -> Response:
 
 
 @router.post("/similarity", response_model=list[float],
-             responses=documented(400, 413, 422, 429, 503))
+             responses=documented(400, 413, 415, 422, 429, 503))
 async def similarity(body: SimilarityRequest, request: Request, state: State) -> Response:
     """Cosine similarity of source_sentence to each of sentences. The source counts
     towards max_client_batch_size."""

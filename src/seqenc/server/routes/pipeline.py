@@ -23,6 +23,7 @@ from ..state import ServerState, server_state
 from ..tokenization import InputTooLong, Tokenization
 
 State = Annotated[ServerState, Depends(server_state)]
+RETRY_AFTER = "1"  # seconds, on every 429: requests here take milliseconds to a few seconds
 
 
 def check_count(state: ServerState, n: int, what: str = "inputs") -> None:
@@ -41,7 +42,8 @@ def admitted(queue: BatchQueue) -> Iterator[None]:
         with queue.slot():
             yield
     except QueueFull as e:
-        raise ApiError(429, f"overloaded: {e}; retry later", "overloaded") from None
+        raise ApiError(429, f"overloaded: {e}; retry later", "overloaded",
+                       {"Retry-After": RETRY_AFTER}) from None
     except QueueClosed as e:
         raise ApiError(503, str(e), "not_ready") from None
 

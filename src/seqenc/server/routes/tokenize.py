@@ -6,19 +6,27 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import documented
+from ..errors import ApiError, documented
 from ..schemas import SimpleToken, TokenizeRequest
-from .pipeline import State, check_count, json_response
+from ..tokenization import TooManyTokens
+from .pipeline import State, admitted, check_count, json_response
 
 router = APIRouter(tags=["tokenizer"])
 
 
 @router.post("/tokenize", response_model=list[list[SimpleToken]],
-             responses=documented(400, 413, 422, 503))
+             responses=documented(400, 413, 415, 422, 429, 503))
 async def tokenize(body: TokenizeRequest, state: State) -> Response:
-    """Every token of each input (untruncated), with character offsets into it."""
-    tokenization, _ = state.require_ready()
+    """Every token of each input (untruncated), with character offsets into it. At most
+    max_tokenize_tokens (see /info) tokens in all, which bounds the response (~60 bytes a
+    token); more is a 422."""
+    tokenization, queue = state.require_ready()
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     check_count(state, len(texts))
-    lists = await run_in_threadpool(tokenization.tokens, texts, body.add_special_tokens)
-    return json_response([[t.__dict__ for t in tokens] for tokens in lists])
+    with admitted(queue):  # tokenising is work: it takes a slot like the embedding routes
+        try:
+            lists = await run_in_threadpool(tokenization.tokens, texts, body.add_special_tokens,
+                                            state.info["max_tokenize_tokens"])
+        except TooManyTokens as e:
+            raise ApiError(422, str(e), "too_many_tokens") from None
+        return json_response([[t.__dict__ for t in tokens] for tokens in lists])
