@@ -4,6 +4,7 @@ Cohere's response shapes, limits and errors; a server without the route's model 
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -108,13 +109,21 @@ def test_embed_sparse_matches_the_python_api(client, splade):
     ("/v1/rerank", {"query": QUERY, "documents": []}, "empty"),
     ("/v1/rerank", {"query": QUERY, "documents": ["a"], "top_n": 0}, "validation"),
     ("/v1/rerank", {"query": QUERY, "documents": [{"txt": "a"}]}, "validation"),
+    ("/rerank", {"query": "a\ud800b", "texts": ["a"]}, "validation"),  # lone surrogates
+    ("/rerank", {"query": QUERY, "texts": ["a", "\udfff"]}, "validation"),
+    ("/v1/rerank", {"query": QUERY, "documents": ["a", {"text": "\ud800"}]}, "validation"),
+    ("/v1/rerank", {"query": "\ud800", "documents": ["a"]}, "validation"),
+    ("/embed_sparse", {"inputs": "x\ud800"}, "validation"),
+    ("/embed_sparse", {"inputs": ["a", "\udfff"]}, "validation"),
     ("/embed_sparse", {"inputs": []}, "empty"),
     ("/embed_sparse", {"inputs": ["a"] * 9}, "too_many_inputs"),
     ("/embed", {"inputs": "no embedding model here"}, "model_not_loaded"),
     ("/v1/embeddings", {"input": "no embedding model here"}, "model_not_loaded"),
 ])
 def test_bad_requests_are_4xx(client, route, body, error_type):
-    r = client.post(route, json=body)
+    # json.dumps escapes lone surrogates as \ud800, as a client's JSON encoder would send them
+    r = client.post(route, content=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500, r.text
     assert r.json()["error_type"] == error_type
 

@@ -1,5 +1,7 @@
 """Request and response bodies of the reranking and sparse routes (TEI's /rerank and
-/embed_sparse, Cohere/Jina's /v1/rerank). Strict types, as in schemas.py."""
+/embed_sparse, Cohere/Jina's /v1/rerank). Strict types, as in schemas.py; texts go through
+shapes.py's checks (one pass, lone surrogates refused with the field named). An empty query,
+document or sparse input is scored/encoded as it is (a document may be empty), unlike /embed."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .schemas import Direction, Texts
+from .shapes import documents_field, text_field, text_list_field, texts_field
 
 
 class _Request(BaseModel):
@@ -17,8 +20,10 @@ class _Request(BaseModel):
 class RerankRequest(_Request):
     """text-embeddings-inference's /rerank."""
 
-    query: StrictStr = Field(description="The query every text is scored against")
-    texts: Texts = Field(description="The documents to score")
+    query: Annotated[StrictStr, text_field("query", allow_empty=True)] = Field(
+        description="The query every text is scored against")
+    texts: Annotated[Texts, text_list_field("texts", allow_empty=True)] = Field(
+        description="The documents to score")
     raw_scores: StrictBool = Field(False, description="Raw logits instead of sigmoid scores")
     return_text: StrictBool = Field(False, description="Echo each text in its result")
     truncate: StrictBool | None = Field(
@@ -48,8 +53,8 @@ class CohereRerankRequest(_Request):
 
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
-    query: StrictStr
-    documents: Annotated[list[Document], Field(min_length=1)] = Field(
+    query: Annotated[StrictStr, text_field("query", allow_empty=True)]
+    documents: Annotated[list[Document], documents_field("documents", allow_empty=True)] = Field(
         description='Texts, or objects {"text": ...}')
     top_n: StrictInt | None = Field(None, ge=1, description="Keep the best n results")
     return_documents: StrictBool = Field(False, description="Echo each document")
@@ -86,7 +91,9 @@ class CohereRerankResponse(BaseModel):
 class EmbedSparseRequest(_Request):
     """text-embeddings-inference's /embed_sparse."""
 
-    inputs: StrictStr | Texts = Field(description="A text or a list of texts")
+    inputs: Annotated[StrictStr | Texts, texts_field("inputs must be a string or a list of "
+                                                     "strings", allow_empty=True)] = Field(
+        description="A text or a list of texts")
     truncate: StrictBool | None = Field(False, description="Cut inputs longer than the model's "
                                         "maximum instead of refusing them")
     truncation_direction: Direction = "Right"

@@ -94,7 +94,7 @@ def texts_field(hint: str, allow_empty: bool = False) -> PlainValidator:
     return PlainValidator(validate, json_schema_input_type=StrictStr | Texts)
 
 
-def text_list_field(name: str) -> PlainValidator:
+def text_list_field(name: str, allow_empty: bool = False) -> PlainValidator:
     """Validator for a field (``name``: its path for messages) holding a non-empty list of
     texts, no bare string."""
     hint = f"{name} must be a list of strings"
@@ -102,20 +102,42 @@ def text_list_field(name: str) -> PlainValidator:
     def validate(value: Any) -> list[str]:
         if type(value) is str:
             raise _fail("validation", f"{hint}; got a string")
-        return _texts(value, name, hint, allow_empty=False)
+        return _texts(value, name, hint, allow_empty)
 
     return PlainValidator(validate, json_schema_input_type=Texts)
 
 
-def text_field(name: str) -> PlainValidator:
+def text_field(name: str, allow_empty: bool = False) -> PlainValidator:
     """Validator for a field (``name``: its path for messages) holding exactly one text."""
 
     def validate(value: Any) -> str:
         if type(value) is not str:
             raise _fail("validation", f"{name} must be a string; got {_kind(value)}")
-        return check_text(value, name)
+        return check_text(value, name, allow_empty)
 
     return PlainValidator(validate, json_schema_input_type=StrictStr)
+
+
+def documents_field(name: str, allow_empty: bool = False) -> PlainValidator:
+    """Validator for Cohere's ``documents``: a non-empty list of texts or ``{"text": ...}``
+    objects (other keys ignored, as Cohere does), each checked as a text; -> the texts."""
+    hint = f'{name} must be a list of strings or {{"text": string}} objects'
+
+    def validate(value: Any) -> list[str]:
+        if type(value) is not list:
+            raise _fail("validation", f"{hint}; got {_kind(value)}")
+        if not value:
+            raise _fail("empty", f"{name} is empty: send at least one document")
+        texts = []
+        for i, item in enumerate(value):
+            if type(item) is dict:
+                item = item.get("text")
+            if type(item) is not str:
+                raise _fail("validation", f"{hint}; {name}[{i}] is {_kind(item)}")
+            texts.append(check_text(item, f"{name}[{i}]", allow_empty))
+        return texts
+
+    return PlainValidator(validate, json_schema_input_type=list[StrictStr | dict[str, StrictStr]])
 
 
 def text_or_ids_field(hint: str) -> PlainValidator:
