@@ -14,6 +14,7 @@ s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha) from calibration activations.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
 import torch
@@ -80,8 +81,29 @@ def _fast_kernels() -> bool:
     return kernels.ENABLED and kernels.ISA in ("avx512", "avx512bf16")
 
 
+def _has_vnni() -> bool:
+    """Whether oneDNN's int8 GEMM gets VNNI here. Without it (AVX2-only CPUs) oneDNN multiplies
+    with vpmaddubsw, whose int16 pair sums saturate for large activations: results were off by
+    far more than the quantisation error (seen with ONEDNN_MAX_CPU_ISA=AVX2)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap in ("SSE41", "AVX", "AVX2", "AVX512_CORE"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return True  # not Linux: trust oneDNN
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+
+
+_VNNI = _has_vnni()
+
+
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:
-    """int8 (N, K) @ (K, M) -> int32. torch._int_mm wants N > 16 on some builds: pad small N."""
+    """int8 (N, K) @ (K, M) -> int32. torch._int_mm wants N > 16 on some builds: pad small N.
+    Without VNNI the products are summed in float64 instead (exact)."""
+    if not _VNNI:
+        return (a.double() @ b.double()).to(torch.int32)
     n = a.shape[0]
     if n > 16:
         return torch._int_mm(a, b)
