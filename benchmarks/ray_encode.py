@@ -102,6 +102,8 @@ def main() -> None:
                     help="actors x threads of a Ray run (repeatable; default 1x2 and 2x1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="local run's threads")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--no-local", action="store_true",
+                    help="skip the single-process run (e.g. 1M lines, compared with a recorded one)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     seqenc = str(Path(sys.executable).with_name("seqenc"))
@@ -116,8 +118,9 @@ def main() -> None:
     results = []
     try:
         for round_ in range(args.rounds):
-            runs = [("local", [seqenc, "encode", str(data), "-o", str(work / "out.parquet"),
-                               "--threads", str(args.threads)])]
+            runs = [] if args.no_local else [
+                ("local", [seqenc, "encode", str(data), "-o", str(work / "out.parquet"),
+                           "--threads", str(args.threads)])]
             for config in configs:
                 actors, threads = config.split("x")
                 runs.append((f"ray {config}", [
@@ -139,7 +142,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     local = [r for r in results if r["engine"] == "local"]
     for r in results:
-        if r["engine"] != "local":
+        if r["engine"] != "local" and local:
             base = local[r["round"]]
             print(f"{r['engine']} / local: throughput {r['lines_per_s'] / base['lines_per_s']:.2f}x"
                   f", peak PSS {r['pss'] / base['pss']:.2f}x")
