@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
@@ -108,6 +109,19 @@ def test_model_that_fails_to_load_exits_4(tmp_path):
     assert result.returncode == 4, result.stderr
     assert "listening" in result.stderr  # it got as far as serving /health (503)
     assert "Error: the model failed to load" in result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_sigterm_while_the_model_loads_exits_0(delay):
+    # Before the fix: exit -6 (SIGABRT), the loader thread killed inside torch at exit.
+    proc = ServerProcess("--threads", "1", "--log-level", "info")
+    try:
+        time.sleep(delay)  # at once, or in the middle of loading
+        proc.terminate()
+        assert proc.proc.wait(WAIT) == 0, proc.output()
+        assert "Traceback" not in proc.output()
+    finally:
+        proc.stop()
 
 
 def test_port_in_use_exits_1():
