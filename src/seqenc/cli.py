@@ -137,7 +137,10 @@ def main() -> None:
               help="Leave out blank or whitespace-only texts (counted and warned about either "
                    "way; the other records keep their ids).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="PyTorch intra-op threads [default: PyTorch's, one per core].")
+              help="PyTorch intra-op threads [default: PyTorch's, one per core]. With --engine "
+                   "ray: threads per actor, each actor reserving as many Ray CPUs [default: with "
+                   "--actors, the cluster's CPUs / --actors; else 2, or 1 on a one-CPU "
+                   "cluster].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--sparse", is_flag=True,
@@ -179,6 +182,8 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
     \b
     --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
     parquet shards (id, vector, and source with several files) and a _SUCCESS file.
+
+    \b
     With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
     indices, values.
     """
