@@ -221,29 +221,39 @@ def run_job(
     """Build the Ray Data pipeline and feed each chunk's report to ``on_report``."""
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the CLI draws its own, in records
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    files = ray.data.from_items(
-        [{"file": s.index} for s in spec.inputs], override_num_blocks=len(spec.inputs)
-    )
-    chunks = files.map_batches(
-        read_stage,
-        fn_kwargs={"spec": spec},
-        batch_size=1,
-        num_cpus=0,  # reading is light next to encoding: it must not wait for a free core
-        compute=ray.data.TaskPoolStrategy(size=max(1, min(len(spec.inputs), plan.actors))),
-    )
-    reports = chunks.map_batches(
-        EncodeActor,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=1,
-        num_cpus=plan.threads,
-        num_gpus=1 if spec.device == "cuda" else 0,
-        # Ray Data's defaults (max_restarts=-1, max_task_retries=-1) replace an actor that
-        # died and retry its chunk elsewhere; the retry rewrites the same shard.
-        compute=ray.data.ActorPoolStrategy(size=plan.actors),
-    )
+    # ... and Ray Data would warn, once per process, that its own bars are off (below)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.target_max_block_size
+    ctx.enable_progress_bars = False  # the CLI draws its own, in records
+    # One block per chunk. Ray Data packs what a task yields into blocks of up to 128 MiB:
+    # the chunks of a whole file would then travel as one block to one actor, the others
+    # idle and no report (progress) coming back until it finished.
+    ctx.target_max_block_size = 1
+    try:  # each dataset keeps a copy of the context; the caller's is restored below
+        files = ray.data.from_items(
+            [{"file": s.index} for s in spec.inputs], override_num_blocks=len(spec.inputs)
+        )
+        chunks = files.map_batches(
+            read_stage,
+            fn_kwargs={"spec": spec},
+            batch_size=1,
+            num_cpus=0,  # reading is light next to encoding: it must not wait for a free core
+            compute=ray.data.TaskPoolStrategy(size=max(1, min(len(spec.inputs), plan.actors))),
+        )
+        reports = chunks.map_batches(
+            EncodeActor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,
+            num_cpus=plan.threads,
+            num_gpus=1 if spec.device == "cuda" else 0,
+            # Ray Data's defaults (max_restarts=-1, max_task_retries=-1) replace an actor
+            # that died and retry its chunk elsewhere; the retry rewrites the same shard.
+            compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        )
+    finally:
+        ctx.enable_progress_bars, ctx.target_max_block_size = saved
     for row in reports.iter_rows():
         on_report(ChunkReport(**json.loads(row["report"])))
 
