@@ -33,6 +33,7 @@ ray = pytest.importorskip("ray")
 from seqenc import cli  # noqa: E402
 from seqenc.io.errors import InputError  # noqa: E402
 from seqenc.ray import encode_dataset  # noqa: E402
+from seqenc.ray.job import NICENESS, start_runtime  # noqa: E402
 from seqenc.ray.output import SUCCESS  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
@@ -40,8 +41,9 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_runtime():
+    """A local runtime started as `seqenc encode --engine ray` starts one, with 2 CPUs."""
     assert "site-packages" in ray.__file__  # the real Ray, not this tests/ray directory
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert start_runtime(ray, None, num_cpus=2)
     yield
     ray.shutdown()
 
@@ -143,17 +145,28 @@ def test_a_bad_record_fails_the_job_and_leaves_nothing_then_a_rerun_writes_once(
 
 
 def _encoding_actor_pids() -> list[int]:
-    pids = []
+    """The encoding actors of this test's Ray runtime: descendants of this process (never
+    another runtime's on the same machine)."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-            except OSError:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"MapWorker(MapBatches(EncodeActor))" in cmdline:
-                pids.append(int(entry))
-    return pids
+            children.setdefault(ppid, []).append(int(entry))
+    pids, stack = [], list(children.get(os.getpid(), []))
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"MapWorker(MapBatches(EncodeActor))" in f.read():
+                    pids.append(pid)
+        except OSError:
+            continue
+    return sorted(pids)
 
 
 def test_killing_an_actor_mid_job_loses_and_duplicates_nothing(tmp_path):
@@ -166,6 +179,10 @@ def test_killing_an_actor_mid_job_loses_and_duplicates_nothing(tmp_path):
         if not killed:  # the first chunk is back: the job is under way, most of it ahead
             pids = _encoding_actor_pids()
             assert pids, "no encoding actor found to kill"
+            # a local runtime's actors run at the caller's priority, not Ray's +15
+            assert NICENESS not in os.environ
+            assert {os.getpriority(os.PRIO_PROCESS, p) for p in pids} == {
+                os.getpriority(os.PRIO_PROCESS, 0)}
             os.kill(pids[0], signal.SIGKILL)
             [staging] = tmp_path.glob(".out.seqenc-*.tmp")
             killed.append(len(list(staging.glob("part-*"))))

@@ -204,3 +204,26 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'seqenc\[ray\]'"):
         encode_dataset([str(tmp_path)], tmp_path / "out")
+
+
+def test_a_local_runtime_gets_workers_at_our_niceness_a_joined_cluster_its_own(monkeypatch):
+    from seqenc.ray.job import NICENESS, start_runtime
+
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, address=None, **options):
+            seen.append((address, os.environ.get(NICENESS), options.get("num_cpus")))
+
+    monkeypatch.delenv(NICENESS, raising=False)
+    seen: list = []
+    assert start_runtime(FakeRay(), None, num_cpus=2)
+    assert start_runtime(FakeRay(), "auto")
+    monkeypatch.setenv(NICENESS, "5")  # the user's choice wins
+    assert start_runtime(FakeRay(), None)
+    assert seen == [(None, "0", 2), ("auto", None, None), (None, "5", None)]
+    assert os.environ[NICENESS] == "5"
+    monkeypatch.delenv(NICENESS)
+    start_runtime(FakeRay(), None)
+    assert NICENESS not in os.environ  # set for ray.init only
