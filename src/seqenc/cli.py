@@ -153,7 +153,9 @@ def main() -> None:
               help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
               "parquet shards in the -o directory.")
 @click.option("--ray-address", metavar="auto|ray://HOST:PORT",
-              help="Join this Ray cluster (default: start a local Ray runtime).")
+              help="Join this Ray cluster (default: start a local Ray runtime, whose workers run "
+                   "at this process's niceness rather than Ray's +15 unless "
+                   "RAY_worker_niceness is set).")
 @click.option("--actors", type=click.IntRange(min=1),
               help="Ray encoding actors (default: the cluster's CPUs / --threads).")
 @_exit_codes
