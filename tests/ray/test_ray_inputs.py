@@ -205,6 +205,19 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(MissingExtra, match=r"pip install 'seqenc\[ray\]'"):
         encode_dataset([str(tmp_path)], tmp_path / "out")
 
+    from click.testing import CliRunner
+
+    from seqenc import cli
+    from seqenc.exits import EXIT_EXTRA
+
+    (tmp_path / "in.txt").write_text("a\n")
+    result = CliRunner().invoke(cli.main, ["encode", "--engine", "ray", str(tmp_path / "in.txt"),
+                                           "-o", str(tmp_path / "out")])
+    assert result.exit_code == EXIT_EXTRA
+    assert result.stderr.strip().splitlines() == [
+        "Error: the ray engine needs ray, which is not installed: pip install 'seqenc[ray]'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
 
 def test_a_local_runtime_gets_workers_at_our_niceness_a_joined_cluster_its_own(monkeypatch):
     from seqenc.ray.job import NICENESS, start_runtime
