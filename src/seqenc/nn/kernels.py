@@ -96,8 +96,10 @@ def can_attend(qkv: Tensor, n_heads: int) -> bool:
 
 
 def can_attend_shape(dtype: torch.dtype, head_dim: int) -> bool:
-    """Whether varlen_attention runs for this dtype and head size (the plan asks once)."""
-    return ENABLED and dtype == torch.float32 and head_dim % 8 == 0
+    """Whether varlen_attention runs for this dtype and head size (the plan asks once):
+    float32, or bfloat16 where the avx512bf16 set runs the layers around it."""
+    return ENABLED and head_dim % 8 == 0 and (
+        dtype == torch.float32 or dtype == torch.bfloat16 and supports_bf16())
 
 
 def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
@@ -186,13 +188,18 @@ def _check_rows(x: Tensor, *vectors: Tensor) -> None:
             raise ValueError(f"expected a contiguous {x.dtype} vector of {x.shape[1]}")
 
 
-def can_fuse(*, norm: str, activation: str, feed_forward: str, bias: bool, rotary: bool,
-             d_model: int, n_heads: int, d_ff: int) -> bool:
-    """Whether fused_post_norm_layer computes a layer of this shape: BERT-style (post-norm,
-    erf GELU, plain MLP, every bias, no rotary) with widths our kernels take. The caller (the
-    plan) has checked the rest: float32, CPU, inference."""
-    return (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
-            and bias and not rotary and d_model % (8 * n_heads) == 0 and d_ff % 8 == 0)
+def can_fuse(*, dtype: torch.dtype, norm: str, activation: str, feed_forward: str, bias: bool,
+             rotary: bool, d_model: int, n_heads: int, d_ff: int) -> bool:
+    """Whether fused_post_norm_layer computes a layer of this shape and dtype: BERT-style
+    (post-norm, erf GELU, plain MLP, every bias, no rotary) with widths our kernels take:
+    float32, or bfloat16 on the avx512bf16 set with widths divisible by 16 (its epilogues'
+    one condition; the GEMMs are oneDNN's bf16 ones). The caller (the plan) has checked the
+    rest: CPU, inference, varlen attention."""
+    layer = (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
+             and bias and not rotary and d_model % (8 * n_heads) == 0)
+    if dtype == torch.bfloat16:
+        return layer and supports_bf16() and d_model % 16 == 0 and d_ff % 16 == 0
+    return layer and dtype == torch.float32 and d_ff % 8 == 0
 
 
 class PostNormWeights(NamedTuple):
@@ -219,7 +226,9 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls stay PyTorch's (MKL); the elementwise work around them is fused into them.
+    The matmuls stay PyTorch's (MKL in float32, oneDNN's AVX512-BF16 GEMMs in bfloat16); the
+    elementwise work around them is fused into them. In bfloat16 every step's output is
+    rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     """
     x = x.contiguous()
     qkv = torch.mm(x, w.qkv_weight.t())  # (N, 3D); the kernel adds the bias
