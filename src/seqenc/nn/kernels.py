@@ -203,7 +203,8 @@ def can_fuse(*, dtype: torch.dtype, norm: str, activation: str, feed_forward: st
 
 
 class PostNormWeights(NamedTuple):
-    """The tensors of one BERT-style layer, in the order the fused layer uses them."""
+    """The tensors of one BERT-style layer, in the order the fused layer uses them. A weight
+    may also be a module with ``matmul(x) -> x W^T`` (seqenc.int8.Int8Linear: int8 weights)."""
 
     qkv_weight: Tensor  # (3D, D)
     qkv_bias: Tensor  # (3D,)
@@ -226,15 +227,24 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls stay PyTorch's (MKL in float32, oneDNN's AVX512-BF16 GEMMs in bfloat16); the
+    The matmuls stay PyTorch's (MKL in float32, oneDNN's AVX512-BF16 GEMMs in bfloat16, oneDNN's
+    VNNI int8 GEMMs for int8.Int8Linear weights, float32 out); the
     elementwise work around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     """
     x = x.contiguous()
-    qkv = torch.mm(x, w.qkv_weight.t())  # (N, 3D); the kernel adds the bias
+    qkv = matmul(x, w.qkv_weight)  # (N, 3D); the kernel adds the bias
     context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
-    a = add_layer_norm_(torch.mm(context, w.out_weight.t()), w.out_bias, x,
+    a = add_layer_norm_(matmul(context, w.out_weight), w.out_bias, x,
                         w.norm1_weight, w.norm1_bias, eps)  # (N, D)
-    hidden = bias_gelu_(torch.mm(a, w.up_weight.t()), w.up_bias)  # (N, F)
-    return add_layer_norm_(torch.mm(hidden, w.down_weight.t()), w.down_bias, a,
+    hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
+    return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
+
+
+def matmul(x: Tensor, weight) -> Tensor:
+    """x W^T without the bias: (N, K) -> (N, M) contiguous. ``weight`` is an (M, K) tensor, or
+    a module whose ``matmul`` computes it (int8.Int8Linear: float32 out)."""
+    if isinstance(weight, Tensor):
+        return torch.mm(x, weight.t())
+    return weight.matmul(x)
