@@ -111,11 +111,9 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     ``bias`` (3D,) is the projection's bias when qkv comes without it (saves a pass over qkv):
     the kernel adds the query part, and the value part to the output; the key part cannot
     change the result (it shifts each row of scores by a constant). bfloat16 in: computed in
-    float32 (converted on the way in, rounded once on the way out), bfloat16 out.
+    float32 (read as float32 as it is loaded, rounded to nearest even once as it is stored:
+    no conversion passes), bfloat16 out.
     """
-    if qkv.dtype == torch.bfloat16:
-        bias = None if bias is None else bias.float()
-        return varlen_attention(qkv.float(), starts, lengths, n_heads, bias).bfloat16()
     qkv = qkv.contiguous()
     starts, lengths = starts.to(torch.long).contiguous(), lengths.to(torch.long).contiguous()
     if starts.shape != lengths.shape or starts.dim() != 1 or starts.device.type != "cpu":
@@ -127,11 +125,12 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     if bias is None:
         bias = torch.zeros(three_d, dtype=qkv.dtype)
     _check_rows(qkv, bias)
+    bias = bias.float()  # the kernel reads float32 biases for either dtype (3D values)
     q_bias, v_bias = bias[:D].contiguous(), bias[2 * D:].contiguous()
     _kernels.attention(qkv.data_ptr(), q_bias.data_ptr(), v_bias.data_ptr(), out.data_ptr(),
                        starts.data_ptr(), lengths.data_ptr(),  # spans checked in C
                        len(lengths), N, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
-                       torch.get_num_threads())
+                       torch.get_num_threads(), qkv.dtype == torch.bfloat16)
     return out
 
 
