@@ -279,8 +279,9 @@ def _build(loaded: LoadedEncoder, n_labels: int, where: Path, init: bool = False
         dropout = loaded.config.get("hidden_dropout_prob", 0.1)
     head = PairHead(loaded.cfg.d_model, n_labels, names.activation, float(dropout),
                     names.dropout_before_dense)
-    if init:
-        head.init_weights(dense=not keep_dense)
+    if init:  # transformers' _init_weights: normal(0, initializer_range), zero bias
+        head.init_weights(float(loaded.config.get("initializer_range", 0.02)),
+                          dense=not keep_dense)
     if not init or keep_dense:
         take_linear(loaded.leftovers, names.dense, head.dense, where)
     if not init:

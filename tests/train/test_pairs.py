@@ -141,8 +141,11 @@ def test_cli_train_pairs_then_rerank(tmp_path, tiny_bert):
         "train", "pairs", "--train", str(train), "--format", "tsv", "--no-header",
         "--first-column", "5", "--second-column", "6", "--target-column", "4",
         "--max-score", "5", "--from", str(tiny_bert), "--max-length", "32", "-o", str(out),
-        "--max-steps", "2", "--batch-size", "16", "--no-progress"])
+        "--max-steps", "2", "--batch-size", "16", "--head-lr", "3e-4", "--symmetric",
+        "--no-progress"])
     assert result.exit_code == 0, result.output
+    args = json.loads((out / "training_args.json").read_text())
+    assert args["train_config"]["head_lr"] == 3e-4 and args["n_train"] == 96
     docs = tmp_path / "docs.txt"
     docs.write_text("cat dog bird\nfish horse cow\nsheep goat cat\n")
     ranked = runner.invoke(main, ["rerank", "cat dog", str(docs), "--model", str(out),
@@ -175,3 +178,18 @@ def test_symmetric_trains_on_both_orders(tmp_path, tiny_bert):
     result = train_pairs(job, TrainConfig(max_steps=1, batch_size=16), echo=lambda m: None)
     args = json.loads((Path(result.output) / "training_args.json").read_text())
     assert args["n_train"] == 2 * 96 and args["job"]["symmetric"] is True
+
+
+def test_symmetric_from_a_new_head_with_a_held_out_split_does_not_leak(tmp_path, tiny_bert):
+    """Reversed pairs are added after the dev split: no dev pair is trained on either way."""
+    from seqenc.train.pairs import _read
+
+    job = sts_job(tmp_path, tiny_bert, symmetric=True)
+    job.dev, job.dev_fraction = None, 0.25
+    train, dev = _read(job)
+    result = train_pairs(job, TrainConfig(max_steps=2, batch_size=16, head_lr=1e-2),
+                         echo=lambda m: None)
+    args = json.loads((Path(result.output) / "training_args.json").read_text())
+    # Doubling before the split would hold out 48 rows, some of them reversed train pairs.
+    assert args["n_train"] == 2 * len(train) == 144 and args["n_dev"] == len(dev) == 24
+    assert args["train_config"]["head_lr"] == 1e-2

@@ -52,6 +52,9 @@ def _training_options(defaults: dict[str, Any]) -> Callable:
                      help="Forward passes per optimizer step."),
         click.option("--lr", type=float, default=defaults["lr"], show_default=True,
                      help="Peak learning rate (AdamW)."),
+        click.option("--head-lr", type=float, default=None,
+                     help="Peak learning rate of the task head (classifier, pooler, MLM "
+                          "head) [default: --lr]."),
         click.option("--weight-decay", type=float, default=0.01, show_default=True),
         click.option("--warmup-ratio", type=float, default=0.06, show_default=True,
                      help="Share of the steps spent warming the learning rate up from 0."),
@@ -92,6 +95,7 @@ def _train_config(kw: dict[str, Any]):
         return TrainConfig(
             epochs=kw.pop("epochs"), max_steps=kw.pop("max_steps"),
             batch_size=kw.pop("batch_size"), grad_accum=kw.pop("grad_accum"), lr=kw.pop("lr"),
+            head_lr=kw.pop("head_lr"),
             weight_decay=kw.pop("weight_decay"), warmup_ratio=kw.pop("warmup_ratio"),
             max_grad_norm=kw.pop("max_grad_norm"), seed=kw.pop("seed"), dtype=kw.pop("dtype"),
             patience=kw.pop("patience"), eval_every=kw.pop("eval_every"),

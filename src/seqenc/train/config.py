@@ -29,6 +29,7 @@ class TrainConfig:
     batch_size: int = 32  # examples per forward pass, summed over processes
     grad_accum: int = 1  # forward passes per optimizer step
     lr: float = 5e-5  # peak learning rate, reached at the end of warm-up
+    head_lr: float | None = None  # peak learning rate of the task head (``head.*``); None: lr
     weight_decay: float = 0.01  # AdamW decoupled decay; never on biases or LayerNorm
     warmup_ratio: float = 0.06  # fraction of the steps spent warming up linearly from 0
     max_grad_norm: float = 1.0  # clip the global gradient norm; 0 = no clipping
@@ -58,6 +59,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr!r}")
+        if self.head_lr is not None and (not _is_number(self.head_lr) or self.head_lr <= 0
+                                         or not math.isfinite(self.head_lr)):
+            raise ConfigError(f"head_lr must be a finite number > 0, got {self.head_lr!r}")
         if not _is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
         if self.dtype not in DTYPES:

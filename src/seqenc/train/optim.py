@@ -23,13 +23,22 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and LayerNorm weights (every 1-d parameter), as BERT."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    """AdamW; no weight decay on biases and LayerNorm weights (every 1-d parameter), as BERT.
+    With ``cfg.head_lr`` the task head (parameters under ``head.``) gets its own peak learning
+    rate: a new, randomly initialised head can move faster than the pretrained encoder. The
+    schedule scales every group by the same factor."""
+    # (head?, decayed?) -> parameters; the encoder's groups come first (the logged lr is
+    # group 0's) in the order checkpoints written before head_lr existed hold them.
+    split: dict[tuple[bool, bool], list[nn.Parameter]] = {
+        key: [] for key in ((False, True), (False, False))
+        + (((True, True), (True, False)) if cfg.head_lr is not None else ())}
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+            head = cfg.head_lr is not None and name.startswith("head.")
+            split[(head, param.dim() >= 2)].append(param)
+    groups = [{"params": params, "weight_decay": cfg.weight_decay if decay else 0.0,
+               "lr": cfg.head_lr if head else cfg.lr}
+              for (head, decay), params in split.items()]
     try:  # the fused kernel is several times faster on CPU and GPU alike
         return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     except (RuntimeError, TypeError):  # pragma: no cover - builds without the fused kernel
