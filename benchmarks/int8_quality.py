@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.txt"
 STS_DEV = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-dev.csv"
 
-VARIANTS = {  # name: (alpha, skip(name), smooth(name))
+ENCODE_INT8 = "encode(dtype='int8'): smoothing 0.5 on qkv/up, random-token calibration"
+VARIANTS = {  # name: (alpha, skip(name), smooth(name)); ENCODE_INT8 is int8.int8_encoder
+    ENCODE_INT8: None,
     "per-token, all layers": (0.0, lambda n: False, lambda n: False),
     "per-token + smoothing 0.5, all layers": (0.5, lambda n: False, lambda n: True),
     "per-token + smoothing 0.5, FFN down in fp32": (0.5, lambda n: n.endswith("down"),
@@ -46,7 +48,7 @@ def main() -> None:
 
     from seqenc import SentenceEncoder
     from seqenc.allocator import tune_memory
-    from seqenc.int8 import calibrate, quantize_encoder
+    from seqenc.int8 import calibrate, int8_encoder, quantize_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,9 +77,12 @@ def main() -> None:
     stats = calibrate(fp32, batches)
     encoders = {"fp32": fp32}
     for name in args.variant or list(VARIANTS):
-        alpha, skip, smooth = VARIANTS[name]
-        q = copy.deepcopy(fp32)
-        quantize_encoder(q, stats, alpha, skip, smooth)
+        if name == ENCODE_INT8:
+            q = int8_encoder(fp32, model.tokenizer)
+        else:
+            alpha, skip, smooth = VARIANTS[name]
+            q = copy.deepcopy(fp32)
+            quantize_encoder(q, stats, alpha, skip, smooth)
         use(q)
         got = model.encode(texts)
         cos = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(

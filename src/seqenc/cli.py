@@ -21,7 +21,7 @@ import click
 from seqenc.bench_cli import bench_command  # click only: the harness loads when it runs
 from seqenc.choices import (
     DEVICES,
-    DTYPES,
+    ENCODE_DTYPES,
     ENGINES,
     INPUT_FORMATS,
     ON_ERROR,
@@ -112,10 +112,10 @@ def main() -> None:
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Pooling (default: the model's).")
 @click.option(
     "--dtype",
-    type=click.Choice(DTYPES),
+    type=click.Choice(ENCODE_DTYPES),
     default="float32",
     show_default=True,
-    help="Compute dtype.",
+    help="Compute dtype; int8 = int8 weights and activations (CPUs with VNNI).",
 )
 @click.option(
     "--precision",
