@@ -132,15 +132,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
-def signals_end_cleanly() -> Iterator[None]:
-    """SIGTERM and SIGINT do nothing here, for code that handles them itself and treats them
-    as a clean stop: uvicorn shuts down gracefully and then re-raises the signal to the handler
-    it found, which by default kills the process (exit -15) or raises KeyboardInterrupt."""
+def signals_end_cleanly(on_signal: Callable[[], None] | None = None) -> Iterator[None]:
+    """SIGTERM and SIGINT only call ``on_signal`` here, for code that handles them itself and
+    treats them as a clean stop: uvicorn shuts down gracefully and then re-raises the signal to
+    the handler it found, which by default kills the process (exit -15) or raises
+    KeyboardInterrupt. ``on_signal`` covers a signal that arrives before the code installs its
+    own handlers (uvicorn: while it starts); ignored, such a SIGTERM was lost."""
     if not _on_main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, lambda signum, frame: None)
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, frame: Any) -> None:
+        if on_signal is not None:
+            on_signal()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

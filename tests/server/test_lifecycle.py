@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -102,6 +103,25 @@ def test_sigterm_while_the_model_loads_exits_0(delay):
         assert "Traceback" not in proc.output()
     finally:
         proc.stop()
+
+
+def test_sigterm_the_moment_it_listens_exits_0():
+    # Sent as soon as the address is printed, the signal can come before uvicorn has set its
+    # handlers: it was ignored then, and the server ran on.
+    proc = subprocess.Popen([sys.executable, "-m", "seqenc.server", "--port", "0", "--threads",
+                             "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        for line in proc.stderr:
+            if b"listening on" in line:
+                proc.send_signal(signal.SIGTERM)
+                break
+        _, rest = proc.communicate(timeout=WAIT)  # keep reading: its log goes on
+        assert proc.returncode == 0, rest.decode(errors="replace")[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_port_in_use_exits_1():

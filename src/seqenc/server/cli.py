@@ -114,9 +114,11 @@ def serve(
     except OSError as e:
         raise ListenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     bound_port = sock.getsockname()[1]
-    print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
-          file=sys.stderr, flush=True)
-    with signals_end_cleanly():
+    # From here a SIGTERM is a clean stop, also before uvicorn has set its own handlers (it
+    # reads should_exit once running): a client may signal as soon as it reads the address.
+    with signals_end_cleanly(on_signal=lambda: setattr(server, "should_exit", True)):
+        print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
+              file=sys.stderr, flush=True)
         server.run(sockets=[sock])
     error = app.state.server.error
     if error:
