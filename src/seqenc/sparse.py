@@ -5,9 +5,11 @@ log(1 + relu(logit_tv)) -> the non-zero (token id, weight) pairs. "Real tokens" 
 non-padding position, [CLS] and [SEP] included, as SPLADE and sentence-transformers'
 SpladePooling compute it.
 
-Loads ``*ForMaskedLM`` checkpoints (BERT's ``cls.predictions.*``, RoBERTa's ``lm_head.*``,
-older ``LayerNorm.gamma/beta`` names included) and `seqenc train mlm` outputs
-(``mlm_head.safetensors``). The head's decoder is the token embedding table (tied).
+Loads the ``*ForMaskedLM`` checkpoints of every family transformers has one for (BERT,
+RoBERTa, XLM-R, CamemBERT, ELECTRA's generator, DistilBERT, MPNet, ModernBERT; names in
+seqenc.checkpoint.heads; older ``LayerNorm.gamma/beta`` names included) and `seqenc train mlm`
+outputs (``mlm_head.safetensors``). The head's decoder is the token embedding table (tied)
+unless config.json unties it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointError, detect_family, read_json
-from .heads import load_encoder, mlm_names, take_linear
+from .heads import LoadedEncoder, MaskedLMNames, load_encoder, mlm_names, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
 from .tokenizer import TextTokenizer
@@ -85,31 +87,9 @@ class SparseEncoder:
                 tok.set_max_length(min(max_length, mlm.model.encoder.cfg.max_positions))
             return cls(mlm.model.encoder, mlm.model.head, tok, None, path, device)
         names = mlm_names(detect_family(config).name, path)
-        loaded = load_encoder(path, [names.dense, names.norm, names.bias, names.decoder])
-        head = MaskedLMHead(loaded.cfg)
-        left = loaded.leftovers
-        if names.bias not in left:
-            raise CheckpointError(f"{path} has no masked-LM head ({names.bias}): load a "
-                                  "*ForMaskedLM checkpoint")
-        take_linear(left, names.dense, head.dense, path)
-        take_linear(left, names.norm, head.norm, path)
-        bias = left.pop(names.bias)
-        decoder = left.pop(f"{names.decoder}.weight", None)
-        decoder_bias = left.pop(f"{names.decoder}.bias", None)
-        if config.get("tie_word_embeddings", True) is False:  # a decoder of its own
-            if decoder is None:
-                raise CheckpointError(f"{path}: tie_word_embeddings is false but the "
-                                      f"checkpoint has no {names.decoder}.weight")
-            bias = decoder_bias if decoder_bias is not None else bias
-        else:  # tied, as transformers loads it: the embeddings and the head's own bias
-            decoder = None
-        if tuple(bias.shape) != (loaded.cfg.vocab_size,):
-            raise CheckpointError(f"{path}: {names.bias} has shape {tuple(bias.shape)}, "
-                                  f"expected ({loaded.cfg.vocab_size},)")
-        with torch.no_grad():
-            head.bias.copy_(bias)
-        if left:
-            raise CheckpointError(f"{path}: unexpected head tensors {', '.join(left)}")
+        loaded = load_encoder(path, [n for n in (names.dense, names.norm, names.bias,
+                                                 names.decoder) if n])
+        head, decoder = _masked_lm_head(loaded, names, path)
         tok_cfg_file = path / "tokenizer_config.json"
         tok_max = read_json(tok_cfg_file).get("model_max_length") if tok_cfg_file.exists() \
             else None
@@ -210,6 +190,43 @@ class SparseEncoder:
         tok = self.tokenizer.tokenizer
         return {tok.id_to_token(int(i)) or f"[{int(i)}]": float(v)
                 for i, v in zip(vector.indices, vector.values, strict=True)}
+
+
+def _masked_lm_head(loaded: LoadedEncoder, names: MaskedLMNames,
+                    path: Path) -> tuple[MaskedLMHead, Tensor | None]:
+    """The family's *ForMaskedLM head from the checkpoint's leftover tensors, and the decoder
+    matrix when it is not tied to the token embeddings (None when it is)."""
+    config, left = loaded.config, loaded.leftovers
+    if f"{names.dense}.weight" not in left:
+        raise CheckpointError(f"{path} has no masked-LM head ({names.dense}.weight): load a "
+                              "*ForMaskedLM checkpoint")
+    dense_bias, norm_bias, out_bias = names.biases(config)
+    head = MaskedLMHead(loaded.cfg, names.activation(config), dense_bias, norm_bias)
+    take_linear(left, names.dense, head.dense, path)
+    take_linear(left, names.norm, head.norm, path)
+    bias = left.pop(names.bias, None) if names.bias else None
+    decoder = left.pop(f"{names.decoder}.weight", None)
+    decoder_bias = left.pop(f"{names.decoder}.bias", None)
+    if config.get("tie_word_embeddings", True) is False:  # a decoder of its own
+        if decoder is None:
+            raise CheckpointError(f"{path}: tie_word_embeddings is false but the "
+                                  f"checkpoint has no {names.decoder}.weight")
+        bias = decoder_bias if decoder_bias is not None else bias
+    else:  # tied, as transformers loads it: the embeddings (and the head's own bias)
+        decoder = None
+        bias = bias if bias is not None else decoder_bias
+    if bias is None and out_bias:
+        raise CheckpointError(f"{path}: the masked-LM head has no output bias "
+                              f"({names.bias or names.decoder + '.bias'})")
+    if bias is not None:
+        if tuple(bias.shape) != (loaded.cfg.vocab_size,):
+            raise CheckpointError(f"{path}: the masked-LM output bias has shape "
+                                  f"{tuple(bias.shape)}, expected ({loaded.cfg.vocab_size},)")
+        with torch.no_grad():
+            head.bias.copy_(bias)
+    if left:
+        raise CheckpointError(f"{path}: unexpected head tensors {', '.join(left)}")
+    return head, decoder
 
 
 def to_sparse(weights: Tensor, top_k: int | None = None) -> SparseVector:
