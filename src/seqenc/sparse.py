@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointError, detect_family, read_json
+from .choices import DTYPES, check_choice
 from .heads import LoadedEncoder, MaskedLMNames, load_encoder, mlm_names, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
@@ -72,6 +73,8 @@ class SparseEncoder:
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
+        # dtype -> (encoder, head, untied decoder) inference copies; float32 is the originals
+        self._copies: dict[str, tuple[Encoder, MaskedLMHead, Tensor | None]] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu",
@@ -119,40 +122,67 @@ class SparseEncoder:
                 "max_seq_length": self.max_seq_length, "pooling": "splade_max"}
 
     # ---- forward ------------------------------------------------------------------------------
-    def _decoder_weight(self) -> Tensor:
-        return self.decoder if self.decoder is not None else self.encoder.embeddings.token.weight
+    def modules_for(self, dtype: str = "float32") -> tuple[Encoder, MaskedLMHead, Tensor]:
+        """(encoder, head, decoder matrix) computing in ``dtype``: the originals for float32;
+        for bfloat16 copies made on first use and kept (seqenc.precision decides bf16 compute
+        or bf16 weights with fp32 compute, by the CPU)."""
+        if check_choice("dtype", dtype, DTYPES) == "float32":
+            return self.encoder, self.head, self._decoder_weight(self.encoder, self.decoder)
+        if dtype not in self._copies:
+            from .precision import cast_encoder
 
-    def logits_ids(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-        """MLM logits (B, T, V) of padded id lists, and the keep-mask (B, T). For checks on
-        short inputs: the full tensor is B x T x V floats."""
+            torch_dtype = getattr(torch, dtype)
+            encoder = cast_encoder(self.encoder, torch_dtype)
+            head = cast_encoder(self.head, torch_dtype)
+            decoder = None
+            if self.decoder is not None:  # rounded to bf16, stored as the head's weights are
+                decoder = self.decoder.to(torch_dtype).to(next(head.parameters()).dtype)
+            self._copies[dtype] = (encoder, head, decoder)
+        encoder, head, decoder = self._copies[dtype]
+        return encoder, head, self._decoder_weight(encoder, decoder)
+
+    @staticmethod
+    def _decoder_weight(encoder: Encoder, decoder: Tensor | None) -> Tensor:
+        return decoder if decoder is not None else encoder.embeddings.token.weight
+
+    def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
+                   ) -> tuple[Tensor, Tensor]:
+        """MLM logits (B, T, V) float32 of padded id lists, and the keep-mask (B, T). For
+        checks on short inputs: the full tensor is B x T x V floats."""
+        encoder, head, decoder = self.modules_for(dtype)
         batch = self.tokenizer.pad(ids)
         keep = batch.attention_mask.to(self.device)
         with torch.inference_mode():
-            hidden = self.encoder(batch.input_ids.to(self.device), keep).last_hidden_state
-            return self.head(hidden, self._decoder_weight()), keep
+            hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
+            logits = head(hidden, decoder)
+            return (logits.float() if logits.dtype == torch.bfloat16 else logits), keep
 
-    def weights_ids(self, ids: Sequence[Sequence[int]]) -> Tensor:
-        """SPLADE weights (B, V) of B id lists: max over real tokens of log(1 + relu(logit)).
-        The head runs on real tokens only, a chunk at a time, so no (B, T, V) tensor is made."""
+    def weights_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32") -> Tensor:
+        """SPLADE weights (B, V) float32 of B id lists: max over real tokens of
+        log(1 + relu(logit)). The head runs on real tokens only, a chunk at a time, so no
+        (B, T, V) tensor is made."""
+        encoder, head, decoder = self.modules_for(dtype)
         batch = self.tokenizer.pad(ids)
         keep = batch.attention_mask.to(self.device)
-        decoder = self._decoder_weight()
         with torch.inference_mode():
-            hidden = self.encoder(batch.input_ids.to(self.device), keep).last_hidden_state
+            hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
             rows = torch.arange(len(ids), device=self.device).unsqueeze(1).expand_as(keep)[keep]
             real = hidden[keep]  # (N, D): real tokens of every text
             out = torch.zeros(len(ids), self.vocab_size, device=self.device)  # (B, V)
             for lo in range(0, len(real), _HEAD_CHUNK):
-                w = torch.log1p(torch.relu(self.head(real[lo: lo + _HEAD_CHUNK], decoder)))
+                logits = head(real[lo: lo + _HEAD_CHUNK], decoder)
+                w = torch.log1p(torch.relu(logits.to(out.dtype)))
                 index = rows[lo: lo + _HEAD_CHUNK].unsqueeze(1).expand_as(w)  # (n, V)
                 out.scatter_reduce_(0, index, w, "amax", include_self=True)
         return out
 
     def encode(self, texts: str | Sequence[str], batch_size: int = 32, top_k: int | None = None,
-               truncate: bool = True, show_progress: bool = False, return_report: bool = False):
+               truncate: bool = True, show_progress: bool = False, return_report: bool = False,
+               dtype: str = "float32"):
         """SPLADE vectors: one SparseVector per text (or one for a single string). ``top_k``
         keeps the heaviest k weights; ``truncate=False`` raises for a text over max_seq_length
-        instead of cutting it."""
+        instead of cutting it; ``dtype="bfloat16"`` computes in bf16 (weights come out
+        float32 either way)."""
         start = time.perf_counter()
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -161,6 +191,7 @@ class SparseEncoder:
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                                   or top_k < 1):
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        check_choice("dtype", dtype, DTYPES)
         tokenized = self.tokenizer.encode(texts)
         if tokenized.truncated and not truncate:
             first = tokenized.truncated[0]
@@ -176,7 +207,7 @@ class SparseEncoder:
             batches = tqdm(batches, desc="encode", unit="batch")
         for lo in batches:
             idx = order[lo: lo + batch_size]
-            weights = self.weights_ids([tokenized.ids[i] for i in idx])
+            weights = self.weights_ids([tokenized.ids[i] for i in idx], dtype)
             for row, i in enumerate(idx):
                 vectors[i] = to_sparse(weights[row], top_k)
         result: Any = vectors[0] if single else vectors
