@@ -29,11 +29,18 @@ class FakeBackend:
         self.fail_on = fail_on
         self.interrupted = False  # set by ``interrupt``: a held pass raises PassInterrupted
 
-    def interrupt(self, worker: threading.Thread) -> None:
-        """What backend.interrupt_passes does to a real pass: stop it at its next step."""
+    def interrupt(self, worker: threading.Thread) -> FakeBackend:
+        """What backend.interrupt_passes does to a real pass: stop it at its next step; the
+        queue removes what it returns once the worker has stopped."""
         self.interrupted_thread = worker
         self.interrupted = True
+        self.hook_removed = False
         self.allow(1)
+        return self
+
+    def remove(self) -> None:
+        assert not self.interrupted_thread.is_alive()  # removed only once the worker stopped
+        self.hook_removed = True
 
     def allow(self, n: int = 1000) -> None:
         for _ in range(n):
@@ -238,6 +245,7 @@ def test_close_past_its_timeout_drops_queued_work_interrupts_the_pass_and_stops_
 
     asyncio.run(scenario())
     assert backend.passes == []  # the held pass was interrupted; the queued one never ran
+    assert backend.hook_removed
 
 
 def test_close_does_not_wait_for_work_nobody_waits_for():

@@ -88,7 +88,7 @@ class BatchQueue:
         on_batch: Callable[[int, int, float], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
         on_idle: Callable[[], None] | None = None,
-        interrupt: Callable[[threading.Thread], None] | None = None,
+        interrupt: Callable[[threading.Thread], object] | None = None,
         pass_cost_tokens: int = PASS_COST_TOKENS,
     ):
         self._run_batch = run_batch
@@ -101,7 +101,8 @@ class BatchQueue:
         self._on_wait = on_wait or (lambda seconds: None)
         self._on_idle = on_idle or (lambda: None)  # the worker ran dry (e.g. give memory back)
         # Makes the pass running in the given thread raise PassInterrupted at its next safe
-        # point (backend.interrupt_passes); without it, close waits for the pass to end.
+        # point (backend.interrupt_passes); without it, close waits for the pass to end. What
+        # it returns is removed (``.remove()``) once the worker has stopped.
         self._interrupt = interrupt
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()  # requests with texts not yet drawn, oldest first
@@ -163,12 +164,15 @@ class BatchQueue:
             running = bool(self._running)
         for job in dropped:
             self._fail(job, QueueClosed(_CUT_OFF))
+        hook = None
         if running:
             log.info("shutdown: stopping the forward pass in progress; %d queued requests "
                      "dropped", len(dropped))
             if self._interrupt is not None:
-                self._interrupt(self._thread)
+                hook = self._interrupt(self._thread)
         self._thread.join()
+        if hook is not None and hasattr(hook, "remove"):
+            hook.remove()  # a process that embeds the server goes on without the global hook
 
     def _awaited(self) -> bool:
         """Whether a request not cancelled is still queued or in the window being run."""
