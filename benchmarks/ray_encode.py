@@ -103,7 +103,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="local run's threads")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-local", action="store_true",
-                    help="skip the single-process run (e.g. 1M lines, compared with a recorded one)")
+                    help="skip the single-process run (e.g. 1M lines, compared with a recorded "
+                         "one)")
     ap.add_argument("--json", type=Path, help="write the results here too")
     args = ap.parse_args()
     seqenc = str(Path(sys.executable).with_name("seqenc"))

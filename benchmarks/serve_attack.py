@@ -12,6 +12,7 @@ Everything is bounded: phases are ``--seconds`` long, attack loops stop with the
 
     python benchmarks/serve_attack.py                          # this tree, 8 s per phase
     python benchmarks/serve_attack.py --src /tmp/old/src --out out/serve_attack.json
+    python benchmarks/serve_attack.py --phases "{},[]"     # the baseline and the two bombs
 """
 
 from __future__ import annotations
@@ -74,8 +75,23 @@ class Server:
 
     def memory_mib(self) -> dict[str, float]:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return {key: round(int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024, 1)
-                for key in ("VmRSS", "VmHWM")}
+        memory = {key: round(int(re.search(rf"{key}:\s+(\d+)", status).group(1)) / 1024, 1)
+                  for key in ("VmRSS", "VmHWM")}
+        memory["helpers"] = self.helpers_rss_mib()
+        return memory
+
+    def helpers_rss_mib(self) -> float:
+        """RSS of the server's child processes (the JSON helper), counted apart."""
+        total = 0
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else []:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            found = re.search(r"VmRSS:\s+(\d+)", status)
+            total += int(found.group(1)) if found else 0
+        return round(total / 1024, 1)
 
     def reset_peak(self) -> None:
         Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
@@ -153,6 +169,7 @@ async def hold_connections(port: int, stop: asyncio.Event, n: int, opening: byte
 def attacks(server: Server) -> dict[str, Callable[[asyncio.Event, Counter], Awaitable]]:
     url, port = server.url, server.port
     bomb = b'{"input":[' + b",".join([b"{}"] * 660_000) + b"]}"  # 1.98 MB
+    list_bomb = b'{"input":[' + b",".join([b"[]"] * 660_000) + b"]}"  # 1.98 MB
     amplifier = json.dumps({"inputs": ["a " * 31_000] * 32}).encode()  # 1.98 MB
     body = b" " * 1_900_000
     return {
@@ -160,6 +177,8 @@ def attacks(server: Server) -> dict[str, Callable[[asyncio.Event, Counter], Awai
             url, stop, "/embed", b'{"inputs": ["ok", "a\\ud800b", "c\xed\xa0\x80d"]}', 4, got),
         "2 MB of {} to /v1/embeddings (1 client)": lambda stop, got: post_loop(
             url, stop, "/v1/embeddings", bomb, 1, got),
+        "2 MB of [] to /v1/embeddings (1 client)": lambda stop, got: post_loop(
+            url, stop, "/v1/embeddings", list_bomb, 1, got),
         "2 MB /tokenize amplifier (6 clients)": lambda stop, got: post_loop(
             url, stop, "/tokenize", amplifier, 6, got),
         "100 bodies stalled at 1.9 of 2 MB": lambda stop, got: hold_connections(
@@ -216,6 +235,7 @@ async def health_probe(url: str, stop: asyncio.Event) -> tuple[list[float], int]
 async def run_phase(server: Server, attack, seconds: float, texts: list[str], clients: int,
                     seed: int) -> dict:
     memory_before = server.memory_mib()
+    load_before = os.getloadavg()[0]
     server.reset_peak()
     stop = asyncio.Event()
     got: Counter = Counter()
@@ -242,6 +262,8 @@ async def run_phase(server: Server, attack, seconds: float, texts: list[str], cl
         "drain_s": round(time.perf_counter() - started, 1),
         "rss_mib_before": memory_before["VmRSS"], "rss_mib_after": memory_after["VmRSS"],
         "rss_mib_peak": memory_after["VmHWM"],
+        "helper_rss_mib_after": memory_after["helpers"],
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
@@ -274,6 +296,9 @@ async def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     p.add_argument("--src", default=None,
                    help="also run a server from this source tree (e.g. before the fixes)")
+    p.add_argument("--phases", default=None,
+                   help="comma-separated words; run only the attacks whose names hold one "
+                        "(the baseline always runs)")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "serve_attack.json")
     args = p.parse_args()
     texts = ([line for line in CORPUS.read_text().splitlines() if line.strip()][:2000]
@@ -285,12 +310,19 @@ async def main() -> None:
         except BaseException:
             servers[0].close()
             raise
+    import torch
+
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                 "load_average_at_start": os.getloadavg(),
                                  "note": "shared with other work; figures vary run to run"},
                      "settings": vars(args) | {"out": str(args.out)}, "phases": {}}
     try:
         plans = {server.name: attacks(server) for server in servers}
-        for name in ["baseline (no attack)", *plans[servers[0].name]]:
+        wanted = [w.strip() for w in args.phases.split(",")] if args.phases else None
+        names = [n for n in plans[servers[0].name]
+                 if wanted is None or any(w in n for w in wanted)]
+        for name in ["baseline (no attack)", *names]:
             results["phases"][name] = {}
             for server in servers:
                 attack = plans[server.name].get(name)
@@ -300,8 +332,9 @@ async def main() -> None:
                       f"{row['normal']['p50_ms']}/{row['normal']['p99_ms']} ms, "
                       f"errors {row['normal']['errors']}, /health max "
                       f"{row['health']['max_ms']} ms, RSS {row['rss_mib_before']} -> "
-                      f"{row['rss_mib_after']} MiB (peak {row['rss_mib_peak']}), "
-                      f"attack got {row['attack_got']}", flush=True)
+                      f"{row['rss_mib_after']} MiB (peak {row['rss_mib_peak']}; helper "
+                      f"{row['helper_rss_mib_after']}), attack got {row['attack_got']}, "
+                      f"load {row['load_average_1min']}", flush=True)
         results["shutdown"] = {}
         for server in servers:
             results["shutdown"][server.name] = await shutdown_with_stalls(server)

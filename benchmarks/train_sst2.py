@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from seqenc.choices import DTYPES
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"
 MODES = {  # (max_steps, epochs)
@@ -38,7 +40,7 @@ def main() -> int:
                         help="default: benchmarks/runs/sst2-<mode>")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="evaluate on dev every N steps (default: 100 for steps500, "
                              "500 for epoch)")

@@ -26,7 +26,7 @@ def option_choices(command: click.Command, name: str) -> tuple[str, ...]:
     ("command", "option", "expected"),
     [
         (cli.encode, "pooling", choices.POOLINGS),
-        (cli.encode, "dtype", choices.DTYPES),
+        (cli.encode, "dtype", choices.ENCODE_DTYPES),
         (cli.encode, "precision", choices.PRECISIONS),
         (cli.encode, "device", choices.DEVICES),
         (cli.encode, "fmt", choices.INPUT_FORMATS),

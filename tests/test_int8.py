@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,8 +65,44 @@ def test_quantized_encoder_keeps_its_outputs(make_cfg, monkeypatch):
         exact = encoder(ids, keep).last_hidden_state[keep]
     names = int8.quantize_encoder(encoder, stats, alpha=0.5, skip=lambda n: n.endswith("down"))
     assert len(names) == 3 * cfg.n_layers and not any(n.endswith("down") for n in names)
-    # the layer plan fuses from nn.Linear weights; int8 layers run through the modules
-    monkeypatch.setattr(kernels, "ENABLED", False)
     with torch.inference_mode():
-        ours = encoder(ids, keep).last_hidden_state[keep]
+        fused = encoder(ids, keep).last_hidden_state[keep]  # int8 GEMMs + fused epilogues
+        monkeypatch.setattr(kernels, "ENABLED", False)
+        ours = encoder(ids, keep).last_hidden_state[keep]  # the modules, PyTorch's ops
     assert F.cosine_similarity(ours, exact).min() > 0.99
+    assert torch.allclose(fused, ours, atol=1e-4)
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
+needs_vnni = pytest.mark.skipif(not int8._VNNI, reason="no VNNI here: dtype int8 is refused")
+
+
+@needs_vnni
+def test_encode_int8_holds_the_quality_bar(monkeypatch):
+    """encode(dtype="int8") with the default model on 200 real sentences: mean cosine to fp32
+    >= 0.995 (the issue's bar), the worst >= 0.985 (short texts are the worst: 0.992 measured),
+    through the fused layers with int8 GEMMs."""
+    pytest.importorskip("tokenizers")
+    from seqenc.model import SentenceEncoder
+
+    texts = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    model = SentenceEncoder.from_pretrained()
+    fp32 = model.encode(texts)
+    quantized = model.encoder_for("int8")
+    assert sum(isinstance(m, int8.Int8Linear) for m in quantized.modules()) == 4 * 6
+    assert model.encoder_for("float32") is model.encoder  # the fp32 model is left alone
+    calls = []
+    fused = kernels.fused_post_norm_layer
+    monkeypatch.setattr(kernels, "fused_post_norm_layer",
+                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    got = model.encode(texts, dtype="int8")
+    assert calls or not kernels.ENABLED
+    cos = (got * fp32).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.mean() >= 0.995 and cos.min() >= 0.985, (cos.mean(), cos.min())
+
+
+def test_encode_int8_is_refused_where_it_would_not_pay(monkeypatch, make_cfg):
+    encoder = Encoder(make_cfg()).eval()
+    monkeypatch.setattr(int8, "_VNNI", False)
+    with pytest.raises(ValueError, match="needs a CPU with VNNI"):
+        int8.int8_encoder(encoder)

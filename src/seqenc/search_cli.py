@@ -22,6 +22,7 @@ from seqenc.exits import (
     exit_codes,
     sigterm_as_interrupt,
 )
+from seqenc.extras import require
 
 RERANK_OUTPUTS = (".jsonl", ".csv")
 SPARSE_OUTPUTS = (".jsonl", ".parquet")
@@ -214,8 +215,6 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
 
         n = truncated = nonzero = 0
         if out.suffix.lower() == ".parquet":
-            from seqenc.extras import require
-
             require("pyarrow.parquet", "writing parquet")
         with sigterm_as_interrupt(), atomic_path(out) as tmp:
             sink = _SparseSink(tmp, out.suffix.lower())
@@ -269,8 +268,8 @@ class _SparseSink:
                        "tokens": model.decode(v)}
                 self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
             return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa = require("pyarrow", "writing parquet")
+        pq = require("pyarrow.parquet", "writing parquet")
 
         id_type = pa.string() if any(isinstance(i, str) for i in ids) else pa.int64()
         table = pa.table({
@@ -289,8 +288,8 @@ class _SparseSink:
         if self._parquet is not None:
             self._parquet.close()
         elif self.suffix == ".parquet":  # no records: still a valid, empty file
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            pa = require("pyarrow", "writing parquet")
+            pq = require("pyarrow.parquet", "writing parquet")
 
             schema = pa.schema([("id", pa.int64()), ("indices", pa.list_(pa.int32())),
                                 ("values", pa.list_(pa.float32()))])

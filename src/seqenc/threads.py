@@ -5,11 +5,25 @@ The thread pool is process-wide. ``seqenc encode``, ``serve`` and ``bench`` take
 passes from stalling on a descheduled thread. Processes that torchrun starts on one machine
 share its cores, so each takes cores // LOCAL_WORLD_SIZE unless OMP_NUM_THREADS says otherwise.
 Standard library at import (torch is imported when a count is set), so the CLI starts fast.
+
+Waiting threads: PyTorch's ops, MKL's and oneDNN's GEMMs and our C kernels share one OpenMP
+runtime (the libgomp torch ships). By default its idle threads spin ~300,000 times before
+sleeping, between every two parallel regions; a forward pass has dozens. On a core shared with
+another busy process a spinning worker burns the time slice the other thread (or process)
+needed, and every region waits at its join for a descheduled thread. ``calm_openmp_waits``
+(run by ``import seqenc``, before torch loads libgomp) caps the spin at SPIN_COUNT, long
+enough to bridge the gap between two ops of one forward pass, short enough to sleep between
+batches. Measured on 2 cores under load 8-12 (encode 200 texts, fp32, 2 threads, 3 interleaved
+rounds, benchmarks/RESULTS.md): wall 6.9-9.7 s vs 11.5-14.2 s with libgomp's default spin,
+CPU time 1.8-1.9 s vs 3.4-4.1 s. Set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself to override
+it; a program that imports torch before seqenc keeps libgomp's default.
 """
 
 from __future__ import annotations
 
 import os
+
+SPIN_COUNT = "10000"  # libgomp's GOMP_SPINCOUNT: tens of microseconds, not a time slice
 
 
 def set_threads(threads: int | None) -> None:
@@ -30,3 +44,10 @@ def torchrun_share() -> int | None:
     if "OMP_NUM_THREADS" in os.environ or local <= 1:
         return None
     return max(1, (os.cpu_count() or 1) // local)
+
+
+def calm_openmp_waits() -> None:
+    """Cap OpenMP's spin-wait (GOMP_SPINCOUNT) unless the user chose a wait policy. Takes effect
+    only before libgomp loads (before torch is imported); a no-op after."""
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT

@@ -108,15 +108,22 @@ def test_bf16_add_layer_norm_within_its_bound():
     assert torch.all((ours - exact).abs() <= bound)
 
 
-@needs_bf16
-def test_bf16_attention_rounds_the_float32_result_once():
+@pytest.mark.parametrize("head_dim", [16, 24, 32, 64])  # 24: the 8-wide tail of the output
+def test_bf16_attention_rounds_the_float32_result_once(head_dim):
+    """bf16 in, bf16 out, read and rounded inside the kernel (plain AVX2 instructions, so on
+    every set): bit for bit the float32 kernel's result on the same values, rounded to nearest
+    even as PyTorch rounds, bias and all."""
     torch.manual_seed(4)
-    qkv = torch.randn(30, 3 * 2 * 16).bfloat16()
-    lengths = torch.tensor([17, 13])
+    qkv = (torch.randn(30, 3 * 2 * head_dim) * 3).bfloat16()
+    bias = torch.randn(3 * 2 * head_dim).bfloat16()
+    lengths = torch.tensor([17, 1, 12])
     starts = lengths.cumsum(0) - lengths
-    ours = kernels.varlen_attention(qkv, starts, lengths, 2)
-    assert ours.dtype == torch.bfloat16
-    assert torch.equal(ours, kernels.varlen_attention(qkv.float(), starts, lengths, 2).bfloat16())
+    for b in (None, bias):
+        ours = kernels.varlen_attention(qkv, starts, lengths, 2, b)
+        assert ours.dtype == torch.bfloat16
+        want = kernels.varlen_attention(qkv.float(), starts, lengths, 2,
+                                        None if b is None else b.float())
+        assert torch.equal(ours, want.bfloat16())
 
 
 def test_sets_and_dtypes_the_kernels_do_not_have_are_refused():

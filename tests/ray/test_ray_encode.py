@@ -2,14 +2,24 @@
 
 One runtime for the module (starting Ray takes seconds); each job starts its own actors, so
 the tests are few and each checks several things: formats, several files, bad records in
-both modes, a worker killed mid-job, the command line.
+both modes, a worker killed mid-job, a driver killed mid-job, the command line.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +33,7 @@ ray = pytest.importorskip("ray")
 from seqenc import cli  # noqa: E402
 from seqenc.io.errors import InputError  # noqa: E402
 from seqenc.ray import encode_dataset  # noqa: E402
+from seqenc.ray.job import NICENESS, start_runtime  # noqa: E402
 from seqenc.ray.output import SUCCESS  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
@@ -30,8 +41,9 @@ CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_runtime():
+    """A local runtime started as `seqenc encode --engine ray` starts one, with 2 CPUs."""
     assert "site-packages" in ray.__file__  # the real Ray, not this tests/ray directory
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert start_runtime(ray, None, num_cpus=2)
     yield
     ray.shutdown()
 
@@ -73,7 +85,11 @@ def mixed_inputs(tmp_path) -> dict[str, Path]:
     jsonl.write_text("\n".join(rows) + "\n", encoding="utf-8")
     parquet = d / "c.parquet"
     pq.write_table(pa.table({"text": texts(30, start=200)}), parquet, row_group_size=7)
-    return {"txt": txt, "jsonl": jsonl, "parquet": parquet}
+    csv = d / "d.csv"  # quoted fields with commas, quotes and a line break
+    rows = [t.replace('"', '""') for t in texts(11, start=300)] + ['say ""hi"", then\nleave']
+    csv.write_text("n,text\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(rows)),
+                   encoding="utf-8")
+    return {"txt": txt, "jsonl": jsonl, "parquet": parquet, "csv": csv}
 
 
 def test_several_formats_match_single_machine_and_skip_bad_records(tmp_path, mixed_inputs):
@@ -83,8 +99,8 @@ def test_several_formats_match_single_machine_and_skip_bad_records(tmp_path, mix
         [str(mixed_inputs["txt"].parent)], out, on_error="skip", chunk_size=8, actors=2,
         threads=1, warn=messages.append, progress=progress.append,
     )
-    assert (result.records, result.skipped, result.files) == (36 + 21 + 30, 3, 3)
-    assert sum(progress) == 37 + 23 + 30  # every record read, bad ones included
+    assert (result.records, result.skipped, result.files) == (36 + 21 + 30 + 12, 3, 4)
+    assert sum(progress) == 37 + 23 + 30 + 12  # every record read, bad ones included
     txt, jsonl = str(mixed_inputs["txt"]), str(mixed_inputs["jsonl"])
     offset = mixed_inputs["txt"].read_bytes().index(b"\xff")
     assert sorted(messages) == sorted([
@@ -94,13 +110,14 @@ def test_several_formats_match_single_machine_and_skip_bad_records(tmp_path, mix
         f"skipped {jsonl}:23: field 'text': missing",
     ])  # as the single-machine reader words them, in the user's file names
     shards = sorted(p.name for p in out.iterdir())
-    assert shards[0] == SUCCESS and len(shards) - 1 == result.shards == 5 + 3 + 4
+    assert shards[0] == SUCCESS and len(shards) - 1 == result.shards == 5 + 3 + 4 + 2
     assert json.loads((out / SUCCESS).read_text())["records"] == result.records
     table = pq.read_table(out)
     assert table.schema.names == ["id", "vector", "source"]
     assert table.num_rows == result.records
     assert table.column("source").to_pylist() == (
         [txt] * 36 + [jsonl] * 21 + [str(mixed_inputs["parquet"])] * 30
+        + [str(mixed_inputs["csv"])] * 12
     )  # shards sort in input order
     for kind, path in mixed_inputs.items():
         reference = single_machine(path, tmp_path / f"{kind}.parquet", "--on-error", "skip")
@@ -128,17 +145,28 @@ def test_a_bad_record_fails_the_job_and_leaves_nothing_then_a_rerun_writes_once(
 
 
 def _encoding_actor_pids() -> list[int]:
-    pids = []
+    """The encoding actors of this test's Ray runtime: descendants of this process (never
+    another runtime's on the same machine)."""
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-            except OSError:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-            if b"MapWorker(MapBatches(EncodeActor))" in cmdline:
-                pids.append(int(entry))
-    return pids
+            children.setdefault(ppid, []).append(int(entry))
+    pids, stack = [], list(children.get(os.getpid(), []))
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"MapWorker(MapBatches(EncodeActor))" in f.read():
+                    pids.append(pid)
+        except OSError:
+            continue
+    return sorted(pids)
 
 
 def test_killing_an_actor_mid_job_loses_and_duplicates_nothing(tmp_path):
@@ -151,13 +179,18 @@ def test_killing_an_actor_mid_job_loses_and_duplicates_nothing(tmp_path):
         if not killed:  # the first chunk is back: the job is under way, most of it ahead
             pids = _encoding_actor_pids()
             assert pids, "no encoding actor found to kill"
+            # a local runtime's actors run at the caller's priority, not Ray's +15
+            assert NICENESS not in os.environ
+            assert {os.getpriority(os.PRIO_PROCESS, p) for p in pids} == {
+                os.getpriority(os.PRIO_PROCESS, 0)}
             os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+            [staging] = tmp_path.glob(".out.seqenc-*.tmp")
+            killed.append(len(list(staging.glob("part-*"))))
 
     out = tmp_path / "out"
     result = encode_dataset([str(path)], out, chunk_size=6, actors=2, threads=1,
                             progress=kill_one_actor)
-    assert killed
+    assert killed and killed[0] < 40  # shards on disk at the kill: the job was not done
     table = pq.read_table(out)
     ids = table.column("id").to_pylist()
     assert ids == list(range(1, 241)) and result.records == 240  # each id once, in order
@@ -204,6 +237,66 @@ def test_command_line_engine_ray_with_int8(tmp_path, mixed_inputs):
         ])
         assert failed.exit_code == code and message in failed.output, failed.output
         assert sorted(os.listdir(tmp_path)) == ["in", "out", "ref.parquet", "theirs"]
+
+
+def _read_terminal(fd: int, until, timeout: float = 600.0) -> str:
+    """What a process wrote to the pseudo-terminal ``fd`` until ``until(text)`` holds."""
+    text, deadline = "", time.monotonic() + timeout
+    while not until(text):
+        assert time.monotonic() < deadline, f"gave up waiting; the terminal showed:\n{text}"
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                text += os.read(fd, 65536).decode(errors="replace")
+            except OSError:  # the process closed the terminal
+                break
+    return text
+
+
+def test_a_driver_killed_mid_job_is_cleaned_up_by_the_next_run(tmp_path):
+    """`seqenc encode --engine ray --ray-address` (this module's runtime) on a terminal: a
+    progress bar, then SIGKILL: the staging directory stays behind; the next run removes it
+    and writes every id once."""
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(texts(2000)) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    terminal, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "from seqenc.cli import main; main()", "encode", "--engine",
+         "ray", str(path), "-o", str(out), "--chunk-size", "4", "--actors", "1",
+         "--threads", "1", "--ray-address", ray.get_runtime_context().gcs_address],
+        stdin=subprocess.DEVNULL, stdout=side, stderr=side, close_fds=True,
+    )
+    os.close(side)
+    try:
+        def under_way(text: str) -> bool:
+            counts = re.findall(r"encode \(ray\): +(\d+)rec", text)
+            return bool(counts) and int(counts[-1]) > 0 or driver.poll() is not None
+
+        shown = _read_terminal(terminal, under_way)
+        assert driver.poll() is None, f"the driver ended before it was killed:\n{shown}"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        os.close(terminal)
+    [staging] = tmp_path.glob(".out.seqenc-*.tmp")
+    assert any(staging.glob("part-*.parquet"))  # shards of the chunks done before the kill
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [staging.name.removesuffix(".tmp") + ".lock", staging.name, "in.txt"]
+    )  # and no output directory
+
+    messages = []
+    result = encode_dataset([str(path)], out, chunk_size=500, actors=1, threads=1,
+                            warn=messages.append)
+    [message] = messages
+    assert message.startswith(f"removed {staging}, left by a job that no longer runs (pid "
+                              f"{driver.pid} on {socket.gethostname()}, started ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "out"]
+    ids = pq.read_table(out).column("id").to_pylist()
+    assert ids == list(range(1, 2001)) and result.records == 2000
 
 
 def test_docs_ray_python_example_runs_as_printed(tmp_path, monkeypatch, capsys):

@@ -3,7 +3,11 @@ directory checks and the commit. Fast; the Ray runtime tests are in test_ray_enc
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +20,9 @@ from seqenc.ray.output import (
     SUCCESS,
     OutputError,
     check_output_dir,
+    clean_stale,
     commit,
+    discard,
     staging_dir,
     write_shard,
 )
@@ -97,17 +103,98 @@ def test_commit_replaces_an_earlier_output_and_refuses_unreported_shards(tmp_pat
     (out / SUCCESS).write_text("{}")
     staging = staging_dir(out)
     vectors = np.ones((3, 4), np.float32)
-    name = write_shard(str(staging), 0, 0, [1, 2, 3], vectors, None)
-    extra = write_shard(str(staging), 0, 1, [4], vectors[:1], None)
+    name = write_shard(str(staging.path), 0, 0, [1, 2, 3], vectors, None)
+    extra = write_shard(str(staging.path), 0, 1, [4], vectors[:1], None)
     with pytest.raises(RuntimeError, match="does not match"):
         commit(staging, out, {name: 3}, {})
-    (staging / extra).unlink()
+    (staging.path / extra).unlink()
     with pytest.raises(RuntimeError, match="holds 3 rows"):
         commit(staging, out, {name: 2}, {})
     commit(staging, out, {name: 3}, {"records": 3})
     assert sorted(p.name for p in out.iterdir()) == [SUCCESS, name]
-    assert not staging.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the old output is gone too
+    assert not staging.path.exists()
+    # the old output, the staging directory and its lock are gone
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    failed = staging_dir(out)
+    write_shard(str(failed.path), 0, 0, [1], vectors[:1], None)
+    discard(failed)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def _killed_job(out, *, commit_half_done: bool = False) -> str:
+    """Start a staging directory in a child process (one shard in it, or with the commit cut
+    between its two renames), then SIGKILL the child: what a killed driver leaves."""
+    code = f"""
+import sys, numpy as np
+from pathlib import Path
+from seqenc.ray.output import staging_dir, write_shard
+import os
+out = Path({str(out)!r})
+s = staging_dir(out)
+write_shard(str(s.path), 0, 0, [1, 2], np.ones((2, 4), np.float32), None)
+if {commit_half_done}:
+    os.replace(out, s.old)
+print(s.path.name, flush=True)
+sys.stdin.read()
+"""
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    name = child.stdout.readline().strip()
+    assert name, "the child did not start its staging directory"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    return name
+
+
+def test_leftovers_of_a_killed_driver_are_removed_by_the_next_job(tmp_path):
+    out = tmp_path / "out"
+    name = _killed_job(out)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [name.removesuffix(".tmp") + ".lock", name]  # lock, staging: nothing else
+    owner = json.loads((tmp_path / left[0]).read_text())
+    assert owner["output"] == str(out) and owner["pid"] != os.getpid()
+
+    live = staging_dir(out)  # a job running now, in this process: held lock, live pid
+    (tmp_path / ".out.seqenc-someone.tmp").mkdir()  # same pattern, no lock: not ours to judge
+    (tmp_path / ".other.seqenc-1234.lock").write_text("{}")  # another output's
+    (tmp_path / "out.txt").write_text("x")
+    # a free lock of another host's job: on a filesystem that does not share locks between
+    # hosts it looks free while that job runs, so it is reported, not removed
+    (tmp_path / ".out.seqenc-elsewhere.lock").write_text(
+        json.dumps({**owner, "host": "elsewhere.example"}))
+    (tmp_path / ".out.seqenc-elsewhere.tmp").mkdir()
+    kept = sorted([live.path.name, live.lock.name, ".out.seqenc-someone.tmp",
+                   ".other.seqenc-1234.lock", "out.txt", ".out.seqenc-elsewhere.lock",
+                   ".out.seqenc-elsewhere.tmp"])
+    removed, foreign = clean_stale(out)
+    assert removed.startswith(f"removed {tmp_path / name}, left by a job that no longer runs "
+                              f"(pid {owner['pid']} on ")
+    assert foreign.startswith(f"left {tmp_path / '.out.seqenc-elsewhere'}.* alone: written by "
+                              "a job on another host (pid ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
+    assert clean_stale(out) == [foreign]  # nothing more to do; the live job is untouched
+    discard(live)
+
+
+def test_a_lock_that_is_free_but_whose_process_runs_is_kept(tmp_path):
+    out = tmp_path / "out"
+    staging = staging_dir(out)
+    os.close(staging.fd)  # the lock is free; the pid and start time are still this process's
+    assert clean_stale(out) == [] and staging.path.exists()
+
+
+def test_a_driver_killed_inside_its_commit_gets_the_previous_output_back(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / SUCCESS).write_text('{"records": 7}')
+    _killed_job(out, commit_half_done=True)
+    assert not out.exists()  # moved aside, the new output not yet in place
+    messages = clean_stale(out)
+    assert messages[0].startswith(
+        f"restored the previous output {out}, moved aside by a job that no longer runs (pid ")
+    assert len(messages) == 2 and messages[1].startswith("removed ")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (out / SUCCESS).read_text() == '{"records": 7}'
 
 
 def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
@@ -117,3 +204,39 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(MissingExtra, match=r"pip install 'seqenc\[ray\]'"):
         encode_dataset([str(tmp_path)], tmp_path / "out")
+
+    from click.testing import CliRunner
+
+    from seqenc import cli
+    from seqenc.exits import EXIT_EXTRA
+
+    (tmp_path / "in.txt").write_text("a\n")
+    result = CliRunner().invoke(cli.main, ["encode", "--engine", "ray", str(tmp_path / "in.txt"),
+                                           "-o", str(tmp_path / "out")])
+    assert result.exit_code == EXIT_EXTRA
+    assert result.stderr.strip().splitlines() == [
+        "Error: the ray engine needs ray, which is not installed: pip install 'seqenc[ray]'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_a_local_runtime_gets_workers_at_our_niceness_a_joined_cluster_its_own(monkeypatch):
+    from seqenc.ray.job import NICENESS, start_runtime
+
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, address=None, **options):
+            seen.append((address, os.environ.get(NICENESS), options.get("num_cpus")))
+
+    monkeypatch.delenv(NICENESS, raising=False)
+    seen: list = []
+    assert start_runtime(FakeRay(), None, num_cpus=2)
+    assert start_runtime(FakeRay(), "auto")
+    monkeypatch.setenv(NICENESS, "5")  # the user's choice wins
+    assert start_runtime(FakeRay(), None)
+    assert seen == [(None, "0", 2), ("auto", None, None), (None, "5", None)]
+    assert os.environ[NICENESS] == "5"
+    monkeypatch.delenv(NICENESS)
+    start_runtime(FakeRay(), None)
+    assert NICENESS not in os.environ  # set for ray.init only

@@ -1,5 +1,6 @@
 """Helpers for the server tests: the real server (``python -m seqenc.server``) in a subprocess
-on 127.0.0.1, on a port it picks itself; reading /metrics; bounded polling."""
+on 127.0.0.1, on a port it picks itself; an app under uvicorn in a thread of the test process
+(where a test must hold the model still); reading /metrics; bounded polling."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -120,3 +124,22 @@ def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
             return
         time.sleep(0.02)
     pytest.fail(f"timed out waiting for {what}")
+
+
+@contextmanager
+def running(app, wait: float = 120.0) -> Iterator[str]:
+    """The app under uvicorn in a thread of this process, on a free loopback port."""
+    import uvicorn
+
+    from seqenc.server.cli import bind_socket
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    sock = bind_socket("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(wait)

@@ -1,12 +1,16 @@
 """The model backend and the server's tokenisation, in process: same ids and same vectors as
-SentenceEncoder for the same batch, in float32 and bfloat16."""
+SentenceEncoder for the same batch, in float32 and bfloat16; a pass stopped at shutdown."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
+import torch
 
-from seqenc.server.backend import ModelBackend
+from seqenc.server.backend import ModelBackend, interrupt_passes
+from seqenc.server.queue import PassInterrupted
 from seqenc.server.tokenization import InputTooLong, InvalidTokenIds, Tokenization
 
 from .support import LONG_TEXT, SENTENCES
@@ -51,3 +55,33 @@ def test_token_id_inputs_are_checked(tokenization):
             tokenization.check_ids(bad)
     with pytest.raises(InputTooLong):
         tokenization.check_ids([[101] * 257])
+
+
+def test_interrupt_passes_stops_the_workers_pass_at_its_next_module_only():
+    layers = torch.nn.Sequential(*(torch.nn.Linear(4, 4) for _ in range(3)))
+    entered, go = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def first_layer_waits(module, args):
+        entered.set()
+        assert go.wait(60)
+
+    layers[0].register_forward_pre_hook(first_layer_waits)
+
+    def worker() -> None:
+        try:
+            outcome.append(layers(torch.ones(1, 4)))
+        except PassInterrupted as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert entered.wait(60)
+    handle = interrupt_passes(thread)
+    try:
+        layers[1:](torch.ones(1, 4))  # another thread's passes are left alone
+        go.set()
+        thread.join(60)
+    finally:
+        handle.remove()
+    assert len(outcome) == 1 and isinstance(outcome[0], PassInterrupted)

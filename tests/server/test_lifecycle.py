@@ -9,8 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,28 +21,9 @@ import torch
 from seqenc.server.app import create_app
 from seqenc.server.settings import Settings
 
-from .support import ServerProcess, heavy_texts, metric, wait_for
+from .support import ServerProcess, heavy_texts, metric, running, wait_for
 
 WAIT = 120.0  # bounds waits; never asserted on
-
-
-@contextmanager
-def running(app) -> Iterator[str]:
-    """The app under uvicorn in a thread of this process, on a free loopback port."""
-    import uvicorn
-
-    from seqenc.server.cli import bind_socket
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    sock = bind_socket("127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(WAIT)
 
 
 def test_health_is_503_until_the_model_is_loaded_and_warm(model):
@@ -108,6 +89,19 @@ def test_model_that_fails_to_load_exits_4(tmp_path):
     assert result.returncode == 4, result.stderr
     assert "listening" in result.stderr  # it got as far as serving /health (503)
     assert "Error: the model failed to load" in result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_sigterm_while_the_model_loads_exits_0(delay):
+    # Before the fix: exit -6 (SIGABRT), the loader thread killed inside torch at exit.
+    proc = ServerProcess("--threads", "1", "--log-level", "info")
+    try:
+        time.sleep(delay)  # at once, or in the middle of loading
+        proc.terminate()
+        assert proc.proc.wait(WAIT) == 0, proc.output()
+        assert "Traceback" not in proc.output()
+    finally:
+        proc.stop()
 
 
 def test_port_in_use_exits_1():

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqenc.server.queue import BatchQueue, QueueClosed, QueueFull
+from seqenc.server.queue import BatchQueue, PassInterrupted, QueueClosed, QueueFull
 
 WAIT = 30  # seconds; bounds waits on the worker thread, never asserted on
 
@@ -27,6 +27,20 @@ class FakeBackend:
         self.entered = threading.Event()
         self.gated = gated
         self.fail_on = fail_on
+        self.interrupted = False  # set by ``interrupt``: a held pass raises PassInterrupted
+
+    def interrupt(self, worker: threading.Thread) -> FakeBackend:
+        """What backend.interrupt_passes does to a real pass: stop it at its next step; the
+        queue removes what it returns once the worker has stopped."""
+        self.interrupted_thread = worker
+        self.interrupted = True
+        self.hook_removed = False
+        self.allow(1)
+        return self
+
+    def remove(self) -> None:
+        assert not self.interrupted_thread.is_alive()  # removed only once the worker stopped
+        self.hook_removed = True
 
     def allow(self, n: int = 1000) -> None:
         for _ in range(n):
@@ -36,6 +50,8 @@ class FakeBackend:
         self.entered.set()
         if self.gated:
             assert self.permits.acquire(timeout=WAIT), "test never released the pass"
+            if self.interrupted:
+                raise PassInterrupted
         self.passes.append([list(x) for x in ids])
         if self.fail_on is not None and any(self.fail_on in x for x in ids):
             raise RuntimeError("backend failure")
@@ -209,6 +225,50 @@ def test_close_runs_queued_work_then_refuses():
     with pytest.raises(QueueClosed):
         with q.slot():
             pass
+
+
+def test_close_past_its_timeout_drops_queued_work_interrupts_the_pass_and_stops_the_worker():
+    # The worker must not outlive close: the process aborts if the interpreter exits while
+    # it is inside torch (issue 17). Cut-off requests fail with QueueClosed (503).
+    backend = FakeBackend(gated=True)
+    q = make_queue(backend, interrupt=backend.interrupt)
+
+    async def scenario():
+        first = await blocked_first_pass(q, backend)
+        queued = asyncio.ensure_future(q.embed([[5, 5]]))
+        await asyncio.sleep(0)
+        await asyncio.to_thread(q.close, 0.05)
+        assert not backend.interrupted_thread.is_alive()
+        for request in (first, queued):
+            with pytest.raises(QueueClosed, match="graceful timeout"):
+                await request
+
+    asyncio.run(scenario())
+    assert backend.passes == []  # the held pass was interrupted; the queued one never ran
+    assert backend.hook_removed
+
+
+def test_close_does_not_wait_for_work_nobody_waits_for():
+    # At the lifespan's end uvicorn has cancelled every request it cut off: what is left in
+    # the worker is for nobody, and close (even without a timeout) stops it at once.
+    backend = FakeBackend(gated=True)
+    q = make_queue(backend, interrupt=backend.interrupt)
+
+    async def scenario():
+        first = await blocked_first_pass(q, backend)
+        queued = asyncio.ensure_future(q.embed([[5, 5]]))
+        await asyncio.sleep(0)
+        first.cancel()
+        queued.cancel()
+        await asyncio.gather(first, queued, return_exceptions=True)
+        closer = threading.Thread(target=q.close)  # no timeout
+        closer.start()
+        await asyncio.to_thread(closer.join, WAIT)
+        assert not closer.is_alive()  # without the check it would wait for the gated pass
+
+    asyncio.run(scenario())
+    assert backend.interrupted and not backend.interrupted_thread.is_alive()
+    assert backend.passes == []
 
 
 def test_backend_failure_fails_its_requests_and_the_worker_goes_on():

@@ -100,6 +100,51 @@ def test_bad_jsonl_and_utf8(tmp_path):
     assert err.value.line == 3
 
 
+# Issue 17: text that is not Unicode (a JSON-escaped lone surrogate, or the raw bytes ED A0 80,
+# which encode a surrogate and are not UTF-8) must stop training readers with file, line and
+# field named, not reach the tokenizer. (name, bytes, reader, line, field, words in the reason)
+NOT_UNICODE = {
+    "jsonl escaped surrogate in text": (
+        "a.jsonl", b'{"sentence": "ok", "label": 1}\n{"sentence": "a\\ud800b", "label": 0}\n',
+        "labelled", 2, "sentence", ["lone surrogate", "U+D800"]),
+    "jsonl escaped surrogate in label": (
+        "a.jsonl", b'{"sentence": "ok", "label": "\\udfff"}\n', "labelled", 1, "label",
+        ["lone surrogate", "U+DFFF"]),
+    "jsonl surrogate bytes": (
+        "a.jsonl", b'{"sentence": "ok", "label": 1}\n{"sentence": "a\xed\xa0\x80b", "label": 0}\n',
+        "labelled", 2, None, ["invalid UTF-8", "0xed"]),
+    "tsv surrogate bytes": ("a.tsv", b"sentence\tlabel\nok\t1\na\xed\xa0\x80b\t0\n",
+                            "labelled", 3, "sentence", ["invalid UTF-8", "0xed"]),
+    "csv surrogate bytes": ("a.csv", b"sentence,label\nok,1\na\xed\xa0\x80b,0\n",
+                            "labelled", 3, "sentence", ["invalid UTF-8", "0xed"]),
+    "txt corpus surrogate bytes": ("a.txt", b"ok\na\xed\xa0\x80b\n", "corpus", 2, None,
+                                   ["invalid UTF-8", "0xed"]),
+    "txt unlabelled surrogate bytes": ("a.txt", b"ok\na\xed\xa0\x80b\n", "unlabelled", 2,
+                                       None, ["invalid UTF-8", "0xed"]),
+    "pairs escaped surrogate in the second text": (
+        "a.jsonl", b'{"q": "ok", "d": "a\\udbffz", "score": 1}\n', "pairs", 1, "d",
+        ["lone surrogate", "U+DBFF"]),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_UNICODE), ids=list(NOT_UNICODE))
+def test_text_that_is_not_unicode_names_file_line_and_field(tmp_path, case):
+    from seqenc.train.pairs import read_pairs
+
+    name, data, reader, line, field, words = NOT_UNICODE[case]
+    path = tmp_path / name
+    path.write_bytes(data)
+    read = {"labelled": read_labelled, "corpus": read_corpus,
+            "unlabelled": lambda p: read_labelled(p, require_labels=False),
+            "pairs": lambda p: read_pairs(str(p), "q", "d", "score")}[reader]
+    with pytest.raises(InputError) as err:
+        read(path)
+    e = err.value
+    assert (e.file, e.line, e.field) == (str(path), line, field)
+    for word in words:
+        assert word in e.reason
+
+
 def test_one_label_only_is_an_error(tmp_path):
     path = tmp_path / "one.tsv"
     path.write_text("sentence\tlabel\na\tpos\nb\tpos\n")

@@ -6,10 +6,26 @@
  * pair reads its queries, keys and values straight from the packed (N, 3D) projection and
  * writes its (L, hd) output straight into the packed (N, D) result: no gathers, no padding,
  * no mask. Registers hold 4 queries x 16 keys of scores, then 2 queries x 32 output dims.
+ * A bfloat16 projection is read as float32 as it is loaded (its values at each (sequence, head)
+ * converted once into scratch) and the output rounded to bfloat16 once as it is stored, so a bf16
+ * encoder needs no conversion passes around attention.
  */
 #include "simd.h"
 
 #ifdef SEQENC_X86
+/* 8 values of the projection from element index i, as float32. */
+AVX2 static inline __m256 load_qkv(const Problem *pr, int64_t i) {
+    return pr->qkv16 ? load_bf16x8(pr->qkv16 + i) : _mm256_loadu_ps(pr->qkv + i);
+}
+
+/* 8 values of the output at element index i, in its dtype. */
+AVX2 static inline void store_out(const Problem *pr, int64_t i, __m256 v) {
+    if (pr->out16)
+        store_bf16x8(pr->out16 + i, v);
+    else
+        _mm256_storeu_ps(pr->out + i, v);
+}
+
 /* Each of the 4 rows of scores[r][0:L] -> exp(scores - its max) in place, zeros in [L, Lp);
  * inv[r] = 1 / their sum. The four rows go through each step together so their dependency
  * chains (max, exp, sums) overlap. The lanes past L are masked in registers: scalar stores
@@ -43,19 +59,21 @@ AVX2 static void softmax_numerators4(float *scores[4], int64_t L, int64_t Lp, fl
     }
 }
 
-/* Up to 4 output rows (i0 .. i0+nq) of one (sequence, head): base points at its first q,
- * pr->out at its first output row and the biases at its head's, kt is its K^T times the
- * scale, (hd, Lp); qbuf has room for 4 x hd. */
-AVX2 static void attend_rows(const Problem *pr, const float *base, const float *kt,
-                             float *rows[4], float *qbuf, int64_t i0, int64_t nq, int64_t L,
-                             int64_t Lp) {
+/* Up to 4 output rows (i0 .. i0+nq) of one (sequence, head): its first q is at element base
+ * of the projection, its first output row at element out_base of the output, its values at
+ * v0 (rows vstride apart); the biases point at its head's; kt is its K^T times the scale,
+ * (hd, Lp); qbuf has room for 4 x hd. */
+AVX2 static void attend_rows(const Problem *pr, int64_t base, int64_t out_base,
+                             const float *v0,
+                             int64_t vstride, const float *kt, float *rows[4], float *qbuf,
+                             int64_t i0, int64_t nq, int64_t L, int64_t Lp) {
     const int64_t D = pr->D, stride = 3 * D, hd = pr->hd;
     const float *q[4];
     for (int64_t r = 0; r < 4; r++) {
-        const float *src = base + (i0 + (r < nq ? r : 0)) * stride;
+        const int64_t src = base + (i0 + (r < nq ? r : 0)) * stride;
         float *dst = qbuf + r * hd;
         for (int64_t d = 0; d < hd; d += 8)
-            _mm256_storeu_ps(dst + d, _mm256_add_ps(_mm256_loadu_ps(src + d),
+            _mm256_storeu_ps(dst + d, _mm256_add_ps(load_qkv(pr, src + d),
                                                     _mm256_loadu_ps(pr->q_bias + d)));
         q[r] = dst;
     }
@@ -97,17 +115,16 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
     float inv[4];  /* rows past nq repeat row 0's query: computed, never stored */
     softmax_numerators4(s, L, Lp, inv);
     /* outputs: 2 queries x 32 dims per step (8 accumulators), accumulated over keys */
-    const float *v0 = base + 2 * D;
     for (int64_t r = 0; r < nq; r += 2) {
         const int pair = r + 1 < nq;
         const float *p0 = s[r], *p1 = s[pair ? r + 1 : r];
-        float *dst = pr->out + (i0 + r) * D;
+        const int64_t dst = out_base + (i0 + r) * D;
         for (int64_t d0 = 0; d0 < hd; d0 += 32) {
             if (hd - d0 >= 32) {
                 __m256 o00 = _mm256_setzero_ps(), o01 = o00, o02 = o00, o03 = o00;
                 __m256 o10 = o00, o11 = o00, o12 = o00, o13 = o00;
                 for (int64_t j = 0; j < L; j++) {
-                    const float *v = v0 + j * stride + d0;
+                    const float *v = v0 + j * vstride + d0;
                     __m256 b0 = _mm256_broadcast_ss(p0 + j), b1 = _mm256_broadcast_ss(p1 + j);
                     __m256 x0 = _mm256_loadu_ps(v), x1 = _mm256_loadu_ps(v + 8);
                     __m256 x2 = _mm256_loadu_ps(v + 16), x3 = _mm256_loadu_ps(v + 24);
@@ -120,40 +137,41 @@ AVX2 static void attend_rows(const Problem *pr, const float *base, const float *
                 const float *vb = pr->v_bias + d0;
                 __m256 c0 = _mm256_loadu_ps(vb), c1 = _mm256_loadu_ps(vb + 8);
                 __m256 c2 = _mm256_loadu_ps(vb + 16), c3 = _mm256_loadu_ps(vb + 24);
-                _mm256_storeu_ps(dst + d0, _mm256_fmadd_ps(o00, n0, c0));
-                _mm256_storeu_ps(dst + d0 + 8, _mm256_fmadd_ps(o01, n0, c1));
-                _mm256_storeu_ps(dst + d0 + 16, _mm256_fmadd_ps(o02, n0, c2));
-                _mm256_storeu_ps(dst + d0 + 24, _mm256_fmadd_ps(o03, n0, c3));
+                store_out(pr, dst + d0, _mm256_fmadd_ps(o00, n0, c0));
+                store_out(pr, dst + d0 + 8, _mm256_fmadd_ps(o01, n0, c1));
+                store_out(pr, dst + d0 + 16, _mm256_fmadd_ps(o02, n0, c2));
+                store_out(pr, dst + d0 + 24, _mm256_fmadd_ps(o03, n0, c3));
                 if (pair) {
-                    _mm256_storeu_ps(dst + D + d0, _mm256_fmadd_ps(o10, n1, c0));
-                    _mm256_storeu_ps(dst + D + d0 + 8, _mm256_fmadd_ps(o11, n1, c1));
-                    _mm256_storeu_ps(dst + D + d0 + 16, _mm256_fmadd_ps(o12, n1, c2));
-                    _mm256_storeu_ps(dst + D + d0 + 24, _mm256_fmadd_ps(o13, n1, c3));
+                    store_out(pr, dst + D + d0, _mm256_fmadd_ps(o10, n1, c0));
+                    store_out(pr, dst + D + d0 + 8, _mm256_fmadd_ps(o11, n1, c1));
+                    store_out(pr, dst + D + d0 + 16, _mm256_fmadd_ps(o12, n1, c2));
+                    store_out(pr, dst + D + d0 + 24, _mm256_fmadd_ps(o13, n1, c3));
                 }
             } else {  /* a tail of 8, 16 or 24 dims: one vector at a time */
                 for (int64_t d = d0; d < hd; d += 8) {
                     __m256 o0 = _mm256_setzero_ps(), o1 = o0;
                     for (int64_t j = 0; j < L; j++) {
-                        __m256 x = _mm256_loadu_ps(v0 + j * stride + d);
+                        __m256 x = _mm256_loadu_ps(v0 + j * vstride + d);
                         o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p0 + j), x, o0);
                         o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p1 + j), x, o1);
                     }
                     __m256 c = _mm256_loadu_ps(pr->v_bias + d);
-                    _mm256_storeu_ps(dst + d, _mm256_fmadd_ps(o0, _mm256_set1_ps(inv[r]), c));
+                    store_out(pr, dst + d, _mm256_fmadd_ps(o0, _mm256_set1_ps(inv[r]), c));
                     if (pair)
-                        _mm256_storeu_ps(dst + D + d,
-                                         _mm256_fmadd_ps(o1, _mm256_set1_ps(inv[r + 1]), c));
+                        store_out(pr, dst + D + d,
+                                  _mm256_fmadd_ps(o1, _mm256_set1_ps(inv[r + 1]), c));
                 }
             }
         }
     }
 }
 
-/* One (sequence, head): rows start .. start+L of the packed batch. */
+/* One (sequence, head): rows start .. start+L of the packed batch. vbuf (L x hd floats) holds
+ * its values when the projection is bfloat16. */
 AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, int64_t head,
-                                 float *kt, float *rows[4], float *qbuf) {
+                                 float *kt, float *rows[4], float *qbuf, float *vbuf) {
     const int64_t D = pr->D, stride = 3 * D, hd = pr->hd, Lp = (L + 7) & ~(int64_t)7;
-    const float *base = pr->qkv + start * stride + head * hd;
+    const int64_t base = start * stride + head * hd;
     const __m256 scale = _mm256_set1_ps(pr->scale);
     /* 8 keys x 8 dims at a time, transposed in registers; keys past L are zeros (vector
      * stores only: scalar ones would stall the vector loads that read them back) */
@@ -161,18 +179,25 @@ AVX2 static void attend_sequence(const Problem *pr, int64_t start, int64_t L, in
         for (int64_t d = 0; d < hd; d += 8) {
             __m256 r[8];
             for (int i = 0; i < 8; i++)
-                r[i] = j + i < L ? _mm256_loadu_ps(base + (j + i) * stride + D + d)
+                r[i] = j + i < L ? load_qkv(pr, base + (j + i) * stride + D + d)
                                  : _mm256_setzero_ps();
             transpose8(r);
             for (int i = 0; i < 8; i++)
                 _mm256_store_ps(kt + (d + i) * Lp + j, _mm256_mul_ps(r[i], scale));
         }
+    const float *v0 = pr->qkv16 ? vbuf : pr->qkv + base + 2 * D;
+    const int64_t vstride = pr->qkv16 ? hd : stride;
+    if (pr->qkv16)  /* converted once here, read L / 2 times below */
+        for (int64_t j = 0; j < L; j++)
+            for (int64_t d = 0; d < hd; d += 8)
+                _mm256_storeu_ps(vbuf + j * hd + d,
+                                 load_bf16x8(pr->qkv16 + base + j * stride + 2 * D + d));
     Problem at = *pr;
-    at.out = pr->out + start * D + head * hd;
     at.q_bias = pr->q_bias + head * hd;
     at.v_bias = pr->v_bias + head * hd;
     for (int64_t i0 = 0; i0 < L; i0 += 4)
-        attend_rows(&at, base, kt, rows, qbuf, i0, L - i0 < 4 ? L - i0 : 4, L, Lp);
+        attend_rows(&at, base, start * D + head * hd, v0, vstride, kt, rows, qbuf, i0,
+                    L - i0 < 4 ? L - i0 : 4, L, Lp);
 }
 
 /* Returns 0; -1 when a thread could not get its scratch memory; -2 when a sequence's rows
@@ -189,7 +214,8 @@ int seqenc_varlen_attention(const Problem *pr, const int64_t *starts, const int6
     int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        size_t bytes = (size_t)(pr->hd * Lp + 4 * Lp + 4 * pr->hd) * sizeof(float);
+        const int64_t v_floats = pr->qkv16 ? Lp * pr->hd : 0;  /* bf16: values as float32 */
+        size_t bytes = (size_t)(pr->hd * Lp + 4 * Lp + 4 * pr->hd + v_floats) * sizeof(float);
         float *kt = aligned_alloc(64, (bytes + 63) & ~(size_t)63);  /* a multiple, as C11 asks */
         if (kt == NULL) {
 #pragma omp atomic write
@@ -201,8 +227,9 @@ int seqenc_varlen_attention(const Problem *pr, const int64_t *starts, const int6
 #pragma omp for schedule(dynamic, 4)
             for (int64_t p = 0; p < pairs; p++) {
                 int64_t seq = p / pr->n_heads;
-                attend_sequence(pr, starts[seq], lengths[seq], p % pr->n_heads, kt, rows,
-                                kt + pr->hd * Lp + 4 * Lp);
+                float *qbuf = kt + pr->hd * Lp + 4 * Lp;
+                attend_sequence(pr, starts[seq], lengths[seq], p % pr->n_heads, kt, rows, qbuf,
+                                qbuf + 4 * pr->hd);
             }
             free(kt);
         }

@@ -66,7 +66,8 @@ static int lanes_for(int isa, int dtype, long long n) {
 }
 
 /* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, n_rows,
- *           n_heads, head_dim, scale, threads): pointers are data_ptr()s of contiguous CPU
+ *           n_heads, head_dim, scale, threads[, bf16]): qkv and out bfloat16 when bf16 is
+ * true (float32 otherwise), the biases always float32; pointers are data_ptr()s of contiguous CPU
  * tensors, checked by the Python caller (seqenc/nn/kernels.py). The projection comes without
  * biases: the key bias adds the same q.b_k to every score of a row, which softmax cancels, and
  * the value bias comes out unchanged (weights sum to 1), so it is added to the output. */
@@ -75,17 +76,19 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     unsigned long long qkv, q_bias, v_bias, out, starts, lengths;
     long long n_seq, n_rows, n_heads, hd;
     float scale;
-    int threads;
-    if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi", &qkv, &q_bias, &v_bias, &out, &starts, &lengths,
-                          &n_seq, &n_rows, &n_heads, &hd, &scale, &threads))
+    int threads, bf16 = 0;
+    if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi|p", &qkv, &q_bias, &v_bias, &out, &starts,
+                          &lengths, &n_seq, &n_rows, &n_heads, &hd, &scale, &threads, &bf16))
         return NULL;
     if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "head_dim must be a positive multiple of 8");
         return NULL;
     }
-    Problem pr = {(const float *)(uintptr_t)qkv, (const float *)(uintptr_t)q_bias,
-                  (const float *)(uintptr_t)v_bias, (float *)(uintptr_t)out, n_heads, hd,
-                  n_heads * hd, scale};
+    Problem pr = {bf16 ? NULL : (const float *)(uintptr_t)qkv, (const float *)(uintptr_t)q_bias,
+                  (const float *)(uintptr_t)v_bias, bf16 ? NULL : (float *)(uintptr_t)out,
+                  n_heads, hd, n_heads * hd, scale,
+                  bf16 ? (const uint16_t *)(uintptr_t)qkv : NULL,
+                  bf16 ? (uint16_t *)(uintptr_t)out : NULL};
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = seqenc_varlen_attention(&pr, (const int64_t *)(uintptr_t)starts,

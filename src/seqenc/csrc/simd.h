@@ -71,7 +71,27 @@ typedef struct {
     float *out;           /* (N, D) */
     int64_t n_heads, hd, D;
     float scale;
+    const uint16_t *qkv16;  /* bfloat16 instead of qkv when not NULL (read as float32) */
+    uint16_t *out16;        /* bfloat16 instead of out when not NULL (rounded to nearest even) */
 } Problem;
+
+/* 8 bfloat16 -> 8 float32 (exact: bf16 is float32's upper half). */
+AVX2 static inline __m256 load_bf16x8(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+/* 8 float32 -> 8 bfloat16, rounded to nearest even (NaN stays a quiet NaN), as PyTorch rounds. */
+AVX2 static inline void store_bf16x8(uint16_t *p, __m256 v) {
+    __m256i bits = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i rounded = _mm256_srli_epi32(
+        _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+    __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    rounded = _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
+    _mm_storeu_si128((__m128i *)p, _mm_packus_epi32(_mm256_castsi256_si128(rounded),
+                                                     _mm256_extracti128_si256(rounded, 1)));
+}
 
 /* attention.c */
 int seqenc_varlen_attention(const Problem *pr, const int64_t *starts, const int64_t *lengths,

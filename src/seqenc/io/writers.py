@@ -212,7 +212,7 @@ class ParquetWriter(VectorWriter):
         pass  # pq.ParquetWriter needs the schema, so it opens on the first chunk
 
     def _schema(self, id_is_str: bool):
-        import pyarrow as pa
+        pa = require("pyarrow", "writing parquet")
 
         value_type = pa.from_numpy_dtype(self.dtype)
         return pa.schema(
@@ -223,8 +223,8 @@ class ParquetWriter(VectorWriter):
         )
 
     def _write(self, ids: list[int | str], vectors: np.ndarray) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa = require("pyarrow", "writing parquet")
+        pq = require("pyarrow.parquet", "writing parquet")
 
         if self._writer is None:
             schema = self._schema(isinstance(ids[0], str))
@@ -241,7 +241,7 @@ class ParquetWriter(VectorWriter):
         self._writer.write_table(table)
 
     def _finish(self) -> None:
-        import pyarrow.parquet as pq
+        pq = require("pyarrow.parquet", "writing parquet")
 
         if self._writer is None:  # nothing written: still a valid, empty file
             self._writer = pq.ParquetWriter(self._file.tmp, self._schema(id_is_str=False))

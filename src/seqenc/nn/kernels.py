@@ -96,8 +96,10 @@ def can_attend(qkv: Tensor, n_heads: int) -> bool:
 
 
 def can_attend_shape(dtype: torch.dtype, head_dim: int) -> bool:
-    """Whether varlen_attention runs for this dtype and head size (the plan asks once)."""
-    return ENABLED and dtype == torch.float32 and head_dim % 8 == 0
+    """Whether varlen_attention runs for this dtype and head size (the plan asks once):
+    float32, or bfloat16 where the avx512bf16 set runs the layers around it."""
+    return ENABLED and head_dim % 8 == 0 and (
+        dtype == torch.float32 or dtype == torch.bfloat16 and supports_bf16())
 
 
 def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
@@ -109,11 +111,9 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     ``bias`` (3D,) is the projection's bias when qkv comes without it (saves a pass over qkv):
     the kernel adds the query part, and the value part to the output; the key part cannot
     change the result (it shifts each row of scores by a constant). bfloat16 in: computed in
-    float32 (converted on the way in, rounded once on the way out), bfloat16 out.
+    float32 (read as float32 as it is loaded, rounded to nearest even once as it is stored:
+    no conversion passes), bfloat16 out.
     """
-    if qkv.dtype == torch.bfloat16:
-        bias = None if bias is None else bias.float()
-        return varlen_attention(qkv.float(), starts, lengths, n_heads, bias).bfloat16()
     qkv = qkv.contiguous()
     starts, lengths = starts.to(torch.long).contiguous(), lengths.to(torch.long).contiguous()
     if starts.shape != lengths.shape or starts.dim() != 1 or starts.device.type != "cpu":
@@ -125,11 +125,12 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     if bias is None:
         bias = torch.zeros(three_d, dtype=qkv.dtype)
     _check_rows(qkv, bias)
+    bias = bias.float()  # the kernel reads float32 biases for either dtype (3D values)
     q_bias, v_bias = bias[:D].contiguous(), bias[2 * D:].contiguous()
     _kernels.attention(qkv.data_ptr(), q_bias.data_ptr(), v_bias.data_ptr(), out.data_ptr(),
                        starts.data_ptr(), lengths.data_ptr(),  # spans checked in C
                        len(lengths), N, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
-                       torch.get_num_threads())
+                       torch.get_num_threads(), qkv.dtype == torch.bfloat16)
     return out
 
 
@@ -186,17 +187,23 @@ def _check_rows(x: Tensor, *vectors: Tensor) -> None:
             raise ValueError(f"expected a contiguous {x.dtype} vector of {x.shape[1]}")
 
 
-def can_fuse(*, norm: str, activation: str, feed_forward: str, bias: bool, rotary: bool,
-             d_model: int, n_heads: int, d_ff: int) -> bool:
-    """Whether fused_post_norm_layer computes a layer of this shape: BERT-style (post-norm,
-    erf GELU, plain MLP, every bias, no rotary) with widths our kernels take. The caller (the
-    plan) has checked the rest: float32, CPU, inference."""
-    return (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
-            and bias and not rotary and d_model % (8 * n_heads) == 0 and d_ff % 8 == 0)
+def can_fuse(*, dtype: torch.dtype, norm: str, activation: str, feed_forward: str, bias: bool,
+             rotary: bool, d_model: int, n_heads: int, d_ff: int) -> bool:
+    """Whether fused_post_norm_layer computes a layer of this shape and dtype: BERT-style
+    (post-norm, erf GELU, plain MLP, every bias, no rotary) with widths our kernels take:
+    float32, or bfloat16 on the avx512bf16 set with widths divisible by 16 (its epilogues'
+    one condition; the GEMMs are oneDNN's bf16 ones). The caller (the plan) has checked the
+    rest: CPU, inference, varlen attention."""
+    layer = (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
+             and bias and not rotary and d_model % (8 * n_heads) == 0)
+    if dtype == torch.bfloat16:
+        return layer and supports_bf16() and d_model % 16 == 0 and d_ff % 16 == 0
+    return layer and dtype == torch.float32 and d_ff % 8 == 0
 
 
 class PostNormWeights(NamedTuple):
-    """The tensors of one BERT-style layer, in the order the fused layer uses them."""
+    """The tensors of one BERT-style layer, in the order the fused layer uses them. A weight
+    may also be a module with ``matmul(x) -> x W^T`` (seqenc.int8.Int8Linear: int8 weights)."""
 
     qkv_weight: Tensor  # (3D, D)
     qkv_bias: Tensor  # (3D,)
@@ -219,13 +226,24 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls stay PyTorch's (MKL); the elementwise work around them is fused into them.
+    The matmuls stay PyTorch's (MKL in float32, oneDNN's AVX512-BF16 GEMMs in bfloat16, oneDNN's
+    VNNI int8 GEMMs for int8.Int8Linear weights, float32 out); the
+    elementwise work around them is fused into them. In bfloat16 every step's output is
+    rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     """
     x = x.contiguous()
-    qkv = torch.mm(x, w.qkv_weight.t())  # (N, 3D); the kernel adds the bias
+    qkv = matmul(x, w.qkv_weight)  # (N, 3D); the kernel adds the bias
     context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
-    a = add_layer_norm_(torch.mm(context, w.out_weight.t()), w.out_bias, x,
+    a = add_layer_norm_(matmul(context, w.out_weight), w.out_bias, x,
                         w.norm1_weight, w.norm1_bias, eps)  # (N, D)
-    hidden = bias_gelu_(torch.mm(a, w.up_weight.t()), w.up_bias)  # (N, F)
-    return add_layer_norm_(torch.mm(hidden, w.down_weight.t()), w.down_bias, a,
+    hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
+    return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
+
+
+def matmul(x: Tensor, weight) -> Tensor:
+    """x W^T without the bias: (N, K) -> (N, M) contiguous. ``weight`` is an (M, K) tensor, or
+    a module whose ``matmul`` computes it (int8.Int8Linear: float32 out)."""
+    if isinstance(weight, Tensor):
+        return torch.mm(x, weight.t())
+    return weight.matmul(x)

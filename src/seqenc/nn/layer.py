@@ -87,10 +87,10 @@ class EncoderLayer(nn.Module):
         rows, or a (B, T, D) batch without padding."""
         attention, ff = self.attention, self.feed_forward
         weights = kernels.PostNormWeights(
-            attention.qkv.weight, attention.qkv.bias, attention.out.weight, attention.out.bias,
-            self.attention_norm.weight, self.attention_norm.bias, ff.up.weight, ff.up.bias,
-            ff.down.weight, ff.down.bias, self.feed_forward_norm.weight,
-            self.feed_forward_norm.bias)
+            _weight(attention.qkv), attention.qkv.bias, _weight(attention.out),
+            attention.out.bias, self.attention_norm.weight, self.attention_norm.bias,
+            _weight(ff.up), ff.up.bias, _weight(ff.down), ff.down.bias,
+            self.feed_forward_norm.weight, self.feed_forward_norm.bias)
         rows = x.reshape(-1, x.shape[-1])  # (N, D) or (B*T, D)
         y = kernels.fused_post_norm_layer(rows, *plan.spans, self.cfg.n_heads,
                                           self.cfg.layer_norm_eps, weights)
@@ -169,6 +169,12 @@ class EncoderLayer(nn.Module):
         }
         layer.load_state_dict(state, strict=True)
         return layer.train(module.training)
+
+
+def _weight(linear: nn.Module):
+    """What the fused layer multiplies by: an nn.Linear's weight, or the module itself when it
+    brings its own matmul (seqenc.int8.Int8Linear)."""
+    return linear.weight if isinstance(linear, nn.Linear) else linear
 
 
 def _infer_activation(module: nn.Module) -> str:

@@ -6,6 +6,7 @@ The modules say *what* an encoder computes; the plan says *how* this batch compu
                  chunked | varlen), with the additive bias (padding, window, relative buckets)
                  and rotary angles it needs, already in the batch's layout
     fused_layers whether BERT-style post-norm layers run through our fused CPU kernels
+                 (float32; bfloat16 too where the CPU has the avx512bf16 kernel set)
 Every choice depends only on the config, the batch (mask, dtype, device) and the mode
 (training, autograd, attention weights requested), so it is made here, once, not in forward.
 """
@@ -97,8 +98,9 @@ def make_plan(
     if "local" not in attention:
         attention["local"] = attention["global"]
     fused = (all(a.implementation == "varlen" for a in attention.values())
-             and x.dtype == torch.float32 and kernels.can_fuse(
-                 norm=cfg.norm, activation=cfg.activation, feed_forward=cfg.feed_forward,
+             and kernels.can_fuse(
+                 dtype=x.dtype, norm=cfg.norm, activation=cfg.activation,
+                 feed_forward=cfg.feed_forward,
                  bias=cfg.bias and cfg.ffn_in_bias is not False and cfg.norm_bias,
                  rotary=cfg.relative_positions == "rotary", d_model=cfg.d_model,
                  n_heads=cfg.n_heads, d_ff=cfg.d_ff))

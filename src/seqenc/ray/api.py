@@ -29,7 +29,7 @@ from .job import (
     start_runtime,
     unwrap,
 )
-from .output import check_output_dir, commit, discard, staging_dir
+from .output import check_output_dir, clean_stale, commit, discard, staging_dir
 
 
 @dataclass
@@ -80,11 +80,13 @@ def encode_dataset(
     ``output_dir``, on a local Ray runtime or the cluster at ``address`` ("auto", "ray://...").
 
     Ids, vectors and bad-record handling are those of ``seqenc encode`` on each file; the
-    shards hold ``id``, ``vector`` and, with several input files, ``source``. ``actors`` x
-    ``threads`` default to filling the cluster's CPUs. The directory appears only when the
-    whole job succeeded. ``progress(n)`` is told of every n records read, ``warn`` gets the
-    messages of skipped records. Raises InputError for bad input, ModelLoadError, MissingExtra
-    without Ray.
+    shards hold ``id``, ``vector`` and, with several input files, ``source``. ``actors``
+    encoding actors x ``threads`` PyTorch threads (and reserved CPUs) per actor default to
+    filling the cluster's CPUs. The directory appears only when the whole job succeeded;
+    first, what jobs killed outright left beside it is removed (seqenc.ray.output).
+    ``progress(n)`` is told of every n records read, ``warn`` gets the messages of skipped
+    records and of removed leftovers. Raises InputError for bad input, ModelLoadError,
+    MissingExtra without Ray.
     """
     ray = require("ray", "the ray engine")
     require("ray.data", "the ray engine")
@@ -101,6 +103,8 @@ def encode_dataset(
     read = ReadOptions(field, id_field, on_error, chunk_size)
     files = plan_inputs([inputs] if isinstance(inputs, str) else list(inputs), format, read)
     out = Path(output_dir)
+    for message in clean_stale(out):  # what drivers killed outright left beside it
+        warn(message)
     check_output_dir(out)
 
     started = start_runtime(ray, address)
@@ -112,7 +116,7 @@ def encode_dataset(
             tuple(files), read,
             EncodeOptions(batch_size, chunk_size, pooling, normalize, precision, dtype, truncate,
                           skip_blank),
-            str(staging), model, device, plan.threads, max_length,
+            str(staging.path), model, device, plan.threads, max_length,
         )
         start = time.perf_counter()
         task = ray.remote(num_cpus=plan.threads, max_retries=0)(probe)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -221,29 +222,39 @@ def run_job(
     """Build the Ray Data pipeline and feed each chunk's report to ``on_report``."""
     import ray.data
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = False  # the CLI draws its own, in records
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    files = ray.data.from_items(
-        [{"file": s.index} for s in spec.inputs], override_num_blocks=len(spec.inputs)
-    )
-    chunks = files.map_batches(
-        read_stage,
-        fn_kwargs={"spec": spec},
-        batch_size=1,
-        num_cpus=0,  # reading is light next to encoding: it must not wait for a free core
-        compute=ray.data.TaskPoolStrategy(size=max(1, min(len(spec.inputs), plan.actors))),
-    )
-    reports = chunks.map_batches(
-        EncodeActor,
-        fn_constructor_kwargs={"spec": spec},
-        batch_size=1,
-        num_cpus=plan.threads,
-        num_gpus=1 if spec.device == "cuda" else 0,
-        # Ray Data's defaults (max_restarts=-1, max_task_retries=-1) replace an actor that
-        # died and retry its chunk elsewhere; the retry rewrites the same shard.
-        compute=ray.data.ActorPoolStrategy(size=plan.actors),
-    )
+    # ... and Ray Data would warn, once per process, that its own bars are off (below)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    ctx = ray.data.DataContext.get_current()
+    saved = ctx.enable_progress_bars, ctx.target_max_block_size
+    ctx.enable_progress_bars = False  # the CLI draws its own, in records
+    # One block per chunk. Ray Data packs what a task yields into blocks of up to 128 MiB:
+    # the chunks of a whole file would then travel as one block to one actor, the others
+    # idle and no report (progress) coming back until it finished.
+    ctx.target_max_block_size = 1
+    try:  # each dataset keeps a copy of the context; the caller's is restored below
+        files = ray.data.from_items(
+            [{"file": s.index} for s in spec.inputs], override_num_blocks=len(spec.inputs)
+        )
+        chunks = files.map_batches(
+            read_stage,
+            fn_kwargs={"spec": spec},
+            batch_size=1,
+            num_cpus=0,  # reading is light next to encoding: it must not wait for a free core
+            compute=ray.data.TaskPoolStrategy(size=max(1, min(len(spec.inputs), plan.actors))),
+        )
+        reports = chunks.map_batches(
+            EncodeActor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,
+            num_cpus=plan.threads,
+            num_gpus=1 if spec.device == "cuda" else 0,
+            # Ray Data's defaults (max_restarts=-1, max_task_retries=-1) replace an actor
+            # that died and retry its chunk elsewhere; the retry rewrites the same shard.
+            compute=ray.data.ActorPoolStrategy(size=plan.actors),
+        )
+    finally:
+        ctx.enable_progress_bars, ctx.target_max_block_size = saved
     for row in reports.iter_rows():
         on_report(ChunkReport(**json.loads(row["report"])))
 
@@ -268,15 +279,34 @@ def unwrap(error: BaseException) -> BaseException | None:
     return None
 
 
-def start_runtime(ray: Any, address: str | None) -> bool:
-    """Join ``address`` (auto, ray://...), or start a local runtime; True if started here."""
+# Ray starts its workers at niceness +15 (RayConfig worker_niceness): on a machine shared with
+# normal-priority work, the encoding actors of a local runtime would starve while the
+# single-process `seqenc encode` runs at the caller's priority.
+NICENESS = "RAY_worker_niceness"
+
+
+def start_runtime(ray: Any, address: str | None, **init: Any) -> bool:
+    """Join ``address`` (auto, ray://...), or start a local runtime; True if started here.
+
+    A local runtime's workers run at the caller's niceness rather than Ray's +15, unless
+    RAY_worker_niceness is set; a cluster joined keeps its own setting. ``init`` goes to
+    ``ray.init`` (tests: ``num_cpus``).
+    """
     if ray.is_initialized():
         return False
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,  # workers' errors come back as exceptions, their reports as rows
-        logging_level=logging.WARNING,
-        configure_logging=True,
-    )
+    local = address is None and NICENESS not in os.environ
+    if local:
+        os.environ[NICENESS] = "0"  # read by the raylet that ray.init starts
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,  # workers' errors come back as exceptions, reports as rows
+            logging_level=logging.WARNING,
+            configure_logging=True,
+            **init,
+        )
+    finally:
+        if local:
+            del os.environ[NICENESS]  # the caller's environment as it was
     return True

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from seqenc import __version__
 
+from .bodies import LONGEST_INPUT, BodyParser
 from .errors import install_error_handlers
 from .metrics import ServerMetrics
 from .middleware import (
@@ -53,6 +54,11 @@ def create_app(
     settings = settings or Settings()
     metrics = ServerMetrics()
     state = ServerState(settings, metrics)
+    # A valid body holds at most this many JSON values: max_client_batch_size inputs of token
+    # ids, each as long as the model takes (bodies.py refuses more before the event loop
+    # sees them).
+    body_parser = BodyParser(lambda: settings.max_client_batch_size * (
+        state.info.get("max_input_length") or LONGEST_INPUT) + 1024)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -62,6 +68,7 @@ def create_app(
         finally:
             # uvicorn has finished every request by now; this runs anything left queued.
             await anyio.to_thread.run_sync(state.close)
+            await body_parser.close()
 
     app = FastAPI(
         title="seqenc embedding server",
@@ -77,6 +84,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.server = state
+    app.state.body_parser = body_parser
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -7,11 +7,13 @@ per-row normalisation. Only the batching queue's worker thread calls it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from seqenc.allocator import tune_memory
 from seqenc.choices import DTYPES as _DTYPES
@@ -45,3 +47,17 @@ class ModelBackend:
     def warm_up(self, ids: list[int]) -> None:
         """One pass so the first client does not pay for lazy initialisation."""
         self.embed([ids], [True])
+
+
+def interrupt_passes(worker: threading.Thread) -> RemovableHandle:
+    """Make the forward pass running in ``worker`` raise PassInterrupted at its next module
+    call (a layer, a linear: well under a pass), for shutdown past --graceful-timeout. Torch
+    cannot stop a kernel midway, and the process must not exit while one runs (queue.py),
+    but it can stop between two. A global hook, added only at shutdown: no cost before."""
+    from .queue import PassInterrupted
+
+    def stop(module: torch.nn.Module, args: Any) -> None:
+        if threading.current_thread() is worker:
+            raise PassInterrupted
+
+    return torch.nn.modules.module.register_module_forward_pre_hook(stop)

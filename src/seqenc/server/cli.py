@@ -1,4 +1,5 @@
-"""``seqenc serve``: run the embedding server until SIGTERM or Ctrl-C, then drain and exit 0.
+"""``seqenc serve``: run the embedding server until SIGTERM or Ctrl-C, then drain and exit 0
+(requests cut off by --graceful-timeout get 503; the exit code is 0 all the same).
 
 Only click is imported here at start-up; uvicorn, fastapi and torch are imported by ``serve``.
 """
@@ -205,7 +206,9 @@ def _classify(e: Exception) -> tuple[int, str] | None:
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
-              help="Seconds to finish in-flight requests after SIGTERM before cancelling them.")
+              help="Seconds to finish in-flight requests after SIGTERM; those still running "
+                   "then are answered 503 and their forward pass is stopped at its next "
+                   "layer, and the process exits 0.")
 @click.option("--read-timeout", default=10.0, show_default=True,
               type=click.FloatRange(min=0, min_open=True),
               help="Seconds a request head may take to arrive, and a body may pause; a body "

@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 RunBatch = Callable[[list[list[int]], list[bool]], np.ndarray]
 
 
+_CUT_OFF = "the server is shutting down: its graceful timeout ran out before this request ran"
+
+
+class PassInterrupted(Exception):
+    """Raised inside a forward pass (by ``interrupt``) to stop it at shutdown."""
+
+
 class QueueFull(Exception):
     """max_concurrent_requests requests are in progress already."""
 
@@ -81,6 +88,7 @@ class BatchQueue:
         on_batch: Callable[[int, int, float], None] | None = None,
         on_wait: Callable[[float], None] | None = None,
         on_idle: Callable[[], None] | None = None,
+        interrupt: Callable[[threading.Thread], object] | None = None,
         pass_cost_tokens: int = PASS_COST_TOKENS,
     ):
         self._run_batch = run_batch
@@ -92,10 +100,16 @@ class BatchQueue:
         self._on_batch = on_batch or (lambda rows, padded_tokens, seconds: None)
         self._on_wait = on_wait or (lambda seconds: None)
         self._on_idle = on_idle or (lambda: None)  # the worker ran dry (e.g. give memory back)
+        # Makes the pass running in the given thread raise PassInterrupted at its next safe
+        # point (backend.interrupt_passes); without it, close waits for the pass to end. What
+        # it returns is removed (``.remove()``) once the worker has stopped.
+        self._interrupt = interrupt
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()  # requests with texts not yet drawn, oldest first
         self._admitted = 0
         self._closing = False
+        self._abandoned = False  # close() gave up on what is left: run no further pass
+        self._running: set[_Job] = set()  # the requests of the window being run
         self._thread: threading.Thread | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -123,12 +137,47 @@ class BatchQueue:
             raise failure[0]
 
     def close(self, timeout: float | None = None) -> None:
-        """Admit nothing new, run every queued text, then stop the worker."""
+        """Admit nothing new, run every queued text, then stop the worker. After ``timeout``
+        seconds, or as soon as nobody waits for what is left (every request still queued or
+        running was cancelled: the server cut it off), texts not yet run are dropped, their
+        requests failed with QueueClosed, and the forward pass in progress is interrupted
+        (``interrupt``; without it, it runs to its end). Returns once the worker has stopped.
+
+        The worker must never outlive close: a thread still inside torch (GIL released) when
+        the interpreter finalises is killed as it takes the GIL back, and that forced unwind
+        through torch's C++ frames aborts the process (SIGABRT, exit -6; issue 17)."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread.is_alive() and self._awaited():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            self._thread.join(0.05 if left is None else min(0.05, left))
+        with self._cond:
+            self._abandoned = True
+            dropped = list(self._jobs)
+            self._jobs.clear()
+            running = bool(self._running)
+        for job in dropped:
+            self._fail(job, QueueClosed(_CUT_OFF))
+        hook = None
+        if running:
+            log.info("shutdown: stopping the forward pass in progress; %d queued requests "
+                     "dropped", len(dropped))
+            if self._interrupt is not None:
+                hook = self._interrupt(self._thread)
+        self._thread.join()
+        if hook is not None and hasattr(hook, "remove"):
+            hook.remove()  # a process that embeds the server goes on without the global hook
+
+    def _awaited(self) -> bool:
+        """Whether a request not cancelled is still queued or in the window being run."""
+        with self._cond:
+            return any(not job.cancelled for job in (*self._jobs, *self._running))
 
     # ---- state, for metrics and tests ----------------------------------------------------
     @property
@@ -227,16 +276,27 @@ class BatchQueue:
                 if job.taken < len(job.ids):
                     break  # the window is full; the rest of this request goes next time
                 self._jobs.popleft()
+            self._running = {job for job, _ in window}  # with the lock: close() sees them
             return window or None
 
     def _run_window(self, window: list[_Row]) -> None:
+        try:
+            self._run_passes(window)
+        finally:
+            with self._cond:
+                self._running = set()
+
+    def _run_passes(self, window: list[_Row]) -> None:
         rows = sorted(window, key=lambda row: -len(row[0].ids[row[1]]))  # stable, as encode
         lengths = [len(job.ids[i]) for job, i in rows]
         bounds = plan_batches(lengths, self.batch_size, self.max_batch_tokens,
                               self.pass_cost_tokens)
         for start, stop in pairwise(bounds):
             chunk = [row for row in rows[start:stop] if not row[0].cancelled]
-            if chunk:
+            if chunk and self._abandoned:
+                for job in {job for job, _ in chunk}:
+                    self._fail(job, QueueClosed(_CUT_OFF))
+            elif chunk:
                 self._run_pass(chunk, max(len(job.ids[i]) for job, i in chunk))
 
     def _run_pass(self, chunk: list[_Row], longest: int) -> None:
@@ -245,6 +305,10 @@ class BatchQueue:
         started = time.perf_counter()
         try:
             vectors = self._run_batch(ids, flags)
+        except PassInterrupted:
+            for job in {job for job, _ in chunk}:
+                self._fail(job, QueueClosed(_CUT_OFF))
+            return
         except Exception as e:
             log.exception("forward pass of %d texts failed", len(chunk))
             for job in {job for job, _ in chunk}:

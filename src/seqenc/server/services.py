@@ -43,6 +43,7 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
     raised."""
     from seqenc.allocator import release_free_memory
 
+    from .backend import interrupt_passes
     from .search_backend import RerankBackend, SparseBackend
 
     if kind not in KINDS:
@@ -57,6 +58,7 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
         max_concurrent_requests=settings.max_concurrent_requests,
         on_batch=metrics.batch,
         on_wait=metrics.queue_duration.observe,
+        interrupt=interrupt_passes,
         on_idle=release_free_memory,
     )
     queue.start(warm_up=backend.warm_up)

@@ -9,11 +9,15 @@ lone surrogate (``"\\ud800"``, or raw bytes ED A0 80, which Python's JSON decode
 through) is not Unicode text; TEI refuses it too (serde_json rejects it while parsing).
 
 The checks raise ``PydanticCustomError`` with a type ``seqenc_<error_type>``; the error
-handler (``errors``) answers those with their own message and error type.
+handler (``errors``) answers those with their own message and error type. A list of inputs
+longer than the server's max_client_batch_size (``MAX_INPUTS``, set per request by
+``bodies.JsonRoute``) is refused before it is walked: a body of 100k inputs costs no more to
+refuse than one of 33.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, StrictInt, StrictStr, ValidationInfo
@@ -22,6 +26,8 @@ from pydantic_core import PydanticCustomError
 Texts = Annotated[list[StrictStr], Field(min_length=1)]
 TokenIds = Annotated[list[StrictInt], Field(min_length=1)]
 TokenIdLists = Annotated[list[list[StrictInt]], Field(min_length=1)]
+
+MAX_INPUTS: ContextVar[int | None] = ContextVar("max_inputs", default=None)
 
 _KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
           int: "an integer", float: "a number", type(None): "null"}
@@ -33,6 +39,13 @@ def _fail(error_type: str, message: str) -> PydanticCustomError:
 
 def _kind(value: Any) -> str:
     return _KINDS.get(type(value), "a value")
+
+
+def _check_count(items: list, what: str) -> None:
+    limit = MAX_INPUTS.get()
+    if limit is not None and len(items) > limit:
+        raise _fail("too_many_inputs", f"{len(items)} {what} in one request, more than "
+                    f"max_client_batch_size={limit}; split the request")
 
 
 def check_text(text: str, where: str, allow_empty: bool = False) -> str:
@@ -56,6 +69,7 @@ def _texts(value: Any, field: str, hint: str, allow_empty: bool) -> str | list[s
         raise _fail("validation", f"{hint}; got {_kind(value)}")
     if not value:
         raise _fail("empty", f"{field} is empty: send at least one input")
+    _check_count(value, "inputs")
     for i, item in enumerate(value):
         if type(item) is not str:
             raise _fail("validation", f"{hint}; {field}[{i}] is {_kind(item)}")
@@ -78,6 +92,7 @@ def _text_or_ids(value: Any, field: str, hint: str) -> Any:
         return _token_ids(value, field, hint)
     if type(value[0]) is not list:
         raise _fail("validation", f"{hint}; {field}[0] is {_kind(value[0])}")
+    _check_count(value, "inputs")
     for i, ids in enumerate(value):
         if type(ids) is not list:
             raise _fail("validation", f"{hint}; {field}[{i}] is {_kind(ids)}")
@@ -128,6 +143,7 @@ def documents_field(name: str, allow_empty: bool = False) -> PlainValidator:
             raise _fail("validation", f"{hint}; got {_kind(value)}")
         if not value:
             raise _fail("empty", f"{name} is empty: send at least one document")
+        _check_count(value, "documents")
         texts = []
         for i, item in enumerate(value):
             if type(item) is dict:

@@ -41,6 +41,7 @@ class ServerState:
         self.ready = False
         self._closing = False
         self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
 
     def start(self, model_or_loader: Any,
               on_load_error: Callable[[BaseException], None] | None = None,
@@ -48,9 +49,10 @@ class ServerState:
         """Load the embedding model (None: serve none) and each of ``services`` (kind ->
         model or loader: "rerank", "sparse") in a background thread."""
         self.has_embeddings = model_or_loader is not None
-        threading.Thread(target=self._load, args=(model_or_loader, on_load_error,
-                                                  services or {}),
-                         name="seqenc-loader", daemon=True).start()
+        self._loader = threading.Thread(target=self._load, args=(model_or_loader, on_load_error,
+                                                                 services or {}),
+                                        name="seqenc-loader", daemon=True)
+        self._loader.start()
 
     def _load(self, model_or_loader: Any,
               on_load_error: Callable[[BaseException], None] | None,
@@ -58,6 +60,8 @@ class ServerState:
         try:
             started = {}
             for kind, loader in services.items():
+                if self._closing:  # shut down while loading: stop at the next stage
+                    break
                 self.phase = f"loading the {NAMES[kind][0]}"
                 started[kind] = start_service(kind, loader, self.settings, self.metrics)
         except Exception as e:
@@ -84,11 +88,13 @@ class ServerState:
     def _load_embeddings(self, model_or_loader: Any,
                          on_load_error: Callable[[BaseException], None] | None) -> None:
         s = self.settings
+        if self._closing:
+            return
         self.phase = "loading the model"
         try:
             from seqenc.allocator import release_free_memory
 
-            from .backend import ModelBackend  # torch: only once a model is wanted
+            from .backend import ModelBackend, interrupt_passes  # torch: only when needed
 
             is_model = hasattr(model_or_loader, "encoder") and hasattr(model_or_loader,
                                                                        "tokenizer")
@@ -103,8 +109,11 @@ class ServerState:
                 max_concurrent_requests=s.max_concurrent_requests,
                 on_batch=self.metrics.batch,
                 on_wait=self.metrics.queue_duration.observe,
+                interrupt=interrupt_passes,
                 on_idle=release_free_memory,  # fragments of varied batch shapes add up
             )
+            if self._closing:  # no worker started yet: nothing to stop
+                return
             self.phase = "warming up"
             queue.start(warm_up=lambda: backend.warm_up(tokenization.encode(["warm up"])[0]))
         except Exception as e:
@@ -164,10 +173,17 @@ class ServerState:
         ).model_dump()
 
     def close(self) -> None:
-        """Run what is queued, then stop the workers (the lifespan's end)."""
+        """Run what is queued (for up to --graceful-timeout), then stop the workers (the
+        lifespan's end). Returns only once no thread of ours is inside torch: one still running
+        when the interpreter exits aborts the process (see ``BatchQueue.close``). A load in
+        progress is waited for too; it stops at its next stage."""
         with self._lock:
             self._closing = True
             self.ready = False
+        if self._loader is not None and self._loader.is_alive():
+            log.info("shutdown: waiting for the model load in progress to stop")
+            self._loader.join()
+        with self._lock:
             queues = [self.queue] + [service.queue for service in self.services.values()]
         for queue in queues:
             if queue is not None:

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ..bodies import JsonRoute
 from ..errors import ApiError, clip, documented
 from ..schemas import (
     EmbedRequest,
@@ -19,7 +20,7 @@ from ..schemas import (
 from ..tokenization import InputTooLong, InvalidTokenIds
 from .pipeline import State, admitted, check_count, embed_texts, json_response, run_queued
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=JsonRoute)
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse,

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from seqenc.pairs import PairTooLong
 
+from ..bodies import JsonRoute
 from ..errors import ApiError, documented
 from ..search_backend import sparse_rows
 from ..search_schemas import (
@@ -32,7 +33,7 @@ from ..state import ServerState
 from ..tokenization import InputTooLong
 from .pipeline import State, admitted, check_count, json_response, run_queued
 
-router = APIRouter(tags=["reranking and sparse"])
+router = APIRouter(tags=["reranking and sparse"], route_class=JsonRoute)
 _ERRORS = documented(400, 404, 413, 422, 429, 503)
 
 

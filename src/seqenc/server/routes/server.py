@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..bodies import JsonRoute
 from ..errors import documented
 from ..schemas import HealthResponse, InfoResponse
 from .pipeline import State
 
-router = APIRouter(tags=["server"])
+router = APIRouter(tags=["server"], route_class=JsonRoute)
 
 
 @router.get("/health", response_model=HealthResponse, responses=documented(503))

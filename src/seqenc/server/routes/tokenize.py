@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from ..bodies import JsonRoute
 from ..errors import ApiError, documented
 from ..schemas import SimpleToken, TokenizeRequest
 from ..tokenization import TooManyTokens
 from .pipeline import State, admitted, check_count, json_response
 
-router = APIRouter(tags=["tokenizer"])
+router = APIRouter(tags=["tokenizer"], route_class=JsonRoute)
 
 
 @router.post("/tokenize", response_model=list[list[SimpleToken]],
