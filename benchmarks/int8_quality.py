@@ -6,8 +6,8 @@ seqenc.int8: int8 weights per output channel, int8 activations per token, int32 
 (torch._int_mm), optional SmoothQuant smoothing (alpha) calibrated on 256 corpus lines disjoint
 from the measured ones. For each variant: min / mean cosine to fp32 over the first --texts
 corpus lines, STS-B dev Spearman x 100 (../shared/data/stsbenchmark/sts-dev.csv) next to
-fp32's, and sentences/s interleaved with fp32 in the same run. The bar for offering int8
-(issue 14): mean cosine >= 0.995 and Spearman within 0.5 of fp32.
+fp32's, and sentences/s interleaved with fp32 and seqenc bf16 in the same run. The bar for
+offering int8 (issue 14): mean cosine >= 0.995 and Spearman within 0.5 of fp32.
 """
 
 from __future__ import annotations
@@ -91,17 +91,28 @@ def main() -> None:
                          "sts_spearman": sts()}
         encoders[name] = q
         print(name, results[name], flush=True)
-    times = {name: [] for name in encoders}
+    # seqenc's bf16 (the issue's int8 target: >= 1.3x the fastest other precision) in the
+    # same interleaved rounds; its quality is not measured here (tests/nn/test_fused_bf16.py)
+    runs = {name: (enc, "float32") for name, enc in encoders.items()}
+    runs["bf16"] = (fp32, "bfloat16")
+    times = {name: [] for name in runs}
+    use(fp32)
+    model.encode(texts[:64], dtype="bfloat16")  # the fp32 model's bf16 copy, outside the clock
     for _ in range(args.rounds):
-        for name, enc in encoders.items():
+        for name, (enc, dtype) in runs.items():
             use(enc)
             start = time.perf_counter()
-            model.encode(texts)
+            model.encode(texts, dtype=dtype)
             times[name].append(time.perf_counter() - start)
     use(fp32)
-    for name in encoders:
+    results["bf16"] = {}
+    for name in runs:
         results[name]["sentences_per_s"] = len(texts) / min(times[name])
         results[name]["speed_vs_fp32"] = min(times["fp32"]) / min(times[name])
+        results[name]["speed_vs_bf16"] = min(times["bf16"]) / min(times[name])
+        if name == "bf16":
+            print(f"{name:45s} {json.dumps(results[name])}")
+            continue
         ok = (name == "fp32" or results[name]["mean_cosine"] >= 0.995 and abs(
             results[name]["sts_spearman"] - results["fp32"]["sts_spearman"]) <= 0.5)
         results[name]["meets_bar"] = ok

@@ -168,3 +168,22 @@ def test_new_head_is_initialised_like_transformers_from_initializer_range(tmp_pa
         assert abs(ours.weight.std().item() - 0.5) < 0.1
         assert abs(theirs.weight.std().item() - 0.5) < 0.1
         assert not ours.bias.any()
+
+
+def test_bfloat16_scores_stay_as_close_to_float32_as_transformers_bf16(bert1):
+    model = CrossEncoder.from_pretrained(bert1)
+    ours32 = model.predict(PAIRS, raw=True)
+    ours16 = model.predict(PAIRS, raw=True, dtype="bfloat16")
+    ref32, enc = reference_logits(bert1, PAIRS)
+    hf16 = transformers.AutoModelForSequenceClassification.from_pretrained(str(bert1)).to(
+        torch.bfloat16).eval()
+    with torch.no_grad():
+        ref16 = hf16(**enc).logits.float().numpy()
+    ours_error = np.abs(ours16 - ours32).max()
+    assert 0 < ours_error <= 2 * np.abs(ref16 - ref32).max()
+    assert ours16.dtype == np.float32
+    assert next(model.model.parameters()).dtype == torch.float32  # the original stays fp32
+    ranked = model.rank(PAIRS[0][0], [b for _, b in PAIRS[:3]], dtype="bfloat16")
+    assert len(ranked) == 3
+    with pytest.raises(ValueError, match="dtype"):
+        model.predict(PAIRS[:1], dtype="float16")

@@ -50,7 +50,24 @@ def test_sequence_classification_logits(tmp_path, family, num_labels):
     assert np.abs(again.numpy() - ours).max() <= 1e-5
 
 
-@pytest.mark.parametrize("family", ["roberta", "xlm-roberta", "distilbert"])
+MLM_FAMILIES = ["bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert", "mpnet",
+                "nomic_bert", "gte", "modernbert"]
+
+
+def test_every_family_with_a_masked_lm_class_in_transformers_has_a_head():
+    """transformers' own list of *ForMaskedLM model types decides."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    from seqenc.checkpoint import FAMILIES
+    from seqenc.heads import MLM_HEADS
+
+    expected = {f.name for f in FAMILIES
+                if any(t.replace("_", "-") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+                       or t in MODEL_FOR_MASKED_LM_MAPPING_NAMES for t in f.model_types)}
+    assert expected == set(MLM_HEADS) == set(MLM_FAMILIES)
+
+
+@pytest.mark.parametrize("family", MLM_FAMILIES)
 def test_masked_lm_logits_and_splade_vectors(tmp_path, family):
     directory = write_family_task_model(tmp_path / family, family, "mlm")
     ref, enc = _reference(directory, "mlm", TEXTS)

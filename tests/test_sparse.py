@@ -153,3 +153,30 @@ def test_seqenc_mlm_output_loads(tmp_path, tiny_cfg):
 def test_plain_encoder_is_refused():
     with pytest.raises(CheckpointError, match="no masked-LM head"):
         SparseEncoder.from_pretrained(default_model_path())
+
+
+def test_bfloat16_stays_as_close_to_float32_as_transformers_bf16(splade, reference):
+    """bf16 (native compute, or bf16 weights with fp32 compute on CPUs without bf16
+    instructions) moves the logits no further from float32 than transformers' own bf16 model
+    does, and the sparse vectors keep their direction."""
+    enc, ref = reference
+    model = SparseEncoder.from_pretrained(splade)
+    ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"],
+                                                    strict=True)]
+    keep = enc["attention_mask"].bool()
+    ours32, _ = model.logits_ids(ids)
+    ours16, _ = model.logits_ids(ids, dtype="bfloat16")
+    hf16 = transformers.BertForMaskedLM.from_pretrained(str(splade)).to(torch.bfloat16).eval()
+    with torch.no_grad():
+        theirs16 = hf16(**enc).logits.float()
+    ours_error = (ours16[keep] - ours32[keep]).abs().max().item()
+    their_error = (theirs16[keep] - ref[keep]).abs().max().item()
+    assert 0 < ours_error <= 2 * their_error
+    assert next(model.encoder.parameters()).dtype == torch.float32  # the original stays fp32
+    for v32, v16 in zip(model.encode(TEXTS[:2]), model.encode(TEXTS[:2], dtype="bfloat16"),
+                        strict=True):
+        a, b = v32.to_dense(model.vocab_size), v16.to_dense(model.vocab_size)
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
+        assert v16.values.dtype == np.float32
+    with pytest.raises(ValueError, match="dtype"):
+        model.encode("x", dtype="float16")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import BY_NAME, CheckpointError, detect_family, read_json, to_state_dict
+from .choices import DTYPES, check_choice
 from .heads import LoadedEncoder, PairHead, classifier_names, load_encoder, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
@@ -89,6 +90,7 @@ class CrossEncoder:
         self.activation = activation
         self.path = path
         self.device = torch.device(device)
+        self._models: dict[str, PairClassifier] = {}  # inference copies per compute dtype
 
     # ---- loading and saving -----------------------------------------------------------------
     @classmethod
@@ -193,12 +195,26 @@ class CrossEncoder:
                 "activation": self.activation, "max_length": self.max_length}
 
     # ---- scoring ------------------------------------------------------------------------------
-    def logits_ids(self, ids: Sequence[Sequence[int]],
-                   type_ids: Sequence[Sequence[int]]) -> Tensor:
+    def model_for(self, dtype: str = "float32") -> PairClassifier:
+        """The model that computes in ``dtype``: ``self.model`` for float32; for bfloat16 a
+        copy made on first use and kept, as SentenceEncoder.encoder_for does (bf16 weights and
+        compute where the CPU has bf16 instructions, bf16 weights with fp32 compute where it
+        does not: seqenc.precision). Train ``self.model``, then ask again for a fresh copy."""
+        if check_choice("dtype", dtype, DTYPES) == "float32":
+            return self.model
+        if dtype not in self._models:
+            from .precision import cast_encoder
+
+            self._models[dtype] = cast_encoder(self.model, getattr(torch, dtype))
+        return self._models[dtype]
+
+    def logits_ids(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],
+                   dtype: str = "float32") -> Tensor:
         """Raw logits (B, C) float32 of B already tokenised pairs (one padded forward pass)."""
         batch = _pad(ids, type_ids, self.tokenizer.pad_id)
+        model = self.model_for(dtype)
         with torch.inference_mode():
-            logits = self.model(*(t.to(self.device) for t in batch))
+            logits = model(*(t.to(self.device) for t in batch))
         return logits.float()
 
     def activate(self, logits: Tensor, raw: bool = False, apply_softmax: bool = False) -> Tensor:
@@ -211,11 +227,13 @@ class CrossEncoder:
     def predict(self, pairs: Sequence[Sequence[str]] | tuple[str, str], batch_size: int = 32,
                 raw: bool = False, apply_softmax: bool = False, truncate: bool = True,
                 strategy: str = "longest_first", direction: str = "right",
-                show_progress: bool = False, return_report: bool = False):
+                show_progress: bool = False, return_report: bool = False,
+                dtype: str = "float32"):
         """Scores of (first, second) text pairs: (N,) for one label, (N, C) for several; one
         pair in -> one score (or row) out. Sigmoid for one label unless ``raw``; ``truncate``
         False raises PairTooLong instead of cutting; ``return_report`` adds a PairReport that
-        says which pairs were cut on which side."""
+        says which pairs were cut on which side; ``dtype="bfloat16"`` computes in bf16
+        (scores are float32 either way)."""
         start = time.perf_counter()
         single = len(pairs) == 2 and all(isinstance(t, str) for t in pairs)
         pairs = [pairs] if single else list(pairs)
@@ -226,6 +244,8 @@ class CrossEncoder:
         order = np.argsort(-lengths, kind="stable")
         scores = np.empty((len(pairs), self.num_labels), dtype=np.float32)
         self.model.eval()
+        model_dtype = check_choice("dtype", dtype, DTYPES)
+        self.model_for(model_dtype)  # build a bf16 copy before the first batch
         batches = range(0, len(pairs), batch_size)
         if show_progress:
             from tqdm.auto import tqdm
@@ -234,7 +254,7 @@ class CrossEncoder:
         for lo in batches:
             idx = order[lo: lo + batch_size]
             logits = self.logits_ids([tokenized.ids[i] for i in idx],
-                                     [tokenized.type_ids[i] for i in idx])
+                                     [tokenized.type_ids[i] for i in idx], model_dtype)
             scores[idx] = self.activate(logits, raw, apply_softmax).cpu().numpy()
         result = scores[:, 0] if self.num_labels == 1 else scores
         result = result[0] if single else result
@@ -246,7 +266,7 @@ class CrossEncoder:
 
     def rank(self, query: str, documents: Sequence[str], top_k: int | None = None,
              return_documents: bool = False, batch_size: int = 32, raw: bool = False,
-             truncate: bool = True) -> list[RankedDocument]:
+             truncate: bool = True, dtype: str = "float32") -> list[RankedDocument]:
         """Documents sorted by their score for ``query``, best first (top_k of them)."""
         if self.num_labels != 1:
             raise ValueError(f"rank needs a one-label cross-encoder; this one has "
@@ -262,7 +282,7 @@ class CrossEncoder:
         if not documents:
             return []
         scores = self.predict([(query, d) for d in documents], batch_size, raw=raw,
-                              truncate=truncate)
+                              truncate=truncate, dtype=dtype)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [RankedDocument(int(i), float(scores[i]),
                                documents[i] if return_documents else None) for i in order]

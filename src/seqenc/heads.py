@@ -1,16 +1,12 @@
-"""Task heads on top of the encoder, and the checkpoint names each family gives them.
-
-Two heads, both read from (and written as) Hugging Face task checkpoints:
+"""Task heads on top of the encoder, and how their tensors are split off a checkpoint.
 
 - ``PairHead`` — the sequence-classification head: first token -> dense -> activation ->
-  out. BERT calls it ``pooler.dense`` + ``classifier`` (tanh), RoBERTa/XLM-R
-  ``classifier.dense`` + ``classifier.out_proj`` (tanh), ELECTRA the same names with GELU.
+  out (BERT's pooler + classifier, RoBERTa's dense + tanh + out_proj, ...).
 - ``MaskedLMHead`` (seqenc.train.mlm) — dense -> activation -> LayerNorm -> tied decoder + bias.
-  BERT: ``cls.predictions.transform.*`` and ``cls.predictions.bias``; RoBERTa: ``lm_head.*``.
 
-The encoder's own names live in seqenc.checkpoint; this module only splits the head's tensors
-off a checkpoint before the rest goes to the encoder loader. A family joins by adding a row to
-``CLASSIFIER_HEADS`` / ``MLM_HEADS``.
+Each family's names for them are in seqenc.checkpoint.heads (``CLASSIFIER_HEADS``,
+``MLM_HEADS``), beside the encoder's own names; this module only splits the head's tensors
+off a checkpoint before the rest goes to the encoder loader.
 """
 
 from __future__ import annotations
@@ -30,51 +26,17 @@ from .checkpoint import (
     read_json,
     read_weights,
 )
+from .checkpoint.heads import (  # noqa: F401 - the head name tables, re-exported
+    CLASSIFIER_HEADS,
+    MLM_HEADS,
+    ClassifierNames,
+    MaskedLMNames,
+    classifier_names,
+    mlm_names,
+)
 from .nn.config import EncoderConfig
 from .nn.encoder import Encoder
 
-
-@dataclass(frozen=True)
-class ClassifierNames:
-    """Checkpoint names of a family's sequence-classification head (no .weight/.bias)."""
-
-    dense: str
-    out: str
-    activation: str  # tanh | gelu | relu
-    dropout_before_dense: bool  # RoBERTa drops out the first token before its dense layer
-
-
-@dataclass(frozen=True)
-class MaskedLMNames:
-    """Checkpoint names of a family's masked-LM head (the decoder is tied to the embeddings)."""
-
-    dense: str
-    norm: str
-    bias: str
-    decoder: str  # a copy of the token embeddings, or absent; never a separate matrix here
-
-
-_ROBERTA_CLASSIFIER = ClassifierNames("classifier.dense", "classifier.out_proj", "tanh", True)
-CLASSIFIER_HEADS: dict[str, ClassifierNames] = {
-    "bert": ClassifierNames("pooler.dense", "classifier", "tanh", False),
-    "roberta": _ROBERTA_CLASSIFIER,
-    "xlm-roberta": _ROBERTA_CLASSIFIER,
-    "camembert": _ROBERTA_CLASSIFIER,
-    "electra": ClassifierNames("classifier.dense", "classifier.out_proj", "gelu", True),
-    "distilbert": ClassifierNames("pre_classifier", "classifier", "relu", False),
-    "mpnet": _ROBERTA_CLASSIFIER,
-}
-_ROBERTA_MLM = MaskedLMNames("lm_head.dense", "lm_head.layer_norm", "lm_head.bias",
-                             "lm_head.decoder")
-MLM_HEADS: dict[str, MaskedLMNames] = {
-    "bert": MaskedLMNames("cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm",
-                          "cls.predictions.bias", "cls.predictions.decoder"),
-    "roberta": _ROBERTA_MLM,
-    "xlm-roberta": _ROBERTA_MLM,
-    "camembert": _ROBERTA_MLM,
-    "distilbert": MaskedLMNames("vocab_transform", "vocab_layer_norm", "vocab_projector.bias",
-                                "vocab_projector"),
-}
 # TensorFlow-era checkpoints name LayerNorm parameters gamma/beta (transformers renames them).
 _LEGACY = {".gamma": ".weight", ".beta": ".bias"}
 
@@ -160,8 +122,9 @@ def fix_legacy_names(weights: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def take_linear(leftovers: dict[str, Tensor], name: str, layer: nn.Linear | nn.LayerNorm,
                 where: Path) -> None:
-    """Copy ``name.weight`` / ``name.bias`` into ``layer``, checking shapes."""
-    for part in ("weight", "bias"):
+    """Copy ``name.weight`` / ``name.bias`` into ``layer``, checking shapes (a layer built
+    without a bias takes none; a bias left over is refused by the caller)."""
+    for part in ("weight", "bias") if layer.bias is not None else ("weight",):
         key = f"{name}.{part}"
         if key not in leftovers:
             raise CheckpointError(f"{where}: the checkpoint has no {key}")
@@ -172,17 +135,3 @@ def take_linear(leftovers: dict[str, Tensor], name: str, layer: nn.Linear | nn.L
                                   f"needs {tuple(param.shape)}")
         with torch.no_grad():
             param.copy_(tensor)
-
-
-def classifier_names(family: str, where: Path) -> ClassifierNames:
-    if family not in CLASSIFIER_HEADS:
-        raise CheckpointError(f"{where}: no sequence-classification head is known for "
-                              f"model_type {family!r} (known: {', '.join(CLASSIFIER_HEADS)})")
-    return CLASSIFIER_HEADS[family]
-
-
-def mlm_names(family: str, where: Path) -> MaskedLMNames:
-    if family not in MLM_HEADS:
-        raise CheckpointError(f"{where}: no masked-LM head is known for model_type {family!r} "
-                              f"(known: {', '.join(MLM_HEADS)})")
-    return MLM_HEADS[family]

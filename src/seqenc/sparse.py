@@ -5,9 +5,11 @@ log(1 + relu(logit_tv)) -> the non-zero (token id, weight) pairs. "Real tokens" 
 non-padding position, [CLS] and [SEP] included, as SPLADE and sentence-transformers'
 SpladePooling compute it.
 
-Loads ``*ForMaskedLM`` checkpoints (BERT's ``cls.predictions.*``, RoBERTa's ``lm_head.*``,
-older ``LayerNorm.gamma/beta`` names included) and `seqenc train mlm` outputs
-(``mlm_head.safetensors``). The head's decoder is the token embedding table (tied).
+Loads the ``*ForMaskedLM`` checkpoints of every family transformers has one for (BERT,
+RoBERTa, XLM-R, CamemBERT, ELECTRA's generator, DistilBERT, MPNet, ModernBERT; names in
+seqenc.checkpoint.heads; older ``LayerNorm.gamma/beta`` names included) and `seqenc train mlm`
+outputs (``mlm_head.safetensors``). The head's decoder is the token embedding table (tied)
+unless config.json unties it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointError, detect_family, read_json
-from .heads import load_encoder, mlm_names, take_linear
+from .choices import DTYPES, check_choice
+from .heads import LoadedEncoder, MaskedLMNames, load_encoder, mlm_names, take_linear
 from .model import resolve_model_path
 from .nn.encoder import Encoder
 from .tokenizer import TextTokenizer
@@ -70,6 +73,8 @@ class SparseEncoder:
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
+        # dtype -> (encoder, head, untied decoder) inference copies; float32 is the originals
+        self._copies: dict[str, tuple[Encoder, MaskedLMHead, Tensor | None]] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu",
@@ -85,31 +90,9 @@ class SparseEncoder:
                 tok.set_max_length(min(max_length, mlm.model.encoder.cfg.max_positions))
             return cls(mlm.model.encoder, mlm.model.head, tok, None, path, device)
         names = mlm_names(detect_family(config).name, path)
-        loaded = load_encoder(path, [names.dense, names.norm, names.bias, names.decoder])
-        head = MaskedLMHead(loaded.cfg)
-        left = loaded.leftovers
-        if names.bias not in left:
-            raise CheckpointError(f"{path} has no masked-LM head ({names.bias}): load a "
-                                  "*ForMaskedLM checkpoint")
-        take_linear(left, names.dense, head.dense, path)
-        take_linear(left, names.norm, head.norm, path)
-        bias = left.pop(names.bias)
-        decoder = left.pop(f"{names.decoder}.weight", None)
-        decoder_bias = left.pop(f"{names.decoder}.bias", None)
-        if config.get("tie_word_embeddings", True) is False:  # a decoder of its own
-            if decoder is None:
-                raise CheckpointError(f"{path}: tie_word_embeddings is false but the "
-                                      f"checkpoint has no {names.decoder}.weight")
-            bias = decoder_bias if decoder_bias is not None else bias
-        else:  # tied, as transformers loads it: the embeddings and the head's own bias
-            decoder = None
-        if tuple(bias.shape) != (loaded.cfg.vocab_size,):
-            raise CheckpointError(f"{path}: {names.bias} has shape {tuple(bias.shape)}, "
-                                  f"expected ({loaded.cfg.vocab_size},)")
-        with torch.no_grad():
-            head.bias.copy_(bias)
-        if left:
-            raise CheckpointError(f"{path}: unexpected head tensors {', '.join(left)}")
+        loaded = load_encoder(path, [n for n in (names.dense, names.norm, names.bias,
+                                                 names.decoder) if n])
+        head, decoder = _masked_lm_head(loaded, names, path)
         tok_cfg_file = path / "tokenizer_config.json"
         tok_max = read_json(tok_cfg_file).get("model_max_length") if tok_cfg_file.exists() \
             else None
@@ -139,40 +122,67 @@ class SparseEncoder:
                 "max_seq_length": self.max_seq_length, "pooling": "splade_max"}
 
     # ---- forward ------------------------------------------------------------------------------
-    def _decoder_weight(self) -> Tensor:
-        return self.decoder if self.decoder is not None else self.encoder.embeddings.token.weight
+    def modules_for(self, dtype: str = "float32") -> tuple[Encoder, MaskedLMHead, Tensor]:
+        """(encoder, head, decoder matrix) computing in ``dtype``: the originals for float32;
+        for bfloat16 copies made on first use and kept (seqenc.precision decides bf16 compute
+        or bf16 weights with fp32 compute, by the CPU)."""
+        if check_choice("dtype", dtype, DTYPES) == "float32":
+            return self.encoder, self.head, self._decoder_weight(self.encoder, self.decoder)
+        if dtype not in self._copies:
+            from .precision import cast_encoder
 
-    def logits_ids(self, ids: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
-        """MLM logits (B, T, V) of padded id lists, and the keep-mask (B, T). For checks on
-        short inputs: the full tensor is B x T x V floats."""
+            torch_dtype = getattr(torch, dtype)
+            encoder = cast_encoder(self.encoder, torch_dtype)
+            head = cast_encoder(self.head, torch_dtype)
+            decoder = None
+            if self.decoder is not None:  # rounded to bf16, stored as the head's weights are
+                decoder = self.decoder.to(torch_dtype).to(next(head.parameters()).dtype)
+            self._copies[dtype] = (encoder, head, decoder)
+        encoder, head, decoder = self._copies[dtype]
+        return encoder, head, self._decoder_weight(encoder, decoder)
+
+    @staticmethod
+    def _decoder_weight(encoder: Encoder, decoder: Tensor | None) -> Tensor:
+        return decoder if decoder is not None else encoder.embeddings.token.weight
+
+    def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
+                   ) -> tuple[Tensor, Tensor]:
+        """MLM logits (B, T, V) float32 of padded id lists, and the keep-mask (B, T). For
+        checks on short inputs: the full tensor is B x T x V floats."""
+        encoder, head, decoder = self.modules_for(dtype)
         batch = self.tokenizer.pad(ids)
         keep = batch.attention_mask.to(self.device)
         with torch.inference_mode():
-            hidden = self.encoder(batch.input_ids.to(self.device), keep).last_hidden_state
-            return self.head(hidden, self._decoder_weight()), keep
+            hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
+            logits = head(hidden, decoder)
+            return (logits.float() if logits.dtype == torch.bfloat16 else logits), keep
 
-    def weights_ids(self, ids: Sequence[Sequence[int]]) -> Tensor:
-        """SPLADE weights (B, V) of B id lists: max over real tokens of log(1 + relu(logit)).
-        The head runs on real tokens only, a chunk at a time, so no (B, T, V) tensor is made."""
+    def weights_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32") -> Tensor:
+        """SPLADE weights (B, V) float32 of B id lists: max over real tokens of
+        log(1 + relu(logit)). The head runs on real tokens only, a chunk at a time, so no
+        (B, T, V) tensor is made."""
+        encoder, head, decoder = self.modules_for(dtype)
         batch = self.tokenizer.pad(ids)
         keep = batch.attention_mask.to(self.device)
-        decoder = self._decoder_weight()
         with torch.inference_mode():
-            hidden = self.encoder(batch.input_ids.to(self.device), keep).last_hidden_state
+            hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
             rows = torch.arange(len(ids), device=self.device).unsqueeze(1).expand_as(keep)[keep]
             real = hidden[keep]  # (N, D): real tokens of every text
             out = torch.zeros(len(ids), self.vocab_size, device=self.device)  # (B, V)
             for lo in range(0, len(real), _HEAD_CHUNK):
-                w = torch.log1p(torch.relu(self.head(real[lo: lo + _HEAD_CHUNK], decoder)))
+                logits = head(real[lo: lo + _HEAD_CHUNK], decoder)
+                w = torch.log1p(torch.relu(logits.to(out.dtype)))
                 index = rows[lo: lo + _HEAD_CHUNK].unsqueeze(1).expand_as(w)  # (n, V)
                 out.scatter_reduce_(0, index, w, "amax", include_self=True)
         return out
 
     def encode(self, texts: str | Sequence[str], batch_size: int = 32, top_k: int | None = None,
-               truncate: bool = True, show_progress: bool = False, return_report: bool = False):
+               truncate: bool = True, show_progress: bool = False, return_report: bool = False,
+               dtype: str = "float32"):
         """SPLADE vectors: one SparseVector per text (or one for a single string). ``top_k``
         keeps the heaviest k weights; ``truncate=False`` raises for a text over max_seq_length
-        instead of cutting it."""
+        instead of cutting it; ``dtype="bfloat16"`` computes in bf16 (weights come out
+        float32 either way)."""
         start = time.perf_counter()
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
@@ -181,6 +191,7 @@ class SparseEncoder:
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
                                   or top_k < 1):
             raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        check_choice("dtype", dtype, DTYPES)
         tokenized = self.tokenizer.encode(texts)
         if tokenized.truncated and not truncate:
             first = tokenized.truncated[0]
@@ -196,7 +207,7 @@ class SparseEncoder:
             batches = tqdm(batches, desc="encode", unit="batch")
         for lo in batches:
             idx = order[lo: lo + batch_size]
-            weights = self.weights_ids([tokenized.ids[i] for i in idx])
+            weights = self.weights_ids([tokenized.ids[i] for i in idx], dtype)
             for row, i in enumerate(idx):
                 vectors[i] = to_sparse(weights[row], top_k)
         result: Any = vectors[0] if single else vectors
@@ -210,6 +221,43 @@ class SparseEncoder:
         tok = self.tokenizer.tokenizer
         return {tok.id_to_token(int(i)) or f"[{int(i)}]": float(v)
                 for i, v in zip(vector.indices, vector.values, strict=True)}
+
+
+def _masked_lm_head(loaded: LoadedEncoder, names: MaskedLMNames,
+                    path: Path) -> tuple[MaskedLMHead, Tensor | None]:
+    """The family's *ForMaskedLM head from the checkpoint's leftover tensors, and the decoder
+    matrix when it is not tied to the token embeddings (None when it is)."""
+    config, left = loaded.config, loaded.leftovers
+    if f"{names.dense}.weight" not in left:
+        raise CheckpointError(f"{path} has no masked-LM head ({names.dense}.weight): load a "
+                              "*ForMaskedLM checkpoint")
+    dense_bias, norm_bias, out_bias = names.biases(config)
+    head = MaskedLMHead(loaded.cfg, names.activation(config), dense_bias, norm_bias)
+    take_linear(left, names.dense, head.dense, path)
+    take_linear(left, names.norm, head.norm, path)
+    bias = left.pop(names.bias, None) if names.bias else None
+    decoder = left.pop(f"{names.decoder}.weight", None)
+    decoder_bias = left.pop(f"{names.decoder}.bias", None)
+    if config.get("tie_word_embeddings", True) is False:  # a decoder of its own
+        if decoder is None:
+            raise CheckpointError(f"{path}: tie_word_embeddings is false but the "
+                                  f"checkpoint has no {names.decoder}.weight")
+        bias = decoder_bias if decoder_bias is not None else bias
+    else:  # tied, as transformers loads it: the embeddings (and the head's own bias)
+        decoder = None
+        bias = bias if bias is not None else decoder_bias
+    if bias is None and out_bias:
+        raise CheckpointError(f"{path}: the masked-LM head has no output bias "
+                              f"({names.bias or names.decoder + '.bias'})")
+    if bias is not None:
+        if tuple(bias.shape) != (loaded.cfg.vocab_size,):
+            raise CheckpointError(f"{path}: the masked-LM output bias has shape "
+                                  f"{tuple(bias.shape)}, expected ({loaded.cfg.vocab_size},)")
+        with torch.no_grad():
+            head.bias.copy_(bias)
+    if left:
+        raise CheckpointError(f"{path}: unexpected head tensors {', '.join(left)}")
+    return head, decoder
 
 
 def to_sparse(weights: Tensor, top_k: int | None = None) -> SparseVector:

@@ -99,3 +99,56 @@ def test_tiny_pretraining_run_learns_and_loads_as_an_encoder(data_dir, tmp_path)
 
     mlm = TextMaskedLM.from_pretrained(out)
     assert mlm.tokenizer.tokenizer.token_to_id("[MASK]") == MASK
+
+
+def test_roberta_tokenizer_masks_with_mask_and_pads_with_pad(data_dir, tmp_path):
+    """A RoBERTa-style tokenizer and model saved by transformers (<s> <pad> </s> <unk> <mask>,
+    no [MASK]): the masker uses <mask>, the new encoder pads with <pad> (id 1, not 0), and the
+    run's output loads as a sparse encoder."""
+    transformers = pytest.importorskip("transformers")
+    from tests.checkpoint.builders import SPECS, build_tokenizer
+
+    from seqenc.sparse import SparseEncoder
+    from seqenc.tokenizer import TextTokenizer
+
+    tok, names = build_tokenizer("bpe")
+    roberta = tmp_path / "roberta"
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **names)
+    hf_tok.save_pretrained(roberta)
+    transformers.RobertaForMaskedLM(transformers.RobertaConfig(
+        vocab_size=tok.get_vocab_size(), **SPECS["roberta"][1])).save_pretrained(roberta)
+    assert tok.token_to_id("[MASK]") is None
+    masker = Masker.for_tokenizer(TextTokenizer.from_file(roberta / "tokenizer.json", 32, 1),
+                                  tok.get_vocab_size(), directory=roberta)
+    assert masker.mask_id == hf_tok.mask_token_id == tok.token_to_id("<mask>")
+    assert set(hf_tok.all_special_ids) <= set(masker.special_ids.tolist())
+
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps(SIZES))
+    out = tmp_path / "mlm"
+    job = MlmJob(corpus=str(data_dir / "corpus.txt"), output=str(out), config=str(sizes),
+                 tokenizer=str(roberta), max_length=32, dev_fraction=0.25)
+    result = train_mlm(job, config(max_steps=3, eval_every=3), echo=quiet)
+    assert np.isfinite(result.best_metrics["loss"])
+    assert json.loads((out / "config.json").read_text())["pad_token_id"] == 1
+    sparse = SparseEncoder.from_pretrained(out)
+    assert sparse.tokenizer.pad_id == 1 and len(sparse.encode("the movie was good")) > 0
+
+
+def test_mask_token_named_only_by_the_special_tokens_map(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from seqenc.tokenizer import TextTokenizer
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["the movie was good", "an awful film"], trainers.WordPieceTrainer(
+        vocab_size=60, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<hole>"]))
+    tok.save(str(tmp_path / "tokenizer.json"))
+    text_tok = TextTokenizer.from_file(tmp_path / "tokenizer.json", 16, 0)
+    with pytest.raises(ValueError, match="no mask token"):
+        Masker.for_tokenizer(text_tok, tok.get_vocab_size(), directory=tmp_path)
+    (tmp_path / "special_tokens_map.json").write_text(
+        json.dumps({"mask_token": {"content": "<hole>", "special": True}}))
+    masker = Masker.for_tokenizer(text_tok, tok.get_vocab_size(), directory=tmp_path)
+    assert masker.mask_id == tok.token_to_id("<hole>") == 4

@@ -225,7 +225,15 @@ def _data_options(f: Callable) -> Callable:
     for option in reversed([
         click.option("--text-column", default=None,
                      help="Text column [default: sentence; 0 with --no-header]."),
+        click.option("--first-column", default=None,
+                     help="Cross-encoders: first text of a pair [default: sentence1; 0 with "
+                          "--no-header]."),
+        click.option("--second-column", default=None,
+                     help="Cross-encoders: second text [default: sentence2; 1 with "
+                          "--no-header]."),
         click.option("--no-header", is_flag=True, help="csv/tsv without a header row."),
+        click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+                     default=None, help="Input format [default: from the file name]."),
         click.option("--batch-size", type=int, default=64, show_default=True),
     ]):
         f = option(f)
@@ -243,6 +251,21 @@ def _load_classifier(model_dir: str):
         raise CheckpointError(f"cannot load classifier {model_dir!r}: {e}") from None
 
 
+def _pair_model(model_dir: str, first: str | None, second: str | None):
+    """The cross-encoder in ``model_dir``, or None for a `seqenc train classify` directory."""
+    from .pairs_eval import is_pair_model
+
+    if is_pair_model(model_dir):
+        from seqenc.crossencoder import CrossEncoder
+
+        return CrossEncoder.from_pretrained(model_dir)
+    if first is not None or second is not None:
+        raise click.UsageError(f"--first-column/--second-column are for cross-encoders; "
+                               f"{model_dir} is not one (no *ForSequenceClassification in its "
+                               "config.json)")
+    return None
+
+
 @click.command("predict")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -250,21 +273,34 @@ def _load_classifier(model_dir: str):
               help="Write .jsonl or .csv (atomically); default: JSON lines on stdout.")
 @_data_options
 @_errors
-def predict_command(model_dir, file, output, text_column, no_header, batch_size) -> None:
+def predict_command(model_dir, file, output, text_column, first_column, second_column,
+                    no_header, fmt, batch_size) -> None:
     """Predict labels and class probabilities for FILE (txt, csv, tsv, jsonl or parquet).
 
     Each output row has the input's line (or row) number, the label, and one probability per
-    label.
+    label. With a cross-encoder (`seqenc train pairs`, or any *ForSequenceClassification
+    directory) FILE holds text pairs, and a one-output model gives each pair a score.
     """
     from .data import read_labelled
     from .predict import write_predictions
 
     if output is not None and Path(output).suffix.lower() not in (".jsonl", ".csv"):
         raise click.BadParameter("must end in .jsonl or .csv", param_hint="--output")
-    data = read_labelled(file, text_column, None, header=not no_header, require_labels=False)
-    classifier = _load_classifier(model_dir)
-    probs = classifier.predict_proba(data.texts, batch_size)
-    write_predictions(output, data.lines, classifier.labels, probs)
+    cross = _pair_model(model_dir, first_column, second_column)
+    if cross is not None:
+        from .pairs_eval import pair_columns, predict_pairs, read_pair_file
+
+        first, second, target = pair_columns(first_column, second_column, None,
+                                             not no_header, cross.num_labels == 1)
+        data = read_pair_file(file, first, second, target, not no_header, fmt,
+                              require_targets=False)
+        predict_pairs(cross, data, output, batch_size)
+    else:
+        data = read_labelled(file, text_column, None, header=not no_header, fmt=fmt,
+                             require_labels=False)
+        classifier = _load_classifier(model_dir)
+        probs = classifier.predict_proba(data.texts, batch_size)
+        write_predictions(output, data.lines, classifier.labels, probs)
     if output is not None:
         click.echo(f"{len(data)} predictions written to {output}", err=True)
 
@@ -272,20 +308,39 @@ def predict_command(model_dir, file, output, text_column, no_header, batch_size)
 @click.command("evaluate")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--label-column", default=None,
-              help="Label column [default: label; 1 with --no-header].")
+@click.option("--label-column", "--target-column", "label_column", default=None,
+              help="Label (or, for a one-output cross-encoder, score) column [default: label "
+                   "or score; 1 with --no-header, 2 for pairs].")
+@click.option("--max-score", type=float, default=None,
+              help="Cross-encoders: divide gold scores by this (STS-B: 5); adds the MSE.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @_data_options
 @_errors
-def evaluate_command(model_dir, file, label_column, as_json, text_column, no_header,
-                     batch_size) -> None:
-    """Accuracy, macro-F1 and per-class precision/recall/F1 of a classifier on FILE."""
+def evaluate_command(model_dir, file, label_column, max_score, as_json, text_column,
+                     first_column, second_column, no_header, fmt, batch_size) -> None:
+    """Accuracy, macro-F1 and per-class precision/recall/F1 of a classifier on FILE.
+
+    With a cross-encoder, FILE holds text pairs: Spearman and Pearson correlation of a
+    one-output model's scores with the gold scores, or the classification report of a
+    model with several labels.
+    """
     import json
 
+    cross = _pair_model(model_dir, first_column, second_column)
+    if cross is not None:
+        from .pairs_eval import evaluate_pairs, format_report, pair_columns, read_pair_file
+
+        first, second, target = pair_columns(first_column, second_column, label_column,
+                                             not no_header, cross.num_labels == 1)
+        data = read_pair_file(file, first, second, target, not no_header, fmt,
+                              require_targets=True)
+        result = evaluate_pairs(cross, data, target, max_score, batch_size)
+        click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
+        return
     from .data import encode_labels, read_labelled
     from .metrics import classification_report
 
-    data = read_labelled(file, text_column, label_column, header=not no_header)
+    data = read_labelled(file, text_column, label_column, header=not no_header, fmt=fmt)
     classifier = _load_classifier(model_dir)
     gold = encode_labels(data, classifier.labels)
     predicted = classifier.predict_proba(data.texts, batch_size).argmax(axis=1)

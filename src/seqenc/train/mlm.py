@@ -10,11 +10,15 @@ An MLM directory is an ordinary sentence-encoder directory plus ``mlm_head.safet
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from seqenc.checkpoint import CheckpointError
@@ -26,7 +30,34 @@ from seqenc.tokenizer import TextTokenizer
 
 IGNORE = -100  # label of positions that carry no loss (torch's cross_entropy ignore_index)
 HEAD_FILE = "mlm_head.safetensors"
-MASK_TOKEN = "[MASK]"
+# Mask tokens by convention (BERT/ELECTRA/MPNet-style WordPiece, RoBERTa/XLM-R/ModernBERT),
+# for a tokenizer.json with no special-tokens map beside it.
+MASK_TOKENS = ("[MASK]", "<mask>")
+
+
+def _map_entry(value: Any) -> str | None:
+    """A special-tokens map entry: "<mask>" or {"content": "<mask>", ...}."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def find_special_token(tok: Tokenizer, role: str, conventional: Sequence[str],
+                       directory: str | os.PathLike | None = None) -> str | None:
+    """The tokenizer's ``role`` token ("mask_token", "pad_token"): as named by the
+    tokenizer_config.json / special_tokens_map.json beside it (what transformers reads), else
+    the first of ``conventional`` in the vocabulary. None if neither finds one."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = Path(directory) / name if directory is not None else None
+        if path is None or not path.is_file():
+            continue
+        try:
+            token = _map_entry(json.loads(path.read_text(encoding="utf-8")).get(role))
+        except (json.JSONDecodeError, AttributeError):
+            continue  # not ours to validate; fall back to the conventions
+        if token is not None and tok.token_to_id(token) is not None:
+            return token
+    return next((t for t in conventional if tok.token_to_id(t) is not None), None)
 
 
 @dataclass
@@ -59,11 +90,17 @@ class Masker:
 
     @classmethod
     def for_tokenizer(cls, tokenizer: TextTokenizer, vocab_size: int,
-                      cfg: MaskingConfig | None = None) -> Masker:
+                      cfg: MaskingConfig | None = None,
+                      directory: str | os.PathLike | None = None) -> Masker:
+        """The mask token is the one the special-tokens map in ``directory`` names (the
+        tokenizer's own directory), else [MASK] or <mask>, whichever the vocabulary has."""
         tok = tokenizer.tokenizer
-        mask_id = tok.token_to_id(MASK_TOKEN)
-        if mask_id is None:
-            raise ValueError(f"the tokenizer has no {MASK_TOKEN} token; masked-LM needs one")
+        mask = find_special_token(tok, "mask_token", MASK_TOKENS, directory)
+        if mask is None:
+            raise ValueError(f"the tokenizer has no mask token (no mask_token in a special-"
+                             f"tokens map, none of {', '.join(MASK_TOKENS)}); masked-LM needs "
+                             "one")
+        mask_id = tok.token_to_id(mask)
         special = [i for i, t in tok.get_added_tokens_decoder().items() if t.special]
         return cls(vocab_size, mask_id, special + [tokenizer.pad_id], cfg)
 
@@ -89,17 +126,23 @@ class Masker:
 
 
 class MaskedLMHead(nn.Module):
-    """dense -> activation -> LayerNorm -> decoder (the token embeddings, transposed) + bias."""
+    """dense -> activation -> LayerNorm -> decoder (the token embeddings, transposed) + bias.
+    As wide as the token embeddings (E = embedding_size where it differs from d_model, as in
+    ELECTRA's generator). Defaults are BERT's: the encoder's activation, every bias; a family
+    whose head differs says how (seqenc.checkpoint.heads)."""
 
-    def __init__(self, cfg: EncoderConfig):
+    def __init__(self, cfg: EncoderConfig, activation: str | None = None,
+                 dense_bias: bool = True, norm_bias: bool = True):
         super().__init__()
-        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
-        self.activation = activation_fn(cfg.activation)
-        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        width = cfg.embedding_size or cfg.d_model
+        self.dense = nn.Linear(cfg.d_model, width, bias=dense_bias)
+        self.activation_name = activation or cfg.activation
+        self.activation = activation_fn(self.activation_name)
+        self.norm = nn.LayerNorm(width, eps=cfg.layer_norm_eps, bias=norm_bias)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))  # zeros where a head has none
 
     def forward(self, hidden: Tensor, decoder_weight: Tensor) -> Tensor:
-        """hidden (M, D), decoder_weight (V, D) -> logits (M, V)."""
+        """hidden (M, D), decoder_weight (V, E) -> logits (M, V)."""
         return self.norm(self.activation(self.dense(hidden))) @ decoder_weight.T + self.bias
 
 

@@ -29,7 +29,7 @@ from .data import (
     read_labelled,
     split_indices,
 )
-from .mlm import MaskedLanguageModel, Masker, MaskingConfig, TextMaskedLM
+from .mlm import MaskedLanguageModel, Masker, MaskingConfig, TextMaskedLM, find_special_token
 from .tasks import ClassificationTask, MaskedLMTask
 from .trainer import Trainer, TrainResult
 
@@ -110,9 +110,19 @@ def _load_tokenizer(spec: str, texts: list[str], vocab_size: int, ctx: D.DistCon
     return Tokenizer.from_file(str(path))
 
 
-def _pad_id(tokenizer) -> int:
-    pad = tokenizer.token_to_id("[PAD]")
-    return 0 if pad is None else pad
+def tokenizer_directory(spec: str) -> Path | None:
+    """Where a --tokenizer spec's special-tokens map would be (None for a trained one)."""
+    if spec == "train":
+        return None
+    path = default_model_path() if spec == "default" else Path(spec)
+    return path if path.is_dir() else path.parent
+
+
+def _pad_id(tokenizer, directory: Path | None = None) -> int:
+    """The pad token's id: as the special-tokens map names it, else [PAD] or <pad> (RoBERTa's
+    is 1, not 0), else 0."""
+    pad = find_special_token(tokenizer, "pad_token", ("[PAD]", "<pad>"), directory)
+    return 0 if pad is None else tokenizer.token_to_id(pad)
 
 
 def new_encoder(config_path: str | None, tokenizer_spec: str, texts: list[str],
@@ -121,7 +131,8 @@ def new_encoder(config_path: str | None, tokenizer_spec: str, texts: list[str],
     """A randomly initialised BERT-shaped encoder (BERT's init, seeded) with its tokenizer."""
     tokenizer = _load_tokenizer(tokenizer_spec, texts, vocab_size, ctx)
     n_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-    defaults = {"vocab_size": n_vocab, "pad_token_id": _pad_id(tokenizer)}
+    defaults = {"vocab_size": n_vocab,
+                "pad_token_id": _pad_id(tokenizer, tokenizer_directory(tokenizer_spec))}
     if config_path is None:
         cfg = EncoderConfig(**{**defaults, **SMALL})
     else:
@@ -233,8 +244,10 @@ def train_mlm(job: MlmJob, cfg: TrainConfig, ctx: D.DistContext | None = None, e
         torch.manual_seed(cfg.seed)
         model = MaskedLanguageModel(encoder.encoder).init_weights()
         mlm = TextMaskedLM(model, encoder.tokenizer)
-    masker = Masker.for_tokenizer(mlm.tokenizer, mlm.model.encoder.cfg.vocab_size,
-                                  MaskingConfig(mask_prob=job.mask_prob))
+    masker = Masker.for_tokenizer(
+        mlm.tokenizer, mlm.model.encoder.cfg.vocab_size, MaskingConfig(mask_prob=job.mask_prob),
+        Path(job.output) / "checkpoints" / "last" if job.resume
+        else tokenizer_directory(job.tokenizer))
     task = MaskedLMTask(mlm, masker, _tokenize(mlm.tokenizer, texts, job.corpus, say),
                         _tokenize(mlm.tokenizer, dev_texts, job.dev or "dev", say)
                         if dev_texts else None, eval_seed=cfg.seed + 1)
