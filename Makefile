@@ -33,7 +33,7 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py
-	SEQENC_ISA=avx2 $(PY) -m pytest tests/nn/test_kernels.py tests/nn/test_kernel_sets.py
+	SEQENC_ISA=avx2 $(PY) -m pytest tests/nn/test_kernels.py tests/nn/test_kernel_sets.py tests/nn/test_fused_bf16.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
