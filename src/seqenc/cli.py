@@ -203,10 +203,15 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
     if sparse:
         from seqenc.search_cli import encode_sparse
 
+        dense_only = [flag for name, (default, flag) in _DENSE_ONLY.items()
+                      if options[name] != default]
+        if dense_only:
+            raise click.UsageError(f"{', '.join(dense_only)}: for dense vectors only; --sparse "
+                                   "writes SPLADE weights")
         return encode_sparse(source, output, model_name, options["field"], options["id_field"],
                              options["fmt"], options["batch_size"], options["chunk_size"],
                              max_length, options["no_truncate"], options["on_error"], device,
-                             top_k, quiet)
+                             top_k, quiet, dtype=options["dtype"], threads=threads)
     if top_k is not None:
         raise click.UsageError("--top-k applies to --sparse only")
     out = _choose_output(source, output, force)
@@ -218,6 +223,11 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
         model = _load_encoder(model_name, device, threads, max_length)
         stats = _stream(reader, model, out, opts, console)
     console.report(stats, reader, model, out, opts)
+
+
+# encode's options that mean nothing for --sparse, with their defaults: given, they are refused
+_DENSE_ONLY = {"pooling": (None, "--pooling"), "normalize": (None, "--normalize/--no-normalize"),
+               "precision": ("float32", "--precision"), "skip_blank": (False, "--skip-blank")}
 
 
 def _choose_output(source: str, output: str | None, force: bool) -> Path:
