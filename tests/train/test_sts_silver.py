@@ -64,9 +64,13 @@ def test_silver_pairs_read_back_and_leave_gold_and_dev_out(tmp_path, silver):
     assert len(pairs) == len(data)  # each unordered pair once
     assert not pairs & {frozenset((a, b)) for a, b, _ in GOLD + DEV}
     assert summary["excluded_pairs_seen"] == 1
-    # the fitted mapping is the least-squares line from cosine to gold / 5 on the train pairs
-    fit = summary["mappings"]["fit"]
-    assert fit["mse_vs_gold"] <= summary["mappings"]["clip"]["mse_vs_gold"] + 1e-9
+    # the least-squares line has the lowest MSE against gold / 5 on the train pairs; the
+    # quantile mapping gives the train pairs exactly the gold scores' distribution
+    mappings = summary["mappings"]
+    assert mappings["fit"]["mse_vs_gold"] <= mappings["clip"]["mse_vs_gold"] + 1e-9
+    assert mappings["quantile"]["histogram"] == summary["gold_histogram"]
+    assert mappings["quantile"]["mean"] == pytest.approx(np.mean([s for *_, s in GOLD]) / 5,
+                                                         abs=1e-4)
     kept = silver.build(silver.parse_args([
         "--train", str(train), "-o", str(tmp_path / "all.tsv"), "--top-k", "0", "--random",
         "0", "--keep-gold", "--threads", "1"]), echo=lambda m: None)
