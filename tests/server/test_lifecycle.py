@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -100,6 +101,30 @@ def test_sigterm_while_the_model_loads_exits_0(delay):
         time.sleep(delay)  # at once, or in the middle of loading
         proc.terminate()
         assert proc.proc.wait(WAIT) == 0, proc.output()
+        assert "Traceback" not in proc.output()
+    finally:
+        proc.stop()
+
+
+def test_sigterm_while_a_load_hangs_exits_0_after_the_graceful_timeout(tmp_path):
+    # A load that never reaches its next stage (config.json is a FIFO nobody writes: a hung
+    # network filesystem) used to keep the process alive for ever after SIGTERM.
+    model = tmp_path / "stuck-model"
+    model.mkdir()
+    os.mkfifo(model / "config.json")
+    proc = ServerProcess("--model", str(model), "--graceful-timeout", "1", "--threads", "1",
+                         "--log-level", "info")
+    try:
+        def loading() -> bool:
+            try:
+                return "loading the model" in httpx.get(f"{proc.url}/health", timeout=10).text
+            except httpx.TransportError:
+                return False
+
+        wait_for(loading, "/health to say the model is loading", WAIT)
+        proc.terminate()
+        assert proc.proc.wait(WAIT) == 0, proc.output()
+        assert "the model load did not stop within --graceful-timeout (1s)" in proc.output()
         assert "Traceback" not in proc.output()
     finally:
         proc.stop()

@@ -39,6 +39,7 @@ class ServerState:
         self.phase = "loading the model"
         self.error: str | None = None
         self.ready = False
+        self.load_abandoned = False  # close() gave up on a load still running (see close)
         self._closing = False
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
@@ -174,15 +175,25 @@ class ServerState:
 
     def close(self) -> None:
         """Run what is queued (for up to --graceful-timeout), then stop the workers (the
-        lifespan's end). Returns only once no thread of ours is inside torch: one still running
-        when the interpreter exits aborts the process (see ``BatchQueue.close``). A load in
-        progress is waited for too; it stops at its next stage."""
+        lifespan's end). Returns only once no queue worker of ours is inside torch: one still
+        running when the interpreter exits aborts the process (see ``BatchQueue.close``).
+
+        A load in progress stops at its next stage, waited for up to --graceful-timeout. One
+        that takes longer (a huge checkpoint, a hung network filesystem) cannot be stopped
+        from here: ``load_abandoned`` is then set, and the caller must end the process
+        without finalising the interpreter (``seqenc serve`` exits 0 with os._exit)."""
         with self._lock:
             self._closing = True
             self.ready = False
+        timeout = self.settings.graceful_timeout
         if self._loader is not None and self._loader.is_alive():
-            log.info("shutdown: waiting for the model load in progress to stop")
-            self._loader.join()
+            log.info("shutdown: waiting up to %gs (--graceful-timeout) for the model load in "
+                     "progress to stop", timeout)
+            self._loader.join(timeout)
+            if self._loader.is_alive():
+                self.load_abandoned = True
+                log.warning("shutdown: the model load did not stop within --graceful-timeout "
+                            "(%gs); exiting without waiting for it", timeout)
         with self._lock:
             queues = [self.queue] + [service.queue for service in self.services.values()]
         for queue in queues:
