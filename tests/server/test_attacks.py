@@ -149,10 +149,16 @@ def test_invalid_items_cost_one_short_error(target, anon, route, body, fragment)
 
 def json_helpers(server: ServerProcess) -> list[int]:
     """The server's children started by multiprocessing's spawn: the JSON helper is the only
-    one (its resource tracker is started differently)."""
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
-    return [int(pid) for pid in children.read_text().split()
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    one (its resource tracker is started differently). Children are listed per thread, and
+    the helper is started from a worker thread."""
+    found = []
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()
+                      if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        except OSError:  # the thread or the child ended meanwhile
+            pass
+    return found
 
 
 def test_large_bodies_are_parsed_in_a_helper_process_restarted_if_it_dies(target, anon):
