@@ -403,10 +403,8 @@ def test_api_key_is_visible_ascii_or_a_usage_error():
 
 
 def test_sigterm_does_not_wait_for_stalled_connections():
-    proc = ServerProcess("--graceful-timeout", "600", "--read-timeout", "1", "--threads", "1",
-                         "--log-level", "info")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--graceful-timeout", "600", "--read-timeout", "1", "--threads",
+                             "1", "--log-level", "info") as proc:
         host, port = address(proc)
         stalled = []
         for data in (b"", b"POST /embed HTTP/1.1\r\nHost: x\r\n",
@@ -425,14 +423,11 @@ def test_sigterm_does_not_wait_for_stalled_connections():
         for sock in stalled:
             sock.close()
         assert "Traceback" not in proc.output()
-    finally:
-        proc.stop()
 
 
 def test_work_cut_off_by_the_graceful_timeout_is_503_without_a_traceback():
-    proc = ServerProcess("--graceful-timeout", "0.2", "--threads", "1", "--log-level", "info")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--graceful-timeout", "0.2", "--threads", "1", "--log-level",
+                             "info") as proc:
         with proc.client(api_key=None, timeout=300) as c, \
                 concurrent.futures.ThreadPoolExecutor(3) as pool:
             heavy = {"inputs": heavy_texts(), "truncate": True}
@@ -445,5 +440,3 @@ def test_work_cut_off_by_the_graceful_timeout_is_503_without_a_traceback():
         output = proc.output()
         assert "Traceback" not in output and "CancelledError" not in output
         assert "cut short: shutdown outlasted --graceful-timeout" in output
-    finally:
-        proc.stop()

@@ -189,13 +189,9 @@ def test_server_cli_module_imports_nothing_heavy():
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess("--max-concurrent-requests", "2", "--log-level", "info", "--threads",
-                         "1")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--max-concurrent-requests", "2", "--log-level", "info",
+                             "--threads", "1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_overload_is_429_never_5xx(small_server):
