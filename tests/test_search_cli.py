@@ -143,7 +143,7 @@ def test_encode_sparse_bfloat16(tmp_path):
         assert 0.99 < a @ b / np.linalg.norm(a) / np.linalg.norm(b)
         assert not np.array_equal(a, b)  # bf16 did run
     for extra in (["--dtype", "int8"], ["--pooling", "cls"], ["--precision", "binary"],
-                  ["--no-normalize"], ["--skip-blank"]):
+                  ["--no-normalize"]):
         refused = CliRunner().invoke(main, ["encode", str(source), "--sparse", "--model",
                                             str(splade), "-o", str(tmp_path / "x.jsonl"),
                                             *extra])
