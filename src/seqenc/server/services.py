@@ -2,9 +2,9 @@
 CrossEncoder: /rerank, /v1/rerank) and a sparse encoder (a SparseEncoder: /embed_sparse).
 
 Each gets its backend (search_backend.py) and a ``BatchQueue`` of its own, built from the same
-Settings as the embedding queue: the same batch limits, concurrency limit (per model), warm-up
-before ``/health`` turns 200, and the same metrics. One worker thread per model: a window never
-mixes two models' inputs.
+Settings as the embedding queue: the same dtype, batch limits, concurrency limit (per model),
+warm-up before ``/health`` turns 200, and the same metrics. One worker thread per model: a
+window never mixes two models' inputs.
 """
 
 from __future__ import annotations
