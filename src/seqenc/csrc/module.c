@@ -193,6 +193,44 @@ static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T, A (n, k) bf16, W
+ * packed by seqenc/precision.py (gemm_bf16.c says how), C float32. to_bf16(x_ptr, y_ptr, n, k,
+ * threads): float32 rows -> bf16 rows. AVX512-BF16 only; shapes and the CPU checked by the
+ * caller (seqenc/precision.py) beyond the conditions tested here. */
+static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, packed, c;
+    long long n, m, k, ldc;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &packed, &c, &n, &m, &k, &ldc, &threads))
+        return NULL;
+    if (k % 2 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "gemm_bf16 needs k even, m % 16 == 0 and ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_gemm_bf16((const uint16_t *)(uintptr_t)a, (const uint16_t *)(uintptr_t)packed,
+                     (float *)(uintptr_t)c, n, m, k, ldc, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, y;
+    long long n, k;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKLLi", &x, &y, &n, &k, &threads)) return NULL;
+    if (k % 16 || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "to_bf16 needs a width divisible by 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_to_bf16((const float *)(uintptr_t)x, (uint16_t *)(uintptr_t)y, n, k, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* peak(kind, iters, threads): giga-operations/s of the cores on one probe of peak.c (a
  * multiply-add counts 2). The caller checks the CPU has the probe's instructions. */
 static PyObject *py_peak(PyObject *self, PyObject *args) {
@@ -219,6 +257,8 @@ static PyMethodDef methods[] = {
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
+    {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
+    {"to_bf16", py_to_bf16, METH_VARARGS, "float32 rows -> bf16 rows (nearest even)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
     {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
