@@ -104,6 +104,14 @@ def _has_vnni() -> bool:
 _VNNI = _has_vnni()
 
 
+def check_vnni() -> None:
+    """Refuse int8, in one line that says why, on CPUs without VNNI."""
+    if not _VNNI:
+        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
+                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
+                         "is slower than float32. Use float32 (or bfloat16)")
+
+
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:
     """int8 (N, K) @ (K, M) -> int32. torch._int_mm wants N > 16 on some builds: pad small N.
     Without VNNI the products are summed in float64 instead (exact)."""
@@ -180,10 +188,7 @@ def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
     if device.type != "cpu":
         raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
                          "use float32 or bfloat16 there")
-    if not _VNNI:
-        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
-                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
-                         "is slower than float32. Use float32 (or bfloat16)")
+    check_vnni()
     clone = copy.deepcopy(encoder).eval().float()
     stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
     quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))
