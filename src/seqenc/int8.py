@@ -52,11 +52,11 @@ class Int8Linear(nn.Module):
 
     def matmul(self, x: Tensor) -> Tensor:
         """x W^T without the bias: (N, K) float -> (N, M) float32."""
-        if self.inv_smooth is not None:
-            x = x * self.inv_smooth
         x = x.float().contiguous()
         fast = _fast_kernels() and x.shape[1] % 16 == 0 and self.out_features % 16 == 0
         if not fast:
+            if self.inv_smooth is not None:
+                x = x * self.inv_smooth
             q, scale = quantize_rows(x)
             acc = _int_mm(q, self.weight_t)  # (N, M) int32
             return acc.float().mul_(scale[:, None]).mul_(self.weight_scale)
@@ -65,7 +65,9 @@ class Int8Linear(nn.Module):
         N, K = x.shape
         threads = torch.get_num_threads()
         q, scale = torch.empty(N, K, dtype=torch.int8), torch.empty(N)
-        _kernels.quantize_rows(x.data_ptr(), q.data_ptr(), scale.data_ptr(), N, K, threads)
+        smooth = self.inv_smooth  # applied by the kernel as it reads x: no smoothed copy
+        _kernels.quantize_rows(x.data_ptr(), q.data_ptr(), scale.data_ptr(), N, K, threads,
+                               0 if smooth is None else smooth.contiguous().data_ptr())
         acc = _int_mm(q, self.weight_t).contiguous()
         _kernels.dequantize_rows(acc.data_ptr(), scale.data_ptr(), self.weight_scale.data_ptr(),
                                  N, self.out_features, threads)

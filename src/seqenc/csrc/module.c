@@ -155,22 +155,23 @@ static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     return PyLong_FromLong(lanes);
 }
 
-/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads): float32 (rows, n) -> int8 with one
- * scale per row. dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
+/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads[, mul_ptr]): float32 (rows, n) ->
+ * int8 with one scale per row, each column first multiplied by mul (float32 (n,), 0: none). dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
  * -> float32 in place. AVX-512 only, n % 16 == 0 (checked by the caller, seqenc/int8.py). */
 static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long x, q, scale;
+    unsigned long long x, q, scale, mul = 0;
     long long rows, n;
     int threads;
-    if (!PyArg_ParseTuple(args, "KKKLLi", &x, &q, &scale, &rows, &n, &threads)) return NULL;
+    if (!PyArg_ParseTuple(args, "KKKLLi|K", &x, &q, &scale, &rows, &n, &threads, &mul))
+        return NULL;
     if (n % 16 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    seqenc_quantize_rows512((const float *)(uintptr_t)x, (int8_t *)(uintptr_t)q,
-                            (float *)(uintptr_t)scale, rows, n, threads);
+    seqenc_quantize_rows512((const float *)(uintptr_t)x, (const float *)(uintptr_t)mul,
+                            (int8_t *)(uintptr_t)q, (float *)(uintptr_t)scale, rows, n, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -51,10 +51,10 @@ void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
                             int dtype);
-/* avx512.c, int8: per-row quantisation of float32 rows, and the int32 products back to float32
- * in place (n % 16 == 0). */
-void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
-                             int threads);
+/* avx512.c, int8: per-row quantisation of float32 rows (each column times mul[c] first, mul
+ * NULL for none), and the int32 products back to float32 in place (n % 16 == 0). */
+void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float *scale,
+                             int64_t rows, int64_t n, int threads);
 void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
                                int64_t rows, int64_t n, int threads);
 /* gemm_bf16.c: C (N, M) float32 = A (N, K) bf16 times W^T, W packed as gemm_bf16.c says
