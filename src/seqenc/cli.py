@@ -187,16 +187,18 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
 
     \b
     With --sparse: .jsonl rows {"id", "indices", "values", "tokens"}, or .parquet columns id,
-    indices, values.
+    indices, values (with --engine ray: shards with these columns, and source).
     """
+    if top_k is not None and not sparse:
+        raise click.UsageError("--top-k applies to --sparse only")
+    if sparse:
+        _refuse_dense_options(options)
     if engine == "ray":  # seqenc/ray/command.py
-        if sparse:
-            raise click.UsageError("--sparse runs on the local engine only")
         from seqenc.ray.command import encode_on_ray
 
         return encode_on_ray(sources, output, quiet=quiet, model=model_name, threads=threads,
                              max_length=max_length, device=device, address=ray_address,
-                             actors=actors, **options)
+                             actors=actors, sparse=sparse, top_k=top_k, **options)
     if len(sources) > 1 or ray_address or actors:
         raise click.UsageError("several inputs, --ray-address and --actors need --engine ray")
     source = sources[0]
@@ -206,9 +208,7 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
         return encode_sparse(source, output, model_name, options["field"], options["id_field"],
                              options["fmt"], options["batch_size"], options["chunk_size"],
                              max_length, options["no_truncate"], options["on_error"], device,
-                             top_k, quiet)
-    if top_k is not None:
-        raise click.UsageError("--top-k applies to --sparse only")
+                             top_k, quiet, skip_blank=options["skip_blank"])
     out = _choose_output(source, output, force)
     device = device_option(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))
@@ -218,6 +218,17 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
         model = _load_encoder(model_name, device, threads, max_length)
         stats = _stream(reader, model, out, opts, console)
     console.report(stats, reader, model, out, opts)
+
+
+def _refuse_dense_options(options: dict[str, Any]) -> None:
+    """--sparse writes SPLADE weights: the options that shape dense vectors are a usage error
+    rather than silently ignored."""
+    for flag, name, default in (("--pooling", "pooling", None), ("--normalize", "normalize", None),
+                                ("--precision", "precision", "float32")):
+        if options.get(name) != default:
+            raise click.UsageError(f"{flag} applies to dense vectors, not --sparse")
+    if options.get("dtype") == "int8":
+        raise click.UsageError("--dtype int8 applies to dense vectors, not --sparse")
 
 
 def _choose_output(source: str, output: str | None, force: bool) -> Path:

@@ -43,7 +43,8 @@ Exit codes:
 SERVE_EXIT_CODES = """\b
 Exit codes:
   0    stopped by SIGTERM or Ctrl-C: the requests in flight finished, or those still
-       running after --graceful-timeout were answered 503 (logged as 'cut short')
+       running after --graceful-timeout were answered 503 (logged as 'cut short'); a
+       model load still running then was abandoned (logged as 'did not stop')
   1    error (the port is taken, say)
   2    usage error (bad option)
   4    the model could not be loaded

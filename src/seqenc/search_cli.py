@@ -22,7 +22,6 @@ from seqenc.exits import (
     exit_codes,
     sigterm_as_interrupt,
 )
-from seqenc.extras import require
 
 RERANK_OUTPUTS = (".jsonl", ".csv")
 SPARSE_OUTPUTS = (".jsonl", ".parquet")
@@ -194,7 +193,7 @@ def _device(name: str) -> str:
 def encode_sparse(source: str, output: str | None, model_name: str | None, field: str,
                   id_field: str | None, fmt: str | None, batch_size: int, chunk_size: int,
                   max_length: int | None, no_truncate: bool, on_error: str, device: str,
-                  top_k: int | None, quiet: bool) -> None:
+                  top_k: int | None, quiet: bool, skip_blank: bool = False) -> None:
     """The body of `seqenc encode --sparse`: SPLADE vectors, one row per record, written
     chunk by chunk into a temporary file that becomes OUTPUT only when all succeeded.
 
@@ -211,89 +210,20 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
                                          f"{model.max_seq_length} tokens",
                                          param_hint="--max-length")
             model.tokenizer.set_max_length(max_length)
-        from seqenc.io import atomic_path
+        from seqenc.io import SparseWriter
+        from seqenc.streaming import EncodeOptions, encode_sparse_stream
 
-        n = truncated = nonzero = 0
-        if out.suffix.lower() == ".parquet":
-            require("pyarrow.parquet", "writing parquet")
-        with sigterm_as_interrupt(), atomic_path(out) as tmp:
-            sink = _SparseSink(tmp, out.suffix.lower())
-            try:
-                for chunk in _chunks(reader, chunk_size):
-                    vectors, report = model.encode([r.text for r in chunk], batch_size,
-                                                   top_k=top_k, return_report=True)
-                    long = set(report.truncated_indices)
-                    if long and no_truncate:
-                        for i in sorted(long):
-                            reader.reject(reader.bad_record(
-                                chunk[i], f"longer than the model's {model.max_seq_length} "
-                                          "tokens"))
-                        keep = [i for i in range(len(chunk)) if i not in long]
-                    else:
-                        truncated += len(long)
-                        keep = list(range(len(chunk)))
-                    sink.write([chunk[i].id for i in keep], [vectors[i] for i in keep], model)
-                    n += len(keep)
-                    nonzero += sum(len(vectors[i]) for i in keep)
-            finally:
-                sink.close()
-    if truncated:
-        click.echo(f"warning: {truncated} records were longer than {model.max_seq_length} "
+        opts = EncodeOptions(batch_size, chunk_size, truncate=not no_truncate,
+                             skip_blank=skip_blank)
+        with sigterm_as_interrupt(), SparseWriter(out, decode=model.decode) as sink:
+            stats = encode_sparse_stream(reader, model, sink, opts, top_k)
+    if stats.truncated:
+        click.echo(f"warning: {stats.truncated} records were longer than {model.max_seq_length} "
                    "tokens and were truncated; --no-truncate rejects them instead", err=True)
     if not quiet:
-        mean = nonzero / n if n else 0.0
-        click.echo(f"wrote {n:,} sparse vectors ({mean:.1f} non-zero weights on average, "
-                   f"vocabulary {model.vocab_size}) to {out}", err=True)
-
-
-def _chunks(records, size: int):
-    from itertools import islice
-
-    it = iter(records)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-class _SparseSink:
-    def __init__(self, path: Path, suffix: str):
-        self.path, self.suffix = path, suffix
-        self._file = open(path, "w", encoding="utf-8") if suffix == ".jsonl" else None
-        self._parquet = None
-
-    def write(self, ids: list, vectors: list, model: Any) -> None:
-        if self._file is not None:
-            for id_, v in zip(ids, vectors, strict=True):
-                row = {"id": id_, "indices": v.indices.tolist(),
-                       "values": v.values.tolist(),  # exact float32 values
-                       "tokens": model.decode(v)}
-                self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
-            return
-        pa = require("pyarrow", "writing parquet")
-        pq = require("pyarrow.parquet", "writing parquet")
-
-        id_type = pa.string() if any(isinstance(i, str) for i in ids) else pa.int64()
-        table = pa.table({
-            "id": pa.array(ids, type=id_type),
-            "indices": pa.array([v.indices.astype("int32") for v in vectors],
-                                type=pa.list_(pa.int32())),
-            "values": pa.array([v.values for v in vectors], type=pa.list_(pa.float32())),
-        })
-        if self._parquet is None:
-            self._parquet = pq.ParquetWriter(str(self.path), table.schema)
-        self._parquet.write_table(table)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        elif self.suffix == ".parquet":  # no records: still a valid, empty file
-            pa = require("pyarrow", "writing parquet")
-            pq = require("pyarrow.parquet", "writing parquet")
-
-            schema = pa.schema([("id", pa.int64()), ("indices", pa.list_(pa.int32())),
-                                ("values", pa.list_(pa.float32()))])
-            pq.write_table(schema.empty_table(), str(self.path))
+        mean = stats.nonzero / stats.records if stats.records else 0.0
+        click.echo(f"wrote {stats.records:,} sparse vectors ({mean:.1f} non-zero weights on "
+                   f"average, vocabulary {model.vocab_size}) to {out}", err=True)
 
 
 def register(group: click.Group) -> None:

@@ -35,6 +35,7 @@ class EncodeStats:
     blank: int = 0  # blank or whitespace-only texts, encoded or (skip_blank) left out
     blank_ids: list = field(default_factory=list)  # the first few, for the warning
     seconds: float = 0.0
+    nonzero: int = 0  # sparse vectors: the weights written
 
 
 def _chunks(records: Iterable, size: int) -> Iterator[list]:
@@ -57,6 +58,23 @@ def _blanks(chunk: list, opts: EncodeOptions, stats: EncodeStats) -> list:
     _first_ids(stats.blank_ids, (r.id for r in blank))
     return [r for r in chunk if r.text.strip()] if blank and opts.skip_blank else chunk
 
+
+
+def _too_long(reader: Any, chunk: list, report: Any, limit: int, opts: EncodeOptions,
+              stats: EncodeStats) -> list[int]:
+    """Count the chunk's tokens and its records cut at ``limit``; with ``opts.truncate`` off,
+    reject those records (the reader raises or skips them) and return the positions kept."""
+    stats.tokens += report.n_tokens
+    long = sorted(report.truncated_indices)
+    if long and not opts.truncate:
+        for i in long:
+            reader.reject(reader.bad_record(chunk[i], f"longer than the model's {limit} tokens"))
+        # A rejected record was encoded cut to exactly `limit` tokens: it adds none.
+        stats.tokens -= len(long) * limit
+        return sorted(set(range(len(chunk))) - set(long))
+    stats.truncated += len(long)
+    _first_ids(stats.truncated_ids, (chunk[i].id for i in long))
+    return list(range(len(chunk)))
 
 def row_spec(dimension: int, precision: str) -> tuple[int, str]:
     """(values per row, dtype) of ``precision`` vectors; binary packs 8 dimensions a byte."""
@@ -103,21 +121,9 @@ def encode_stream(
             return_report=True,
             **({"ranges": ranges} if ranges is not None else {}),
         )
-        stats.tokens += report.n_tokens
-        long = sorted(report.truncated_indices)
-        if long and not opts.truncate:
-            limit = model.max_seq_length
-            for i in long:
-                reader.reject(
-                    reader.bad_record(chunk[i], f"longer than the model's {limit} tokens")
-                )
-            # A rejected record was encoded cut to exactly `limit` tokens: it adds none.
-            stats.tokens -= len(long) * limit
-            keep = sorted(set(range(len(chunk))) - set(long))
+        keep = _too_long(reader, chunk, report, model.max_seq_length, opts, stats)
+        if len(keep) < len(chunk):
             chunk, vectors = [chunk[i] for i in keep], vectors[keep]
-        elif long:
-            stats.truncated += len(long)
-            _first_ids(stats.truncated_ids, (chunk[i].id for i in long))
         if calibrate and ranges is None and chunk:
             from seqenc.quantize import quantization_ranges, quantize
 
@@ -131,6 +137,38 @@ def encode_stream(
             vectors = quantize(vectors, opts.precision, ranges)
         writer.write([r.id for r in chunk], vectors)
         stats.records += len(chunk)
+        progress(n_read)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def encode_sparse_stream(
+    reader: Any,
+    model: Any,
+    writer: Any,
+    opts: EncodeOptions,
+    top_k: int | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> EncodeStats:
+    """``encode_stream`` for SPLADE vectors (a seqenc.sparse.SparseEncoder, a
+    seqenc.io.SparseWriter): the same chunks, blank texts, too-long records and counts;
+    ``top_k`` keeps the heaviest weights of each text. ``stats.nonzero`` counts the weights
+    written. The dense options (pooling, normalize, precision) do not apply."""
+    from seqenc.allocator import release_free_memory
+
+    stats = EncodeStats()
+    start = time.perf_counter()
+    for chunk in _chunks(reader, opts.chunk_size):
+        release_free_memory()
+        n_read = len(chunk)
+        chunk = _blanks(chunk, opts, stats)
+        if chunk:
+            vectors, report = model.encode([r.text for r in chunk], opts.batch_size, top_k=top_k,
+                                           return_report=True, dtype=opts.dtype)
+            keep = _too_long(reader, chunk, report, model.max_seq_length, opts, stats)
+            writer.write([chunk[i].id for i in keep], [vectors[i] for i in keep])
+            stats.records += len(keep)
+            stats.nonzero += sum(len(vectors[i]) for i in keep)
         progress(n_read)
     stats.seconds = time.perf_counter() - start
     return stats

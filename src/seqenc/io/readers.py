@@ -23,7 +23,7 @@ from .errors import InputError
 from .lines import decode, open_binary, raw_lines, strip_eol
 from .tables import STDIN, Row, Table, open_table, value_type
 
-_EXTENSIONS = {
+INPUT_EXTENSIONS = {  # extension -> input format
     ".txt": "txt",
     ".text": "txt",
     ".jsonl": "jsonl",
@@ -51,14 +51,14 @@ def detect_format(source: str | Path, fmt: str | None = None) -> str:
     if str(source) == STDIN:
         return "txt"
     suffix = Path(source).suffix.lower()
-    if suffix not in _EXTENSIONS:
-        known = ", ".join(sorted(_EXTENSIONS))
+    if suffix not in INPUT_EXTENSIONS:
+        known = ", ".join(sorted(INPUT_EXTENSIONS))
         raise InputError(
             f"unknown input extension {suffix or '(none)'!r}; expected one of {known}, "
             "or pass --format",
             file=str(source),
         )
-    return _EXTENSIONS[suffix]
+    return INPUT_EXTENSIONS[suffix]
 
 
 class RecordReader:

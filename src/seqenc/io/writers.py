@@ -4,6 +4,8 @@ A writer appends ``(ids, vectors)`` chunks as they are encoded, so memory stays 
 chunk. It writes into a temporary file beside the output (``seqenc.atomic``) and renames it
 over the output only when ``close()`` succeeds; on any exception (KeyboardInterrupt included)
 the temporary file is removed and a previous output, if there was one, is left as it was.
+The same writers make the Ray engine's shards (``ParquetWriter(..., source=...)``);
+SPLADE vectors have theirs in seqenc.io.sparse_writers, on the same base.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,7 +24,7 @@ from seqenc.atomic import AtomicFile
 from seqenc.choices import OUTPUT_FORMATS
 from seqenc.extras import require
 
-_EXTENSIONS = {
+OUTPUT_EXTENSIONS = {  # extension -> output format
     ".npy": "npy",
     ".parquet": "parquet",
     ".pq": "parquet",
@@ -34,12 +36,12 @@ _EXTENSIONS = {
 def output_format(path: str | Path) -> str:
     """The output format for ``path``'s extension; ValueError for an unknown one."""
     suffix = Path(path).suffix.lower()
-    if suffix not in _EXTENSIONS:
-        known = ", ".join(sorted(_EXTENSIONS))
+    if suffix not in OUTPUT_EXTENSIONS:
+        known = ", ".join(sorted(OUTPUT_EXTENSIONS))
         raise ValueError(
             f"unknown output extension {suffix or '(none)'!r}; expected one of {known}"
         )
-    return _EXTENSIONS[suffix]
+    return OUTPUT_EXTENSIONS[suffix]
 
 
 def require_writer(fmt: str) -> None:
@@ -49,21 +51,13 @@ def require_writer(fmt: str) -> None:
         require("pyarrow.parquet", "writing parquet")
 
 
-class VectorWriter(ABC):
-    """Base writer: checks shapes, counts rows, and owns the atomic temporary file.
+class AtomicWriter(ABC):
+    """Owns the output's atomic temporary file and the row count: ``close()`` finishes the file
+    and moves it into place, ``abort()`` (or an exception inside ``with``) drops it."""
 
-    ``width``/``dtype`` describe the rows when no chunk is ever written (empty input); the
-    first chunk otherwise fixes them and later chunks must match.
-    """
-
-    format: ClassVar[str]
-
-    def __init__(self, path: str | Path, *, width: int | None = None, dtype: Any = np.float32):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         self.count = 0
-        self.width = width
-        self.dtype = np.dtype(dtype)
-        self._started = False
         self._closed = False
         self._file = AtomicFile(self.path)
         try:
@@ -76,26 +70,13 @@ class VectorWriter(ABC):
     def _open(self) -> None:
         """Open the temporary file for writing."""
 
-    def write(self, ids: Sequence[int | str], vectors: np.ndarray) -> None:
-        """Append one chunk: ``vectors[i]`` is the vector of record ``ids[i]``."""
-        if self._closed:
-            raise ValueError("write to a closed writer")
-        vectors = np.asarray(vectors)
-        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
-            raise ValueError(
-                f"expected vectors of shape ({len(ids)}, width), got {tuple(vectors.shape)}"
-            )
-        if not self._started:
-            self.width, self.dtype = vectors.shape[1], vectors.dtype
-            self._started = True
-        elif (vectors.shape[1], vectors.dtype) != (self.width, self.dtype):
-            raise ValueError(
-                f"chunk has width {vectors.shape[1]} and dtype {vectors.dtype}; earlier chunks "
-                f"had {self.width} and {self.dtype}"
-            )
-        if len(ids):
-            self._write(list(ids), np.ascontiguousarray(vectors))
-        self.count += len(ids)
+    @abstractmethod
+    def _finish(self) -> None:
+        """Write what only the end knows (row count, footer) and close the file."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Close the file without finishing it."""
 
     def close(self) -> None:
         """Finish the file and move it into place."""
@@ -119,7 +100,11 @@ class VectorWriter(ABC):
         finally:
             self._file.discard()
 
-    def __enter__(self) -> VectorWriter:
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("write to a closed writer")
+
+    def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -128,16 +113,97 @@ class VectorWriter(ABC):
         else:
             self.abort()
 
+
+class ParquetRows:
+    """The parquet half of the dense and sparse writers: ``pq.ParquetWriter`` opened on the
+    first chunk (the ``id`` type comes from the first ids: int64, or string with --id-field),
+    one row group a chunk, an optional constant ``source`` column (the Ray engine's shards of
+    several inputs), and a valid empty file when no row came.
+
+    ``columns()`` gives the (name, type) of the columns between ``id`` and ``source``; it is
+    called when the schema is first needed.
+    """
+
+    def __init__(self, path: Path, columns: Callable[[], list], source: str | None = None):
+        require_writer("parquet")
+        self.path, self._columns, self.source = path, columns, source
+        self._writer = None
+
+    def _schema(self, id_is_str: bool):
+        pa = require("pyarrow", "writing parquet")
+
+        fields = [("id", pa.string() if id_is_str else pa.int64()), *self._columns()]
+        if self.source is not None:
+            fields.append(("source", pa.string()))
+        return pa.schema(fields)
+
+    def type(self, name: str):
+        """The type of column ``name`` (after the first write)."""
+        return self._writer.schema.field(name).type
+
+    def open(self, ids: list) -> None:
+        if self._writer is None:
+            pq = require("pyarrow.parquet", "writing parquet")
+            self._writer = pq.ParquetWriter(self.path, self._schema(isinstance(ids[0], str)))
+
+    def write(self, ids: list, arrays: list) -> None:
+        """One row group: ``ids`` and the arrays of the middle columns (``open`` first)."""
+        pa = require("pyarrow", "writing parquet")
+
+        schema = self._writer.schema
+        columns = [pa.array(ids, type=schema.field("id").type), *arrays]
+        if self.source is not None:
+            columns.append(pa.array([self.source] * len(ids), type=pa.string()))
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+
+    def finish(self) -> None:
+        if self._writer is None:  # nothing written: still a valid, empty file
+            pq = require("pyarrow.parquet", "writing parquet")
+            self._writer = pq.ParquetWriter(self.path, self._schema(id_is_str=False))
+        self._writer.close()
+
+    def release(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class VectorWriter(AtomicWriter):
+    """Base writer of dense vectors: checks shapes and dtypes chunk after chunk.
+
+    ``width``/``dtype`` describe the rows when no chunk is ever written (empty input); the
+    first chunk otherwise fixes them and later chunks must match.
+    """
+
+    format: ClassVar[str]
+
+    def __init__(self, path: str | Path, *, width: int | None = None, dtype: Any = np.float32):
+        self.width = width
+        self.dtype = np.dtype(dtype)
+        self._started = False
+        super().__init__(path)
+
+    def write(self, ids: Sequence[int | str], vectors: np.ndarray) -> None:
+        """Append one chunk: ``vectors[i]`` is the vector of record ``ids[i]``."""
+        self._check_open()
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise ValueError(
+                f"expected vectors of shape ({len(ids)}, width), got {tuple(vectors.shape)}"
+            )
+        if not self._started:
+            self.width, self.dtype = vectors.shape[1], vectors.dtype
+            self._started = True
+        elif (vectors.shape[1], vectors.dtype) != (self.width, self.dtype):
+            raise ValueError(
+                f"chunk has width {vectors.shape[1]} and dtype {vectors.dtype}; earlier chunks "
+                f"had {self.width} and {self.dtype}"
+            )
+        if len(ids):
+            self._write(list(ids), np.ascontiguousarray(vectors))
+        self.count += len(ids)
+
     @abstractmethod
     def _write(self, ids: list[int | str], vectors: np.ndarray) -> None: ...
-
-    @abstractmethod
-    def _finish(self) -> None:
-        """Write what only the end knows (row count, footer) and close the file."""
-
-    @abstractmethod
-    def _release(self) -> None:
-        """Close the file without finishing it."""
 
 
 class NpyWriter(VectorWriter):
@@ -199,57 +265,36 @@ class JsonlWriter(VectorWriter):
 
 
 class ParquetWriter(VectorWriter):
-    """Columns ``id`` (int64 or string) and ``vector`` (fixed_size_list), one row group a chunk."""
+    """Columns ``id`` (int64 or string) and ``vector`` (fixed_size_list), one row group a
+    chunk; ``source`` adds a constant string column of that name (the Ray engine's shards)."""
 
     format = "parquet"
 
-    def __init__(self, path: str | Path, *, width: int | None = None, dtype: Any = np.float32):
-        require_writer("parquet")
-        self._writer = None
+    def __init__(self, path: str | Path, *, width: int | None = None, dtype: Any = np.float32,
+                 source: str | None = None):
+        self._source = source
         super().__init__(path, width=width, dtype=dtype)
 
     def _open(self) -> None:
-        pass  # pq.ParquetWriter needs the schema, so it opens on the first chunk
+        self._rows = ParquetRows(self._file.tmp, self._columns, self._source)
 
-    def _schema(self, id_is_str: bool):
+    def _columns(self) -> list:
         pa = require("pyarrow", "writing parquet")
 
-        value_type = pa.from_numpy_dtype(self.dtype)
-        return pa.schema(
-            [
-                ("id", pa.string() if id_is_str else pa.int64()),
-                ("vector", pa.list_(value_type, self.width or 0)),
-            ]
-        )
+        return [("vector", pa.list_(pa.from_numpy_dtype(self.dtype), self.width or 0))]
 
     def _write(self, ids: list[int | str], vectors: np.ndarray) -> None:
         pa = require("pyarrow", "writing parquet")
-        pq = require("pyarrow.parquet", "writing parquet")
 
-        if self._writer is None:
-            schema = self._schema(isinstance(ids[0], str))
-            self._writer = pq.ParquetWriter(self._file.tmp, schema)
-        schema = self._writer.schema
-        flat = pa.array(vectors.reshape(-1), type=schema.field("vector").type.value_type)
-        table = pa.Table.from_arrays(
-            [
-                pa.array(ids, type=schema.field("id").type),
-                pa.FixedSizeListArray.from_arrays(flat, self.width),
-            ],
-            schema=schema,
-        )
-        self._writer.write_table(table)
+        self._rows.open(ids)
+        flat = pa.array(vectors.reshape(-1), type=self._rows.type("vector").value_type)
+        self._rows.write(ids, [pa.FixedSizeListArray.from_arrays(flat, self.width)])
 
     def _finish(self) -> None:
-        pq = require("pyarrow.parquet", "writing parquet")
-
-        if self._writer is None:  # nothing written: still a valid, empty file
-            self._writer = pq.ParquetWriter(self._file.tmp, self._schema(id_is_str=False))
-        self._writer.close()
+        self._rows.finish()
 
     def _release(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        self._rows.release()
 
 
 _WRITERS: dict[str, type[VectorWriter]] = {

@@ -46,7 +46,8 @@ class RayEncodeResult:
     seconds: float = 0.0
     shards: int = 0
     files: int = 0
-    dimension: int = 0
+    dimension: int = 0  # sparse: the vocabulary size
+    nonzero: int = 0  # sparse: the weights written
     actors: int = 0
     threads: int = 0
 
@@ -73,6 +74,8 @@ def encode_dataset(
     threads: int | None = None,
     address: str | None = None,
     device: str = "cpu",
+    sparse: bool = False,
+    top_k: int | None = None,
     progress: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> RayEncodeResult:
@@ -80,7 +83,10 @@ def encode_dataset(
     ``output_dir``, on a local Ray runtime or the cluster at ``address`` ("auto", "ray://...").
 
     Ids, vectors and bad-record handling are those of ``seqenc encode`` on each file; the
-    shards hold ``id``, ``vector`` and, with several input files, ``source``. ``actors``
+    shards hold ``id``, ``vector`` and, with several input files, ``source``. ``sparse``
+    encodes SPLADE vectors with the *ForMaskedLM ``model`` instead (as ``seqenc encode
+    --sparse``): shards hold ``id``, ``indices``, ``values`` (and ``source``), ``top_k`` keeps
+    the heaviest weights per text; pooling, normalize and precision do not apply. ``actors``
     encoding actors x ``threads`` PyTorch threads (and reserved CPUs) per actor default to
     filling the cluster's CPUs. The directory appears only when the whole job succeeded;
     first, what jobs killed outright left beside it is removed (seqenc.ray.output).
@@ -99,6 +105,7 @@ def encode_dataset(
         check_choice("pooling", pooling, POOLINGS)
     if format is not None:
         check_choice("format", format, INPUT_FORMATS)
+    _check_sparse(sparse, model, top_k, pooling, normalize, precision, dtype)
     warn = warn or (lambda message: None)
     read = ReadOptions(field, id_field, on_error, chunk_size)
     files = plan_inputs([inputs] if isinstance(inputs, str) else list(inputs), format, read)
@@ -117,6 +124,7 @@ def encode_dataset(
             EncodeOptions(batch_size, chunk_size, pooling, normalize, precision, dtype, truncate,
                           skip_blank),
             str(staging.path), model, device, plan.threads, max_length,
+            sparse=sparse, top_k=top_k,
         )
         start = time.perf_counter()
         task = ray.remote(num_cpus=plan.threads, max_retries=0)(probe)
@@ -147,7 +155,9 @@ def encode_dataset(
             "records": result.records, "tokens": result.tokens, "truncated": result.truncated,
             "skipped": result.skipped, "blank": result.blank, "seconds": round(result.seconds, 3),
             "files": [f.name for f in files], "shards": len(shards),
-            "dimension": result.dimension, "precision": precision, "dtype": dtype,
+            "dimension": result.dimension, "dtype": dtype,
+            **({"sparse": True, "top_k": top_k, "nonzero": result.nonzero} if sparse
+               else {"precision": precision}),
             "model": model or "default", "actors": plan.actors, "threads": plan.threads,
         })
     except BaseException:
@@ -161,6 +171,25 @@ def encode_dataset(
         if started:
             ray.shutdown()
     return result
+
+
+def _check_sparse(sparse: bool, model: str | None, top_k: int | None, pooling: str | None,
+                  normalize: bool | None, precision: str, dtype: str) -> None:
+    """The options that a sparse (or a dense) job cannot take, refused before Ray starts."""
+    if not sparse:
+        if top_k is not None:
+            raise ValueError("top_k applies to sparse vectors only")
+        return
+    if model is None:  # the single-machine loader's error, without starting Ray for it
+        from seqenc.search_cli import load_sparse_encoder
+
+        load_sparse_encoder(model)
+    if isinstance(top_k, bool) or not (top_k is None or isinstance(top_k, int) and top_k >= 1):
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    for name, value, default in (("pooling", pooling, None), ("normalize", normalize, None),
+                                 ("precision", precision, "float32")):
+        if value != default:
+            raise ValueError(f"{name} applies to dense vectors, not sparse ones")
 
 
 def _get(ray, ref):
@@ -183,6 +212,7 @@ def _summarise(out: Path, files: list, reports: list[ChunkReport]) -> RayEncodeR
         result.blank += r.blank
         result.shards += r.shard is not None
         result.dimension = result.dimension or r.dimension
+        result.nonzero += r.nonzero
         if len(result.truncated_ids) < 5:
             prefix = f"{files[r.file].name}:" if len(files) > 1 else ""
             wanted = r.truncated_ids[: 5 - len(result.truncated_ids)]

@@ -69,9 +69,14 @@ def encode_on_ray(
         f"({result.actors} actors x {result.threads} threads)",
         err=True,
     )
+    if options.get("sparse"):  # worded as `seqenc encode --sparse` words it
+        mean = result.nonzero / result.records if result.records else 0.0
+        what = (f"sparse vectors ({mean:.1f} non-zero weights on average, vocabulary "
+                f"{result.dimension})")
+    else:
+        what = f"vectors (dim {result.dimension}, {options.get('precision', 'float32')})"
     click.echo(
-        f"wrote {result.records:,} vectors (dim {result.dimension}, "
-        f"{options.get('precision', 'float32')}) from {result.files} file(s) to "
+        f"wrote {result.records:,} {what} from {result.files} file(s) to "
         f"{result.output}/ ({result.shards} parquet shards)",
         err=True,
     )

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from seqenc.io import INPUT_EXTENSIONS, detect_format, open_records
 from seqenc.io.errors import InputError
-from seqenc.io.readers import _EXTENSIONS, STDIN, detect_format, open_records
+from seqenc.io.readers import STDIN
 
 _GLOB_CHARS = set("*?[")
 
@@ -53,7 +54,7 @@ def _in_directory(directory: Path, fmt: str | None) -> list[Path]:
             path = Path(root, name)
             if _hidden(path):
                 continue
-            if fmt is not None or path.suffix.lower() in _EXTENSIONS:
+            if fmt is not None or path.suffix.lower() in INPUT_EXTENSIONS:
                 found.append(path)
     return found
 

@@ -4,9 +4,10 @@
 
 The read stage cuts every input file into chunks with the same reader ``seqenc encode`` uses;
 each chunk goes to one actor of a pool (``map_batches`` with an actor class), which loaded
-the model once and runs the same ``encode_stream`` on it, then writes the chunk's shard
-(seqenc.ray.output). Only a small report per chunk comes back to the driver: it never holds
-vectors, so it can be a laptop joined to a cluster.
+the model once and runs the same ``encode_stream`` on it (``encode_sparse_stream`` with a
+SPLADE model for --sparse), then writes the chunk's shard (seqenc.ray.output). Only a small
+report per chunk comes back to the driver: it never holds vectors, so it can be a laptop
+joined to a cluster.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from seqenc.exits import ModelLoadError
 from seqenc.io.errors import InputError
 from seqenc.io.readers import RecordReader
-from seqenc.streaming import EncodeOptions, encode_stream
+from seqenc.streaming import EncodeOptions, encode_sparse_stream, encode_stream
 
 from .inputs import InputFile, ReadOptions, read_chunks
 from .output import write_shard
@@ -45,6 +46,8 @@ class JobSpec:
     threads: int = 1
     max_length: int | None = None
     ranges: Any = None  # (2, D) int8/uint8 buckets, calibrated before the job
+    sparse: bool = False  # SPLADE vectors from a *ForMaskedLM model (seqenc.sparse)
+    top_k: int | None = None  # sparse: the heaviest weights kept per text
 
 
 @dataclass
@@ -59,33 +62,42 @@ class ChunkReport:
     skipped: list = field(default_factory=list)  # the skip messages, in input order
     blank: int = 0
     shard: str | None = None
-    dimension: int = 0
-    width: int = 0
+    dimension: int = 0  # sparse: the vocabulary size
+    nonzero: int = 0  # sparse: the weights written
 
 
 class _Collect:
-    """A writer for encode_stream that keeps the chunk's ids and vectors in memory."""
+    """A writer for encode_stream that keeps the chunk's ids and vectors in memory: (B, D)
+    arrays, or lists of sparse vectors."""
 
     def __init__(self) -> None:
         self.ids: list = []
-        self.vectors: list[np.ndarray] = []
+        self.vectors: list = []
 
-    def write(self, ids: list, vectors: np.ndarray) -> None:
+    def write(self, ids: list, vectors: Any) -> None:
         self.ids.extend(ids)
         self.vectors.append(vectors)
 
 
 def load_model(spec: JobSpec) -> Any:
-    """The model of one actor: loaded once, with the job's threads and length limit."""
+    """The model of one actor: loaded once, with the job's threads and length limit; a
+    SparseEncoder for a --sparse job (the single-machine command's loader and messages)."""
     from seqenc.threads import set_threads
 
     set_threads(spec.threads)
     try:
         from seqenc.allocator import tune_memory
         from seqenc.model import SentenceEncoder, resolve_device
+        from seqenc.search_cli import load_sparse_encoder
 
         tune_memory()
-        model = SentenceEncoder.from_pretrained(spec.model, device=resolve_device(spec.device))
+        device = resolve_device(spec.device)
+        if spec.sparse:
+            model = load_sparse_encoder(spec.model, device)
+        else:
+            model = SentenceEncoder.from_pretrained(spec.model, device=device)
+    except ModelLoadError:
+        raise
     except Exception as e:
         raise ModelLoadError(f"cannot load model {spec.model or 'default'!r}: {e}") from e
     if spec.max_length is not None:
@@ -94,7 +106,10 @@ def load_model(spec: JobSpec) -> Any:
                 f"--max-length {spec.max_length} is longer than the model's limit of "
                 f"{model.max_seq_length} tokens"
             )
-        model.max_seq_length = spec.max_length
+        if spec.sparse:
+            model.tokenizer.set_max_length(spec.max_length)
+        else:
+            model.max_seq_length = spec.max_length
     return model
 
 
@@ -112,8 +127,9 @@ def _chunk_reader(spec: JobSpec, source: InputFile, records: list, messages: lis
 
 
 def encode_chunk(model: Any, spec: JobSpec, file: int, chunk: int, payload: bytes) -> ChunkReport:
-    """Encode one chunk with ``encode_stream`` (too-long records rejected or truncated as on
-    one machine), quantise with the job's ranges, and write its shard."""
+    """Encode one chunk with ``encode_stream`` or ``encode_sparse_stream`` (too-long records
+    rejected or truncated as on one machine), quantise with the job's ranges, and write its
+    shard."""
     records, messages = pickle.loads(payload)
     source = spec.inputs[file]
     reader = _chunk_reader(spec, source, records, messages)
@@ -121,21 +137,27 @@ def encode_chunk(model: Any, spec: JobSpec, file: int, chunk: int, payload: byte
     if opts.precision in CALIBRATED:
         opts = replace(opts, precision="float32")  # quantised below, with the job's ranges
     sink = _Collect()
-    stats = encode_stream(reader, model, sink, opts)
+    if spec.sparse:
+        stats = encode_sparse_stream(reader, model, sink, opts, spec.top_k)
+    else:
+        stats = encode_stream(reader, model, sink, opts)
     report = ChunkReport(
         file, chunk, stats.records, len(records) + len(messages) - reader.skipped,
         stats.tokens, stats.truncated, stats.truncated_ids, messages, blank=stats.blank,
-        dimension=model.dimension,
+        dimension=model.vocab_size if spec.sparse else model.dimension, nonzero=stats.nonzero,
     )
     if stats.records:
-        vectors = np.concatenate(sink.vectors)
+        if spec.sparse:
+            vectors = [v for part in sink.vectors for v in part]
+        else:
+            vectors = np.concatenate(sink.vectors)
         if spec.encode.precision in CALIBRATED:
             from seqenc.quantize import quantize
 
             vectors = quantize(vectors, spec.encode.precision, spec.ranges)
-        report.width = vectors.shape[1]
         several = source.name if len(spec.inputs) > 1 else None
-        report.shard = write_shard(spec.staging, file, chunk, sink.ids, vectors, several)
+        report.shard = write_shard(spec.staging, file, chunk, sink.ids, vectors, several,
+                                   sparse=spec.sparse)
     return report
 
 

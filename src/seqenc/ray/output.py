@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from seqenc.atomic import atomic_path, write_text
+from seqenc.atomic import write_text
 from seqenc.extras import require
 
 SUCCESS = "_SUCCESS"
@@ -201,29 +199,25 @@ def write_shard(
     file_index: int,
     chunk: int,
     ids: list,
-    vectors: np.ndarray,
+    vectors: Any,
     source: str | None,
+    sparse: bool = False,
 ) -> str:
     """Write one shard atomically (temporary name, then rename); returns its file name.
 
-    Columns as in ``seqenc encode -o x.parquet``: ``id`` (int64, or string with --id-field),
-    ``vector`` (fixed-size list of the precision's dtype), and ``source`` when the job read
+    The single-machine parquet writers make it (seqenc.io): the columns of ``seqenc encode -o
+    x.parquet`` (``id``, ``vector``), or of ``seqenc encode --sparse -o x.parquet`` (``id``,
+    ``indices``, ``values``) for ``sparse`` vectors, then ``source`` when the job read
     several files.
     """
-    pa = require("pyarrow", "writing parquet")
-    pq = require("pyarrow.parquet", "writing parquet")
+    from seqenc.io import ParquetWriter, SparseWriter
 
-    width = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors).reshape(-1))
-    columns = {
-        "id": pa.array(ids, type=pa.string() if isinstance(ids[0], str) else pa.int64()),
-        "vector": pa.FixedSizeListArray.from_arrays(flat, width),
-    }
-    if source is not None:
-        columns["source"] = pa.array([source] * len(ids), type=pa.string())
     name = shard_name(file_index, chunk)
-    with atomic_path(Path(directory, name)) as tmp:
-        pq.write_table(pa.table(columns), tmp)
+    path = Path(directory, name)
+    writer = SparseWriter(path, "parquet", source=source) if sparse \
+        else ParquetWriter(path, source=source)
+    with writer:
+        writer.write(ids, vectors)
     return name
 
 

@@ -4,9 +4,9 @@
 660k ``[]`` took 0.5-1.8 s to parse and 0.6 s more to walk, all on the event loop, and a
 client posting such bodies in a loop slowed every other client and /health (issue 17). Here
 bodies up to ``INLINE_BYTES`` are parsed in place (a few milliseconds at worst); larger ones
-in a helper process (``json_helper``: one, started on the first large body, restarted if it
-dies), which also counts the JSON values and refuses a body holding more than any valid
-request needs, so what comes back to the event loop is small whatever was sent.
+in a helper process (``json_helper``: one, spawned by multiprocessing on the first large body,
+restarted if it dies), which also counts the JSON values and refuses a body holding more than
+any valid request needs, so what comes back to the event loop is small whatever was sent.
 
 ``JsonRoute`` is the route class of every router: FastAPI reads a body through
 ``request.json()``, which its request class replaces with ``BodyParser.loads``.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import pickle
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,12 +26,13 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from .json_helper import HEADER, LENGTH
+from .json_helper import LIMIT, serve
 from .shapes import MAX_INPUTS
 
 log = logging.getLogger("seqenc.server")
 
 INLINE_BYTES = 16 * 1024  # parsed on the event loop: at most ~5k containers, a few ms
+STOP_SECONDS = 5.0  # a helper that has not exited this long after its pipe closed is killed
 LONGEST_INPUT = 8192  # tokens: the longest input of any encoder served (ModernBERT)
 
 
@@ -42,7 +43,7 @@ class BodyParser:
 
     def __init__(self, max_values: Callable[[], int]):
         self.max_values = max_values
-        self._helper: asyncio.subprocess.Process | None = None
+        self._helper: Helper | None = None
         self._lock: asyncio.Lock | None = None
 
     async def loads(self, body: bytes) -> Any:
@@ -69,34 +70,19 @@ class BodyParser:
             self._lock = asyncio.Lock()
         async with self._lock:
             try:
-                helper = await self._start()
-                helper.stdin.write(HEADER.pack(limit, len(body)) + body)
-                await helper.stdin.drain()
-                size = LENGTH.unpack(await helper.stdout.readexactly(LENGTH.size))[0]
-                return pickle.loads(await helper.stdout.readexactly(size))
-            except (OSError, asyncio.IncompleteReadError) as e:  # killed for memory, say
-                log.error("the JSON helper process failed (%s); starting another",
-                          type(e).__name__)
+                if self._helper is None or not self._helper.alive():
+                    self._helper = await asyncio.to_thread(Helper)
+                return await asyncio.to_thread(self._helper.parse, body, limit)
+            except (OSError, EOFError) as e:  # killed for memory, say, or could not start
+                log.error("the JSON helper process failed (%s: %s); starting another",
+                          type(e).__name__, e)
                 await self._stop()
                 return "gone", None
 
-    async def _start(self) -> asyncio.subprocess.Process:
-        if self._helper is None or self._helper.returncode is not None:
-            self._helper = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "seqenc.server.json_helper",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        return self._helper
-
     async def _stop(self) -> None:
         helper, self._helper = self._helper, None
-        if helper is None or helper.returncode is not None:
-            return
-        helper.stdin.close()  # it exits when stdin closes
-        try:
-            await asyncio.wait_for(helper.wait(), 5)
-        except TimeoutError:
-            helper.kill()
-            await helper.wait()
+        if helper is not None:
+            await asyncio.to_thread(helper.stop)
 
     async def close(self) -> None:
         """Stop the helper (the lifespan's end)."""
@@ -105,6 +91,35 @@ class BodyParser:
             return
         async with self._lock:
             await self._stop()
+
+
+class Helper:
+    """One json_helper process and the server's end of its pipe. Blocking calls: the
+    BodyParser runs them in a thread, where waiting on the pipe does not hold the GIL."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # never fork a process running torch
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=serve, args=(child,), daemon=True,
+                                       name="seqenc-json-helper")
+        try:
+            self.process.start()
+        finally:
+            child.close()  # the helper's end lives in the helper: EOF there once we close
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def parse(self, body: bytes, limit: int) -> tuple[str, Any]:
+        self.conn.send_bytes(LIMIT.pack(limit) + body)
+        return pickle.loads(self.conn.recv_bytes())
+
+    def stop(self) -> None:
+        self.conn.close()  # it exits when its pipe closes
+        self.process.join(STOP_SECONDS)
+        if self.process.exitcode is None:
+            self.process.kill()
+            self.process.join()
 
 
 class _Request(Request):

@@ -1,5 +1,6 @@
 """``seqenc serve``: run the embedding server until SIGTERM or Ctrl-C, then drain and exit 0
-(requests cut off by --graceful-timeout get 503; the exit code is 0 all the same).
+(requests cut off by --graceful-timeout get 503, and a model load still running then is
+abandoned; the exit code is 0 all the same).
 
 Only click is imported here at start-up; uvicorn, fastapi and torch are imported by ``serve``.
 """
@@ -11,12 +12,14 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from seqenc.choices import DEVICES, DTYPES, LOG_LEVELS
 from seqenc.exits import (
     EXIT_ERROR,
+    EXIT_OK,
     SERVE_EXIT_CODES,
     ModelLoadError,
     exit_codes,
@@ -51,7 +54,12 @@ def serve(
     (cuda when a GPU is visible). ``reranker`` (a cross-encoder directory) adds /rerank and
     /v1/rerank, ``sparse_model`` (a *ForMaskedLM directory) /embed_sparse; given either
     without ``model``, the server loads no embedding model. Raises ModelLoadError if a model
-    cannot be loaded (or the device is missing), ListenError if the address cannot be bound."""
+    cannot be loaded (or the device is missing), ListenError if the address cannot be bound.
+
+    A model load still running --graceful-timeout seconds after the signal cannot be stopped,
+    and Python cannot finalise while that thread may be inside torch (the process would abort):
+    the process then exits 0 at once (``os._exit``, after flushing its output) instead of
+    returning."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):  # before anything slow
         require(module, "seqenc serve")
     from seqenc.model import ModelNotFoundError, resolve_device, resolve_model_path
@@ -120,9 +128,21 @@ def serve(
         print(f"seqenc: listening on http://{host}:{bound_port} (model {settings.model_id})",
               file=sys.stderr, flush=True)
         server.run(sockets=[sock])
-    error = app.state.server.error
-    if error:
-        raise ModelLoadError(error)
+    state = app.state.server
+    if state.load_abandoned:
+        _exit_now(EXIT_OK)
+    if state.error:
+        raise ModelLoadError(state.error)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process without finalising the interpreter, whose shutdown would kill the
+    loader thread wherever it is (inside torch: std::terminate, exit -6). Output first."""
+    for handler in logging.getLogger("seqenc").handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def model_id(model: str | None) -> str:
@@ -208,9 +228,10 @@ def _classify(e: Exception) -> tuple[int, str] | None:
               show_default=True, help="Where the encoder runs; auto = cuda when a GPU is visible.")
 @click.option("--graceful-timeout", default=60.0, show_default=True,
               type=click.FloatRange(min=0),
-              help="Seconds to finish in-flight requests after SIGTERM; those still running "
-                   "then are answered 503 and their forward pass is stopped at its next "
-                   "layer, and the process exits 0.")
+              help="Seconds to finish in-flight requests (or a model load) after SIGTERM; "
+                   "requests still running then are answered 503 and their forward pass is "
+                   "stopped at its next layer, a load still running is abandoned, and the "
+                   "process exits 0.")
 @click.option("--read-timeout", default=10.0, show_default=True,
               type=click.FloatRange(min=0, min_open=True),
               help="Seconds a request head may take to arrive, and a body may pause; a body "

@@ -1,10 +1,15 @@
 """The helper process that parses large request bodies for the server (``bodies.py``), so
-that the event loop never runs a long ``json.loads``. Standard library only: it starts in
-~50 ms and holds no model.
+that the event loop never runs a long ``json.loads``. It holds no model and imports only the
+standard library.
 
-Protocol on stdin/stdout, one request at a time: the server writes a header (value limit,
-body length: two little-endian uint64) and the body; the helper answers with a length
-(uint64) and a pickle of ``parse_counted(body, limit)``. It exits when stdin closes.
+It is started with multiprocessing's *spawn* context, not as ``python -m ...``: spawn hands
+the child the server's own ``sys.path`` (a zipapp's archive, a launcher's additions) and
+works in frozen installs (PyInstaller's multiprocessing support), where ``sys.executable``
+cannot run ``-m``.
+
+Protocol on a multiprocessing Pipe, one request at a time: the server sends one message, the
+value limit (little-endian uint64) followed by the body; the helper answers with a pickle of
+``parse_counted(body, limit)``. It exits when the server's end of the pipe closes.
 """
 
 from __future__ import annotations
@@ -12,11 +17,9 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-import sys
 from typing import Any
 
-HEADER = struct.Struct("<QQ")
-LENGTH = struct.Struct("<Q")
+LIMIT = struct.Struct("<Q")
 
 
 def parse_counted(body: bytes, limit: int) -> tuple[str, Any]:
@@ -43,17 +46,16 @@ def parse_counted(body: bytes, limit: int) -> tuple[str, Any]:
     return "ok", value
 
 
-def main() -> None:
-    read, write = sys.stdin.buffer, sys.stdout.buffer
+def serve(conn: Any) -> None:
+    """The helper's loop (the spawned process's target): one body in, one reply out."""
     try:
-        while len(header := read.read(HEADER.size)) == HEADER.size:
-            limit, size = HEADER.unpack(header)
-            reply = pickle.dumps(parse_counted(read.read(size), limit), pickle.HIGHEST_PROTOCOL)
-            write.write(LENGTH.pack(len(reply)) + reply)
-            write.flush()
+        while True:
+            try:
+                message = conn.recv_bytes()
+            except EOFError:  # the server closed its end: done
+                return
+            (limit,) = LIMIT.unpack_from(message)
+            body = message[LIMIT.size:]
+            conn.send_bytes(pickle.dumps(parse_counted(body, limit), pickle.HIGHEST_PROTOCOL))
     except (BrokenPipeError, KeyboardInterrupt):  # the server went away, or Ctrl-C reached
         pass  # the whole process group: nothing to report either way
-
-
-if __name__ == "__main__":
-    main()

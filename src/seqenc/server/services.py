@@ -32,6 +32,26 @@ class Service:
     info: dict[str, Any]
 
 
+def server_queue(run: Any, settings: Settings, metrics: ServerMetrics) -> BatchQueue:
+    """The batching queue of one model's ``run`` (backend.embed, .run), with the server's
+    limits and metrics; not started."""
+    from seqenc.allocator import release_free_memory
+
+    from .backend import interrupt_passes  # torch: only when a model loads
+
+    return BatchQueue(
+        run,
+        max_batch_tokens=settings.max_batch_tokens,
+        batch_size=settings.batch_size,
+        max_batch_requests=settings.max_batch_requests,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        on_batch=metrics.batch,
+        on_wait=metrics.queue_duration.observe,
+        interrupt=interrupt_passes,
+        on_idle=release_free_memory,  # fragments of varied batch shapes add up
+    )
+
+
 def _model(model_or_loader: Any) -> Any:
     is_model = hasattr(model_or_loader, "tokenizer")
     return model_or_loader if is_model else model_or_loader()
@@ -41,25 +61,12 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
                   metrics: ServerMetrics) -> Service:
     """Load (if given a loader), build the backend and queue, warm up. Raises what loading
     raised."""
-    from seqenc.allocator import release_free_memory
-
-    from .backend import interrupt_passes
     from .search_backend import RerankBackend, SparseBackend
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     model = _model(model_or_loader)
     backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.threads)
-    queue = BatchQueue(
-        backend.run,
-        max_batch_tokens=settings.max_batch_tokens,
-        batch_size=settings.batch_size,
-        max_batch_requests=settings.max_batch_requests,
-        max_concurrent_requests=settings.max_concurrent_requests,
-        on_batch=metrics.batch,
-        on_wait=metrics.queue_duration.observe,
-        interrupt=interrupt_passes,
-        on_idle=release_free_memory,
-    )
+    queue = server_queue(backend.run, settings, metrics)
     queue.start(warm_up=backend.warm_up)
     return Service(kind, backend, queue, {**backend.describe(), "routes": ROUTES[kind]})

@@ -17,7 +17,7 @@ from .errors import ApiError
 from .metrics import ServerMetrics
 from .queue import BatchQueue
 from .schemas import InfoResponse
-from .services import NAMES, ROUTES, Service, start_service
+from .services import NAMES, ROUTES, Service, server_queue, start_service
 from .settings import Settings
 from .tokenization import Tokenization
 
@@ -39,6 +39,7 @@ class ServerState:
         self.phase = "loading the model"
         self.error: str | None = None
         self.ready = False
+        self.load_abandoned = False  # close() gave up on a load still running (see close)
         self._closing = False
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
@@ -65,10 +66,7 @@ class ServerState:
                 self.phase = f"loading the {NAMES[kind][0]}"
                 started[kind] = start_service(kind, loader, self.settings, self.metrics)
         except Exception as e:
-            self.error = f"the {NAMES[kind][0]} failed to load: {type(e).__name__}: {e}"
-            log.error("%s", self.error)
-            if on_load_error is not None:
-                on_load_error(e)
+            self._failed(NAMES[kind][0], e, on_load_error)
             return
         self.services = started
         if model_or_loader is None:
@@ -92,35 +90,20 @@ class ServerState:
             return
         self.phase = "loading the model"
         try:
-            from seqenc.allocator import release_free_memory
-
-            from .backend import ModelBackend, interrupt_passes  # torch: only when needed
+            from .backend import ModelBackend  # torch: only when needed
 
             is_model = hasattr(model_or_loader, "encoder") and hasattr(model_or_loader,
                                                                        "tokenizer")
             model = model_or_loader if is_model else model_or_loader()
             tokenization = Tokenization.from_model(model)
             backend = ModelBackend(model, s.dtype, s.threads)
-            queue = BatchQueue(
-                backend.embed,
-                max_batch_tokens=s.max_batch_tokens,
-                batch_size=s.batch_size,
-                max_batch_requests=s.max_batch_requests,
-                max_concurrent_requests=s.max_concurrent_requests,
-                on_batch=self.metrics.batch,
-                on_wait=self.metrics.queue_duration.observe,
-                interrupt=interrupt_passes,
-                on_idle=release_free_memory,  # fragments of varied batch shapes add up
-            )
+            queue = server_queue(backend.embed, s, self.metrics)
             if self._closing:  # no worker started yet: nothing to stop
                 return
             self.phase = "warming up"
             queue.start(warm_up=lambda: backend.warm_up(tokenization.encode(["warm up"])[0]))
         except Exception as e:
-            self.error = f"the model failed to load: {type(e).__name__}: {e}"
-            log.error("%s", self.error)
-            if on_load_error is not None:
-                on_load_error(e)
+            self._failed("model", e, on_load_error)
             return
         if s.max_batch_tokens < model.max_seq_length:
             log.warning("max_batch_tokens=%d < max input length %d: long inputs run alone",
@@ -135,6 +118,14 @@ class ServerState:
             self.ready = True
         log.info("model %s ready (dimension %d, max input %d tokens)", s.model_id,
                  model.dimension, model.max_seq_length)
+
+    def _failed(self, what: str, error: Exception,
+                on_load_error: Callable[[BaseException], None] | None) -> None:
+        """A load failed: /health reports it from now on, and ``on_load_error`` hears of it."""
+        self.error = f"the {what} failed to load: {type(error).__name__}: {error}"
+        log.error("%s", self.error)
+        if on_load_error is not None:
+            on_load_error(error)
 
     def _describe(self, model: Any | None, threads: int) -> dict[str, Any]:
         """/info: the embedding model (null fields when there is none), the reranker and
@@ -174,15 +165,25 @@ class ServerState:
 
     def close(self) -> None:
         """Run what is queued (for up to --graceful-timeout), then stop the workers (the
-        lifespan's end). Returns only once no thread of ours is inside torch: one still running
-        when the interpreter exits aborts the process (see ``BatchQueue.close``). A load in
-        progress is waited for too; it stops at its next stage."""
+        lifespan's end). Returns only once no queue worker of ours is inside torch: one still
+        running when the interpreter exits aborts the process (see ``BatchQueue.close``).
+
+        A load in progress stops at its next stage, waited for up to --graceful-timeout. One
+        that takes longer (a huge checkpoint, a hung network filesystem) cannot be stopped
+        from here: ``load_abandoned`` is then set, and the caller must end the process
+        without finalising the interpreter (``seqenc serve`` exits 0 with os._exit)."""
         with self._lock:
             self._closing = True
             self.ready = False
+        timeout = self.settings.graceful_timeout
         if self._loader is not None and self._loader.is_alive():
-            log.info("shutdown: waiting for the model load in progress to stop")
-            self._loader.join()
+            log.info("shutdown: waiting up to %gs (--graceful-timeout) for the model load in "
+                     "progress to stop", timeout)
+            self._loader.join(timeout)
+            if self._loader.is_alive():
+                self.load_abandoned = True
+                log.warning("shutdown: the model load did not stop within --graceful-timeout "
+                            "(%gs); exiting without waiting for it", timeout)
         with self._lock:
             queues = [self.queue] + [service.queue for service in self.services.values()]
         for queue in queues:
