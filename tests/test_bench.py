@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from seqenc.bench import gemm_gflops, min_cosine, model_flops, run_benchmark, save
+from seqenc.bench import MIN_MEAN_COSINE, gemm_gflops, min_cosine, model_flops, run_benchmark, save
 from seqenc.model import SentenceEncoder
 
 pytest.importorskip("sentence_transformers")
@@ -33,6 +34,7 @@ def test_min_cosine():
 
 def test_gemm_probe_is_positive():
     assert gemm_gflops(torch.float32, n=256, budget_s=0.2) > 0
+    assert gemm_gflops(torch.int8, n=256, budget_s=0.2) > 0
 
 
 def test_benchmark_runs_and_checks_agreement(tmp_path):
@@ -51,6 +53,37 @@ def test_benchmark_runs_and_checks_agreement(tmp_path):
     save(result, tmp_path / "r.json", tmp_path / "r.png")
     assert json.loads((tmp_path / "r.json").read_text())["modes"][0]["dtype"] == "float32"
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_int8_mode_races_the_fastest_other_precision():
+    from seqenc import int8
+    from seqenc.precision import native_bf16_matmul
+
+    if not int8._VNNI:
+        pytest.skip("no VNNI on this CPU: int8 is refused (test_int8_is_refused_without_vnni)")
+    corpus = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
+    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()][:40]
+    lines = []
+    result = run_benchmark(texts, dtypes=("int8",), rounds=1, sweep_lengths=(), peers=(),
+                           log=lines.append)
+    (mode,) = result.modes
+    ours, other = mode.engines
+    assert (ours.name, ours.precision) == ("seqenc int8", "int8")
+    assert other.name == ("seqenc bf16" if native_bf16_matmul() else "seqenc fp32")
+    assert MIN_MEAN_COSINE["int8"] <= ours.mean_cosine_to_fp32 < 1.0
+    assert ours.min_cosine_to_fp32 <= ours.mean_cosine_to_fp32
+    assert other.mean_cosine_to_fp32 > ours.mean_cosine_to_fp32  # bf16/fp32 is closer
+    assert other.seqenc_ratio > 0 and ours.seqenc_ratio == 1
+    assert mode.gemm_gflops["int8"] > 0
+    assert any("seqenc int8: cosine to seqenc fp32 min" in line for line in lines)
+
+
+def test_int8_is_refused_without_vnni(monkeypatch):
+    from seqenc import int8
+
+    monkeypatch.setattr(int8, "_VNNI", False)
+    with pytest.raises(ValueError, match="needs a CPU with VNNI"):
+        run_benchmark(["a", "b"], dtypes=("float32", "int8"))
 
 
 ONNX_PEERS_CHECK = """

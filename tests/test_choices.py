@@ -31,7 +31,7 @@ def option_choices(command: click.Command, name: str) -> tuple[str, ...]:
         (cli.encode, "device", choices.DEVICES),
         (cli.encode, "fmt", choices.INPUT_FORMATS),
         (cli.encode, "on_error", choices.ON_ERROR),
-        (bench_command, "dtypes", choices.DTYPES),
+        (bench_command, "dtypes", choices.ENCODE_DTYPES),
         (bench_command, "device", choices.DEVICES),
         (serve_command, "dtype", choices.DTYPES),
         (serve_command, "device", choices.DEVICES),

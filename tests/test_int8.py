@@ -42,11 +42,13 @@ def test_int8_linear_within_its_bound(monkeypatch, kernel):
     assert torch.all((ours - exact).abs() <= bound * 1.001 + 1e-5)
 
 
-def test_kernels_and_torch_ops_agree(monkeypatch):
+@pytest.mark.parametrize("smooth", [False, True])
+def test_kernels_and_torch_ops_agree(monkeypatch, smooth):
     if not int8._fast_kernels():
         pytest.skip("no AVX-512 (de)quantisation kernels on this CPU")
     torch.manual_seed(2)
-    layer = int8.Int8Linear(torch.nn.Linear(32, 16))
+    factors = torch.rand(32) * 4 + 0.25 if smooth else None  # the kernel applies 1 / factors
+    layer = int8.Int8Linear(torch.nn.Linear(32, 16), factors)
     x = torch.randn(21, 32)
     fast = layer(x)
     monkeypatch.setattr(int8, "_fast_kernels", lambda: False)

@@ -1,4 +1,5 @@
-"""bf16 on CPUs without native bf16 matmuls: bf16's weights, fp32's arithmetic."""
+"""bf16: on CPUs without native bf16 matmuls bf16's weights and fp32's arithmetic; on CPUs with
+our bf16 GEMM (avx512bf16) bf16 GEMM inputs and everything else float32."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from seqenc import precision
-from seqenc.nn import Encoder
-from seqenc.precision import cast_encoder, round_to_bf16
+from seqenc.nn import Encoder, kernels
+from seqenc.precision import Bf16Linear, bf16_encoder, cast_encoder, round_to_bf16
 
 
 def test_round_to_bf16_gives_representable_values_in_fp32_storage():
@@ -40,3 +41,87 @@ def test_cast_encoder_keeps_the_original(tiny_cfg, monkeypatch, native):
             assert torch.equal(bf16, round_to_bf16(expected)(ids).last_hidden_state)
     cos = torch.nn.functional.cosine_similarity(fp32, bf16.float(), dim=-1)
     assert cos.min().item() > 0.99
+
+
+# ---- bf16 GEMM inputs only (CPUs with the avx512bf16 kernel set) ---------------------------
+
+needs_bf16_gemm = pytest.mark.skipif(not kernels.supports_bf16(),
+                                     reason="no avx512bf16 kernel set here (no bf16 GEMM)")
+
+
+def bert_cfg(make_cfg):
+    return make_cfg(d_model=64, n_heads=4, d_ff=128, n_layers=2, norm="post", activation="gelu")
+
+
+@needs_bf16_gemm
+def test_bf16_linear_rounds_only_its_inputs():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    layer = Bf16Linear(linear)
+    x = torch.randn(3, 5, 64)
+    with torch.inference_mode():
+        y = layer(x)
+    assert y.dtype == torch.float32 and y.shape == (3, 5, 48)
+    x64 = x.to(torch.bfloat16).double()
+    w64 = linear.weight.detach().to(torch.bfloat16).double()
+    want = x64 @ w64.t() + linear.bias.detach().double()  # bias float32, not rounded
+    size = x64.abs() @ w64.abs().t() + linear.bias.detach().double().abs()
+    assert torch.all((y.double() - want).abs() <= kernels.GEMM_BF16_ERROR * 65 * size + 1e-30)
+
+
+@needs_bf16_gemm
+def test_bf16_linear_without_our_kernels_computes_the_same(monkeypatch):
+    linear = torch.nn.Linear(32, 16)
+    layer = Bf16Linear(linear)
+    x = torch.randn(9, 32)
+    with torch.inference_mode():
+        ours = layer(x)
+        monkeypatch.setattr(kernels, "ENABLED", False)  # PyTorch's ops on the same bf16 values
+        theirs = layer(x)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@needs_bf16_gemm
+def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, monkeypatch):
+    """Against float64 on the same bf16-rounded GEMM inputs (emulated: a float64 encoder
+    whose linears round their inputs and weights to bf16), the bf16 encoder is as close as
+    the float32 encoder is to float64 (plus float32 roundings), far closer than the encoder
+    cast to bf16, and it keeps the fused path."""
+    torch.manual_seed(0)
+    cfg = bert_cfg(make_cfg)
+    encoder = Encoder(cfg).init_weights(std=0.2).eval()
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    ours = bf16_encoder(encoder)
+    assert all(torch.equal(v, before[k]) for k, v in encoder.state_dict().items())
+    assert sum(isinstance(m, Bf16Linear) for m in ours.modules()) == 4 * cfg.n_layers
+    assert all(p.dtype == torch.float32 for p in ours.parameters())
+    ids = torch.randint(5, cfg.vocab_size, (3, 11))
+    keep = torch.arange(11)[None, :] < torch.tensor([11, 7, 2])[:, None]
+    emulated = Encoder(cfg).eval().double()
+    emulated.load_state_dict({k: v.double() for k, v in before.items()})
+    for m in emulated.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.weight.data = m.weight.data.to(torch.bfloat16).double()
+            m.register_forward_pre_hook(lambda _m, a: (a[0].to(torch.bfloat16).double(),))
+    calls = []
+    fused = kernels.fused_post_norm_layer
+    monkeypatch.setattr(kernels, "fused_post_norm_layer",
+                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    with torch.inference_mode():
+        want = emulated(ids, keep).last_hidden_state[keep]
+        got = ours(ids, keep).last_hidden_state[keep].double()
+        assert len(calls) == cfg.n_layers, "the bf16 encoder left the fused path"
+        cast = cast_encoder(encoder, torch.bfloat16)(ids, keep).last_hidden_state[keep].double()
+    error = (got - want).abs().max().item()
+    assert error <= 1e-5 * want.abs().max().item(), error
+    assert error < (cast - want).abs().max().item() / 100
+
+
+def test_bf16_encoder_falls_back_to_the_cast_where_the_gemm_cannot_run(tiny_cfg, monkeypatch):
+    monkeypatch.setattr(kernels, "ENABLED", False)  # as on an AVX2-only CPU
+    encoder = Encoder(tiny_cfg).init_weights().eval()
+    ours = bf16_encoder(encoder)
+    assert not any(isinstance(m, Bf16Linear) for m in ours.modules())
+    expected = cast_encoder(encoder, torch.bfloat16)
+    assert {k: v.dtype for k, v in ours.state_dict().items()} == {
+        k: v.dtype for k, v in expected.state_dict().items()}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from seqenc.choices import DEVICES, DTYPES
-from seqenc.exits import EXIT_CODES, exit_codes, unexpected
+from seqenc.choices import DEVICES, DTYPES, ENCODE_DTYPES
+from seqenc.exits import EXIT_CODES, EXIT_USAGE, exit_codes, fail, unexpected
 from seqenc.extras import require
 
 # In a checkout beside ../shared the recorded benchmark corpus; anywhere else (an installed
@@ -34,7 +34,9 @@ def default_bench_corpus() -> Path:
 @click.option("--texts", "n_texts", type=click.IntRange(min=2), default=None,
               help="Use the first N texts of the corpus.")
 @click.option("--dtype", "dtypes", multiple=True, default=DTYPES,
-              type=click.Choice(DTYPES), show_default=True)
+              type=click.Choice(ENCODE_DTYPES), show_default=True,
+              help="Modes to race (repeat the option). int8 (CPUs with VNNI) races seqenc "
+                   "bf16 (fp32 without bf16 instructions) and OpenVINO's default.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,
               help="Batch seqenc by this padded-token budget instead of --batch-size rows.")
@@ -62,6 +64,13 @@ def bench_command(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens,
     extra: pip install 'seqenc[bench]'.
     """
     require("sentence_transformers", "seqenc bench")  # before reading or loading anything
+    if "int8" in dtypes:
+        from seqenc.int8 import check_vnni
+
+        try:
+            check_vnni()
+        except ValueError as e:
+            fail(f"--dtype int8: {e}", EXIT_USAGE)
     from seqenc.bench import run_benchmark, save
 
     corpus = corpus or default_bench_corpus()

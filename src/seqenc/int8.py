@@ -52,11 +52,11 @@ class Int8Linear(nn.Module):
 
     def matmul(self, x: Tensor) -> Tensor:
         """x W^T without the bias: (N, K) float -> (N, M) float32."""
-        if self.inv_smooth is not None:
-            x = x * self.inv_smooth
         x = x.float().contiguous()
         fast = _fast_kernels() and x.shape[1] % 16 == 0 and self.out_features % 16 == 0
         if not fast:
+            if self.inv_smooth is not None:
+                x = x * self.inv_smooth
             q, scale = quantize_rows(x)
             acc = _int_mm(q, self.weight_t)  # (N, M) int32
             return acc.float().mul_(scale[:, None]).mul_(self.weight_scale)
@@ -65,7 +65,9 @@ class Int8Linear(nn.Module):
         N, K = x.shape
         threads = torch.get_num_threads()
         q, scale = torch.empty(N, K, dtype=torch.int8), torch.empty(N)
-        _kernels.quantize_rows(x.data_ptr(), q.data_ptr(), scale.data_ptr(), N, K, threads)
+        smooth = self.inv_smooth  # applied by the kernel as it reads x: no smoothed copy
+        _kernels.quantize_rows(x.data_ptr(), q.data_ptr(), scale.data_ptr(), N, K, threads,
+                               0 if smooth is None else smooth.contiguous().data_ptr())
         acc = _int_mm(q, self.weight_t).contiguous()
         _kernels.dequantize_rows(acc.data_ptr(), scale.data_ptr(), self.weight_scale.data_ptr(),
                                  N, self.out_features, threads)
@@ -102,6 +104,14 @@ def _has_vnni() -> bool:
 
 
 _VNNI = _has_vnni()
+
+
+def check_vnni() -> None:
+    """Refuse int8, in one line that says why, on CPUs without VNNI."""
+    if not _VNNI:
+        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
+                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
+                         "is slower than float32. Use float32 (or bfloat16)")
 
 
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:
@@ -180,10 +190,7 @@ def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
     if device.type != "cpu":
         raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
                          "use float32 or bfloat16 there")
-    if not _VNNI:
-        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
-                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
-                         "is slower than float32. Use float32 (or bfloat16)")
+    check_vnni()
     clone = copy.deepcopy(encoder).eval().float()
     stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
     quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))

@@ -319,7 +319,9 @@ class SentenceEncoder:
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
         """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
-        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; CPUs with VNNI)."""
+        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; CPUs with VNNI).
+        bfloat16: seqenc.precision.bf16_encoder (on AVX512-BF16 CPUs bf16 GEMM inputs with
+        everything else float32; elsewhere the encoder cast to bf16)."""
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]
         if torch_dtype not in self._encoders:
             if torch_dtype == torch.int8:
@@ -327,9 +329,9 @@ class SentenceEncoder:
 
                 self._encoders[torch_dtype] = int8_encoder(self.encoder, self.tokenizer)
             else:
-                from .precision import cast_encoder
+                from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
 
-                self._encoders[torch_dtype] = cast_encoder(self.encoder, torch_dtype)
+                self._encoders[torch_dtype] = bf16_encoder(self.encoder)
         return self._encoders[torch_dtype]
 
 

@@ -160,12 +160,14 @@ def openvino_peer(model: SentenceEncoder, onnx_path: Path, batch_size: int, thre
 def build_peers(model: SentenceEncoder, dtype: str, names: Sequence[str], batch_size: int,
                 threads: int, device: str = "cpu", workdir: Path | None = None) -> list[Peer]:
     """The peers for one seqenc mode: fp32 races sentence-transformers fp32, ORT fp32 and
-    OpenVINO f32; bf16 races sentence-transformers bf16 and OpenVINO's default precision."""
+    OpenVINO f32; bf16 races sentence-transformers bf16 and OpenVINO's default precision; int8
+    races OpenVINO's default precision (the fastest peer; sentence-transformers' torch path has
+    no int8 mode of its own)."""
     unknown = set(names) - set(PEERS)
     if unknown:
         raise ValueError(f"unknown peer(s) {sorted(unknown)}; choose from {', '.join(PEERS)}")
     peers = []
-    if "sentence-transformers" in names:
+    if "sentence-transformers" in names and dtype != "int8":
         torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
         peers.append(sentence_transformers_peer(model, torch_dtype, batch_size, device))
     if device != "cpu" or not {"onnxruntime", "openvino"} & set(names):

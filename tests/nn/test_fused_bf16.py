@@ -75,12 +75,14 @@ def test_bf16_fused_encoder_is_as_close_to_float64_as_torch_bf16(make_cfg, monke
 
 @needs_bf16
 def test_bf16_real_sentences_stay_close_to_float32(monkeypatch):
-    """The default model on 200 real sentences through the fused bf16 path: every bf16 vector's
-    cosine to its fp32 vector is at least MIN_COSINE, and the worst one is no worse than with
-    PyTorch's bf16 ops. (The issue's bar is 0.9999; rounding the weights alone to bf16 costs
-    down to 0.99993 here, bf16 GEMM inputs 0.99991: see benchmarks/RESULTS.md.)"""
+    """The default model on 200 real sentences, encode(dtype="bfloat16"): bf16 GEMM inputs,
+    everything else float32 (precision.bf16_encoder), on the fused path. Every bf16 vector's
+    cosine to its fp32 vector is at least MIN_COSINE, the issue's bar, which the encoder cast
+    to bf16 (every GEMM output and the residual stream rounded too: the fused bf16 path above)
+    misses here (0.99987, benchmarks/RESULTS.md)."""
     pytest.importorskip("tokenizers")
     from seqenc.model import SentenceEncoder
+    from seqenc.precision import cast_encoder
 
     texts = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     model = SentenceEncoder.from_pretrained()
@@ -92,13 +94,13 @@ def test_bf16_real_sentences_stay_close_to_float32(monkeypatch):
     calls.clear()
     ours = cosines(model.encode(texts, dtype="bfloat16"), fp32)
     assert calls, "bf16 encode did not take the fused path"
-    monkeypatch.setattr(kernels, "ENABLED", False)
-    torch_ops = cosines(model.encode(texts, dtype="bfloat16"), fp32)
+    model._encoders[torch.bfloat16] = cast_encoder(model.encoder, torch.bfloat16)
+    cast = cosines(model.encode(texts, dtype="bfloat16"), fp32)
     assert len(texts) >= 150 and ours.min() >= MIN_COSINE, ours.min()
-    assert ours.min() >= torch_ops.min(), (ours.min(), torch_ops.min())
+    assert ours.min() > cast.min() and ours.mean() > cast.mean(), (ours, cast)
 
 
-MIN_COSINE = 0.9998
+MIN_COSINE = 0.9999
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

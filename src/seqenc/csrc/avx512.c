@@ -128,31 +128,38 @@ int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, con
 #endif
 
 #ifdef SEQENC_X86
-/* int8 activations, one scale per row: scale[r] = max_c |x[r, c]| / 127 and q = round(x /
- * scale) (to nearest even, |q| <= 127), so |x - q scale| <= scale / 2 per element. n % 16 == 0. */
-AVX512 static void quantize_rows(const float *x, int8_t *q, float *scale, int64_t n, int64_t lo,
-                                 int64_t hi) {
+/* int8 activations, one scale per row: scale[r] = max_c |x[r, c] mul[c]| / 127 and q = round(x mul
+ * / scale) (to nearest even, |q| <= 127), so |x mul - q scale| <= scale / 2 per element, x mul
+ * rounded once in float32. mul (the inverse smoothing factors, or NULL for none) is applied here
+ * so no smoothed copy of x is made. n % 16 == 0. */
+AVX512 static inline __m512 scaled16(const float *row, const float *mul, int64_t c) {
+    const __m512 v = _mm512_loadu_ps(row + c);
+    return mul ? _mm512_mul_ps(v, _mm512_loadu_ps(mul + c)) : v;
+}
+
+AVX512 static void quantize_rows(const float *x, const float *mul, int8_t *q, float *scale,
+                                 int64_t n, int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
         const float *row = x + r * n;
         __m512 top = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) top = _mm512_max_ps(top, _mm512_abs_ps(_mm512_loadu_ps(row + c)));
+        for (int64_t c = 0; c < n; c += 16) top = _mm512_max_ps(top, _mm512_abs_ps(scaled16(row, mul, c)));
         float m = _mm512_reduce_max_ps(top);
         const float s = m > 1e-30f ? m / 127.0f : 1.0f;
         scale[r] = s;
         const __m512 inv = _mm512_set1_ps(1.0f / s);
         for (int64_t c = 0; c < n; c += 16) {
-            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + c), inv));
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(scaled16(row, mul, c), inv));
             v = _mm512_max_epi32(_mm512_min_epi32(v, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
             _mm_storeu_si128((__m128i *)(q + r * n + c), _mm512_cvtsepi32_epi8(v));
         }
     }
 }
 
-void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
-                             int threads) {
+void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float *scale,
+                             int64_t rows, int64_t n, int threads) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++)
-        quantize_rows(x, q, scale, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
+        quantize_rows(x, mul, q, scale, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows);
 }
 
 /* In place: the int32 products of int8 rows become float32, acc[r, c] row_scale[r] col_scale[c]

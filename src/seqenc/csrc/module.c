@@ -155,22 +155,23 @@ static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     return PyLong_FromLong(lanes);
 }
 
-/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads): float32 (rows, n) -> int8 with one
- * scale per row. dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
+/* quantize_rows(x_ptr, q_ptr, scale_ptr, rows, n, threads[, mul_ptr]): float32 (rows, n) ->
+ * int8 with one scale per row, each column first multiplied by mul (float32 (n,), 0: none). dequantize_rows(acc_ptr, row_scale_ptr, col_scale_ptr, rows, n, threads): int32
  * -> float32 in place. AVX-512 only, n % 16 == 0 (checked by the caller, seqenc/int8.py). */
 static PyObject *py_quantize_rows(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long x, q, scale;
+    unsigned long long x, q, scale, mul = 0;
     long long rows, n;
     int threads;
-    if (!PyArg_ParseTuple(args, "KKKLLi", &x, &q, &scale, &rows, &n, &threads)) return NULL;
+    if (!PyArg_ParseTuple(args, "KKKLLi|K", &x, &q, &scale, &rows, &n, &threads, &mul))
+        return NULL;
     if (n % 16 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "width must be a multiple of 16");
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    seqenc_quantize_rows512((const float *)(uintptr_t)x, (int8_t *)(uintptr_t)q,
-                            (float *)(uintptr_t)scale, rows, n, threads);
+    seqenc_quantize_rows512((const float *)(uintptr_t)x, (const float *)(uintptr_t)mul,
+                            (int8_t *)(uintptr_t)q, (float *)(uintptr_t)scale, rows, n, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -189,6 +190,44 @@ static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     seqenc_dequantize_rows512((int32_t *)(uintptr_t)acc, (const float *)(uintptr_t)row_scale,
                               (const float *)(uintptr_t)col_scale, rows, n, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T, A (n, k) bf16, W
+ * packed by seqenc/precision.py (gemm_bf16.c says how), C float32. to_bf16(x_ptr, y_ptr, n, k,
+ * threads): float32 rows -> bf16 rows. AVX512-BF16 only; shapes and the CPU checked by the
+ * caller (seqenc/precision.py) beyond the conditions tested here. */
+static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, packed, c;
+    long long n, m, k, ldc;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &packed, &c, &n, &m, &k, &ldc, &threads))
+        return NULL;
+    if (k % 2 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "gemm_bf16 needs k even, m % 16 == 0 and ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_gemm_bf16((const uint16_t *)(uintptr_t)a, (const uint16_t *)(uintptr_t)packed,
+                     (float *)(uintptr_t)c, n, m, k, ldc, threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, y;
+    long long n, k;
+    int threads;
+    if (!PyArg_ParseTuple(args, "KKLLi", &x, &y, &n, &k, &threads)) return NULL;
+    if (k % 16 || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "to_bf16 needs a width divisible by 16");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_to_bf16((const float *)(uintptr_t)x, (uint16_t *)(uintptr_t)y, n, k, threads);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -219,6 +258,8 @@ static PyMethodDef methods[] = {
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
+    {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
+    {"to_bf16", py_to_bf16, METH_VARARGS, "float32 rows -> bf16 rows (nearest even)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
     {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},

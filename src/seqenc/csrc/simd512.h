@@ -51,12 +51,17 @@ void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
                             int dtype);
-/* avx512.c, int8: per-row quantisation of float32 rows, and the int32 products back to float32
- * in place (n % 16 == 0). */
-void seqenc_quantize_rows512(const float *x, int8_t *q, float *scale, int64_t rows, int64_t n,
-                             int threads);
+/* avx512.c, int8: per-row quantisation of float32 rows (each column times mul[c] first, mul
+ * NULL for none), and the int32 products back to float32 in place (n % 16 == 0). */
+void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float *scale,
+                             int64_t rows, int64_t n, int threads);
 void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
                                int64_t rows, int64_t n, int threads);
+/* gemm_bf16.c: C (N, M) float32 = A (N, K) bf16 times W^T, W packed as gemm_bf16.c says
+ * (K even, M % 16 == 0); and float32 rows -> bf16 rows (K % 16 == 0). Need ISA_AVX512BF16. */
+void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
+                      int64_t m, int64_t k, int64_t ldc, int threads);
+void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threads);
 /* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
 double seqenc_peak_gops(int kind, int64_t iters, int threads);
 #endif

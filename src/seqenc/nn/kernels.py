@@ -11,9 +11,10 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 - ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
   multiple of 16 (attention stays on the AVX2 kernel);
-- ``avx512bf16``: also AVX512-BF16: the epilogues read and write bfloat16 as well (float32
-  arithmetic, one round-to-nearest-even on the way out), so a bf16 encoder keeps the fused
-  path with bf16 GEMMs (oneDNN's, on the CPU's bf16 dot products).
+- ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
+  what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
+  write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
+  encoder cast to bf16 keeps the fused path with bf16 GEMMs (oneDNN's).
 Every function below takes an ``isa`` to force a set (tests run each set the CPU has).
 """
 
@@ -241,9 +242,64 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
 
 
+# gemm_bf16.c: bf16 inputs, float32 accumulation and output. The weights are packed once into
+# panels of GEMM_PANEL columns (pairs of k side by side, what vdpbf16ps multiplies).
+GEMM_PANEL = 48
+# |ours - exact| <= GEMM_BF16_ERROR K sum_k |a_k w_k| (+ 1e-30) against float64 on the same bf16
+# inputs: the products are exact in float32, so this is a float32 sum's bound (K roundings of
+# one unit in the last place each), K the inner dimension.
+GEMM_BF16_ERROR = 2.0 ** -24
+
+
+def can_gemm_bf16(k: int, m: int) -> bool:
+    """Whether gemm_bf16 runs here for inner width k and output width m."""
+    return supports_bf16() and k % 16 == 0 and m % 16 == 0
+
+
+def pack_bf16(weight: Tensor) -> Tensor:
+    """(M, K) weight -> its values rounded to bf16 (nearest even) in gemm_bf16's layout:
+    panel by panel of GEMM_PANEL rows of the weight, (K / 2, width, 2) each. -> (M K,) bf16."""
+    M, K = weight.shape
+    if K % 2 or M % 16:
+        raise ValueError(f"pack_bf16 needs an even K and M divisible by 16, got ({M}, {K})")
+    w = weight.detach().to(torch.bfloat16)
+    panels = [w[c0:c0 + GEMM_PANEL].reshape(-1, K // 2, 2).transpose(0, 1).reshape(-1)
+              for c0 in range(0, M, GEMM_PANEL)]
+    return torch.cat(panels).contiguous()
+
+
+def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
+    """pack_bf16's inverse: (M, K) bf16."""
+    parts = []
+    for c0 in range(0, m, GEMM_PANEL):
+        width = min(GEMM_PANEL, m - c0)
+        panel = packed[c0 * k:(c0 + width) * k].view(k // 2, width, 2)
+        parts.append(panel.transpose(0, 1).reshape(width, k))
+    return torch.cat(parts)
+
+
+def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
+    """x W^T for x (N, K) float32 (rounded to bf16 on the way in) and W (M, K) packed by
+    pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs can_gemm_bf16(K, M)."""
+    _check_rows(x)
+    N, K = x.shape
+    if (x.dtype != torch.float32 or not can_gemm_bf16(K, m) or packed.numel() != m * K
+            or packed.dtype != torch.bfloat16 or not packed.is_contiguous()):
+        raise ValueError(f"gemm_bf16 takes float32 (N, K) rows, K and M divisible by 16 and "
+                         f"(M K,) packed weights on the avx512bf16 kernel set: got {x.dtype} "
+                         f"({N}, {K}), M={m}, {packed.numel()} packed values, set {ISA!r}")
+    threads = torch.get_num_threads()
+    a = torch.empty(N, K, dtype=torch.bfloat16)
+    _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
+    out = torch.empty(N, m)
+    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+    return out
+
+
 def matmul(x: Tensor, weight) -> Tensor:
     """x W^T without the bias: (N, K) -> (N, M) contiguous. ``weight`` is an (M, K) tensor, or
-    a module whose ``matmul`` computes it (int8.Int8Linear: float32 out)."""
+    a module whose ``matmul`` computes it (int8.Int8Linear, precision.Bf16Linear: float32
+    out)."""
     if isinstance(weight, Tensor):
         return torch.mm(x, weight.t())
     return weight.matmul(x)

@@ -1,0 +1,94 @@
+"""Our bf16 GEMM (csrc/gemm_bf16.c: bf16 inputs, float32 sums and output) against float64 on
+the same bf16-rounded inputs, within the bound nn/kernels.py states (GEMM_BF16_ERROR). Runs
+where the CPU has the avx512bf16 kernel set; elsewhere skipped, by name (pack/unpack run
+everywhere: they are PyTorch ops)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqenc.nn import kernels
+
+needs_bf16 = pytest.mark.skipif(not kernels.supports_bf16(),
+                                reason="no avx512bf16 kernel set here (no bf16 GEMM)")
+
+
+def exact(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x W^T in float64 on the bf16-rounded inputs, and sum_k |x_k w_k| per entry."""
+    x64, w64 = x.to(torch.bfloat16).double(), w.to(torch.bfloat16).double()
+    return x64 @ w64.t(), x64.abs() @ w64.abs().t()
+
+
+@pytest.mark.parametrize("m", [16, 48, 80, 1152])  # whole panels of 48, and a last one of 16/32
+def test_pack_and_unpack_are_inverse(m):
+    w = torch.randn(m, 32)
+    packed = kernels.pack_bf16(w)
+    assert packed.dtype == torch.bfloat16 and packed.shape == (m * 32,)
+    assert torch.equal(kernels.unpack_bf16(packed, m, 32), w.to(torch.bfloat16))
+    # the layout gemm_bf16.c reads: panel of columns c0.., then pairs of k side by side
+    assert packed[2].item() == w[1, 0].to(torch.bfloat16).item()
+    assert packed[3].item() == w[1, 1].to(torch.bfloat16).item()
+
+
+def test_pack_refuses_widths_it_cannot_lay_out():
+    with pytest.raises(ValueError, match="even K and M divisible by 16"):
+        kernels.pack_bf16(torch.randn(24, 32))
+    with pytest.raises(ValueError, match="even K and M divisible by 16"):
+        kernels.pack_bf16(torch.randn(16, 31))
+
+
+@needs_bf16
+@pytest.mark.parametrize("n,k,m", [
+    (1, 16, 16),  # one row, one vector of columns
+    (7, 32, 80),  # fewer rows than the 8-row micro-kernel; a last panel of 32 columns
+    (67, 384, 1152),  # MiniLM's qkv: 64-row tiles plus 3 leftover rows
+    (130, 1536, 384),  # MiniLM's FFN down: the longest K
+    (0, 64, 48),  # an empty batch
+])
+def test_gemm_bf16_within_its_bound(n, k, m):
+    torch.manual_seed(n + k + m)
+    x = torch.randn(n, k) * 3
+    w = torch.randn(m, k) * 0.05
+    x[:, 0] = 300.0  # an outlier channel, as MiniLM has
+    ours = kernels.gemm_bf16(x, kernels.pack_bf16(w), m)
+    assert ours.dtype == torch.float32 and ours.shape == (n, m)
+    want, size = exact(x, w)
+    bound = kernels.GEMM_BF16_ERROR * k * size + 1e-30
+    assert torch.all((ours.double() - want).abs() <= bound)
+    # and it is not a bf16 output: far closer than one bf16 rounding of the result
+    if n:
+        assert (ours.double() - want).abs().max() < 2.0**-12 * want.abs().max()
+
+
+@needs_bf16
+def test_gemm_bf16_on_two_threads_equals_one():
+    x, w = torch.randn(200, 128), torch.randn(96, 128)
+    packed = kernels.pack_bf16(w)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernels.gemm_bf16(x, packed, 96)
+        torch.set_num_threads(2)
+        two = kernels.gemm_bf16(x, packed, 96)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)  # each entry is one thread's sum in a fixed order
+
+
+@needs_bf16
+def test_gemm_bf16_refuses_what_it_cannot_take():
+    packed = kernels.pack_bf16(torch.randn(32, 32))
+    with pytest.raises(ValueError, match="float32"):
+        kernels.gemm_bf16(torch.randn(4, 32).double(), packed, 32)
+    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+        kernels.gemm_bf16(torch.randn(4, 32).bfloat16(), packed, 32)
+    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+        kernels.gemm_bf16(torch.randn(4, 32), packed, 16)  # packed for another M
+    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+        kernels.gemm_bf16(torch.randn(4, 24), kernels.pack_bf16(torch.randn(32, 24)), 32)
+
+
+def test_gemm_bf16_is_offered_only_with_the_bf16_kernel_set():
+    assert kernels.can_gemm_bf16(384, 1152) == kernels.supports_bf16()
+    assert not kernels.can_gemm_bf16(24, 32) and not kernels.can_gemm_bf16(32, 24)
