@@ -1,21 +1,25 @@
-/* C = A W^T in float32 with AVX-512 FMAs, weights packed once (gemm_bf16.c's layout and tiling,
- * one k per step instead of a pair).
+/* C = A W^T in float32 with AVX-512 FMAs (gemm_bf16.c's register tile, one k per step).
  *
  * Why our own: on the AMD EPYC (Zen 5) machines here MKL's sgemm runs its AVX2 code (probe: ~139
  * GFLOP/s on 2 threads), while the cores do twice that with 512-bit FMAs; ONNX Runtime and
  * OpenVINO (oneDNN) reach 190-210 GFLOP/s on MiniLM's shapes (benchmarks/RESULTS.md).
  *
- *   A (N, K) float32 rows, C (N, M) float32 with row stride ldc;
- *   W (M, K) packed: panel p (columns c0 .. c0 + w, w = PANEL but in the last panel, a multiple of
- *   16) holds packed[c0 K + k w + j] = W[c0 + j, k].
- * Each output is a float32 sum of K float32 products, each FMA rounding once: the error bound
- * is a float32 dot product's (tests/nn/test_gemm_f32.py). */
+ *   A (N, K) float32 rows, W (M, K) float32 rows (an nn.Linear weight as it is), C (N, M) float32
+ *   with row stride ldc, M % 16 == 0.
+ * W is not packed ahead of time (a cache of packed weights went stale when an optimizer changed
+ * them in place without bumping their version): each thread copies the 48-column panel it works
+ * on into a buffer, k-major (buf[k w + j] = W[c0 + j, k]), and keeps it while its next tiles are
+ * in the same panel; that is M K copies per thread at most, against 2 N M K flops.
+ * Each output is a float32 sum of K products, each FMA rounding once: the error bound is a
+ * float32 dot product's (tests/nn/test_gemm_f32.py). */
 #include "simd512.h"
 
 #ifdef SEQENC_X86
+#include <omp.h>
+
 #define PANEL 48
 #define MR 8
-#define TILE_ROWS 64
+#define TILE_ROWS 128
 
 __attribute__((always_inline)) AVX512 static inline void micro_f32(
     const float *a, int64_t lda, const float *b, int64_t width, int64_t k, float *c,
@@ -57,20 +61,41 @@ AVX512 static void micro_f32_any(const float *a, int64_t lda, const float *b, in
     }
 }
 
-void seqenc_gemm_f32(const float *a, const float *packed, float *c, int64_t n, int64_t m,
-                     int64_t k, int64_t ldc, int threads) {
+static void pack_panel(const float *w, float *buf, int64_t c0, int64_t width, int64_t k) {
+    for (int64_t j = 0; j < width; j++) {
+        const float *src = w + (c0 + j) * k;
+        for (int64_t i = 0; i < k; i++) buf[i * width + j] = src[i];
+    }
+}
+
+/* -1: no memory for the panel buffers. */
+int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,
+                    int64_t ldc, int threads) {
     const int64_t panels = (m + PANEL - 1) / PANEL, row_tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t t = 0; t < panels * row_tiles; t++) {
-        const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;
-        const int64_t c0 = p * PANEL, width = m - c0 < PANEL ? m - c0 : PANEL;
-        const int64_t hi = lo + TILE_ROWS < n ? lo + TILE_ROWS : n;
-        const float *b = packed + c0 * k;
-        for (int64_t r = lo; r < hi; r += MR) {
-            const int rows = (int)(hi - r < MR ? hi - r : MR);
-            micro_f32_any(a + r * k, k, b, width, k, c + r * ldc + c0, ldc, rows,
-                          (int)(width / 16));
+    const size_t per_thread = ((size_t)k * PANEL * sizeof(float) + 63) / 64 * 64;
+    float *buffers = aligned_alloc(64, per_thread * (size_t)threads);
+    if (!buffers) return -1;
+#pragma omp parallel num_threads(threads)
+    {
+        float *buf = (float *)((char *)buffers + per_thread * (size_t)omp_get_thread_num());
+        int64_t packed = -1;  /* the panel in buf */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < panels * row_tiles; t++) {
+            const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;
+            const int64_t c0 = p * PANEL, width = m - c0 < PANEL ? m - c0 : PANEL;
+            const int64_t hi = lo + TILE_ROWS < n ? lo + TILE_ROWS : n;
+            if (p != packed) {
+                pack_panel(w, buf, c0, width, k);
+                packed = p;
+            }
+            for (int64_t r = lo; r < hi; r += MR) {
+                const int rows = (int)(hi - r < MR ? hi - r : MR);
+                micro_f32_any(a + r * k, k, buf, width, k, c + r * ldc + c0, ldc, rows,
+                              (int)(width / 16));
+            }
         }
     }
+    free(buffers);
+    return 0;
 }
 #endif

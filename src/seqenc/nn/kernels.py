@@ -11,7 +11,7 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 - ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
   multiple of 16 (attention stays on the AVX2 kernel), and ``gemm_f32``: the fused layers'
-  float32 GEMMs on packed weights with 512-bit FMAs (MKL's sgemm ran its AVX2 code here);
+  float32 GEMMs with 512-bit FMAs (MKL's sgemm ran its AVX2 code here);
 - ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
   what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
   write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import weakref
 from typing import NamedTuple
 
 import torch
@@ -229,9 +228,9 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls are ours in float32 on AVX-512 CPUs (gemm_f32, weights packed once; MKL's
-    elsewhere), oneDNN's AVX512-BF16 GEMMs in bfloat16, oneDNN's VNNI int8 GEMMs for
-    int8.Int8Linear weights and ours for precision.Bf16Linear (float32 out); the
+    The matmuls are ours in float32 on AVX-512 CPUs (gemm_f32; MKL's elsewhere), oneDNN's
+    AVX512-BF16 GEMMs in bfloat16, oneDNN's VNNI int8 GEMMs for int8.Int8Linear weights and
+    ours for precision.Bf16Linear (float32 out); the
     elementwise work around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     """
@@ -299,11 +298,10 @@ def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
     return out
 
 
-# gemm_f32.c: float32 with AVX-512 FMAs on weights packed once (MKL's sgemm runs its AVX2 code on
-# the AMD CPUs here, at half the cores' 512-bit FMA rate). The bound against float64 is a
-# float32 dot product's: |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30.
+# gemm_f32.c: float32 with AVX-512 FMAs (MKL's sgemm runs its AVX2 code on the AMD CPUs here,
+# at half the cores' 512-bit FMA rate). The bound against float64 is a float32 dot product's:
+# |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30.
 GEMM_F32_ERROR = 2.0 ** -24
-_PACKED_F32: dict[int, tuple[weakref.ref, int, Tensor]] = {}  # id(weight) -> (ref, version, packed)
 
 
 def can_gemm_f32(k: int, m: int) -> bool:
@@ -311,41 +309,20 @@ def can_gemm_f32(k: int, m: int) -> bool:
     return ENABLED and ISA in ("avx512", "avx512bf16") and m % 16 == 0 and k > 0
 
 
-def pack_f32(weight: Tensor) -> Tensor:
-    """(M, K) float32 weight -> gemm_f32's layout: panel by panel of GEMM_PANEL rows of the
-    weight, (K, width) each. -> (M K,) float32."""
-    M, K = weight.shape
-    if M % 16:
-        raise ValueError(f"pack_f32 needs M divisible by 16, got ({M}, {K})")
-    w = weight.detach().float()
-    return torch.cat([w[c0:c0 + GEMM_PANEL].t().reshape(-1)
-                      for c0 in range(0, M, GEMM_PANEL)]).contiguous()
-
-
-def packed_f32(weight: Tensor) -> Tensor:
-    """pack_f32(weight), made once per weight and kept while the weight lives and is not
-    changed in place (its version counter: an optimizer step repacks)."""
-    key = id(weight)
-    entry = _PACKED_F32.get(key)
-    if entry is not None and entry[0]() is weight and entry[1] == weight._version:
-        return entry[2]
-    packed = pack_f32(weight)
-    _PACKED_F32[key] = (weakref.ref(weight, lambda _, key=key: _PACKED_F32.pop(key, None)),
-                        weight._version, packed)
-    return packed
-
-
-def gemm_f32(x: Tensor, packed: Tensor, m: int) -> Tensor:
-    """x W^T for x (N, K) float32 and W (M, K) packed by pack_f32: (N, M) float32."""
+def gemm_f32(x: Tensor, weight: Tensor) -> Tensor:
+    """x W^T for x (N, K) and W (M, K), both float32: (N, M) float32. W is read as it is
+    (no packed copy to go stale when an optimizer changes it in place)."""
     _check_rows(x)
     N, K = x.shape
-    if (x.dtype != torch.float32 or not can_gemm_f32(K, m) or packed.numel() != m * K
-            or packed.dtype != torch.float32 or not packed.is_contiguous()):
-        raise ValueError(f"gemm_f32 takes float32 (N, K) rows, M divisible by 16 and (M K,) "
-                         f"packed float32 weights on an AVX-512 kernel set: got {x.dtype} "
-                         f"({N}, {K}), M={m}, {packed.numel()} packed values, set {ISA!r}")
-    out = torch.empty(N, m)
-    _kernels.gemm_f32(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m,
+    M = weight.shape[0]
+    if (x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (M, K)
+            or not weight.is_contiguous() or weight.device.type != "cpu"
+            or not can_gemm_f32(K, M)):
+        raise ValueError(f"gemm_f32 takes float32 (N, K) rows and a contiguous float32 (M, K) "
+                         f"weight, M divisible by 16, on an AVX-512 kernel set: got {x.dtype} "
+                         f"({N}, {K}), {weight.dtype} {tuple(weight.shape)}, set {ISA!r}")
+    out = torch.empty(N, M)
+    _kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
                       torch.get_num_threads())
     return out
 
@@ -356,7 +333,7 @@ def matmul(x: Tensor, weight) -> Tensor:
     out)."""
     if isinstance(weight, Tensor):
         if (weight.dtype == torch.float32 and x.dtype == torch.float32 and x.shape[1] % 8 == 0
-                and can_gemm_f32(weight.shape[1], weight.shape[0])):
-            return gemm_f32(x.contiguous(), packed_f32(weight), weight.shape[0])
+                and weight.is_contiguous() and can_gemm_f32(weight.shape[1], weight.shape[0])):
+            return gemm_f32(x.contiguous(), weight)
         return torch.mm(x, weight.t())
     return weight.matmul(x)
