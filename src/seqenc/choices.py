@@ -19,11 +19,13 @@ BINARY_PRECISIONS = ("binary", "ubinary")  # 8 dimensions packed per byte
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len")
 ENCODE_OUTPUTS = ("sentence", "token")  # SentenceEncoder.encode(output=...)
 INPUT_FORMATS = ("txt", "jsonl", "csv", "tsv", "parquet")
+TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")  # training data: columns, so no txt
 OUTPUT_FORMATS = ("npy", "parquet", "jsonl")
 ENGINES = ("local", "ray")  # encode on this process, or on Ray Data (seqenc[ray])
 ON_ERROR = ("raise", "skip")  # what a bad record does: stop the run, or be reported and skipped
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 METRICS = ("accuracy", "macro_f1")  # classifier dev metrics
+PAIR_TARGETS = ("score", "label")  # `train pairs`: regression on a score, or classification
 
 
 def check_choice(name: str, value: object, choices: Iterable[str]) -> str:

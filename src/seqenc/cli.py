@@ -208,7 +208,8 @@ def encode(sources: tuple[str, ...], output: str | None, force: bool, model_name
         return encode_sparse(source, output, model_name, options["field"], options["id_field"],
                              options["fmt"], options["batch_size"], options["chunk_size"],
                              max_length, options["no_truncate"], options["on_error"], device,
-                             top_k, quiet, skip_blank=options["skip_blank"])
+                             top_k, quiet, skip_blank=options["skip_blank"],
+                             dtype=options["dtype"], threads=threads)
     out = _choose_output(source, output, force)
     device = device_option(device)
     opts = _encode_options(options, truncate=not options.pop("no_truncate"))

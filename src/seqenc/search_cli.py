@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from seqenc.choices import DEVICES, INPUT_FORMATS, ON_ERROR
+from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR
 from seqenc.exits import (
     EXIT_CODES,
     EXIT_ERROR,
@@ -101,11 +101,18 @@ def _records(source: str, fmt: str | None, field: str, id_field: str | None, on_
 @click.option("--return-text", is_flag=True, help="Include each document's text.")
 @click.option("--on-error", type=click.Choice(ON_ERROR), default="raise",
               show_default=True, help="Stop at the first bad record, or report and skip it.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+              help="Compute dtype; bfloat16 converts the model once (bf16 compute on CPUs with "
+                   "bf16 instructions, bf16 weights with fp32 compute elsewhere); scores "
+                   "stay float32.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
 @_exit_codes
 def rerank_command(query, source, model_name, output, top_k, field, id_field, fmt, batch_size,
-                   max_length, no_truncate, raw, return_text, on_error, device) -> None:
+                   max_length, no_truncate, raw, return_text, on_error, dtype, threads,
+                   device) -> None:
     """Score every document in INPUT against QUERY with a cross-encoder; best first.
 
     INPUT is read as by `seqenc encode` (txt, jsonl, csv, tsv, parquet or - for stdin). Each
@@ -115,6 +122,7 @@ def rerank_command(query, source, model_name, output, top_k, field, id_field, fm
     out = _check_output(output, RERANK_OUTPUTS)
     with _records(source, fmt, field, id_field, on_error) as reader:
         records = list(reader)
+        _set_threads(threads)
         model = load_cross_encoder(model_name, _device(device), max_length)
         if model.num_labels != 1:
             raise click.UsageError(f"{model_name} has {model.num_labels} labels; reranking "
@@ -134,7 +142,7 @@ def rerank_command(query, source, model_name, output, top_k, field, id_field, fm
                                                     f"has {e.n_tokens} tokens, more than "
                                                     f"{e.max_length}"))
         scores, report = model.predict([pairs[i] for i in keep], batch_size, raw=raw,
-                                       return_report=True) if keep else ([], None)
+                                       return_report=True, dtype=dtype) if keep else ([], None)
     ranked = sorted(zip(keep, scores, strict=True), key=lambda x: -x[1])[:top_k]
     rows = [{"rank": n, "id": records[i].id, "score": float(s),
              **({"text": records[i].text} if return_text else {})}
@@ -176,6 +184,12 @@ def _write_rows(rows: list[dict[str, Any]], out: Path | None) -> None:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _set_threads(threads: int | None) -> None:
+    from seqenc.threads import set_threads
+
+    set_threads(threads)
+
+
 def _device(name: str) -> str:
     if name == "cpu":
         return name
@@ -193,7 +207,8 @@ def _device(name: str) -> str:
 def encode_sparse(source: str, output: str | None, model_name: str | None, field: str,
                   id_field: str | None, fmt: str | None, batch_size: int, chunk_size: int,
                   max_length: int | None, no_truncate: bool, on_error: str, device: str,
-                  top_k: int | None, quiet: bool, skip_blank: bool = False) -> None:
+                  top_k: int | None, quiet: bool, skip_blank: bool = False,
+                  dtype: str = "float32", threads: int | None = None) -> None:
     """The body of `seqenc encode --sparse`: SPLADE vectors, one row per record, written
     chunk by chunk into a temporary file that becomes OUTPUT only when all succeeded.
 
@@ -203,7 +218,9 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
         raise click.UsageError("--sparse needs -o/--output (.jsonl or .parquet)")
     out = _check_output(output, SPARSE_OUTPUTS)
     with _records(source, fmt, field, id_field, on_error) as reader:
+        _set_threads(threads)
         model = load_sparse_encoder(model_name, _device(device))
+        model.modules_for(dtype)  # the bf16 copy, once, before the first chunk
         if max_length is not None:
             if max_length > model.max_seq_length:
                 raise click.BadParameter(f"{max_length} is longer than the model's limit of "
@@ -213,7 +230,7 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
         from seqenc.io import SparseWriter
         from seqenc.streaming import EncodeOptions, encode_sparse_stream
 
-        opts = EncodeOptions(batch_size, chunk_size, truncate=not no_truncate,
+        opts = EncodeOptions(batch_size, chunk_size, dtype=dtype, truncate=not no_truncate,
                              skip_blank=skip_blank)
         with sigterm_as_interrupt(), SparseWriter(out, decode=model.decode) as sink:
             stats = encode_sparse_stream(reader, model, sink, opts, top_k)

@@ -168,3 +168,41 @@ def _wait_ready(client) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"not ready: {client.get('/health').text}")
+
+
+@pytest.fixture(scope="module")
+def bf16_client(reranker, splade):
+    app = create_app(None, Settings(dtype="bfloat16", threads=1), reranker=reranker,
+                     sparse=splade)
+    with TestClient(app) as c:
+        _wait_ready(c)
+        yield c
+
+
+def test_dtype_bfloat16_serves_the_bf16_reranker_and_sparse_model(bf16_client, reranker,
+                                                                  splade):
+    """--dtype applies to the reranker and the sparse model as to the embedding model: their
+    numbers are the Python API's bf16 ones (batching may differ, so to 1e-3), within 0.01 of
+    float32 scores and at cosine > 0.99 of float32 weights (the bounds of the Python API's
+    tests, which hold bf16 against transformers' own bf16 error)."""
+    info = bf16_client.get("/info").json()
+    assert info["model_dtype"] == "bfloat16"
+    assert info["reranker"]["dtype"] == "bfloat16" and info["sparse"]["dtype"] == "bfloat16"
+    texts = TEXTS[:4]
+    r = bf16_client.post("/rerank", json={"query": QUERY, "texts": texts})
+    assert r.status_code == 200, r.text
+    got = np.array([x["score"] for x in sorted(r.json(), key=lambda x: x["index"])])
+    pairs = [(QUERY, t) for t in texts]
+    np.testing.assert_allclose(got, reranker.predict(pairs, dtype="bfloat16"), atol=1e-3)
+    fp32 = reranker.predict(pairs)
+    assert 0 < np.abs(got - fp32).max() <= 0.01
+    r = bf16_client.post("/embed_sparse", json={"inputs": texts[:2]})
+    assert r.status_code == 200, r.text
+    for row, v16, v32 in zip(r.json(), splade.encode(texts[:2], dtype="bfloat16"),
+                             splade.encode(texts[:2]), strict=True):
+        dense = np.zeros(splade.vocab_size, dtype=np.float32)
+        dense[[x["index"] for x in row]] = [x["value"] for x in row]
+        np.testing.assert_allclose(dense, v16.to_dense(splade.vocab_size), atol=1e-2)
+        a = v32.to_dense(splade.vocab_size)
+        assert 0.99 < a @ dense / np.linalg.norm(a) / np.linalg.norm(dense)
+        assert not np.array_equal(a, dense)

@@ -220,7 +220,9 @@ def _classify(e: Exception) -> tuple[int, str] | None:
 @click.option("--payload-limit", default=2_000_000, show_default=True,
               type=click.IntRange(min=1), help="Request body bytes; more is a 413.")
 @click.option("--dtype", type=click.Choice(DTYPES), default="float32",
-              show_default=True, help="Precision of the forward pass.")
+              show_default=True,
+              help="Precision of the forward pass, for every model served (embedding model, "
+                   "reranker, sparse model); bfloat16 converts them once at start-up.")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="Torch threads for the forward pass (default: one per core). On a machine "
                    "shared with other work, fewer is often faster.")

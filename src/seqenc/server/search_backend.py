@@ -5,6 +5,10 @@ The queue carries token-id lists and sizes batches by their length. A (query, do
 also needs its token types, so ``RerankBackend`` folds them into the ids it queues
 (``id + type * vocab_size``) and unfolds them in the worker: lengths, and so batching, stay
 exact, and the queue needs no second kind of job.
+
+Both compute in the server's ``--dtype`` (Settings.dtype), as the embedding backend does: a
+bfloat16 copy of the model is made at start-up (CrossEncoder.model_for,
+SparseEncoder.modules_for); scores and weights come out float32 either way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 
 from seqenc.allocator import tune_memory
+from seqenc.choices import DTYPES, check_choice
 from seqenc.threads import set_threads
 
 from .tokenization import Tokenization
@@ -26,10 +31,12 @@ class RerankBackend:
 
     kind = "rerank"
 
-    def __init__(self, model: Any, threads: int | None = None):
+    def __init__(self, model: Any, threads: int | None = None, dtype: str = "float32"):
+        self.dtype = check_choice("dtype", dtype, DTYPES)
         set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()
         self.model = model
+        model.model_for(dtype)  # convert now, not on the first request
         self.vocab_size = model.model.encoder.cfg.vocab_size
         self.threads = torch.get_num_threads()
 
@@ -52,13 +59,13 @@ class RerankBackend:
         switch, unused here: activation happens on the HTTP side)."""
         ids = [[i % self.vocab_size for i in row] for row in folded]
         types = [[i // self.vocab_size for i in row] for row in folded]
-        return self.model.logits_ids(ids, types).cpu().numpy()
+        return self.model.logits_ids(ids, types, self.dtype).cpu().numpy()
 
     def warm_up(self) -> None:
         self.run(self.encode("warm up", ["warm up"], True, "right")[0], [False])
 
     def describe(self) -> dict[str, Any]:
-        return self.model.describe()
+        return {**self.model.describe(), "dtype": self.dtype}
 
 
 class SparseBackend:
@@ -66,22 +73,24 @@ class SparseBackend:
 
     kind = "sparse"
 
-    def __init__(self, model: Any, threads: int | None = None):
+    def __init__(self, model: Any, threads: int | None = None, dtype: str = "float32"):
+        self.dtype = check_choice("dtype", dtype, DTYPES)
         set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()
         self.model = model
+        model.modules_for(dtype)  # convert now, not on the first request
         self.tokenization = Tokenization(model.tokenizer.tokenizer, model.max_seq_length,
                                          model.vocab_size)
         self.threads = torch.get_num_threads()
 
     def run(self, ids: list[list[int]], flags: Sequence[bool]) -> np.ndarray:
-        return self.model.weights_ids(ids).cpu().numpy()
+        return self.model.weights_ids(ids, self.dtype).cpu().numpy()
 
     def warm_up(self) -> None:
         self.run(self.tokenization.encode(["warm up"]), [False])
 
     def describe(self) -> dict[str, Any]:
-        return self.model.describe()
+        return {**self.model.describe(), "dtype": self.dtype}
 
 
 def sparse_rows(weights: np.ndarray) -> list[list[dict[str, float]]]:

@@ -2,9 +2,9 @@
 CrossEncoder: /rerank, /v1/rerank) and a sparse encoder (a SparseEncoder: /embed_sparse).
 
 Each gets its backend (search_backend.py) and a ``BatchQueue`` of its own, built from the same
-Settings as the embedding queue: the same batch limits, concurrency limit (per model), warm-up
-before ``/health`` turns 200, and the same metrics. One worker thread per model: a window never
-mixes two models' inputs.
+Settings as the embedding queue: the same dtype, batch limits, concurrency limit (per model),
+warm-up before ``/health`` turns 200, and the same metrics. One worker thread per model: a
+window never mixes two models' inputs.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     model = _model(model_or_loader)
-    backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.threads)
+    backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.threads,
+                                                                     settings.dtype)
     queue = server_queue(backend.run, settings, metrics)
     queue.start(warm_up=backend.warm_up)
     return Service(kind, backend, queue, {**backend.describe(), "routes": ROUTES[kind]})

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from seqenc.choices import DEVICES, DTYPES, METRICS
+from seqenc.choices import DEVICES, DTYPES, METRICS, TABLE_FORMATS
 from seqenc.exits import EXIT_INPUT, EXIT_MODEL, EXIT_USAGE, exit_codes, sigterm_as_interrupt
 
 
@@ -232,7 +232,7 @@ def _data_options(f: Callable) -> Callable:
                      help="Cross-encoders: second text [default: sentence2; 1 with "
                           "--no-header]."),
         click.option("--no-header", is_flag=True, help="csv/tsv without a header row."),
-        click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+        click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
                      default=None, help="Input format [default: from the file name]."),
         click.option("--batch-size", type=int, default=64, show_default=True),
     ]):
@@ -266,6 +266,18 @@ def _pair_model(model_dir: str, first: str | None, second: str | None):
     return None
 
 
+def _read_pairs(cross, file: str, first: str | None, second: str | None, target: str | None,
+                no_header: bool, fmt: str | None, require_targets: bool):
+    """(PairData, target column) of FILE, with `seqenc train pairs`' default columns for a
+    one-output (score) or several-output (label) cross-encoder."""
+    from .pairs import pair_columns, read_pairs
+
+    kind = "score" if cross.num_labels == 1 else "label"
+    first, second, target = pair_columns(first, second, target, not no_header, kind)
+    return read_pairs(file, first, second, target, not no_header, fmt,
+                      require_targets=require_targets), target
+
+
 @click.command("predict")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("file", type=click.Path(dir_okay=False))
@@ -288,11 +300,9 @@ def predict_command(model_dir, file, output, text_column, first_column, second_c
         raise click.BadParameter("must end in .jsonl or .csv", param_hint="--output")
     cross = _pair_model(model_dir, first_column, second_column)
     if cross is not None:
-        from .pairs_eval import pair_columns, predict_pairs, read_pair_file
+        from .pairs_eval import predict_pairs
 
-        first, second, target = pair_columns(first_column, second_column, None,
-                                             not no_header, cross.num_labels == 1)
-        data = read_pair_file(file, first, second, target, not no_header, fmt,
+        data, _ = _read_pairs(cross, file, first_column, second_column, None, no_header, fmt,
                               require_targets=False)
         predict_pairs(cross, data, output, batch_size)
     else:
@@ -328,12 +338,10 @@ def evaluate_command(model_dir, file, label_column, max_score, as_json, text_col
 
     cross = _pair_model(model_dir, first_column, second_column)
     if cross is not None:
-        from .pairs_eval import evaluate_pairs, format_report, pair_columns, read_pair_file
+        from .pairs_eval import evaluate_pairs, format_report
 
-        first, second, target = pair_columns(first_column, second_column, label_column,
-                                             not no_header, cross.num_labels == 1)
-        data = read_pair_file(file, first, second, target, not no_header, fmt,
-                              require_targets=True)
+        data, target = _read_pairs(cross, file, first_column, second_column, label_column,
+                                   no_header, fmt, require_targets=True)
         result = evaluate_pairs(cross, data, target, max_score, batch_size)
         click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
         return

@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqenc.allocator import tune_memory
+from seqenc.choices import PAIR_TARGETS, check_choice
 from seqenc.crossencoder import CrossEncoder, _pad
 from seqenc.io.errors import InputError
+from seqenc.io.readers import detect_format
 
 from . import distributed as D
 from .config import TrainConfig
@@ -32,14 +34,12 @@ from .recipes import check_output
 from .tasks import Batch, Task, _copy_weights, _sorted_batches
 from .trainer import Trainer, TrainResult
 
-TARGETS = ("score", "label")
-
 
 @dataclass
 class PairData:
     firsts: list[str]
     seconds: list[str]
-    targets: list[str]  # as read; scores or labels
+    targets: list[str | None]  # as read; scores or labels (None: no target column)
     lines: list[int]
     source: str
 
@@ -52,12 +52,27 @@ class PairData:
                         self.source)
 
 
+def pair_columns(first: str | None, second: str | None, target: str | None, header: bool,
+                 kind: str = "score") -> tuple[str, str, str]:
+    """Command-line columns -> names (with a header: sentence1, sentence2 and ``kind``, i.e.
+    score or label, by default) or 0-based indices (without one: 0, 1, 2)."""
+    if header:
+        return first or "sentence1", second or "sentence2", target or kind
+    return first or "0", second or "1", target or "2"
+
+
 def read_pairs(path: str, first: str, second: str, target: str, header: bool = True,
-               fmt: str | None = None) -> PairData:
-    """(first, second, target) rows from csv/tsv/jsonl/parquet; errors name file and line."""
-    a = read_labelled(path, first, target, header=header, fmt=fmt)
-    b = read_labelled(path, second, target, header=header, fmt=fmt)
-    return PairData(a.texts, b.texts, [str(t) for t in a.labels], a.lines, a.source)
+               fmt: str | None = None, require_targets: bool = True) -> PairData:
+    """(first, second[, target]) rows from csv/tsv/jsonl/parquet; every problem names the
+    file, line and field. Without ``require_targets`` a missing target column is allowed
+    (targets are None: prediction input)."""
+    if detect_format(path, fmt) == "txt":
+        raise InputError("a .txt file holds one text per line; pairs need two columns (csv, "
+                         "tsv, jsonl or parquet)", file=path)
+    a, b = (read_labelled(path, column, target, header=header, fmt=fmt,
+                          require_labels=require_targets) for column in (first, second))
+    return PairData(a.texts, b.texts, [None if t is None else str(t) for t in a.labels],
+                    a.lines, a.source)
 
 
 def scores_of(data: PairData, column: str, max_score: float) -> np.ndarray:
@@ -188,10 +203,8 @@ class PairsJob:
     resume: bool = False
 
     def columns(self) -> tuple[str, str, str]:
-        if self.header:
-            return (self.first_column or "sentence1", self.second_column or "sentence2",
-                    self.target_column or self.target)
-        return self.first_column or "0", self.second_column or "1", self.target_column or "2"
+        return pair_columns(self.first_column, self.second_column, self.target_column,
+                            self.header, self.target)
 
 
 def is_cross_encoder(name: str | None) -> bool:
@@ -236,8 +249,7 @@ def _targets(job: PairsJob, train: PairData, dev: PairData | None):
 def train_pairs(job: PairsJob, cfg: TrainConfig, ctx: D.DistContext | None = None, echo=None,
                 progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
     """Read pairs, build (or resume) the cross-encoder, train, export."""
-    if job.target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {job.target!r}")
+    check_choice("target", job.target, PAIR_TARGETS)
     tune_memory()
     ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
     say = echo or (lambda m: print(m, flush=True))

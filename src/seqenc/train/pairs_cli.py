@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from seqenc.choices import PAIR_TARGETS, TABLE_FORMATS
+
 from .cli import _errors, _run, _train_config, _training_options, train_group
 
 
@@ -15,7 +17,7 @@ from .cli import _errors, _run, _train_config, _training_options, train_group
 @click.option("--dev-fraction", type=float, default=0.0, show_default=True,
               help="Without --dev: hold out this share of --train as dev.")
 @click.option("--split-seed", type=int, default=0, show_default=True)
-@click.option("--target", type=click.Choice(["score", "label"]), default="score",
+@click.option("--target", type=click.Choice(PAIR_TARGETS), default="score",
               show_default=True,
               help="score: regression on a number in [0, 1] (after --max-score); label: "
                    "classification over the labels found in --train.")
@@ -29,7 +31,7 @@ from .cli import _errors, _run, _train_config, _training_options, train_group
               help="Score or label [default: score or label; 2 with --no-header].")
 @click.option("--no-header", is_flag=True,
               help="csv/tsv without a header row; columns are 0-based indices.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "jsonl", "parquet"]),
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS),
               default=None, help="Input format [default: from the file name].")
 @click.option("--from", "init", default="default", show_default=True,
               help="Pretrained encoder to fine-tune with a new head ('default' = the packaged "

@@ -23,7 +23,7 @@ from seqenc.atomic import atomic_path
 from seqenc.crossencoder import CrossEncoder
 from seqenc.io.errors import InputError
 
-from .data import LabelledTexts, encode_labels, read_labelled
+from .data import LabelledTexts, encode_labels
 from .metrics import classification_report
 from .pairs import PairData, correlations, scores_of
 from .predict import write_predictions
@@ -45,31 +45,6 @@ def labels_of(model: CrossEncoder) -> list[str]:
     """Output i's label, from config.json's id2label (keys may be strings or integers)."""
     known = model.config.get("id2label") or {}
     return [str(known.get(str(i), known.get(i, f"LABEL_{i}"))) for i in range(model.num_labels)]
-
-
-def pair_columns(first: str | None, second: str | None, target: str | None, header: bool,
-                 regression: bool) -> tuple[str, str, str]:
-    """Command-line columns -> names (with a header) or 0-based indices (without one); the
-    defaults are `seqenc train pairs`'s."""
-    if header:
-        return first or "sentence1", second or "sentence2", target or (
-            "score" if regression else "label")
-    return first or "0", second or "1", target or "2"
-
-
-def read_pair_file(path: str, first: str, second: str, target: str, header: bool,
-                   fmt: str | None, require_targets: bool) -> PairData:
-    """(first, second[, target]) rows; every problem names the file, line and field."""
-    def read(column: str) -> LabelledTexts:
-        return read_labelled(path, column, target, header=header, fmt=fmt,
-                             require_labels=require_targets)
-
-    if (fmt or Path(path).suffix.lower().lstrip(".")) == "txt":
-        raise InputError("a .txt file holds one text per line; pairs need two columns (csv, "
-                         "tsv, jsonl or parquet)", file=path)
-    a, b = read(first), read(second)
-    return PairData(a.texts, b.texts, [None if t is None else str(t) for t in a.labels],
-                    a.lines, a.source)
 
 
 def evaluate_pairs(model: CrossEncoder, data: PairData, target_column: str,
