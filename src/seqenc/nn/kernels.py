@@ -255,7 +255,7 @@ GEMM_BF16_ERROR = 2.0 ** -24
 
 def can_gemm_bf16(k: int, m: int) -> bool:
     """Whether gemm_bf16 runs here for inner width k and output width m."""
-    return supports_bf16() and k % 16 == 0 and m % 16 == 0
+    return supports_bf16() and k % 16 == 0 and m % 16 == 0 and _has("gemm_bf16")
 
 
 def pack_bf16(weight: Tensor) -> Tensor:
@@ -306,7 +306,14 @@ GEMM_F32_ERROR = 2.0 ** -24
 
 def can_gemm_f32(k: int, m: int) -> bool:
     """Whether gemm_f32 runs here for inner width k and output width m (avx512 kernel set)."""
-    return ENABLED and ISA in ("avx512", "avx512bf16") and m % 16 == 0 and k > 0
+    return (ENABLED and ISA in ("avx512", "avx512bf16") and m % 16 == 0 and k > 0
+            and _has("gemm_f32"))
+
+
+def _has(name: str) -> bool:
+    """Whether the built extension has this kernel: a checkout pulled past a C change without
+    rebuilding (`make setup`) keeps an older _kernels; it then runs PyTorch's GEMMs instead."""
+    return hasattr(_kernels, name)
 
 
 def gemm_f32(x: Tensor, weight: Tensor) -> Tensor:
