@@ -216,6 +216,27 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T in float32, W (m, k) float32
+ * rows. AVX-512 only, checked by the caller (seqenc/nn/kernels.py). */
+static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, w, c;
+    long long n, m, k, ldc;
+    int threads, status;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &w, &c, &n, &m, &k, &ldc, &threads))
+        return NULL;
+    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0 and ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_gemm_f32((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
+                             (float *)(uintptr_t)c, n, m, k, ldc, threads);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, y;
@@ -259,6 +280,7 @@ static PyMethodDef methods[] = {
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
+    {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512)."},
     {"to_bf16", py_to_bf16, METH_VARARGS, "float32 rows -> bf16 rows (nearest even)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},

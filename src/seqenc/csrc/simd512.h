@@ -62,6 +62,10 @@ void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                       int64_t m, int64_t k, int64_t ldc, int threads);
 void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threads);
+/* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
+ * (M % 16 == 0); -1 without memory for its panel buffers. Needs ISA_AVX512. */
+int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,
+                    int64_t ldc, int threads);
 /* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
 double seqenc_peak_gops(int kind, int64_t iters, int threads);
 #endif

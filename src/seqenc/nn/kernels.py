@@ -10,7 +10,8 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 ``avx512`` caps it, e.g. to compare them on one machine):
 - ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
-  multiple of 16 (attention stays on the AVX2 kernel);
+  multiple of 16 (attention stays on the AVX2 kernel), and ``gemm_f32``: the fused layers'
+  float32 GEMMs with 512-bit FMAs (MKL's sgemm ran its AVX2 code here);
 - ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
   what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
   write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
@@ -227,8 +228,9 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls stay PyTorch's (MKL in float32, oneDNN's AVX512-BF16 GEMMs in bfloat16, oneDNN's
-    VNNI int8 GEMMs for int8.Int8Linear weights, float32 out); the
+    The matmuls are ours in float32 on AVX-512 CPUs (gemm_f32; MKL's elsewhere), oneDNN's
+    AVX512-BF16 GEMMs in bfloat16, oneDNN's VNNI int8 GEMMs for int8.Int8Linear weights and
+    ours for precision.Bf16Linear (float32 out); the
     elementwise work around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     """
@@ -253,7 +255,7 @@ GEMM_BF16_ERROR = 2.0 ** -24
 
 def can_gemm_bf16(k: int, m: int) -> bool:
     """Whether gemm_bf16 runs here for inner width k and output width m."""
-    return supports_bf16() and k % 16 == 0 and m % 16 == 0
+    return supports_bf16() and k % 16 == 0 and m % 16 == 0 and _has("gemm_bf16")
 
 
 def pack_bf16(weight: Tensor) -> Tensor:
@@ -296,10 +298,49 @@ def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
     return out
 
 
+# gemm_f32.c: float32 with AVX-512 FMAs (MKL's sgemm runs its AVX2 code on the AMD CPUs here,
+# at half the cores' 512-bit FMA rate). The bound against float64 is a float32 dot product's:
+# |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30.
+GEMM_F32_ERROR = 2.0 ** -24
+
+
+def can_gemm_f32(k: int, m: int) -> bool:
+    """Whether gemm_f32 runs here for inner width k and output width m (avx512 kernel set)."""
+    return (ENABLED and ISA in ("avx512", "avx512bf16") and m % 16 == 0 and k > 0
+            and _has("gemm_f32"))
+
+
+def _has(name: str) -> bool:
+    """Whether the built extension has this kernel: a checkout pulled past a C change without
+    rebuilding (`make setup`) keeps an older _kernels; it then runs PyTorch's GEMMs instead."""
+    return hasattr(_kernels, name)
+
+
+def gemm_f32(x: Tensor, weight: Tensor) -> Tensor:
+    """x W^T for x (N, K) and W (M, K), both float32: (N, M) float32. W is read as it is
+    (no packed copy to go stale when an optimizer changes it in place)."""
+    _check_rows(x)
+    N, K = x.shape
+    M = weight.shape[0]
+    if (x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (M, K)
+            or not weight.is_contiguous() or weight.device.type != "cpu"
+            or not can_gemm_f32(K, M)):
+        raise ValueError(f"gemm_f32 takes float32 (N, K) rows and a contiguous float32 (M, K) "
+                         f"weight, M divisible by 16, on an AVX-512 kernel set: got {x.dtype} "
+                         f"({N}, {K}), {weight.dtype} {tuple(weight.shape)}, set {ISA!r}")
+    out = torch.empty(N, M)
+    _kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
+                      torch.get_num_threads())
+    return out
+
+
 def matmul(x: Tensor, weight) -> Tensor:
     """x W^T without the bias: (N, K) -> (N, M) contiguous. ``weight`` is an (M, K) tensor, or
     a module whose ``matmul`` computes it (int8.Int8Linear, precision.Bf16Linear: float32
     out)."""
     if isinstance(weight, Tensor):
+        if (weight.dtype == torch.float32 and x.dtype == torch.float32 and x.shape[1] % 8 == 0
+                and weight.is_contiguous() and can_gemm_f32(weight.shape[1], weight.shape[0])):
+            return gemm_f32(x.contiguous(), weight)
         return torch.mm(x, weight.t())
     return weight.matmul(x)
