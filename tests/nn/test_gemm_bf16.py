@@ -81,12 +81,19 @@ def test_gemm_bf16_refuses_what_it_cannot_take():
     packed = kernels.pack_bf16(torch.randn(32, 32))
     with pytest.raises(ValueError, match="float32"):
         kernels.gemm_bf16(torch.randn(4, 32).double(), packed, 32)
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
-        kernels.gemm_bf16(torch.randn(4, 32).bfloat16(), packed, 32)
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+    with pytest.raises(ValueError, match="gemm_bf16 takes"):
         kernels.gemm_bf16(torch.randn(4, 32), packed, 16)  # packed for another M
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+    with pytest.raises(ValueError, match="gemm_bf16 takes"):
         kernels.gemm_bf16(torch.randn(4, 24), kernels.pack_bf16(torch.randn(32, 24)), 32)
+
+
+@needs_bf16
+def test_gemm_bf16_takes_bf16_rows_as_they_are():
+    """bf16 rows (written by the kernel before the GEMM) skip the conversion: the same result
+    as float32 rows rounded on the way in."""
+    x, packed = torch.randn(70, 64) * 2, kernels.pack_bf16(torch.randn(96, 64))
+    assert torch.equal(kernels.gemm_bf16(x.bfloat16(), packed, 96),
+                       kernels.gemm_bf16(x, packed, 96))
 
 
 def test_gemm_bf16_is_offered_only_with_the_bf16_kernel_set():

@@ -45,12 +45,18 @@ AVX512BF16 static inline void store_bf16(uint16_t *p, __m512 v) {
     _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
 }
 
-/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. */
+/* attention512.c: attention.c's kernel with 16 lanes; hd % 16 == 0, a bf16 output (out16)
+ * needs ISA_AVX512BF16. */
+int seqenc_varlen_attention512(const Problem *pr, const int64_t *starts, const int64_t *lengths,
+                               int64_t n_seq, int64_t n_rows, int threads);
+/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. For float32 rows, out16 (GELU:
+ * the result goes there as bf16, x is left as it is) and copy16 (LayerNorm: a bf16 copy of the
+ * result) need ISA_AVX512BF16 too; NULL for none. */
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype);
+                         int dtype, uint16_t *out16);
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
-                            int dtype);
+                            int dtype, uint16_t *copy16);
 /* avx512.c, int8: per-row quantisation of float32 rows (each column times mul[c] first, mul
  * NULL for none), and the int32 products back to float32 in place (n % 16 == 0). */
 void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float *scale,
