@@ -94,6 +94,12 @@ class Bf16Linear(nn.Module):
         w = kernels.unpack_bf16(self.packed, self.out_features, self.in_features)
         return x.to(torch.bfloat16).float() @ w.float().t()
 
+    def matmul_gelu(self, x: Tensor, bias: Tensor) -> Tensor:
+        """gelu(x W^T + bias) rounded to bf16, the GELU inside our GEMM's epilogue (CPU, where
+        takes_bf16_rows()): (N, K) float32 or bf16 -> (N, M) bf16."""
+        return kernels.gemm_bf16(x.contiguous(), self.packed, self.out_features,
+                                 gelu_bias=bias.float().contiguous())
+
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         y = self.matmul(x.reshape(-1, shape[-1]))

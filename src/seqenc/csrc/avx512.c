@@ -12,39 +12,6 @@
 #endif
 
 #ifdef SEQENC_X86
-/* Phi(x) = erfc(-x / sqrt 2) / 2: elementwise.c's normal_cdf256 with 16 lanes, the same
- * algorithm and constants (Numerical Recipes' erfcc, z^2 carried exactly into exp), so the same
- * relative bound (kernels.GELU_RELATIVE_ERROR) holds. */
-AVX512 static inline __m512 normal_cdf512(__m512 x) {
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-    const __m512 a = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(14.0f));
-    const __m512 z = _mm512_mul_ps(a, _mm512_set1_ps(0.70710678118654752f));
-    const __m512 d = _mm512_fmadd_ps(z, half, one);
-    __m512 t = _mm512_rcp14_ps(d);                                /* 14 bits, then Newton */
-    t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);
-    __m512 c = _mm512_set1_ps(0.17087277f);
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.82215223f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.48851587f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.13520398f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.27886807f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.18628806f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.09678418f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.37409196f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.00002368f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.26551223f));
-    const __m512 hi = _mm512_mul_ps(a, a), lo = _mm512_fmsub_ps(a, a, hi);
-    const __m512 h = _mm512_mul_ps(hi, _mm512_set1_ps(-0.5f));
-    const __m512 s = _mm512_add_ps(h, c);
-    const __m512 bb = _mm512_sub_ps(s, h);
-    __m512 e = _mm512_add_ps(_mm512_sub_ps(h, _mm512_sub_ps(s, bb)), _mm512_sub_ps(c, bb));
-    e = _mm512_fnmadd_ps(lo, half, e);
-    __m512 erfc = _mm512_mul_ps(t, exp512(s));
-    erfc = _mm512_fmadd_ps(erfc, e, erfc);
-    const __m512 tail = _mm512_mul_ps(erfc, half);
-    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail);
-}
-
 AVX512BF16 static inline __m512 load16(const void *p, int64_t i, int dtype) {
     return dtype == DTYPE_BF16 ? load_bf16((const uint16_t *)p + i)
                                : _mm512_loadu_ps((const float *)p + i);

@@ -220,16 +220,18 @@ static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T, A (n, k) bf16, W
- * packed by seqenc/precision.py (gemm_bf16.c says how), C float32. to_bf16(x_ptr, y_ptr, n, k,
+/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr]): C = A W^T, A
+ * (n, k) bf16, W packed by seqenc/precision.py (gemm_bf16.c says how), C float32; with
+ * gelu_bias_ptr (float32 (m,)) C = gelu(A W^T + bias) in bf16. to_bf16(x_ptr, y_ptr, n, k,
  * threads): float32 rows -> bf16 rows. AVX512-BF16 only; shapes and the CPU checked by the
- * caller (seqenc/precision.py) beyond the conditions tested here. */
+ * caller (seqenc/nn/kernels.py) beyond the conditions tested here. */
 static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long a, packed, c;
+    unsigned long long a, packed, c, gelu_bias = 0;
     long long n, m, k, ldc;
     int threads;
-    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &packed, &c, &n, &m, &k, &ldc, &threads))
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|K", &a, &packed, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias))
         return NULL;
     if (k % 2 || m % 16 || ldc < m || n < 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "gemm_bf16 needs k even, m % 16 == 0 and ldc >= m");
@@ -237,7 +239,8 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS
     seqenc_gemm_bf16((const uint16_t *)(uintptr_t)a, (const uint16_t *)(uintptr_t)packed,
-                     (float *)(uintptr_t)c, n, m, k, ldc, threads);
+                     (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                     (const float *)(uintptr_t)gelu_bias);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -278,7 +278,8 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     With Bf16Linear weights (bf16 inputs, float32 everywhere else) the kernel before each of
     the out, up and down GEMMs also rounds its float32 result to bf16 as it stores it (the same
-    rounding the GEMM would apply to its input), so no conversion pass runs between them.
+    rounding the GEMM would apply to its input), so no conversion pass runs between them, and
+    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
     bf16_rows = x.dtype == torch.float32 and all(
@@ -290,9 +291,10 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     a16 = torch.empty(x.shape, dtype=torch.bfloat16) if bf16_rows else None
     a = add_layer_norm_(matmul(context, w.out_weight), w.out_bias, x,
                         w.norm1_weight, w.norm1_bias, eps, copy_bf16=a16)  # (N, D)
-    hidden = matmul(a if a16 is None else a16, w.up_weight)  # (N, F)
-    hidden = (bias_gelu_bf16(hidden, w.up_bias) if bf16_rows
-              else bias_gelu_(hidden, w.up_bias))
+    if bf16_rows:  # bias + GELU in the up GEMM's epilogue, bf16 out
+        hidden = w.up_weight.matmul_gelu(a16, w.up_bias)  # (N, F) bf16
+    else:
+        hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
     return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
 
@@ -333,10 +335,12 @@ def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
     return torch.cat(parts)
 
 
-def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
+def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None) -> Tensor:
     """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
     and W (M, K) packed by pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs
-    can_gemm_bf16(K, M)."""
+    can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias), computed
+    as bias_gelu_ computes it on each float32 register tile and rounded to bf16 as stored (an
+    FFN's up projection feeding a bf16 down projection): (N, M) bfloat16."""
     _check_rows(x)
     N, K = x.shape
     if (not can_gemm_bf16(K, m) or packed.numel() != m * K
@@ -349,8 +353,16 @@ def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
     if x.dtype == torch.float32:
         a = torch.empty(N, K, dtype=torch.bfloat16)
         _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
-    out = torch.empty(N, m)
-    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+    if gelu_bias is None:
+        out = torch.empty(N, m)
+        _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+        return out
+    if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
+            or not gelu_bias.is_contiguous()):
+        raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
+    out = torch.empty(N, m, dtype=torch.bfloat16)
+    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
+                       gelu_bias.data_ptr())
     return out
 
 
