@@ -3,13 +3,17 @@
  *   attention.c    self-attention over sequences packed back to back (no gathers, no mask)
  *   attention512.c the same with 16 lanes (AVX-512)
  *   elementwise.c  bias + GELU, and bias + residual + LayerNorm, each in one pass
- *   simd.h         the AVX2 helpers they share
+ *   avx512.c       the same epilogues with 16 lanes, float32 or bf16; int8 (de)quantisation
+ *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
+ *   gemm_f32.c     float32 GEMM with 512-bit FMAs
+ *   peak.c         arithmetic peak probes
+ *   simd.h, simd512.h  the helpers they share
  *
- * The matmuls stay PyTorch's (MKL); these take the elementwise work around them. Work runs in
- * parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the threads are
- * PyTorch's and do not fight its GEMM threads for the cores. AVX2 + FMA only, chosen at run
- * time (`supported()`); elsewhere seqenc uses PyTorch's kernels. Built by setup.py as an
- * optional extension: without a C compiler seqenc still installs.
+ * Work runs in parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the
+ * threads are PyTorch's and do not fight its GEMM threads for the cores. The kernel set is
+ * chosen at run time (`best_isa()`: AVX2 + FMA, AVX-512, AVX512-BF16); without AVX2 + FMA
+ * seqenc uses PyTorch's kernels. Built by setup.py as an optional extension: without a C
+ * compiler seqenc still installs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
