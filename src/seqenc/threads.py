@@ -27,7 +27,7 @@ one batch's Python overlaps another's kernels. Every row is computed by the same
 same order either way, so the vectors are bit for bit the same. Measured on 2 cores (bf16,
 1000 bench texts, benchmarks/RESULTS.md): quiet, wall 1.13-1.22 s vs 1.19-1.32 s one batch at a
 time; at load ~2.5 from other processes, 1.0-1.6 s vs 2.4-3.0 s; with `seqenc bench --busy 1`
-(a spinning process beside it) bf16 kept 64% of its quiet speed, against 36% before.
+(a spinning process beside it) bf16 kept 52-64% of its quiet speed, against 36% before.
 """
 
 from __future__ import annotations
