@@ -13,6 +13,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "int8.h"
 #include "simd512.h"
 
 static PyObject *supported(PyObject *self, PyObject *args) {
@@ -253,6 +254,64 @@ static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gemm_int8(kind, a_ptr, packed_ptr, corr_ptr, row_scale_ptr, col_scale_ptr, out_ptr, n, m, k,
+ * ldc, threads): gemm_int8.c's int8 GEMM (corr_ptr 0: none; row_scale_ptr 0: int32 out).
+ * quantize_int8(x_ptr, mul_ptr, q_ptr, scale_ptr, rows, n, threads, format): its activations.
+ * int8_kernels(): a bit per kernel this CPU runs. Pointers and layouts are checked by the caller
+ * (seqenc/int8.py); the shapes and the CPU here. */
+static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, packed, corr, row_scale, col_scale, out;
+    long long n, m, k, ldc;
+    int kind, threads;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi", &kind, &a, &packed, &corr, &row_scale,
+                          &col_scale, &out, &n, &m, &k, &ldc, &threads))
+        return NULL;
+    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+        PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
+        return NULL;
+    }
+    if (k <= 0 || k % 4 || k > 65536 || m % 16 || ldc < m || n < 0 || threads <= 0
+        || (row_scale && !col_scale)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "gemm_int8 needs 0 < k <= 65536, k % 4 == 0, m % 16 == 0 and ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_gemm_int8(kind, (const void *)(uintptr_t)a, (const void *)(uintptr_t)packed,
+                     (const int32_t *)(uintptr_t)corr, (const float *)(uintptr_t)row_scale,
+                     (const float *)(uintptr_t)col_scale, (void *)(uintptr_t)out, n, m, k, ldc,
+                     threads);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, mul, q, scale;
+    long long rows, n;
+    int threads, format;
+    if (!PyArg_ParseTuple(args, "KKKKLLii", &x, &mul, &q, &scale, &rows, &n, &threads, &format))
+        return NULL;
+    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_I16
+        || !(seqenc_int8_kernels() & 1 << INT8_I16)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "quantize_int8 needs AVX2, a width divisible by 8 and a known format");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_quantize_int8((const float *)(uintptr_t)x, (const float *)(uintptr_t)mul,
+                         (void *)(uintptr_t)q, (float *)(uintptr_t)scale, rows, n, threads,
+                         format);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_int8_kernels(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    return PyLong_FromLong(seqenc_int8_kernels());
+}
+
 /* peak(kind, iters, threads): giga-operations/s of the cores on one probe of peak.c (a
  * multiply-add counts 2). The caller checks the CPU has the probe's instructions. */
 static PyObject *py_peak(PyObject *self, PyObject *args) {
@@ -285,6 +344,9 @@ static PyMethodDef methods[] = {
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
     {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
+    {"gemm_int8", py_gemm_int8, METH_VARARGS, "int8 GEMM, exact int32 sums (gemm_int8.c)."},
+    {"quantize_int8", py_quantize_int8, METH_VARARGS, "float32 rows -> int8/uint8/int16 rows."},
+    {"int8_kernels", py_int8_kernels, METH_NOARGS, "Bit i: int8 GEMM kernel i runs here."},
 #endif
     {NULL, NULL, 0, NULL},
 };
