@@ -81,7 +81,7 @@ def test_quantized_encoder_keeps_its_outputs(make_cfg, monkeypatch):
 
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
 needs_int8 = pytest.mark.skipif(int8.GEMM is None and not int8._VNNI,
-                                reason="neither our int8 GEMMs nor VNNI here: dtype int8 is refused")
+                                reason="no int8 GEMM of ours, no VNNI: int8 is refused")
 
 
 @needs_int8
