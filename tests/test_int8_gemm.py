@@ -129,3 +129,40 @@ def test_the_best_kernel_is_the_default():
         assert "avx2" in GEMMS  # every CPU our kernels run on has an exact int8 GEMM
     if kernels.ISA == "avx2":
         assert "vnni512" not in GEMMS
+
+
+@pytest.mark.skipif(not GEMMS, reason="our int8 kernels do not run here")
+def test_concurrent_callers_and_a_forked_child_get_exact_sums():
+    """csrc/tasks.c runs one job at a time on its helpers (a second caller runs its tasks
+    inline), and a child forked after the helpers started has none and still computes."""
+    import os
+    import threading
+
+    g = torch.Generator().manual_seed(8)
+    a = torch.randint(-127, 128, (300, 384), dtype=torch.int8, generator=g)
+    w = torch.randint(-127, 128, (384, 384), dtype=torch.int8, generator=g)
+    want = a.long() @ w.long().t()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    failures = []
+
+    def work():
+        for _ in range(20):
+            if not torch.equal(int8.int8_mm(a, w).long(), want):
+                failures.append(1)
+
+    try:
+        callers = [threading.Thread(target=work) for _ in range(3)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join()
+        assert not failures
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only with the right sums
+            ok = torch.equal(int8.int8_mm(a, w).long(), want)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        torch.set_num_threads(threads)

@@ -108,7 +108,7 @@ class Int8Linear(nn.Module):
         _kernels.gemm_int8(_GEMMS[self.gemm][0], q.data_ptr(), self.packed.data_ptr(),
                            0 if self.corr is None else self.corr.data_ptr(), scale.data_ptr(),
                            self.weight_scale.data_ptr(), out.data_ptr(), N, self.out_features,
-                           K, self.out_features, torch.get_num_threads())
+                           K, self.out_features, torch.get_num_threads(), OPENMP)
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -183,6 +183,9 @@ def _choose_gemm() -> str | None:
 
 
 GEMM = _choose_gemm()
+# Our kernels' threads: csrc/tasks.c's (the default: a call ends when its tiles are done, not
+# when every thread has shown up, which matters on a shared CPU), or OpenMP's (to compare).
+OPENMP = os.environ.get("SEQENC_INT8_POOL", "tasks") == "openmp"
 
 
 def gemm_fits(m: int, k: int) -> bool:
@@ -223,7 +226,7 @@ def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     out = torch.empty(N, M, dtype=torch.int32)
     _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
                        0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M, K, M,
-                       torch.get_num_threads())
+                       torch.get_num_threads(), OPENMP)
     return out
 
 
@@ -238,7 +241,7 @@ def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
     _, fmt, dtype = _GEMMS[gemm]
     q, scale = torch.empty(N, K, dtype=dtype), torch.empty(N)
     _kernels.quantize_int8(x.data_ptr(), 0 if mul is None else mul.data_ptr(), q.data_ptr(),
-                           scale.data_ptr(), N, K, torch.get_num_threads(), fmt)
+                           scale.data_ptr(), N, K, torch.get_num_threads(), fmt, OPENMP)
     return q, scale
 
 

@@ -22,11 +22,13 @@
  * Every partial sum is bounded by K 255 127 < 2^31 for K <= 65536 (module.c checks K), so the
  * int32 sums are exact: int8 quality depends on the quantisation alone, on every CPU.
  *
- * Work: tiles of up to TILE_ROWS rows x one panel from OpenMP's dynamic schedule (an atomic
- * counter): a thread that loses its core for a while takes fewer tiles instead of owning half
- * of the GEMM. Panel-major order, so a thread's next tile mostly reuses the panel in its cache.
+ * Work: tiles of up to TILE_ROWS rows x one panel, taken one at a time by the threads of
+ * tasks.c (or OpenMP's dynamic schedule, to compare): a thread that loses its core for a while
+ * takes fewer tiles instead of owning half of the GEMM, and with tasks.c nobody waits for it
+ * unless it holds a tile. Panel-major order, so a thread's next tile mostly reuses the panel.
  */
 #include "int8.h"
+#include "tasks.h"
 
 #ifdef SEQENC_X86
 #include <string.h>
@@ -229,17 +231,33 @@ static void tile(int kind, const void *a, const void *packed, const Epilogue *e,
     }
 }
 
+typedef struct {
+    int kind;
+    const void *a, *packed;
+    Epilogue e;
+    int64_t n, m, k, row_tiles;
+} Gemm;
+
+static void gemm_task(void *ctx, int64_t t) {
+    const Gemm *g = ctx;
+    const int64_t p = t / g->row_tiles, lo = (t % g->row_tiles) * TILE_ROWS;
+    const int64_t c0 = p * PANEL, width = g->m - c0 < PANEL ? g->m - c0 : PANEL;
+    tile(g->kind, g->a, g->packed, &g->e, g->k, lo, lo + TILE_ROWS < g->n ? lo + TILE_ROWS : g->n,
+         c0, width);
+}
+
 void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t *corr,
                       const float *row_scale, const float *col_scale, void *out, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads) {
-    const Epilogue e = {corr, row_scale, col_scale, out, ldc};
-    const int64_t panels = (m + PANEL - 1) / PANEL, row_tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t t = 0; t < panels * row_tiles; t++) {
-        const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;
-        const int64_t c0 = p * PANEL, width = m - c0 < PANEL ? m - c0 : PANEL;
-        tile(kind, a, packed, &e, k, lo, lo + TILE_ROWS < n ? lo + TILE_ROWS : n, c0, width);
+                      int64_t m, int64_t k, int64_t ldc, int threads, int openmp) {
+    const Gemm g = {kind, a, packed, {corr, row_scale, col_scale, out, ldc}, n, m, k,
+                    (n + TILE_ROWS - 1) / TILE_ROWS};
+    const int64_t tiles = (m + PANEL - 1) / PANEL * g.row_tiles;
+    if (!openmp) {
+        seqenc_run_tasks(gemm_task, (void *)&g, tiles, threads);
+        return;
     }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t t = 0; t < tiles; t++) gemm_task((void *)&g, t);
 }
 
 /* float32 rows -> quantised rows, one scale per row: scale[r] = max_c |x[r, c] mul[c]| / 127
@@ -281,12 +299,30 @@ AVX2 static void quantize_rows8(const float *x, const float *mul, void *q, float
     }
 }
 
+typedef struct {
+    const float *x, *mul;
+    void *q;
+    float *scale;
+    int64_t rows, n;
+    int format;
+} Quantize;
+
+static void quantize_task(void *ctx, int64_t b) {
+    const Quantize *j = ctx;
+    quantize_rows8(j->x, j->mul, j->q, j->scale, j->n, b * 16,
+                   b * 16 + 16 < j->rows ? b * 16 + 16 : j->rows, j->format);
+}
+
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
-                          int64_t rows, int64_t n, int threads, int format) {
+                          int64_t rows, int64_t n, int threads, int format, int openmp) {
+    const Quantize j = {x, mul, q, scale, rows, n, format};
+    const int64_t blocks = (rows + 15) / 16;
+    if (!openmp) {
+        seqenc_run_tasks(quantize_task, (void *)&j, blocks, threads);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t b = 0; b < (rows + 15) / 16; b++)
-        quantize_rows8(x, mul, q, scale, n, b * 16, b * 16 + 16 < rows ? b * 16 + 16 : rows,
-                       format);
+    for (int64_t b = 0; b < blocks; b++) quantize_task((void *)&j, b);
 }
 
 /* Bit i set: this CPU runs int8 kernel i (INT8_I16 needs AVX2, the others their VNNI). */

@@ -16,10 +16,11 @@ enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2 };
  * % 16 == 0, K <= 65536, and the CPU runs `kind` (seqenc_int8_kernels): checked by module.c. */
 void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t *corr,
                       const float *row_scale, const float *col_scale, void *out, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads);
-/* float32 (rows, n) -> q (rows, n) in `format` and scale (rows,); n % 8 == 0; AVX2. */
+                      int64_t m, int64_t k, int64_t ldc, int threads, int openmp);
+/* float32 (rows, n) -> q (rows, n) in `format` and scale (rows,); n % 8 == 0; AVX2. Both run
+ * on tasks.c's threads, or on OpenMP's when openmp is true. */
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
-                          int64_t rows, int64_t n, int threads, int format);
+                          int64_t rows, int64_t n, int threads, int format, int openmp);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
 #endif

@@ -255,17 +255,18 @@ static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
 }
 
 /* gemm_int8(kind, a_ptr, packed_ptr, corr_ptr, row_scale_ptr, col_scale_ptr, out_ptr, n, m, k,
- * ldc, threads): gemm_int8.c's int8 GEMM (corr_ptr 0: none; row_scale_ptr 0: int32 out).
- * quantize_int8(x_ptr, mul_ptr, q_ptr, scale_ptr, rows, n, threads, format): its activations.
+ * ldc, threads[, openmp]): gemm_int8.c's int8 GEMM (corr_ptr 0: none; row_scale_ptr 0: int32
+ * out). quantize_int8(x_ptr, mul_ptr, q_ptr, scale_ptr, rows, n, threads, format[, openmp]):
+ * its activations. openmp true: OpenMP's threads instead of tasks.c's.
  * int8_kernels(): a bit per kernel this CPU runs. Pointers and layouts are checked by the caller
  * (seqenc/int8.py); the shapes and the CPU here. */
 static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long a, packed, corr, row_scale, col_scale, out;
     long long n, m, k, ldc;
-    int kind, threads;
-    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi", &kind, &a, &packed, &corr, &row_scale,
-                          &col_scale, &out, &n, &m, &k, &ldc, &threads))
+    int kind, threads, openmp = 0;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|p", &kind, &a, &packed, &corr, &row_scale,
+                          &col_scale, &out, &n, &m, &k, &ldc, &threads, &openmp))
         return NULL;
     if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
@@ -281,7 +282,7 @@ static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
     seqenc_gemm_int8(kind, (const void *)(uintptr_t)a, (const void *)(uintptr_t)packed,
                      (const int32_t *)(uintptr_t)corr, (const float *)(uintptr_t)row_scale,
                      (const float *)(uintptr_t)col_scale, (void *)(uintptr_t)out, n, m, k, ldc,
-                     threads);
+                     threads, openmp);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -290,8 +291,9 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, mul, q, scale;
     long long rows, n;
-    int threads, format;
-    if (!PyArg_ParseTuple(args, "KKKKLLii", &x, &mul, &q, &scale, &rows, &n, &threads, &format))
+    int threads, format, openmp = 0;
+    if (!PyArg_ParseTuple(args, "KKKKLLii|p", &x, &mul, &q, &scale, &rows, &n, &threads, &format,
+                          &openmp))
         return NULL;
     if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_I16
         || !(seqenc_int8_kernels() & 1 << INT8_I16)) {
@@ -302,7 +304,7 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     seqenc_quantize_int8((const float *)(uintptr_t)x, (const float *)(uintptr_t)mul,
                          (void *)(uintptr_t)q, (float *)(uintptr_t)scale, rows, n, threads,
-                         format);
+                         format, openmp);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
