@@ -3,6 +3,7 @@
  *   attention.c    self-attention over sequences packed back to back (no gathers, no mask)
  *   elementwise.c  bias + GELU, and bias + residual + LayerNorm, each in one pass
  *   simd.h         the AVX2 helpers they share
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
  *
  * The matmuls stay PyTorch's (MKL); these take the elementwise work around them. Work runs in
  * parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the threads are
