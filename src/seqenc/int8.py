@@ -97,18 +97,26 @@ class Int8Linear(nn.Module):
 
     def _own_gemm(self, x: Tensor) -> Tensor:
         """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
-        dequantises in its epilogue: two passes, no int32 intermediate."""
+        dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
+        copy of x in memory either."""
         from .nn.kernels import _kernels
 
         N, K = x.shape
         if K != self.in_features:
             raise ValueError(f"expected rows of {self.in_features} values, got {K}")
-        q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
         out = torch.empty(N, self.out_features)
-        _kernels.gemm_int8(_GEMMS[self.gemm][0], q.data_ptr(), self.packed.data_ptr(),
-                           0 if self.corr is None else self.corr.data_ptr(), scale.data_ptr(),
-                           self.weight_scale.data_ptr(), out.data_ptr(), N, self.out_features,
-                           K, self.out_features, torch.get_num_threads(), OPENMP)
+        kind, M, threads = _GEMMS[self.gemm][0], self.out_features, torch.get_num_threads()
+        corr = 0 if self.corr is None else self.corr.data_ptr()
+        if SCHEDULE == "fused":
+            smooth = 0 if self.inv_smooth is None else self.inv_smooth.data_ptr()
+            _kernels.quant_gemm_int8(kind, x.data_ptr(), smooth, self.packed.data_ptr(), corr,
+                                     self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M,
+                                     threads)
+            return out
+        q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
+        _kernels.gemm_int8(kind, q.data_ptr(), self.packed.data_ptr(), corr, scale.data_ptr(),
+                           self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M, threads,
+                           SCHEDULE == "openmp")
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -183,9 +191,16 @@ def _choose_gemm() -> str | None:
 
 
 GEMM = _choose_gemm()
-# Our kernels' threads: csrc/tasks.c's (the default: a call ends when its tiles are done, not
-# when every thread has shown up, which matters on a shared CPU), or OpenMP's (to compare).
-OPENMP = os.environ.get("SEQENC_INT8_POOL", "tasks") == "openmp"
+# How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
+#   "fused" (default): quantisation and GEMM in one parallel loop on csrc/tasks.c's threads,
+#     whose loops end when the tiles are done, not when every thread has shown up (a thread
+#     on a busy core shows up late);
+#   "tasks": a loop for each, on tasks.c; "openmp": a loop for each, on OpenMP's threads.
+SCHEDULES = ("fused", "tasks", "openmp")
+SCHEDULE = os.environ.get("SEQENC_INT8_SCHEDULE", "fused")
+if SCHEDULE not in SCHEDULES:
+    raise ValueError(f"SEQENC_INT8_SCHEDULE must be one of {', '.join(SCHEDULES)}, "
+                     f"got {SCHEDULE!r}")
 
 
 def gemm_fits(m: int, k: int) -> bool:
@@ -226,7 +241,7 @@ def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     out = torch.empty(N, M, dtype=torch.int32)
     _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
                        0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M, K, M,
-                       torch.get_num_threads(), OPENMP)
+                       torch.get_num_threads(), SCHEDULE == "openmp")
     return out
 
 
@@ -241,7 +256,8 @@ def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
     _, fmt, dtype = _GEMMS[gemm]
     q, scale = torch.empty(N, K, dtype=dtype), torch.empty(N)
     _kernels.quantize_int8(x.data_ptr(), 0 if mul is None else mul.data_ptr(), q.data_ptr(),
-                           scale.data_ptr(), N, K, torch.get_num_threads(), fmt, OPENMP)
+                           scale.data_ptr(), N, K, torch.get_num_threads(), fmt,
+                           SCHEDULE == "openmp")
     return q, scale
 
 

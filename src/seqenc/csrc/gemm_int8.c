@@ -31,6 +31,7 @@
 #include "tasks.h"
 
 #ifdef SEQENC_X86
+#include <stdatomic.h>
 #include <string.h>
 
 #define PANEL 48
@@ -323,6 +324,61 @@ void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scal
     }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < blocks; b++) quantize_task((void *)&j, b);
+}
+
+/* The layer's GEMM in one pass over x: each task quantises a block of rows into a buffer of
+ * its thread (in L1/L2) and multiplies it by every panel, so there is no quantised copy of x in
+ * memory and no second parallel loop (on a shared CPU each loop can wait for a descheduled
+ * thread). The same q, sums and epilogue as seqenc_quantize_int8 + seqenc_gemm_int8. */
+typedef struct {
+    int kind, format;
+    const float *x, *mul;
+    const void *packed;
+    const int32_t *corr;
+    const float *col_scale;
+    float *out;
+    int64_t n, m, k, ldc, rows; /* rows: per task, <= TILE_ROWS */
+    _Atomic int failed;         /* a task found no memory for its buffer */
+} QuantGemm;
+
+static void *thread_buffer(size_t bytes) {
+    static __thread void *buffer;
+    static __thread size_t capacity;
+    if (bytes > capacity) {
+        free(buffer);
+        capacity = (bytes + 4095) / 4096 * 4096;
+        buffer = aligned_alloc(64, capacity);
+        if (!buffer) capacity = 0;
+    }
+    return buffer;
+}
+
+static void quant_gemm_task(void *ctx, int64_t t) {
+    QuantGemm *g = ctx;
+    const int64_t lo = t * g->rows, hi = lo + g->rows < g->n ? lo + g->rows : g->n;
+    void *q = thread_buffer((size_t)(hi - lo) * g->k * (g->format == QUANT_I16 ? 2 : 1));
+    if (!q) {
+        g->failed = 1;
+        return;
+    }
+    float scale[TILE_ROWS];
+    quantize_rows8(g->x + lo * g->k, g->mul, q, scale, g->k, 0, hi - lo, g->format);
+    const Epilogue e = {g->corr, scale, g->col_scale, g->out + lo * g->ldc, g->ldc};
+    for (int64_t c0 = 0; c0 < g->m; c0 += PANEL)
+        tile(g->kind, q, g->packed, &e, g->k, 0, hi - lo, c0,
+             g->m - c0 < PANEL ? g->m - c0 : PANEL);
+}
+
+int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
+                           const int32_t *corr, const float *col_scale, float *out, int64_t n,
+                           int64_t m, int64_t k, int64_t ldc, int threads) {
+    /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
+    int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
+    rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
+    QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
+                   col_scale, out, n, m, k, ldc, rows, 0};
+    seqenc_run_tasks(quant_gemm_task, &g, (n + rows - 1) / rows, threads);
+    return g.failed ? -1 : 0;
 }
 
 /* Bit i set: this CPU runs int8 kernel i (INT8_I16 needs AVX2, the others their VNNI). */

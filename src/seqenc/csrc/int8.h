@@ -21,6 +21,11 @@ void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t
  * on tasks.c's threads, or on OpenMP's when openmp is true. */
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
                           int64_t rows, int64_t n, int threads, int format, int openmp);
+/* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
+ * dequantised product, float32. -1: no memory for a thread's buffer. */
+int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
+                           const int32_t *corr, const float *col_scale, float *out, int64_t n,
+                           int64_t m, int64_t k, int64_t ldc, int threads);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
 #endif

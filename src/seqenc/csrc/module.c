@@ -310,6 +310,36 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* quant_gemm_int8(kind, x_ptr, mul_ptr, packed_ptr, corr_ptr, col_scale_ptr, out_ptr, n, m, k,
+ * ldc, threads): quantize_int8 and gemm_int8 in one pass over x (float32 out). */
+static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, mul, packed, corr, col_scale, out;
+    long long n, m, k, ldc;
+    int kind, threads, status;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi", &kind, &x, &mul, &packed, &corr, &col_scale,
+                          &out, &n, &m, &k, &ldc, &threads))
+        return NULL;
+    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+        PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
+        return NULL;
+    }
+    if (k <= 0 || k % 8 || k > 65536 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "quant_gemm_int8 needs 0 < k <= 65536, k % 8 == 0, m % 16 == 0, ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_quant_gemm_int8(kind, (const float *)(uintptr_t)x,
+                                    (const float *)(uintptr_t)mul, (const void *)(uintptr_t)packed,
+                                    (const int32_t *)(uintptr_t)corr,
+                                    (const float *)(uintptr_t)col_scale, (float *)(uintptr_t)out,
+                                    n, m, k, ldc, threads);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_int8_kernels(PyObject *self, PyObject *args) {
     (void)self; (void)args;
     return PyLong_FromLong(seqenc_int8_kernels());
@@ -349,6 +379,7 @@ static PyMethodDef methods[] = {
     {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
     {"gemm_int8", py_gemm_int8, METH_VARARGS, "int8 GEMM, exact int32 sums (gemm_int8.c)."},
     {"quantize_int8", py_quantize_int8, METH_VARARGS, "float32 rows -> int8/uint8/int16 rows."},
+    {"quant_gemm_int8", py_quant_gemm_int8, METH_VARARGS, "quantize_int8 + gemm_int8, one pass."},
     {"int8_kernels", py_int8_kernels, METH_NOARGS, "Bit i: int8 GEMM kernel i runs here."},
 #endif
     {NULL, NULL, 0, NULL},
