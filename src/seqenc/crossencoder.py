@@ -197,15 +197,16 @@ class CrossEncoder:
     # ---- scoring ------------------------------------------------------------------------------
     def model_for(self, dtype: str = "float32") -> PairClassifier:
         """The model that computes in ``dtype``: ``self.model`` for float32; for bfloat16 a
-        copy made on first use and kept, as SentenceEncoder.encoder_for does (bf16 weights and
-        compute where the CPU has bf16 instructions, bf16 weights with fp32 compute where it
-        does not: seqenc.precision). Train ``self.model``, then ask again for a fresh copy."""
+        copy made on first use and kept, as SentenceEncoder.encoder_for makes its own
+        (seqenc.precision.bf16_encoder: on CPUs with our bf16 GEMM only the matmuls' inputs
+        are bf16, encoder and head alike; elsewhere the model cast to bf16). Train
+        ``self.model``, then ask again for a fresh copy."""
         if check_choice("dtype", dtype, DTYPES) == "float32":
             return self.model
         if dtype not in self._models:
-            from .precision import cast_encoder
+            from .precision import bf16_encoder
 
-            self._models[dtype] = cast_encoder(self.model, getattr(torch, dtype))
+            self._models[dtype] = bf16_encoder(self.model)
         return self._models[dtype]
 
     def logits_ids(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],

@@ -77,14 +77,28 @@ class Bf16Linear(nn.Module):
         return (isinstance(linear, nn.Linear)
                 and kernels.can_gemm_bf16(linear.in_features, linear.out_features))
 
+    def takes_bf16_rows(self) -> bool:
+        """Whether matmul runs our GEMM here, so bf16 rows go in as they are (the fused layer
+        then has its kernels write bf16 rows instead of converting float32 ones)."""
+        return self.packed.device.type == "cpu" and kernels.can_gemm_bf16(
+            self.in_features, self.out_features)
+
     def matmul(self, x: Tensor) -> Tensor:
-        """x W^T without the bias: (N, K) -> (N, M) float32."""
+        """x W^T without the bias: (N, K) float32 or bf16 -> (N, M) float32."""
+        if x.device.type == "cpu" and self.takes_bf16_rows():
+            if x.dtype != torch.bfloat16:
+                x = x.float()
+            return kernels.gemm_bf16(x.contiguous(), self.packed, self.out_features)
         x = x.float().contiguous()
-        if x.device.type == "cpu" and kernels.can_gemm_bf16(self.in_features, self.out_features):
-            return kernels.gemm_bf16(x, self.packed, self.out_features)
         # our kernels turned off (SEQENC_KERNELS=0, tests): the same products in PyTorch
         w = kernels.unpack_bf16(self.packed, self.out_features, self.in_features)
         return x.to(torch.bfloat16).float() @ w.float().t()
+
+    def matmul_gelu(self, x: Tensor, bias: Tensor) -> Tensor:
+        """gelu(x W^T + bias) rounded to bf16, the GELU inside our GEMM's epilogue (CPU, where
+        takes_bf16_rows()): (N, K) float32 or bf16 -> (N, M) bf16."""
+        return kernels.gemm_bf16(x.contiguous(), self.packed, self.out_features,
+                                 gelu_bias=bias.float().contiguous())
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape

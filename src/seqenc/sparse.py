@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoint import CheckpointError, detect_family, read_json
 from .choices import DTYPES, check_choice
@@ -35,6 +35,8 @@ from .train.mlm import HEAD_FILE as SEQENC_MLM_HEAD
 from .train.mlm import MaskedLMHead
 
 _HEAD_CHUNK = 2048  # real tokens per MLM-head matmul: (chunk, V) floats stays ~250 MB at V=30k
+
+Decoder = Callable[[Tensor], Tensor]  # the head's last matmul: x (M, E) -> x W^T (M, V)
 
 
 @dataclass
@@ -73,8 +75,8 @@ class SparseEncoder:
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
-        # dtype -> (encoder, head, untied decoder) inference copies; float32 is the originals
-        self._copies: dict[str, tuple[Encoder, MaskedLMHead, Tensor | None]] = {}
+        # dtype -> (encoder, head, decoder) inference copies; float32 is the originals
+        self._copies: dict[str, tuple[Encoder, MaskedLMHead, Decoder]] = {}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu",
@@ -122,28 +124,23 @@ class SparseEncoder:
                 "max_seq_length": self.max_seq_length, "pooling": "splade_max"}
 
     # ---- forward ------------------------------------------------------------------------------
-    def modules_for(self, dtype: str = "float32") -> tuple[Encoder, MaskedLMHead, Tensor]:
-        """(encoder, head, decoder matrix) computing in ``dtype``: the originals for float32;
-        for bfloat16 copies made on first use and kept (seqenc.precision decides bf16 compute
-        or bf16 weights with fp32 compute, by the CPU)."""
+    def modules_for(self, dtype: str = "float32") -> tuple[Encoder, MaskedLMHead, Decoder]:
+        """(encoder, head, decoder) computing in ``dtype``, logits = decoder(head.transform(
+        hidden)) + head.bias: the originals for float32; for bfloat16 copies made on first use
+        and kept, as SentenceEncoder.encoder_for makes its own (seqenc.precision.bf16_encoder:
+        on CPUs with our bf16 GEMM only the matmuls' inputs are bf16, the decoder's included;
+        elsewhere the modules cast to bf16)."""
+        weight = self.decoder if self.decoder is not None else self.encoder.embeddings.token.weight
         if check_choice("dtype", dtype, DTYPES) == "float32":
-            return self.encoder, self.head, self._decoder_weight(self.encoder, self.decoder)
+            return self.encoder, self.head, lambda x: x @ weight.T
         if dtype not in self._copies:
-            from .precision import cast_encoder
+            from .precision import bf16_encoder
 
-            torch_dtype = getattr(torch, dtype)
-            encoder = cast_encoder(self.encoder, torch_dtype)
-            head = cast_encoder(self.head, torch_dtype)
-            decoder = None
-            if self.decoder is not None:  # rounded to bf16, stored as the head's weights are
-                decoder = self.decoder.to(torch_dtype).to(next(head.parameters()).dtype)
-            self._copies[dtype] = (encoder, head, decoder)
-        encoder, head, decoder = self._copies[dtype]
-        return encoder, head, self._decoder_weight(encoder, decoder)
-
-    @staticmethod
-    def _decoder_weight(encoder: Encoder, decoder: Tensor | None) -> Tensor:
-        return decoder if decoder is not None else encoder.embeddings.token.weight
+            # one module, so that the scheme is chosen once for all three
+            parts = bf16_encoder(nn.ModuleDict(
+                {"encoder": self.encoder, "head": self.head, "decoder": _PaddedDecoder(weight)}))
+            self._copies[dtype] = (parts["encoder"], parts["head"], parts["decoder"])
+        return self._copies[dtype]
 
     def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
                    ) -> tuple[Tensor, Tensor]:
@@ -154,7 +151,7 @@ class SparseEncoder:
         keep = batch.attention_mask.to(self.device)
         with torch.inference_mode():
             hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
-            logits = head(hidden, decoder)
+            logits = decoder(head.transform(hidden)) + head.bias
             return (logits.float() if logits.dtype == torch.bfloat16 else logits), keep
 
     def weights_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32") -> Tensor:
@@ -170,7 +167,7 @@ class SparseEncoder:
             real = hidden[keep]  # (N, D): real tokens of every text
             out = torch.zeros(len(ids), self.vocab_size, device=self.device)  # (B, V)
             for lo in range(0, len(real), _HEAD_CHUNK):
-                logits = head(real[lo: lo + _HEAD_CHUNK], decoder)
+                logits = decoder(head.transform(real[lo: lo + _HEAD_CHUNK])) + head.bias
                 w = torch.log1p(torch.relu(logits.to(out.dtype)))
                 index = rows[lo: lo + _HEAD_CHUNK].unsqueeze(1).expand_as(w)  # (n, V)
                 out.scatter_reduce_(0, index, w, "amax", include_self=True)
@@ -221,6 +218,26 @@ class SparseEncoder:
         tok = self.tokenizer.tokenizer
         return {tok.id_to_token(int(i)) or f"[{int(i)}]": float(v)
                 for i, v in zip(vector.indices, vector.values, strict=True)}
+
+
+class _PaddedDecoder(nn.Module):
+    """x (M, E) -> x W^T (M, V) for the decoder matrix W (V, E), as an nn.Linear that
+    precision.bf16_encoder can turn into a Bf16Linear: W's rows padded with zeros to a multiple
+    of 16, the output widths our bf16 GEMM takes (BERT's 30,522 tokens are not one); the
+    padding's columns are dropped."""
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        V, E = weight.shape
+        self.vocab_size = V
+        self.linear = nn.utils.skip_init(nn.Linear, E, -(-V // 16) * 16, bias=False,
+                                         device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            self.linear.weight[:V] = weight
+            self.linear.weight[V:] = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)[..., : self.vocab_size]
 
 
 def _masked_lm_head(loaded: LoadedEncoder, names: MaskedLMNames,

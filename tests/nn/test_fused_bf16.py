@@ -105,3 +105,28 @@ MIN_COSINE = 0.9999
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@needs_bf16
+def test_kernels_writing_bf16_rows_equal_conversion_passes(make_cfg, monkeypatch):
+    """With Bf16Linear weights the fused layer has attention, LayerNorm and GELU write the next
+    GEMM's bf16 rows as they store their float32 results: bit for bit what converting those
+    float32 results before each GEMM gives."""
+    from seqenc.precision import Bf16Linear, bf16_encoder
+
+    torch.manual_seed(7)
+    cfg = bert_cfg(make_cfg)
+    enc = bf16_encoder(Encoder(cfg).eval())
+    ids, keep = torch.randint(5, cfg.vocab_size, (4, 21)), lengths_mask([21, 17, 9, 1], 21)
+    calls = []
+    fused = kernels.fused_post_norm_layer
+    monkeypatch.setattr(kernels, "fused_post_norm_layer",
+                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    with torch.inference_mode():
+        rows = enc(ids, keep).last_hidden_state
+        assert len(calls) == cfg.n_layers, "the bf16 encoder did not take the fused path"
+        monkeypatch.setattr(Bf16Linear, "takes_bf16_rows", lambda self: False)
+        monkeypatch.setattr(Bf16Linear, "matmul", lambda self, x: kernels.gemm_bf16(
+            x.float().contiguous(), self.packed, self.out_features))
+        passes = enc(ids, keep).last_hidden_state
+    assert torch.equal(rows, passes)

@@ -81,14 +81,47 @@ def test_gemm_bf16_refuses_what_it_cannot_take():
     packed = kernels.pack_bf16(torch.randn(32, 32))
     with pytest.raises(ValueError, match="float32"):
         kernels.gemm_bf16(torch.randn(4, 32).double(), packed, 32)
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
-        kernels.gemm_bf16(torch.randn(4, 32).bfloat16(), packed, 32)
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+    with pytest.raises(ValueError, match="gemm_bf16 takes"):
         kernels.gemm_bf16(torch.randn(4, 32), packed, 16)  # packed for another M
-    with pytest.raises(ValueError, match="gemm_bf16 takes float32"):
+    with pytest.raises(ValueError, match="gemm_bf16 takes"):
         kernels.gemm_bf16(torch.randn(4, 24), kernels.pack_bf16(torch.randn(32, 24)), 32)
+
+
+@needs_bf16
+def test_gemm_bf16_takes_bf16_rows_as_they_are():
+    """bf16 rows (written by the kernel before the GEMM) skip the conversion: the same result
+    as float32 rows rounded on the way in."""
+    x, packed = torch.randn(70, 64) * 2, kernels.pack_bf16(torch.randn(96, 64))
+    assert torch.equal(kernels.gemm_bf16(x.bfloat16(), packed, 96),
+                       kernels.gemm_bf16(x, packed, 96))
 
 
 def test_gemm_bf16_is_offered_only_with_the_bf16_kernel_set():
     assert kernels.can_gemm_bf16(384, 1152) == kernels.supports_bf16()
     assert not kernels.can_gemm_bf16(24, 32) and not kernels.can_gemm_bf16(32, 24)
+
+
+@needs_bf16
+@pytest.mark.parametrize("n,k,m", [(7, 32, 80), (67, 384, 1536)])
+def test_gemm_bf16_gelu_epilogue(n, k, m):
+    """gelu(x W^T + b) in the GEMM's epilogue, bf16 out: bit for bit the float32 GEMM followed by
+    bias_gelu_ and one rounding, and within GELU's and bf16's bounds of float64."""
+    import math
+
+    torch.manual_seed(n + k)
+    x, w, b = torch.randn(n, k) * 2, torch.randn(m, k) * 0.1, torch.randn(m)
+    packed = kernels.pack_bf16(w)
+    ours = kernels.gemm_bf16(x, packed, m, gelu_bias=b)
+    assert ours.dtype == torch.bfloat16 and ours.shape == (n, m)
+    f32 = kernels.gemm_bf16(x, packed, m)
+    assert torch.equal(ours, kernels.bias_gelu_(f32, b).bfloat16())
+    v = exact(x, w)[0] + b.double()
+    gelu = v * 0.5 * torch.erfc(-v / math.sqrt(2.0))
+    # the GEMM's error moves v by at most GEMM_BF16_ERROR k sum|x w| + |v b| rounding; GELU's
+    # slope is below 1.13, then GELU's relative bound and the bf16 rounding
+    shift = (kernels.GEMM_BF16_ERROR * k * exact(x, w)[1] + 2.0**-24 * v.abs()) * 1.13
+    rel = kernels.GELU_RELATIVE_ERROR + kernels.BF16_ROUNDING
+    bound = (gelu.abs() + shift) * rel + shift + 1e-36
+    assert torch.all((ours.double() - gelu).abs() <= bound)
+    with pytest.raises(ValueError, match="gelu_bias"):
+        kernels.gemm_bf16(x, packed, m, gelu_bias=b[:16])

@@ -11,6 +11,8 @@ import torch
 
 from seqenc.nn import kernels
 
+from .test_kernels import assert_within, attention_bound, reference
+
 pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="C kernels not built/enabled")
 EACH_SET = pytest.mark.parametrize("isa", [
     pytest.param(isa, marks=pytest.mark.skipif(isa not in kernels.AVAILABLE,
@@ -124,6 +126,74 @@ def test_bf16_attention_rounds_the_float32_result_once(head_dim):
         want = kernels.varlen_attention(qkv.float(), starts, lengths, 2,
                                         None if b is None else b.float())
         assert torch.equal(ours, want.bfloat16())
+
+
+@EACH_SET
+@pytest.mark.parametrize("head_dim", [16, 24, 32, 64])  # 24: 8 lanes on every set
+@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [15, 16, 17, 33], [130, 64, 5]])
+def test_attention_within_its_bound(isa, head_dim, lengths):
+    """attention512.c (16 lanes: AVX-512 sets, head sizes divisible by 16; query blocks of 8
+    and fewer, key blocks of 32 and 16) is held to the same float64 bound as attention.c."""
+    torch.manual_seed(head_dim + len(lengths))
+    n_heads = 3
+    qkv = torch.randn(sum(lengths), 3 * n_heads * head_dim) * 2
+    bias = torch.randn(3 * n_heads * head_dim)
+    lengths_t = torch.tensor(lengths)
+    ours = kernels.varlen_attention(qkv, lengths_t.cumsum(0) - lengths_t, lengths_t, n_heads,
+                                    bias, isa=isa)
+    assert kernels.last_lanes == (512 if isa != "avx2" and head_dim % 16 == 0 else 256)
+    D = n_heads * head_dim
+    biased = qkv + bias  # the kernel adds the q and v biases itself (k's cannot matter)
+    exact = reference(biased, lengths, n_heads)
+    assert_within(ours, exact, attention_bound(biased, lengths, n_heads)
+                  + 2.0**-23 * bias[2 * D:].abs().max().item())
+
+
+@needs_bf16
+@pytest.mark.parametrize("head_dim", [24, 32])  # 8 and 16 lanes
+def test_attention_writes_bf16_from_float32_rounded_once(head_dim):
+    """A float32 projection in, bf16 out (what a bf16 GEMM after attention reads): bit for
+    bit the float32 result rounded to nearest even."""
+    torch.manual_seed(5)
+    qkv, bias = torch.randn(40, 3 * 2 * head_dim) * 3, torch.randn(3 * 2 * head_dim)
+    lengths = torch.tensor([23, 1, 16])
+    starts = lengths.cumsum(0) - lengths
+    ours = kernels.varlen_attention(qkv, starts, lengths, 2, bias, out_dtype=torch.bfloat16)
+    assert ours.dtype == torch.bfloat16
+    want = kernels.varlen_attention(qkv, starts, lengths, 2, bias)
+    assert torch.equal(ours, want.bfloat16())
+
+
+@pytest.mark.skipif(not kernels.supports_bf16(), reason="avx512bf16 set not in use here")
+def test_epilogues_write_bf16_copies_of_their_float32_results():
+    """GELU's bf16 output and LayerNorm's bf16 copy (the next bf16 GEMM's input, no conversion
+    pass): the float32 kernels' results rounded once, bit for bit; GELU leaves x as it is."""
+    torch.manual_seed(6)
+    x, bias = torch.randn(37, 96) * 4, torch.randn(96)
+    before = x.clone()
+    ours = kernels.bias_gelu_bf16(x, bias)
+    assert ours.dtype == torch.bfloat16 and torch.equal(x, before)
+    assert torch.equal(ours, kernels.bias_gelu_(x.clone(), bias).bfloat16())
+    y, residual = torch.randn(21, 384) * 3, torch.randn(21, 384)
+    b, gamma, beta = torch.randn(384), torch.randn(384), torch.randn(384)
+    copy = torch.empty(21, 384, dtype=torch.bfloat16)
+    got = kernels.add_layer_norm_(y.clone(), b, residual, gamma, beta, 1e-12, copy_bf16=copy)
+    assert torch.equal(got, kernels.add_layer_norm_(y.clone(), b, residual, gamma, beta, 1e-12))
+    assert torch.equal(copy, got.bfloat16())
+
+
+def test_bf16_outputs_are_refused_where_no_kernel_writes_them():
+    if not kernels.AVAILABLE:
+        pytest.skip("no kernels")
+    x, bias = torch.randn(4, 48), torch.randn(48)  # 48: a multiple of 16
+    if "avx512bf16" not in kernels.AVAILABLE:
+        with pytest.raises(ValueError, match="avx512bf16"):
+            kernels.bias_gelu_bf16(x, bias)
+    with pytest.raises(ValueError, match="avx512bf16"):
+        kernels.add_layer_norm_(x, bias, x.clone(), bias, bias, 1e-5, isa="avx2",
+                                copy_bf16=torch.empty(4, 48, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        kernels.bias_gelu_bf16(torch.randn(4, 40), torch.randn(40))
 
 
 def test_sets_and_dtypes_the_kernels_do_not_have_are_refused():

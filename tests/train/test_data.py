@@ -201,3 +201,41 @@ def test_epoch_plan_covers_every_example_once_and_groups_lengths():
     assert not np.array_equal(plan.batches[0], other.batches[0])
     # A batch smaller than the number of processes is dropped (1000 = 62 * 16 + 8).
     assert len(plan_epoch(lengths, 16, 0, 0, min_batch=9)) == 62
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_epoch_plan_never_puts_a_group_in_one_batch(group_by_length):
+    """A pair and its reversal have the same length, so sorting by length puts them side by
+    side: with ``groups`` they never share a batch, and the plan is still every example once,
+    length-grouped and the same for the same seed."""
+    rng = np.random.default_rng(0)
+    half = rng.integers(3, 60, size=500)
+    lengths = np.concatenate([half, half])  # example i + 500 is example i reversed
+    groups = np.tile(np.arange(500), 2)
+    singles = np.arange(1000)  # ungrouped, as before
+
+    def shared(plan):
+        return sum(len(b) - len(set(groups[b].tolist())) for b in plan.batches)
+
+    if group_by_length:  # what the groups prevent
+        assert shared(plan_epoch(lengths, 16, 0, 0)) > 100
+    for seed, epoch in ((0, 0), (0, 1), (1, 0), (7, 3)):
+        plan = plan_epoch(lengths, 16, seed, epoch, groups=groups,
+                          group_by_length=group_by_length)
+        assert shared(plan) == 0
+        assert sorted(np.concatenate(plan.batches).tolist()) == list(range(1000))
+        again = plan_epoch(lengths, 16, seed, epoch, groups=groups,
+                           group_by_length=group_by_length)
+        assert all(np.array_equal(a, b) for a, b in zip(plan.batches, again.batches,
+                                                        strict=True))
+    other = plan_epoch(lengths, 16, 1, 0, groups=groups, group_by_length=group_by_length)
+    assert not np.array_equal(plan.batches[0], other.batches[0])
+    if group_by_length:
+        spread = np.mean([np.ptp(lengths[b]) for b in plan.batches])
+        random_spread = np.mean([np.ptp(lengths[b]) for b in plan_epoch(
+            lengths, 16, 0, 0, group_by_length=False).batches])
+        assert spread < random_spread / 4
+    # groups of one each are the plan without groups
+    assert all(np.array_equal(a, b) for a, b in zip(
+        plan_epoch(lengths, 16, 3, 1, groups=singles, group_by_length=group_by_length).batches,
+        plan_epoch(lengths, 16, 3, 1, group_by_length=group_by_length).batches, strict=True))

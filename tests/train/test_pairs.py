@@ -180,6 +180,29 @@ def test_symmetric_trains_on_both_orders(tmp_path, tiny_bert):
     assert args["n_train"] == 2 * 96 and args["job"]["symmetric"] is True
 
 
+def test_a_pair_and_its_reversal_never_share_a_batch(tmp_path, tiny_bert, monkeypatch):
+    """--symmetric's reversed pairs, and pairs the data itself has both ways round, are as
+    long as the pair, so length-grouped batches would put them together: no batch of any
+    epoch holds both orders of a pair."""
+    from seqenc.train import trainer
+
+    plans = []
+    plan_epoch = trainer.plan_epoch
+    monkeypatch.setattr(trainer, "plan_epoch",
+                        lambda *a, **k: plans.append(plan_epoch(*a, **k)) or plans[-1])
+    rows = pair_rows(90, 0)
+    rows += [(b, a, score) for a, b, score in rows[:6]]  # both ways round in the data too
+    job = sts_job(tmp_path, tiny_bert, symmetric=True)
+    write_sts(Path(job.train), rows)
+    train_pairs(job, TrainConfig(epochs=2, batch_size=16), echo=lambda m: None)
+    pairs = [frozenset((a, b)) for a, b, _ in rows + [(b, a, s) for a, b, s in rows]]
+    assert len(plans) >= 2  # both epochs
+    for plan in plans:
+        assert sorted(np.concatenate(plan.batches).tolist()) == list(range(len(pairs)))
+        for batch in plan.batches:
+            assert len({pairs[i] for i in batch}) == len(batch)
+
+
 def test_symmetric_from_a_new_head_with_a_held_out_split_does_not_leak(tmp_path, tiny_bert):
     """Reversed pairs are added after the dev split: no dev pair is trained on either way."""
     from seqenc.train.pairs import _read

@@ -1,6 +1,9 @@
 /* elementwise.c's fused epilogues with 16 lanes, reading and writing float32 or bfloat16
  * (bf16 is computed in float32 and rounded once, to nearest even, on the way out):
  *   bias + GELU in place; bias + residual + LayerNorm in place.
+ * For float32 rows that feed a bf16 GEMM next (precision.bf16_encoder), GELU can write its
+ * result as bf16 to another buffer instead, and LayerNorm a bf16 copy beside its float32 result,
+ * so no separate conversion pass reads the rows again (these need AVX512-BF16).
  * Chosen by module.c when the CPU has AVX-512 (bf16 also needs AVX512-BF16) and n % 16 == 0. */
 #include "simd512.h"
 
@@ -9,39 +12,6 @@
 #endif
 
 #ifdef SEQENC_X86
-/* Phi(x) = erfc(-x / sqrt 2) / 2: elementwise.c's normal_cdf256 with 16 lanes, the same
- * algorithm and constants (Numerical Recipes' erfcc, z^2 carried exactly into exp), so the same
- * relative bound (kernels.GELU_RELATIVE_ERROR) holds. */
-AVX512 static inline __m512 normal_cdf512(__m512 x) {
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
-    const __m512 a = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(14.0f));
-    const __m512 z = _mm512_mul_ps(a, _mm512_set1_ps(0.70710678118654752f));
-    const __m512 d = _mm512_fmadd_ps(z, half, one);
-    __m512 t = _mm512_rcp14_ps(d);                                /* 14 bits, then Newton */
-    t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);
-    __m512 c = _mm512_set1_ps(0.17087277f);
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.82215223f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.48851587f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.13520398f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.27886807f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.18628806f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.09678418f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.37409196f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.00002368f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.26551223f));
-    const __m512 hi = _mm512_mul_ps(a, a), lo = _mm512_fmsub_ps(a, a, hi);
-    const __m512 h = _mm512_mul_ps(hi, _mm512_set1_ps(-0.5f));
-    const __m512 s = _mm512_add_ps(h, c);
-    const __m512 bb = _mm512_sub_ps(s, h);
-    __m512 e = _mm512_add_ps(_mm512_sub_ps(h, _mm512_sub_ps(s, bb)), _mm512_sub_ps(c, bb));
-    e = _mm512_fnmadd_ps(lo, half, e);
-    __m512 erfc = _mm512_mul_ps(t, exp512(s));
-    erfc = _mm512_fmadd_ps(erfc, e, erfc);
-    const __m512 tail = _mm512_mul_ps(erfc, half);
-    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail);
-}
-
 AVX512BF16 static inline __m512 load16(const void *p, int64_t i, int dtype) {
     return dtype == DTYPE_BF16 ? load_bf16((const uint16_t *)p + i)
                                : _mm512_loadu_ps((const float *)p + i);
@@ -56,16 +26,18 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
  * per-element dtype test folds away. */
 #define ROWS_KERNELS(SUFFIX, DT)                                                              \
     AVX512BF16 static void bias_gelu_rows_##SUFFIX(void *x, const void *bias, int64_t n,      \
-                                                    int64_t lo, int64_t hi) {                 \
+                                                    int64_t lo, int64_t hi, uint16_t *out16) { \
         for (int64_t r = lo; r < hi; r++)                                                     \
             for (int64_t c = 0; c < n; c += 16) {                                             \
                 __m512 v = _mm512_add_ps(load16(x, r * n + c, DT), load16(bias, c, DT));      \
-                store16(x, r * n + c, _mm512_mul_ps(v, normal_cdf512(v)), DT);                \
+                v = _mm512_mul_ps(v, normal_cdf512(v));                                       \
+                if (out16) store_bf16(out16 + r * n + c, v);                                  \
+                else store16(x, r * n + c, v, DT);                                            \
             }                                                                                 \
     }                                                                                         \
     AVX512BF16 static void add_layernorm_rows_##SUFFIX(                                       \
         void *y, const void *bias, const void *residual, const void *gamma, const void *beta, \
-        float eps, int64_t n, int64_t lo, int64_t hi, float *row) {                           \
+        float eps, int64_t n, int64_t lo, int64_t hi, float *row, uint16_t *copy16) {         \
         for (int64_t r = lo; r < hi; r++) {                                                   \
             __m512 sum = _mm512_setzero_ps();                                                 \
             for (int64_t c = 0; c < n; c += 16) {                                             \
@@ -85,8 +57,9 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
             const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + eps));                     \
             for (int64_t c = 0; c < n; c += 16) {                                             \
                 __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale); \
-                store16(y, r * n + c,                                                         \
-                        _mm512_fmadd_ps(d, load16(gamma, c, DT), load16(beta, c, DT)), DT);   \
+                d = _mm512_fmadd_ps(d, load16(gamma, c, DT), load16(beta, c, DT));            \
+                store16(y, r * n + c, d, DT);                                                 \
+                if (copy16) store_bf16(copy16 + r * n + c, d);                                \
             }                                                                                 \
         }                                                                                     \
     }
@@ -95,12 +68,12 @@ ROWS_KERNELS(f32, DTYPE_F32)
 ROWS_KERNELS(bf16, DTYPE_BF16)
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype) {
+                         int dtype, uint16_t *out16) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++) {
         const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
-        if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi);
-        else bias_gelu_rows_f32(x, bias, n, b * 16, hi);
+        if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi, NULL);
+        else bias_gelu_rows_f32(x, bias, n, b * 16, hi, out16);
     }
 }
 
@@ -108,7 +81,7 @@ void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int
  * in bf16 that would round it before the statistics. -1: no memory for the scratch rows. */
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
-                            int dtype) {
+                            int dtype, uint16_t *copy16) {
     float *scratch = aligned_alloc(64, (size_t)threads * (size_t)n * sizeof(float));
     if (!scratch) return -1;
 #pragma omp parallel num_threads(threads)
@@ -118,8 +91,10 @@ int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, con
         for (int64_t b = 0; b < (rows + 15) / 16; b++) {
             const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
             if (dtype == DTYPE_BF16)
-                add_layernorm_rows_bf16(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row);
-            else add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row);
+                add_layernorm_rows_bf16(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row,
+                                        NULL);
+            else add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row,
+                                        copy16);
         }
     }
     free(scratch);

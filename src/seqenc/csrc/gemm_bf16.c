@@ -11,7 +11,10 @@
  *     two values side by side: packed[c0 K + k2 2w + 2j + t] = W[c0 + j, 2 k2 + t]
  *     so one 64-byte load is 16 columns x 2 k, what vdpbf16ps multiplies with a broadcast pair of
  *     A (w is PANEL except in the last panel; every w is a multiple of 16).
- *   C (N, M) float32, row stride ldc.
+ *   C (N, M) float32, row stride ldc; or, given the FFN's up bias, gelu(A W^T + bias) rounded
+ *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
+ *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
+ *     (simd512.h's normal_cdf512: the relative bound of kernels.GELU_RELATIVE_ERROR).
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32
@@ -33,7 +36,7 @@
  * rows and nv so the accumulators live in registers. */
 __attribute__((always_inline)) AVX512BF16 static inline void micro(
     const uint16_t *a, int64_t lda, const uint16_t *b, int64_t width, int64_t k2n, float *c,
-    int64_t ldc, const int rows, const int nv) {
+    int64_t ldc, const float *gelu_bias, uint16_t *c16, const int rows, const int nv) {
     __m512 acc[MR][3];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
@@ -48,20 +51,27 @@ __attribute__((always_inline)) AVX512BF16 static inline void micro(
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, w[v]);
         }
     }
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+    if (gelu_bias)  /* the FFN's up projection: bias + GELU, stored as the down GEMM's input */
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nv; v++) {
+                const __m512 x = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(gelu_bias + 16 * v));
+                store_bf16(c16 + r * ldc + 16 * v, _mm512_mul_ps(x, normal_cdf512(x)));
+            }
+    else
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
 }
 
 #define MICRO_NV(ROWS)                                                                      \
     switch (nv) {                                                                           \
-        case 1: micro(a, lda, b, width, k2n, c, ldc, ROWS, 1); break;                       \
-        case 2: micro(a, lda, b, width, k2n, c, ldc, ROWS, 2); break;                       \
-        default: micro(a, lda, b, width, k2n, c, ldc, ROWS, 3); break;                      \
+        case 1: micro(a, lda, b, width, k2n, c, ldc, gelu_bias, c16, ROWS, 1); break;       \
+        case 2: micro(a, lda, b, width, k2n, c, ldc, gelu_bias, c16, ROWS, 2); break;       \
+        default: micro(a, lda, b, width, k2n, c, ldc, gelu_bias, c16, ROWS, 3); break;      \
     }
 
 AVX512BF16 static void micro_any(const uint16_t *a, int64_t lda, const uint16_t *b,
-                                 int64_t width, int64_t k2n, float *c, int64_t ldc, int rows,
-                                 int nv) {
+                                 int64_t width, int64_t k2n, float *c, int64_t ldc,
+                                 const float *gelu_bias, uint16_t *c16, int rows, int nv) {
     switch (rows) {
         case 8: MICRO_NV(8) break;
         case 7: MICRO_NV(7) break;
@@ -75,9 +85,10 @@ AVX512BF16 static void micro_any(const uint16_t *a, int64_t lda, const uint16_t 
 }
 
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads) {
+                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias) {
     const int64_t k2n = k / 2;
     const int64_t panels = (m + PANEL - 1) / PANEL, row_tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
+    uint16_t *c16 = (uint16_t *)c;  /* the output's type with gelu_bias */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t t = 0; t < panels * row_tiles; t++) {
         const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;
@@ -86,7 +97,9 @@ void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64
         const uint16_t *b = packed + c0 * k;
         for (int64_t r = lo; r < hi; r += MR) {
             const int rows = (int)(hi - r < MR ? hi - r : MR);
-            micro_any(a + r * k, k, b, width, k2n, c + r * ldc + c0, ldc, rows, (int)(width / 16));
+            micro_any(a + r * k, k, b, width, k2n, c + r * ldc + c0, ldc,
+                      gelu_bias ? gelu_bias + c0 : NULL, c16 + r * ldc + c0, rows,
+                      (int)(width / 16));
         }
     }
 }

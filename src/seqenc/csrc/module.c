@@ -1,15 +1,21 @@
 /* seqenc._kernels: our CPU kernels for inference, called from seqenc/nn/kernels.py.
  *
  *   attention.c    self-attention over sequences packed back to back (no gathers, no mask)
+ *   attention512.c the same with 16 lanes (AVX-512)
  *   elementwise.c  bias + GELU, and bias + residual + LayerNorm, each in one pass
- *   simd.h         the AVX2 helpers they share
+ *   avx512.c       the same epilogues with 16 lanes, float32 or bf16; int8 (de)quantisation
+ *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
+ *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
+ *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
+ *   peak.c         arithmetic peak probes
+ *   simd.h, simd512.h  the helpers they share
  *
- * The matmuls stay PyTorch's (MKL); these take the elementwise work around them. Work runs in
- * parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the threads are
- * PyTorch's and do not fight its GEMM threads for the cores. AVX2 + FMA only, chosen at run
- * time (`supported()`); elsewhere seqenc uses PyTorch's kernels. Built by setup.py as an
- * optional extension: without a C compiler seqenc still installs.
+ * Work runs in parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the
+ * threads are PyTorch's and do not fight its GEMM threads for the cores. The kernel set is
+ * chosen at run time (`best_isa()`: AVX2 + FMA, AVX-512, AVX512-BF16); without AVX2 + FMA
+ * seqenc uses PyTorch's kernels. Built by setup.py as an optional extension: without a C
+ * compiler seqenc still installs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -68,9 +74,12 @@ static int lanes_for(int isa, int dtype, long long n) {
 }
 
 /* attention(qkv_ptr, q_bias_ptr, v_bias_ptr, out_ptr, starts_ptr, lengths_ptr, n_seq, n_rows,
- *           n_heads, head_dim, scale, threads[, bf16]): qkv and out bfloat16 when bf16 is
- * true (float32 otherwise), the biases always float32; pointers are data_ptr()s of contiguous CPU
- * tensors, checked by the Python caller (seqenc/nn/kernels.py). The projection comes without
+ *           n_heads, head_dim, scale, threads[, in_bf16[, out_bf16[, isa]]]): qkv bfloat16 when
+ * in_bf16 is true (float32 otherwise), out bfloat16 when out_bf16 is (default: as qkv), the
+ * biases always float32; isa (default ISA_AVX2) allows attention512.c's 16 lanes where the head
+ * size is a multiple of 16 (and, for a bf16 output, the CPU has AVX512-BF16). Returns the lanes
+ * that ran (256 or 512). Pointers are data_ptr()s of contiguous CPU tensors, checked by the
+ * Python caller (seqenc/nn/kernels.py). The projection comes without
  * biases: the key bias adds the same q.b_k to every score of a row, which softmax cancels, and
  * the value bias comes out unchanged (weights sum to 1), so it is added to the output. */
 static PyObject *attention(PyObject *self, PyObject *args) {
@@ -78,23 +87,33 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     unsigned long long qkv, q_bias, v_bias, out, starts, lengths;
     long long n_seq, n_rows, n_heads, hd;
     float scale;
-    int threads, bf16 = 0;
-    if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi|p", &qkv, &q_bias, &v_bias, &out, &starts,
-                          &lengths, &n_seq, &n_rows, &n_heads, &hd, &scale, &threads, &bf16))
+    int threads, in_bf16 = 0, out_bf16 = -1, isa = ISA_AVX2;
+    if (!PyArg_ParseTuple(args, "KKKKKKLLLLfi|ppi", &qkv, &q_bias, &v_bias, &out, &starts,
+                          &lengths, &n_seq, &n_rows, &n_heads, &hd, &scale, &threads, &in_bf16,
+                          &out_bf16, &isa))
         return NULL;
+    if (out_bf16 < 0) out_bf16 = in_bf16;
     if (hd <= 0 || hd % 8 != 0 || n_heads <= 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "head_dim must be a positive multiple of 8");
         return NULL;
     }
-    Problem pr = {bf16 ? NULL : (const float *)(uintptr_t)qkv, (const float *)(uintptr_t)q_bias,
-                  (const float *)(uintptr_t)v_bias, bf16 ? NULL : (float *)(uintptr_t)out,
-                  n_heads, hd, n_heads * hd, scale,
-                  bf16 ? (const uint16_t *)(uintptr_t)qkv : NULL,
-                  bf16 ? (uint16_t *)(uintptr_t)out : NULL};
+    Problem pr = {in_bf16 ? NULL : (const float *)(uintptr_t)qkv,
+                  (const float *)(uintptr_t)q_bias, (const float *)(uintptr_t)v_bias,
+                  out_bf16 ? NULL : (float *)(uintptr_t)out, n_heads, hd, n_heads * hd, scale,
+                  in_bf16 ? (const uint16_t *)(uintptr_t)qkv : NULL,
+                  out_bf16 ? (uint16_t *)(uintptr_t)out : NULL};
+    const int lanes = isa >= ISA_AVX512 && hd % 16 == 0 && (!out_bf16 || isa >= ISA_AVX512BF16)
+                      ? 512 : 256;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = seqenc_varlen_attention(&pr, (const int64_t *)(uintptr_t)starts,
-                              (const int64_t *)(uintptr_t)lengths, n_seq, n_rows, threads);
+    if (lanes == 512)
+        status = seqenc_varlen_attention512(&pr, (const int64_t *)(uintptr_t)starts,
+                                            (const int64_t *)(uintptr_t)lengths, n_seq, n_rows,
+                                            threads);
+    else
+        status = seqenc_varlen_attention(&pr, (const int64_t *)(uintptr_t)starts,
+                                         (const int64_t *)(uintptr_t)lengths, n_seq, n_rows,
+                                         threads);
     Py_END_ALLOW_THREADS
     if (status == -2) {
         PyErr_Format(PyExc_ValueError, "sequence spans run outside the %lld packed rows",
@@ -102,25 +121,36 @@ static PyObject *attention(PyObject *self, PyObject *args) {
         return NULL;
     }
     if (status != 0) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return PyLong_FromLong(lanes);
 }
 
-/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype): x = gelu(x + bias) in place (erf
- * form); returns the lanes of the implementation that ran (256 or 512). */
+/* A bf16 result beside (or instead of) a float32 one: only the 512-lane float32 kernels write
+ * it, with AVX512-BF16. */
+static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lanes) {
+    if (!ptr || (lanes == 512 && dtype == DTYPE_F32 && isa >= ISA_AVX512BF16)) return 1;
+    PyErr_SetString(PyExc_ValueError, "a bf16 output needs float32 rows, a width divisible by 16 "
+                                      "and the avx512bf16 kernel set");
+    return 0;
+}
+
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype[, out16_ptr]): x = gelu(x + bias) in
+ * place (erf form), or, with out16_ptr (float32 x), the result rounded to bf16 into out16 and x
+ * left as it is; returns the lanes of the implementation that ran (256 or 512). */
 static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long x, bias;
+    unsigned long long x, bias, out16 = 0;
     long long rows, n;
     int threads, isa, dtype;
-    if (!PyArg_ParseTuple(args, "KKLLiii", &x, &bias, &rows, &n, &threads, &isa, &dtype))
+    if (!PyArg_ParseTuple(args, "KKLLiii|K", &x, &bias, &rows, &n, &threads, &isa, &dtype,
+                          &out16))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
     const int lanes = lanes_for(isa, dtype, n);
-    if (!lanes) return NULL;
+    if (!lanes || !valid_bf16_output(out16, isa, dtype, lanes)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (lanes == 512)
         seqenc_bias_gelu512((void *)(uintptr_t)x, (const void *)(uintptr_t)bias, rows, n, threads,
-                            dtype);
+                            dtype, (uint16_t *)(uintptr_t)out16);
     else
         seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS
@@ -128,26 +158,27 @@ static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
 }
 
 /* add_layernorm(y_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, rows, n, threads,
- * isa, dtype): y = LayerNorm(y + bias + residual) in place; returns the lanes that ran. */
+ * isa, dtype[, copy16_ptr]): y = LayerNorm(y + bias + residual) in place, and with copy16_ptr
+ * (float32 y) the result rounded to bf16 into copy16 as well; returns the lanes that ran. */
 static PyObject *py_add_layernorm(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long y, bias, residual, gamma, beta;
+    unsigned long long y, bias, residual, gamma, beta, copy16 = 0;
     float eps;
     long long rows, n;
     int threads, isa, dtype, status = 0;
-    if (!PyArg_ParseTuple(args, "KKKKKfLLiii", &y, &bias, &residual, &gamma, &beta, &eps, &rows,
-                          &n, &threads, &isa, &dtype))
+    if (!PyArg_ParseTuple(args, "KKKKKfLLiii|K", &y, &bias, &residual, &gamma, &beta, &eps,
+                          &rows, &n, &threads, &isa, &dtype, &copy16))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
     const int lanes = lanes_for(isa, dtype, n);
-    if (!lanes) return NULL;
+    if (!lanes || !valid_bf16_output(copy16, isa, dtype, lanes)) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (lanes == 512)
         status = seqenc_add_layernorm512((void *)(uintptr_t)y, (const void *)(uintptr_t)bias,
                                          (const void *)(uintptr_t)residual,
                                          (const void *)(uintptr_t)gamma,
                                          (const void *)(uintptr_t)beta, eps, rows, n, threads,
-                                         dtype);
+                                         dtype, (uint16_t *)(uintptr_t)copy16);
     else
         seqenc_add_layernorm((float *)(uintptr_t)y, (const float *)(uintptr_t)bias,
                       (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
@@ -196,16 +227,18 @@ static PyObject *py_dequantize_rows(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T, A (n, k) bf16, W
- * packed by seqenc/precision.py (gemm_bf16.c says how), C float32. to_bf16(x_ptr, y_ptr, n, k,
+/* gemm_bf16(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr]): C = A W^T, A
+ * (n, k) bf16, W packed by seqenc/precision.py (gemm_bf16.c says how), C float32; with
+ * gelu_bias_ptr (float32 (m,)) C = gelu(A W^T + bias) in bf16. to_bf16(x_ptr, y_ptr, n, k,
  * threads): float32 rows -> bf16 rows. AVX512-BF16 only; shapes and the CPU checked by the
- * caller (seqenc/precision.py) beyond the conditions tested here. */
+ * caller (seqenc/nn/kernels.py) beyond the conditions tested here. */
 static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long a, packed, c;
+    unsigned long long a, packed, c, gelu_bias = 0;
     long long n, m, k, ldc;
     int threads;
-    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &packed, &c, &n, &m, &k, &ldc, &threads))
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|K", &a, &packed, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias))
         return NULL;
     if (k % 2 || m % 16 || ldc < m || n < 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "gemm_bf16 needs k even, m % 16 == 0 and ldc >= m");
@@ -213,7 +246,8 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     }
     Py_BEGIN_ALLOW_THREADS
     seqenc_gemm_bf16((const uint16_t *)(uintptr_t)a, (const uint16_t *)(uintptr_t)packed,
-                     (float *)(uintptr_t)c, n, m, k, ldc, threads);
+                     (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                     (const float *)(uintptr_t)gelu_bias);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -34,6 +34,39 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);  /* p * 2^n */
 }
 
+/* Phi(x) = erfc(-x / sqrt 2) / 2: elementwise.c's normal_cdf256 with 16 lanes, the same
+ * algorithm and constants (Numerical Recipes' erfcc, z^2 carried exactly into exp), so the same
+ * relative bound (kernels.GELU_RELATIVE_ERROR) holds. */
+AVX512 static inline __m512 normal_cdf512(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    const __m512 a = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(14.0f));
+    const __m512 z = _mm512_mul_ps(a, _mm512_set1_ps(0.70710678118654752f));
+    const __m512 d = _mm512_fmadd_ps(z, half, one);
+    __m512 t = _mm512_rcp14_ps(d);                                /* 14 bits, then Newton */
+    t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);
+    __m512 c = _mm512_set1_ps(0.17087277f);
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.82215223f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.48851587f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.13520398f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.27886807f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.18628806f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.09678418f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.37409196f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(1.00002368f));
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.26551223f));
+    const __m512 hi = _mm512_mul_ps(a, a), lo = _mm512_fmsub_ps(a, a, hi);
+    const __m512 h = _mm512_mul_ps(hi, _mm512_set1_ps(-0.5f));
+    const __m512 s = _mm512_add_ps(h, c);
+    const __m512 bb = _mm512_sub_ps(s, h);
+    __m512 e = _mm512_add_ps(_mm512_sub_ps(h, _mm512_sub_ps(s, bb)), _mm512_sub_ps(c, bb));
+    e = _mm512_fnmadd_ps(lo, half, e);
+    __m512 erfc = _mm512_mul_ps(t, exp512(s));
+    erfc = _mm512_fmadd_ps(erfc, e, erfc);
+    const __m512 tail = _mm512_mul_ps(erfc, half);
+    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail);
+}
+
 /* 16 bf16 values (bits) -> float32: bf16 is the top half of a float32. */
 AVX512 static inline __m512 load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(
@@ -45,12 +78,18 @@ AVX512BF16 static inline void store_bf16(uint16_t *p, __m512 v) {
     _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
 }
 
-/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. */
+/* attention512.c: attention.c's kernel with 16 lanes; hd % 16 == 0, a bf16 output (out16)
+ * needs ISA_AVX512BF16. */
+int seqenc_varlen_attention512(const Problem *pr, const int64_t *starts, const int64_t *lengths,
+                               int64_t n_seq, int64_t n_rows, int threads);
+/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. For float32 rows, out16 (GELU:
+ * the result goes there as bf16, x is left as it is) and copy16 (LayerNorm: a bf16 copy of the
+ * result) need ISA_AVX512BF16 too; NULL for none. */
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype);
+                         int dtype, uint16_t *out16);
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
-                            int dtype);
+                            int dtype, uint16_t *copy16);
 /* avx512.c, int8: per-row quantisation of float32 rows (each column times mul[c] first, mul
  * NULL for none), and the int32 products back to float32 in place (n % 16 == 0). */
 void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float *scale,
@@ -58,9 +97,10 @@ void seqenc_quantize_rows512(const float *x, const float *mul, int8_t *q, float 
 void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float *col_scale,
                                int64_t rows, int64_t n, int threads);
 /* gemm_bf16.c: C (N, M) float32 = A (N, K) bf16 times W^T, W packed as gemm_bf16.c says
- * (K even, M % 16 == 0); and float32 rows -> bf16 rows (K % 16 == 0). Need ISA_AVX512BF16. */
+ * (K even, M % 16 == 0), or with gelu_bias (M,) C (N, M) bf16 = gelu(A W^T + gelu_bias); and
+ * float32 rows -> bf16 rows (K % 16 == 0). Need ISA_AVX512BF16. */
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads);
+                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
 void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threads);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
  * (M % 16 == 0); -1 without memory for its panel buffers. Needs ISA_AVX512. */

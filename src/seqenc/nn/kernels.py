@@ -10,7 +10,7 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 ``avx512`` caps it, e.g. to compare them on one machine):
 - ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
-  multiple of 16 (attention stays on the AVX2 kernel), and ``gemm_f32``: the fused layers'
+  multiple of 16, attention with 16 lanes when the head size is, and ``gemm_f32``: the fused layers'
   float32 GEMMs with 512-bit FMAs (MKL's sgemm ran its AVX2 code here);
 - ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
   what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
@@ -46,7 +46,7 @@ _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 # bfloat16 outputs: the float32 result's bound plus one rounding to nearest even at 8
 # significant bits, |error| <= BF16_ROUNDING |result| (half an ulp), on every kernel above.
 BF16_ROUNDING = 2.0 ** -8
-last_lanes = 0  # 256 or 512: which implementation the last elementwise call ran (for tests)
+last_lanes = 0  # 256 or 512: which implementation the last elementwise or attention call ran
 
 
 def lanes(isa: str, dtype: torch.dtype, width: int) -> int:
@@ -85,8 +85,8 @@ def describe() -> str:
         return "PyTorch only (this CPU lacks AVX2 + FMA)"
     if not ENABLED:
         return "PyTorch only (SEQENC_KERNELS=0)"
-    names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512 (attention AVX2)",
-             "avx512bf16": "AVX-512 + AVX512-BF16 (attention AVX2)"}
+    names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512",
+             "avx512bf16": "AVX-512 + AVX512-BF16"}
     capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
     return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
 
@@ -105,34 +105,47 @@ def can_attend_shape(dtype: torch.dtype, head_dim: int) -> bool:
 
 
 def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
-                     bias: Tensor | None = None) -> Tensor:
+                     bias: Tensor | None = None, out_dtype: torch.dtype | None = None,
+                     isa: str | None = None) -> Tensor:
     """softmax(Q K^T / sqrt(hd)) V within each sequence of a packed batch.
 
     qkv (N, 3D): rows starts[i] .. starts[i] + lengths[i] are sequence i, columns q | k | v
     with heads of hd = D / n_heads inside each. starts, lengths: (S,) int64. -> (N, D).
     ``bias`` (3D,) is the projection's bias when qkv comes without it (saves a pass over qkv):
     the kernel adds the query part, and the value part to the output; the key part cannot
-    change the result (it shifts each row of scores by a constant). bfloat16 in: computed in
-    float32 (read as float32 as it is loaded, rounded to nearest even once as it is stored:
-    no conversion passes), bfloat16 out.
+    change the result (it shifts each row of scores by a constant). Computed in float32 for
+    either dtype: a bfloat16 qkv is read as float32 as it is loaded, and a bfloat16 output
+    (``out_dtype``, default qkv's) rounded to nearest even once as it is stored, so no
+    conversion pass is needed on either side (a float32 qkv with a bf16 output feeds a bf16
+    GEMM directly). ``isa`` (default ``ISA``) picks the kernel: 16 lanes on the AVX-512 sets
+    where hd % 16 == 0, 8 lanes otherwise (``last_lanes`` says which ran).
     """
+    global last_lanes
     qkv = qkv.contiguous()
     starts, lengths = starts.to(torch.long).contiguous(), lengths.to(torch.long).contiguous()
     if starts.shape != lengths.shape or starts.dim() != 1 or starts.device.type != "cpu":
         raise ValueError("starts and lengths must be two (S,) CPU tensors")
+    isa = isa or ISA
+    if isa not in AVAILABLE:
+        raise ValueError(f"kernel set {isa!r} is not available on this CPU ({AVAILABLE})")
+    out_dtype = out_dtype or qkv.dtype
+    if out_dtype not in _DTYPES:
+        raise ValueError(f"attention writes float32 or bfloat16, not {out_dtype}")
     N, three_d = qkv.shape
     D = three_d // 3
     head_dim = D // n_heads
-    out = torch.empty(N, D, dtype=qkv.dtype)
+    out = torch.empty(N, D, dtype=out_dtype)
     if bias is None:
         bias = torch.zeros(three_d, dtype=qkv.dtype)
     _check_rows(qkv, bias)
     bias = bias.float()  # the kernel reads float32 biases for either dtype (3D values)
     q_bias, v_bias = bias[:D].contiguous(), bias[2 * D:].contiguous()
-    _kernels.attention(qkv.data_ptr(), q_bias.data_ptr(), v_bias.data_ptr(), out.data_ptr(),
-                       starts.data_ptr(), lengths.data_ptr(),  # spans checked in C
-                       len(lengths), N, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
-                       torch.get_num_threads(), qkv.dtype == torch.bfloat16)
+    last_lanes = _kernels.attention(
+        qkv.data_ptr(), q_bias.data_ptr(), v_bias.data_ptr(), out.data_ptr(),
+        starts.data_ptr(), lengths.data_ptr(),  # spans checked in C
+        len(lengths), N, n_heads, head_dim, 1.0 / math.sqrt(head_dim),
+        torch.get_num_threads(), qkv.dtype == torch.bfloat16, out_dtype == torch.bfloat16,
+        ISAS.index(isa))
     return out
 
 
@@ -146,23 +159,53 @@ def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None) -> Tensor:
     return x
 
 
+def bias_gelu_bf16(x: Tensor, bias: Tensor) -> Tensor:
+    """gelu(x + bias) for float32 x (N, F), computed as bias_gelu_ computes it and rounded to
+    bf16 (nearest even) as it is stored: the input of a bf16 GEMM, with no conversion pass.
+    x is left as it is. Needs the avx512bf16 set and F divisible by 16. -> (N, F) bf16."""
+    global last_lanes
+    _check_bf16_output(x, bias)
+    out = torch.empty(x.shape, dtype=torch.bfloat16)
+    last_lanes = _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
+                                    torch.get_num_threads(), ISAS.index(ISA), 0, out.data_ptr())
+    return out
+
+
 def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
-                    norm_bias: Tensor, eps: float, isa: str | None = None) -> Tensor:
+                    norm_bias: Tensor, eps: float, isa: str | None = None,
+                    copy_bf16: Tensor | None = None) -> Tensor:
     """y = LayerNorm(y + bias + residual) * weight + norm_bias in place: a sub-layer's output
     bias, the residual connection and the post-norm LayerNorm in one pass. y, residual (N, D)
     contiguous; bias, weight, norm_bias (D,); all of one dtype (float32, or bfloat16 with the
-    avx512bf16 set)."""
+    avx512bf16 set). ``copy_bf16`` (N, D) bf16, for float32 y: also gets the result rounded to
+    bf16 as it is stored (a bf16 GEMM's input, no conversion pass; avx512bf16, D % 16 == 0)."""
     global last_lanes
     isa = _isa(isa, y, bias, weight, norm_bias)
     _check_rows(residual)
     if residual.shape != y.shape or residual.dtype != y.dtype:
         raise ValueError(f"residual {tuple(residual.shape)} {residual.dtype} does not match "
                          f"{tuple(y.shape)} {y.dtype}")
+    copy = 0
+    if copy_bf16 is not None:
+        _check_bf16_output(y, bias, isa)
+        if (copy_bf16.shape != y.shape or copy_bf16.dtype != torch.bfloat16
+                or not copy_bf16.is_contiguous()):
+            raise ValueError(f"copy_bf16 must be a contiguous bfloat16 {tuple(y.shape)} tensor")
+        copy = copy_bf16.data_ptr()
     last_lanes = _kernels.add_layernorm(
         y.data_ptr(), bias.data_ptr(), residual.data_ptr(), weight.data_ptr(),
         norm_bias.data_ptr(), eps, y.shape[0], y.shape[1], torch.get_num_threads(),
-        ISAS.index(isa), _DTYPES[y.dtype])
+        ISAS.index(isa), _DTYPES[y.dtype], copy)
     return y
+
+
+def _check_bf16_output(x: Tensor, bias: Tensor, isa: str | None = None) -> None:
+    """The epilogues write a bf16 result for float32 rows on the avx512bf16 set only."""
+    _check_rows(x, bias)
+    if x.dtype != torch.float32 or (isa or ISA) != "avx512bf16" or x.shape[1] % 16:
+        raise ValueError(f"a bf16 result needs float32 rows of a width divisible by 16 and the "
+                         f"avx512bf16 kernel set: got {x.dtype} width {x.shape[1]}, "
+                         f"set {isa or ISA!r}")
 
 
 def _isa(isa: str | None, x: Tensor, *vectors: Tensor) -> str:
@@ -233,13 +276,25 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     ours for precision.Bf16Linear (float32 out); the
     elementwise work around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
+    With Bf16Linear weights (bf16 inputs, float32 everywhere else) the kernel before each of
+    the out, up and down GEMMs also rounds its float32 result to bf16 as it stores it (the same
+    rounding the GEMM would apply to its input), so no conversion pass runs between them, and
+    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
+    bf16_rows = x.dtype == torch.float32 and all(
+        getattr(m, "takes_bf16_rows", lambda: False)()
+        for m in (w.out_weight, w.up_weight, w.down_weight))
+    rows_dtype = torch.bfloat16 if bf16_rows else None
     qkv = matmul(x, w.qkv_weight)  # (N, 3D); the kernel adds the bias
-    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
+    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias, rows_dtype)
+    a16 = torch.empty(x.shape, dtype=torch.bfloat16) if bf16_rows else None
     a = add_layer_norm_(matmul(context, w.out_weight), w.out_bias, x,
-                        w.norm1_weight, w.norm1_bias, eps)  # (N, D)
-    hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
+                        w.norm1_weight, w.norm1_bias, eps, copy_bf16=a16)  # (N, D)
+    if bf16_rows:  # bias + GELU in the up GEMM's epilogue, bf16 out
+        hidden = w.up_weight.matmul_gelu(a16, w.up_bias)  # (N, F) bf16
+    else:
+        hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
     return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
 
@@ -280,21 +335,34 @@ def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
     return torch.cat(parts)
 
 
-def gemm_bf16(x: Tensor, packed: Tensor, m: int) -> Tensor:
-    """x W^T for x (N, K) float32 (rounded to bf16 on the way in) and W (M, K) packed by
-    pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs can_gemm_bf16(K, M)."""
+def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None) -> Tensor:
+    """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
+    and W (M, K) packed by pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs
+    can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias), computed
+    as bias_gelu_ computes it on each float32 register tile and rounded to bf16 as stored (an
+    FFN's up projection feeding a bf16 down projection): (N, M) bfloat16."""
     _check_rows(x)
     N, K = x.shape
-    if (x.dtype != torch.float32 or not can_gemm_bf16(K, m) or packed.numel() != m * K
+    if (not can_gemm_bf16(K, m) or packed.numel() != m * K
             or packed.dtype != torch.bfloat16 or not packed.is_contiguous()):
-        raise ValueError(f"gemm_bf16 takes float32 (N, K) rows, K and M divisible by 16 and "
+        raise ValueError(f"gemm_bf16 takes (N, K) rows, K and M divisible by 16 and "
                          f"(M K,) packed weights on the avx512bf16 kernel set: got {x.dtype} "
                          f"({N}, {K}), M={m}, {packed.numel()} packed values, set {ISA!r}")
     threads = torch.get_num_threads()
-    a = torch.empty(N, K, dtype=torch.bfloat16)
-    _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
-    out = torch.empty(N, m)
-    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+    a = x
+    if x.dtype == torch.float32:
+        a = torch.empty(N, K, dtype=torch.bfloat16)
+        _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
+    if gelu_bias is None:
+        out = torch.empty(N, m)
+        _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+        return out
+    if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
+            or not gelu_bias.is_contiguous()):
+        raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
+    out = torch.empty(N, m, dtype=torch.bfloat16)
+    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
+                       gelu_bias.data_ptr())
     return out
 
 

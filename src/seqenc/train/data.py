@@ -201,22 +201,56 @@ def plan_epoch(
     group_by_length: bool = True,
     min_batch: int = 1,
     pool_batches: int = 50,
+    groups: np.ndarray | None = None,
 ) -> BatchPlan:
     """Shuffle the examples; with ``group_by_length`` sort each pool of ``pool_batches`` batches
     by length and cut it into batches, then shuffle the batches. Texts of similar length share a
     batch (little padding) while each epoch's order stays random. The plan depends only on
-    (lengths, batch_size, seed, epoch), so a resumed or a multi-process run sees the same one.
-    Batches smaller than ``min_batch`` (the last one, at most) are dropped."""
+    (lengths, batch_size, seed, epoch, groups), so a resumed or a multi-process run sees the
+    same one. Examples with the same ``groups`` id never share a batch (a pair and its
+    reversal: same length, so sorting by length would put them side by side): the k members of
+    a group go, in random order, to k separate strata, each batched on its own. Batches smaller
+    than ``min_batch`` (the last of each stratum, at most) are dropped."""
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(lengths))
-    batches: list[np.ndarray] = []
-    if group_by_length:
-        pool = batch_size * pool_batches
-        for lo in range(0, len(order), pool):
-            chunk = order[lo: lo + pool]
-            chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-            batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
-        batches = [batches[i] for i in rng.permutation(len(batches))]
+    if groups is not None and len(np.unique(groups)) == len(groups):
+        groups = None  # every group of one: the same plan as without groups
+    if groups is None:
+        batches = _batches(rng.permutation(len(lengths)), lengths, batch_size, group_by_length,
+                           pool_batches)
     else:
-        batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        rank = _rank_in_group(np.asarray(groups), rng)
+        batches = []
+        for stratum in range(int(rank.max(initial=-1)) + 1):
+            members = np.flatnonzero(rank == stratum)
+            batches += _batches(members[rng.permutation(len(members))], lengths, batch_size,
+                                group_by_length, pool_batches)
+    if group_by_length or groups is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return BatchPlan([b for b in batches if len(b) >= min_batch])
+
+
+def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, group_by_length: bool,
+             pool_batches: int) -> list[np.ndarray]:
+    """``order`` (shuffled example indices) cut into batches; with ``group_by_length`` each
+    pool of ``pool_batches`` batches sorted by length first."""
+    if not group_by_length:
+        return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[np.ndarray] = []
+    pool = batch_size * pool_batches
+    for lo in range(0, len(order), pool):
+        chunk = order[lo: lo + pool]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
+    return batches
+
+
+def _rank_in_group(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each example's place among its group's members, the members in random order:
+    0 .. group size - 1."""
+    order = np.lexsort((rng.permutation(len(groups)), groups))  # by group, ties at random
+    ordered = groups[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    starts = np.flatnonzero(first)
+    rank = np.empty(len(groups), dtype=np.int64)
+    rank[order] = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    return rank

@@ -143,7 +143,11 @@ class MaskedLMHead(nn.Module):
 
     def forward(self, hidden: Tensor, decoder_weight: Tensor) -> Tensor:
         """hidden (M, D), decoder_weight (V, E) -> logits (M, V)."""
-        return self.norm(self.activation(self.dense(hidden))) @ decoder_weight.T + self.bias
+        return self.transform(hidden) @ decoder_weight.T + self.bias
+
+    def transform(self, hidden: Tensor) -> Tensor:
+        """The part before the decoder: hidden (M, D) -> (M, E)."""
+        return self.norm(self.activation(self.dense(hidden)))
 
 
 class MaskedLanguageModel(nn.Module):

@@ -108,6 +108,7 @@ class PairTask(Task):
         dtype = torch.float32 if self.regression else torch.long
         self.train_y = torch.as_tensor(train_y, dtype=dtype)
         self.train_lengths = np.array([len(x) for x in self.train[0]], dtype=np.int64)
+        self.train_groups = reversal_groups(train)
         self.dev = self._tokenize(dev, echo) if dev is not None else ([], [])
         self.dev_y = dev_y if dev_y is not None else np.zeros(0)
         self.n_dev = len(self.dev[0])
@@ -173,6 +174,14 @@ class PairTask(Task):
 
     def load(self, directory: Path) -> None:
         _copy_weights(CrossEncoder.from_pretrained(directory).model, self.model)
+
+
+def reversal_groups(data: PairData) -> np.ndarray:
+    """One id per unordered pair: (a, b) and (b, a) (``--symmetric``'s reversals, or both
+    orders in the data) get the same id, so that they never share a batch (plan_epoch)."""
+    ids: dict[tuple[str, str], int] = {}
+    return np.array([ids.setdefault((a, b) if a <= b else (b, a), len(ids))
+                     for a, b in zip(data.firsts, data.seconds, strict=True)], dtype=np.int64)
 
 
 def correlations(predicted: np.ndarray, gold: np.ndarray) -> dict[str, float]:

@@ -225,7 +225,7 @@ class Trainer:
     def _plan(self, epoch: int):
         return plan_epoch(self.task.train_lengths, self.cfg.batch_size, self.cfg.seed, epoch,
                           group_by_length=self.cfg.group_by_length,
-                          min_batch=self.ctx.world_size)
+                          min_batch=self.ctx.world_size, groups=self.task.train_groups)
 
     def _groups(self, epoch: int) -> list[list[np.ndarray]]:
         batches = self._plan(epoch).batches
