@@ -149,3 +149,28 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
     quantized = int8.int8_encoder(encoder)
     layers = [m for m in quantized.modules() if isinstance(m, int8.Int8Linear)]
     assert layers and all(m.gemm == "avx2" for m in layers)
+
+
+@pytest.mark.skipif("vnni512" not in int8.runnable_gemms(), reason="no AVX512-VNNI here")
+def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg):
+    """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
+    bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks), and runs for every
+    layer when the schedule is "fused"."""
+    torch.manual_seed(9)
+    cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
+                   max_positions=64)
+    encoder = Encoder(cfg).eval()
+    ids = torch.randint(0, 50, (5, 40))
+    keep = torch.arange(40)[None, :] < torch.tensor([40, 33, 17, 3, 1])[:, None]
+    monkeypatch.setattr(int8, "GEMM", "vnni512")
+    int8.quantize_encoder(encoder, int8.calibrate(encoder, [(ids, keep)]), alpha=0.5)
+    calls = []
+    fused = int8.post_norm_layer
+    monkeypatch.setattr(int8, "post_norm_layer", lambda *a: calls.append(1) or fused(*a))
+    outputs = {}
+    with torch.inference_mode():
+        for schedule in ("fused", "tasks"):
+            monkeypatch.setattr(int8, "SCHEDULE", schedule)
+            outputs[schedule] = encoder(ids, keep).last_hidden_state[keep]
+    assert len(calls) == cfg.n_layers
+    assert torch.equal(outputs["fused"], outputs["tasks"])

@@ -95,10 +95,12 @@ class Int8Linear(nn.Module):
                                  N, self.out_features, threads)
         return acc.view(torch.float32)  # converted in place
 
-    def _own_gemm(self, x: Tensor) -> Tensor:
+    def _own_gemm(self, x: Tensor, gelu_bias: Tensor | None = None,
+                  norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
         """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
         dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
-        copy of x in memory either."""
+        copy of x in memory either. gelu_bias, or norm = (bias, residual, gamma, beta, eps):
+        the post-norm layer's next step in the same tasks (see post_norm_layer)."""
         from .nn.kernels import _kernels
 
         N, K = x.shape
@@ -109,9 +111,14 @@ class Int8Linear(nn.Module):
         corr = 0 if self.corr is None else self.corr.data_ptr()
         if SCHEDULE == "fused":
             smooth = 0 if self.inv_smooth is None else self.inv_smooth.data_ptr()
+            epilogue: tuple = ()
+            if gelu_bias is not None:
+                epilogue = (gelu_bias.data_ptr(),)
+            elif norm is not None:
+                epilogue = (0, *(t.data_ptr() for t in norm[:4]), norm[4])
             _kernels.quant_gemm_int8(kind, x.data_ptr(), smooth, self.packed.data_ptr(), corr,
                                      self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M,
-                                     threads)
+                                     threads, *epilogue)
             return out
         q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
         _kernels.gemm_int8(kind, q.data_ptr(), self.packed.data_ptr(), corr, scale.data_ptr(),
@@ -125,6 +132,37 @@ class Int8Linear(nn.Module):
         if self.bias is not None:
             y += self.bias
         return y.reshape(*shape[:-1], self.out_features)
+
+
+def fuses_layer(w) -> bool:
+    """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
+    Int8Linear on the vnni512 kernel, SCHEDULE "fused", float32 vectors."""
+    linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
+    return SCHEDULE == "fused" and all(
+        isinstance(m, Int8Linear) and m.gemm == "vnni512" for m in linears) and all(
+        v.dtype == torch.float32 and v.is_contiguous()
+        for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
+                  w.norm2_weight, w.norm2_bias))
+
+
+def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                    w) -> Tensor:
+    """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
+    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection as it is
+    stored, bias + residual + LayerNorm on each task's rows of the out and down projections
+    (the same float32 arithmetic as the separate kernels, so the same result). A layer is then
+    four parallel loops of gemm_int8.c on csrc/tasks.c's threads and the attention kernel's,
+    against twelve: on a shared CPU each loop can wait for a thread that lost its core.
+    x (N, D) float32 packed rows -> (N, D)."""
+    from .nn.kernels import varlen_attention
+
+    qkv = w.qkv_weight.matmul(x.contiguous())  # (N, 3D); the attention kernel adds the bias
+    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)  # (N, D)
+    a = w.out_weight._own_gemm(context, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias,
+                                              eps))  # LN1(x + attention)
+    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias)  # (N, F)
+    return w.down_weight._own_gemm(hidden, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias,
+                                                 eps))  # (N, D)
 
 
 def _fast_kernels() -> bool:

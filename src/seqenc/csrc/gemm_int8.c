@@ -55,6 +55,7 @@ typedef struct {
     const float *col_scale;   /* (M,) */
     void *out;
     int64_t ldc;
+    const float *gelu_bias;   /* (M,): gelu(sum + bias) stored (VNNI512 only), or NULL */
 } Epilogue;
 
 VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m512i acc) {
@@ -64,8 +65,12 @@ VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m5
         return;
     }
     const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e->row_scale[r]));
-    _mm512_storeu_ps((float *)e->out + r * e->ldc + c,
-                     _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c)));
+    __m512 y = _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c));
+    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (avx512.c), on the tile in registers */
+        y = _mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c));
+        y = _mm512_mul_ps(y, normal_cdf512(y));
+    }
+    _mm512_storeu_ps((float *)e->out + r * e->ldc + c, y);
 }
 
 AVX2 static inline void store8(const Epilogue *e, int64_t r, int64_t c, __m256i acc) {
@@ -250,7 +255,7 @@ static void gemm_task(void *ctx, int64_t t) {
 void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t *corr,
                       const float *row_scale, const float *col_scale, void *out, int64_t n,
                       int64_t m, int64_t k, int64_t ldc, int threads, int openmp) {
-    const Gemm g = {kind, a, packed, {corr, row_scale, col_scale, out, ldc}, n, m, k,
+    const Gemm g = {kind, a, packed, {corr, row_scale, col_scale, out, ldc, NULL}, n, m, k,
                     (n + TILE_ROWS - 1) / TILE_ROWS};
     const int64_t tiles = (m + PANEL - 1) / PANEL * g.row_tiles;
     if (!openmp) {
@@ -338,6 +343,7 @@ typedef struct {
     const float *col_scale;
     float *out;
     int64_t n, m, k, ldc, rows; /* rows: per task, <= TILE_ROWS */
+    const Int8Epilogue *epi;
     _Atomic int failed;         /* a task found no memory for its buffer */
 } QuantGemm;
 
@@ -353,30 +359,73 @@ static void *thread_buffer(size_t bytes) {
     return buffer;
 }
 
+/* y = LayerNorm(y + bias + residual) * gamma + beta on rows lo .. hi of the task's output, while
+ * they are in its cache: add_layernorm_rows_f32's arithmetic (avx512.c), the same order of
+ * every float32 operation, so the result is the separate pass's. row: n floats of scratch. */
+VNNI512 static void add_layernorm_rows(float *y, int64_t ldc, const Int8Epilogue *p, int64_t n,
+                                       int64_t lo, int64_t hi, float *row) {
+    for (int64_t r = lo; r < hi; r++) {
+        float *yr = y + r * ldc;
+        const float *res = p->residual + r * n;
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(yr + c),
+                                                   _mm512_loadu_ps(p->bias + c)),
+                                     _mm512_loadu_ps(res + c));
+            _mm512_storeu_ps(row + c, v);
+            sum = _mm512_add_ps(sum, v);
+        }
+        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
+        __m512 sq = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + c), mean);
+            sq = _mm512_fmadd_ps(d, d, sq);
+        }
+        const float var = _mm512_reduce_add_ps(sq) / (float)n;
+        const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + p->eps));
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale);
+            _mm512_storeu_ps(yr + c, _mm512_fmadd_ps(d, _mm512_loadu_ps(p->gamma + c),
+                                                     _mm512_loadu_ps(p->beta + c)));
+        }
+    }
+}
+
 static void quant_gemm_task(void *ctx, int64_t t) {
     QuantGemm *g = ctx;
     const int64_t lo = t * g->rows, hi = lo + g->rows < g->n ? lo + g->rows : g->n;
-    void *q = thread_buffer((size_t)(hi - lo) * g->k * (g->format == QUANT_I16 ? 2 : 1));
-    if (!q) {
+    const size_t qbytes = ((size_t)(hi - lo) * g->k * (g->format == QUANT_I16 ? 2 : 1) + 63)
+                          / 64 * 64;
+    char *buffer = thread_buffer(qbytes + (size_t)g->m * sizeof(float));
+    if (!buffer) {
         g->failed = 1;
         return;
     }
     float scale[TILE_ROWS];
-    quantize_rows8(g->x + lo * g->k, g->mul, q, scale, g->k, 0, hi - lo, g->format);
-    const Epilogue e = {g->corr, scale, g->col_scale, g->out + lo * g->ldc, g->ldc};
+    quantize_rows8(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo, g->format);
+    const Int8Epilogue *p = g->epi;
+    const Epilogue e = {g->corr, scale, g->col_scale, g->out + lo * g->ldc, g->ldc,
+                        p ? p->gelu_bias : NULL};
     for (int64_t c0 = 0; c0 < g->m; c0 += PANEL)
-        tile(g->kind, q, g->packed, &e, g->k, 0, hi - lo, c0,
+        tile(g->kind, buffer, g->packed, &e, g->k, 0, hi - lo, c0,
              g->m - c0 < PANEL ? g->m - c0 : PANEL);
+    if (p && p->gamma) {
+        const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
+                                   p->eps};
+        add_layernorm_rows(g->out + lo * g->ldc, g->ldc, &rows, g->m, 0, hi - lo,
+                           (float *)(buffer + qbytes));
+    }
 }
 
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
-                           int64_t m, int64_t k, int64_t ldc, int threads) {
+                           int64_t m, int64_t k, int64_t ldc, int threads,
+                           const Int8Epilogue *epi) {
     /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
     int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
     rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
     QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
-                   col_scale, out, n, m, k, ldc, rows, 0};
+                   col_scale, out, n, m, k, ldc, rows, epi, 0};
     seqenc_run_tasks(quant_gemm_task, &g, (n + rows - 1) / rows, threads);
     return g.failed ? -1 : 0;
 }

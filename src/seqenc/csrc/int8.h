@@ -21,11 +21,22 @@ void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t
  * on tasks.c's threads, or on OpenMP's when openmp is true. */
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
                           int64_t rows, int64_t n, int threads, int format, int openmp);
+/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (INT8_VNNI512 only):
+ * gelu(y + gelu_bias) as each tile is stored (the FFN's up projection), or, with gamma,
+ * LayerNorm(y + bias + residual) * gamma + beta on each task's rows (ldc == m; residual (n, m)).
+ * The arithmetic of avx512.c's bias_gelu and add_layernorm, in the same order. */
+typedef struct {
+    const float *gelu_bias;
+    const float *bias, *residual, *gamma, *beta;
+    float eps;
+} Int8Epilogue;
+
 /* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
- * dequantised product, float32. -1: no memory for a thread's buffer. */
+ * dequantised product, float32, then epi (NULL: none). -1: no memory for a thread's buffer. */
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
-                           int64_t m, int64_t k, int64_t ldc, int threads);
+                           int64_t m, int64_t k, int64_t ldc, int threads,
+                           const Int8Epilogue *epi);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
 #endif
