@@ -124,8 +124,8 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     return PyLong_FromLong(lanes);
 }
 
-/* A bf16 result beside (or instead of) a float32 one: only the 512-lane float32 kernels write
- * it, with AVX512-BF16. */
+/* A bf16 copy beside a float32 result: only the 512-lane float32 kernels write it, with
+ * AVX512-BF16. */
 static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lanes) {
     if (!ptr || (lanes == 512 && dtype == DTYPE_F32 && isa >= ISA_AVX512BF16)) return 1;
     PyErr_SetString(PyExc_ValueError, "a bf16 output needs float32 rows, a width divisible by 16 "
@@ -133,24 +133,22 @@ static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lan
     return 0;
 }
 
-/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype[, out16_ptr]): x = gelu(x + bias) in
- * place (erf form), or, with out16_ptr (float32 x), the result rounded to bf16 into out16 and x
- * left as it is; returns the lanes of the implementation that ran (256 or 512). */
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype): x = gelu(x + bias) in place (erf
+ * form); returns the lanes of the implementation that ran (256 or 512). */
 static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long x, bias, out16 = 0;
+    unsigned long long x, bias;
     long long rows, n;
     int threads, isa, dtype;
-    if (!PyArg_ParseTuple(args, "KKLLiii|K", &x, &bias, &rows, &n, &threads, &isa, &dtype,
-                          &out16))
+    if (!PyArg_ParseTuple(args, "KKLLiii", &x, &bias, &rows, &n, &threads, &isa, &dtype))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
     const int lanes = lanes_for(isa, dtype, n);
-    if (!lanes || !valid_bf16_output(out16, isa, dtype, lanes)) return NULL;
+    if (!lanes) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (lanes == 512)
         seqenc_bias_gelu512((void *)(uintptr_t)x, (const void *)(uintptr_t)bias, rows, n, threads,
-                            dtype, (uint16_t *)(uintptr_t)out16);
+                            dtype);
     else
         seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS
