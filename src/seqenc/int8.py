@@ -95,31 +95,46 @@ class Int8Linear(nn.Module):
                                  N, self.out_features, threads)
         return acc.view(torch.float32)  # converted in place
 
-    def _own_gemm(self, x: Tensor, gelu_bias: Tensor | None = None,
-                  norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
+    def _own_gemm(self, x: Tensor | tuple[Tensor, Tensor], gelu_bias: Tensor | None = None,
+                  norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None,
+                  feeds: Int8Linear | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
         dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
         copy of x in memory either. gelu_bias, or norm = (bias, residual, gamma, beta, eps):
-        the post-norm layer's next step in the same tasks (see post_norm_layer)."""
+        the post-norm layer's next step in the same tasks (see post_norm_layer). With ``feeds``
+        (and gelu_bias) the result rows come back quantised for that layer, (q, scale), and x
+        may be such a pair."""
         from .nn.kernels import _kernels
 
-        N, K = x.shape
+        quantized = isinstance(x, tuple)
+        N, K = (x[0] if quantized else x).shape
         if K != self.in_features:
             raise ValueError(f"expected rows of {self.in_features} values, got {K}")
-        out = torch.empty(N, self.out_features)
         kind, M, threads = _GEMMS[self.gemm][0], self.out_features, torch.get_num_threads()
         corr = 0 if self.corr is None else self.corr.data_ptr()
-        if SCHEDULE == "fused":
+        if SCHEDULE == "fused" or quantized or feeds is not None:
             smooth = 0 if self.inv_smooth is None else self.inv_smooth.data_ptr()
-            epilogue: tuple = ()
+            out = torch.empty(0 if feeds is not None else N, M)
+            epilogue: tuple = (0, 0, 0, 0, 0, 0.0)
             if gelu_bias is not None:
-                epilogue = (gelu_bias.data_ptr(),)
+                epilogue = (gelu_bias.data_ptr(), 0, 0, 0, 0, 0.0)
             elif norm is not None:
                 epilogue = (0, *(t.data_ptr() for t in norm[:4]), norm[4])
-            _kernels.quant_gemm_int8(kind, x.data_ptr(), smooth, self.packed.data_ptr(), corr,
-                                     self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M,
-                                     threads, *epilogue)
-            return out
+            q_out = scale_out = None
+            if feeds is not None:
+                q_out, scale_out = torch.empty(N, M, dtype=torch.uint8), torch.empty(N)
+                mul = feeds.inv_smooth
+                epilogue += (q_out.data_ptr(), scale_out.data_ptr(),
+                             0 if mul is None else mul.data_ptr())
+            else:
+                epilogue += (0, 0, 0)
+            if quantized:
+                epilogue += (x[0].data_ptr(), x[1].data_ptr())
+            _kernels.quant_gemm_int8(kind, 0 if quantized else x.data_ptr(), smooth,
+                                     self.packed.data_ptr(), corr, self.weight_scale.data_ptr(),
+                                     out.data_ptr(), N, M, K, M, threads, *epilogue)
+            return (q_out, scale_out) if feeds is not None else out
+        out = torch.empty(N, M)
         q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
         _kernels.gemm_int8(kind, q.data_ptr(), self.packed.data_ptr(), corr, scale.data_ptr(),
                            self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M, threads,
@@ -148,9 +163,10 @@ def fuses_layer(w) -> bool:
 def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
                     w) -> Tensor:
     """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
-    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection as it is
-    stored, bias + residual + LayerNorm on each task's rows of the out and down projections
-    (the same float32 arithmetic as the separate kernels, so the same result). A layer is then
+    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
+    rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
+    residual + LayerNorm on each task's rows of the out and down projections (the same float32
+    arithmetic as the separate kernels, so the same result). A layer is then
     four parallel loops of gemm_int8.c on csrc/tasks.c's threads and the attention kernel's,
     against twelve: on a shared CPU each loop can wait for a thread that lost its core.
     x (N, D) float32 packed rows -> (N, D)."""
@@ -160,7 +176,8 @@ def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, ep
     context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)  # (N, D)
     a = w.out_weight._own_gemm(context, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias,
                                               eps))  # LN1(x + attention)
-    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias)  # (N, F)
+    # (N, F) GELU rows, quantised for the down projection while in the up GEMM's cache
+    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias, feeds=w.down_weight)
     return w.down_weight._own_gemm(hidden, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias,
                                                  eps))  # (N, D)
 

@@ -344,6 +344,8 @@ typedef struct {
     float *out;
     int64_t n, m, k, ldc, rows; /* rows: per task, <= TILE_ROWS */
     const Int8Epilogue *epi;
+    const void *q_in;           /* with x NULL: rows quantised already (QUANT_U8), and */
+    const float *scale_in;      /* their scales */
     _Atomic int failed;         /* a task found no memory for its buffer */
 } QuantGemm;
 
@@ -393,39 +395,51 @@ VNNI512 static void add_layernorm_rows(float *y, int64_t ldc, const Int8Epilogue
 
 static void quant_gemm_task(void *ctx, int64_t t) {
     QuantGemm *g = ctx;
+    const Int8Epilogue *p = g->epi;
     const int64_t lo = t * g->rows, hi = lo + g->rows < g->n ? lo + g->rows : g->n;
-    const size_t qbytes = ((size_t)(hi - lo) * g->k * (g->format == QUANT_I16 ? 2 : 1) + 63)
-                          / 64 * 64;
-    char *buffer = thread_buffer(qbytes + (size_t)g->m * sizeof(float));
+    const size_t elem = g->format == QUANT_I16 ? 2 : 1;
+    const size_t qbytes = g->x ? ((size_t)(hi - lo) * g->k * elem + 63) / 64 * 64 : 0;
+    const int requantize = p && p->q_out; /* the result rows feed the next GEMM only */
+    char *buffer = thread_buffer(qbytes + (size_t)(requantize ? hi - lo : 1) * g->m
+                                 * sizeof(float));
     if (!buffer) {
         g->failed = 1;
         return;
     }
     float scale[TILE_ROWS];
-    quantize_rows8(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo, g->format);
-    const Int8Epilogue *p = g->epi;
-    const Epilogue e = {g->corr, scale, g->col_scale, g->out + lo * g->ldc, g->ldc,
-                        p ? p->gelu_bias : NULL};
+    const void *a = buffer;
+    const float *row_scale = scale;
+    if (g->x) {
+        quantize_rows8(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo, g->format);
+    } else {
+        a = (const char *)g->q_in + lo * g->k * elem;
+        row_scale = g->scale_in + lo;
+    }
+    float *dst = requantize ? (float *)(buffer + qbytes) : g->out + lo * g->ldc;
+    const int64_t ldd = requantize ? g->m : g->ldc;
+    const Epilogue e = {g->corr, row_scale, g->col_scale, dst, ldd, p ? p->gelu_bias : NULL};
     for (int64_t c0 = 0; c0 < g->m; c0 += PANEL)
-        tile(g->kind, buffer, g->packed, &e, g->k, 0, hi - lo, c0,
+        tile(g->kind, a, g->packed, &e, g->k, 0, hi - lo, c0,
              g->m - c0 < PANEL ? g->m - c0 : PANEL);
     if (p && p->gamma) {
         const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
-                                   p->eps};
-        add_layernorm_rows(g->out + lo * g->ldc, g->ldc, &rows, g->m, 0, hi - lo,
-                           (float *)(buffer + qbytes));
+                                   p->eps, NULL, NULL, NULL};
+        add_layernorm_rows(dst, ldd, &rows, g->m, 0, hi - lo, (float *)(buffer + qbytes));
     }
+    if (requantize) /* quantised as the next GEMM would quantise these rows, from the cache */
+        quantize_rows8(dst, p->q_mul, (char *)p->q_out + lo * g->m, p->scale_out + lo, g->m, 0,
+                       hi - lo, QUANT_U8);
 }
 
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
                            int64_t m, int64_t k, int64_t ldc, int threads,
-                           const Int8Epilogue *epi) {
+                           const Int8Epilogue *epi, const void *q_in, const float *scale_in) {
     /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
     int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
     rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
     QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
-                   col_scale, out, n, m, k, ldc, rows, epi, 0};
+                   col_scale, out, n, m, k, ldc, rows, epi, q_in, scale_in, 0};
     seqenc_run_tasks(quant_gemm_task, &g, (n + rows - 1) / rows, threads);
     return g.failed ? -1 : 0;
 }

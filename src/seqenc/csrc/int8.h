@@ -29,14 +29,22 @@ typedef struct {
     const float *gelu_bias;
     const float *bias, *residual, *gamma, *beta;
     float eps;
+    /* q_out (n, m) uint8 and scale_out (n,): the result rows quantised for the next GEMM (as
+     * seqenc_quantize_int8 would, each column times q_mul first, NULL: none) instead of
+     * stored in out (VNNI512, with gelu_bias, not with gamma). */
+    void *q_out;
+    float *scale_out;
+    const float *q_mul;
 } Int8Epilogue;
 
 /* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
- * dequantised product, float32, then epi (NULL: none). -1: no memory for a thread's buffer. */
+ * dequantised product, float32, then epi (NULL: none). With x NULL the rows come quantised
+ * already: q_in (n, k) uint8 q + 128 and scale_in (n,) (an epilogue's q_out and scale_out).
+ * -1: no memory for a thread's buffer. */
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
                            int64_t m, int64_t k, int64_t ldc, int threads,
-                           const Int8Epilogue *epi);
+                           const Int8Epilogue *epi, const void *q_in, const float *scale_in);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
 #endif

@@ -343,30 +343,36 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
 }
 
 /* quant_gemm_int8(kind, x_ptr, mul_ptr, packed_ptr, corr_ptr, col_scale_ptr, out_ptr, n, m, k,
- * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps]):
- * quantize_int8 and gemm_int8 in one pass over x (float32 out), then the optional epilogue
- * (int8.h's Int8Epilogue; 0 pointers: none; VNNI512 only, ldc == m for LayerNorm). */
+ * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, q_out_ptr,
+ * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr]): quantize_int8 and gemm_int8 in one pass
+ * over x (float32 out), then the optional epilogue (int8.h's Int8Epilogue; 0 pointers: none;
+ * VNNI512 only, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
 static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, mul, packed, corr, col_scale, out;
     unsigned long long gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
+    unsigned long long q_out = 0, scale_out = 0, q_mul = 0, q_in = 0, scale_in = 0;
     float eps = 0.0f;
     long long n, m, k, ldc;
     int kind, threads, status;
-    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKf", &kind, &x, &mul, &packed, &corr,
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKK", &kind, &x, &mul, &packed, &corr,
                           &col_scale, &out, &n, &m, &k, &ldc, &threads, &gelu_bias, &bias,
-                          &residual, &gamma, &beta, &eps))
+                          &residual, &gamma, &beta, &eps, &q_out, &scale_out, &q_mul, &q_in,
+                          &scale_in))
         return NULL;
     const int layer_norm = gamma != 0;
-    if ((gelu_bias || layer_norm) && (kind != INT8_VNNI512 || (layer_norm && (ldc != m || !bias
-                                                               || !residual || !beta)))) {
-        PyErr_SetString(PyExc_ValueError, "the GELU and LayerNorm epilogues need the VNNI512 "
-                        "kernel, and LayerNorm also bias, residual, beta and ldc == m");
+    if ((gelu_bias || layer_norm || q_out || !x) && (kind != INT8_VNNI512 || (layer_norm && (
+            ldc != m || !bias || !residual || !beta || q_out)) || (q_out && (!gelu_bias
+            || !scale_out)) || (!x && (!q_in || !scale_in)))) {
+        PyErr_SetString(PyExc_ValueError, "the epilogues and quantised inputs need the VNNI512 "
+                        "kernel; LayerNorm also bias, residual, beta and ldc == m; q_out the "
+                        "GELU epilogue and scale_out; no x, q_in and scale_in");
         return NULL;
     }
     const Int8Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
                               (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
-                              (const float *)(uintptr_t)beta, eps};
+                              (const float *)(uintptr_t)beta, eps, (void *)(uintptr_t)q_out,
+                              (float *)(uintptr_t)scale_out, (const float *)(uintptr_t)q_mul};
     if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
         return NULL;
@@ -382,7 +388,9 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
                                     (const int32_t *)(uintptr_t)corr,
                                     (const float *)(uintptr_t)col_scale, (float *)(uintptr_t)out,
                                     n, m, k, ldc, threads,
-                                    gelu_bias || layer_norm ? &epi : NULL);
+                                    gelu_bias || layer_norm ? &epi : NULL,
+                                    (const void *)(uintptr_t)q_in,
+                                    (const float *)(uintptr_t)scale_in);
     Py_END_ALLOW_THREADS
     if (status) return PyErr_NoMemory();
     Py_RETURN_NONE;
