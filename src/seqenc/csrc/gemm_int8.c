@@ -31,6 +31,7 @@
 #include "tasks.h"
 
 #ifdef SEQENC_X86
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -349,16 +350,40 @@ typedef struct {
     _Atomic int failed;         /* a task found no memory for its buffer */
 } QuantGemm;
 
+/* A scratch buffer per thread, grown as needed and freed when the thread exits (encode's batch
+ * threads come and go with each call: a __thread pointer would leak their buffers). */
+typedef struct {
+    void *data;
+    size_t capacity;
+} Scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *p) {
+    free(((Scratch *)p)->data);
+    free(p);
+}
+
+static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
+
 static void *thread_buffer(size_t bytes) {
-    static __thread void *buffer;
-    static __thread size_t capacity;
-    if (bytes > capacity) {
-        free(buffer);
-        capacity = (bytes + 4095) / 4096 * 4096;
-        buffer = aligned_alloc(64, capacity);
-        if (!buffer) capacity = 0;
+    pthread_once(&scratch_once, make_scratch_key);
+    Scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || pthread_setspecific(scratch_key, s)) {
+            free(s);
+            return NULL;
+        }
     }
-    return buffer;
+    if (bytes > s->capacity) {
+        free(s->data);
+        s->capacity = (bytes + 4095) / 4096 * 4096;
+        s->data = aligned_alloc(64, s->capacity);
+        if (!s->data) s->capacity = 0;
+    }
+    return s->data;
 }
 
 /* y = LayerNorm(y + bias + residual) * gamma + beta on rows lo .. hi of the task's output, while
