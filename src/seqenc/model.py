@@ -332,7 +332,7 @@ class SentenceEncoder:
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
         """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
-        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; CPUs with VNNI).
+        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; x86-64 CPUs).
         bfloat16: seqenc.precision.bf16_encoder (on AVX512-BF16 CPUs bf16 GEMM inputs with
         everything else float32; elsewhere the encoder cast to bf16)."""
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]

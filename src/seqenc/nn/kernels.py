@@ -270,6 +270,10 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
+    from seqenc import int8  # int8 layers on our VNNI GEMM: the steps after each GEMM in it
+
+    if x.dtype == torch.float32 and int8.fuses_layer(w):
+        return int8.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
         getattr(m, "takes_bf16_rows", lambda: False)()
         for m in (w.out_weight, w.up_weight, w.down_weight))
