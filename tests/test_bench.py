@@ -59,8 +59,8 @@ def test_int8_mode_races_the_fastest_other_precision():
     from seqenc import int8
     from seqenc.precision import native_bf16_matmul
 
-    if not int8._VNNI:
-        pytest.skip("no VNNI on this CPU: int8 is refused (test_int8_is_refused_without_vnni)")
+    if int8.GEMM is None and not int8._VNNI:
+        pytest.skip("int8 is refused here (test_int8_is_refused_without_a_fast_exact_gemm)")
     corpus = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()][:40]
     lines = []
@@ -78,11 +78,12 @@ def test_int8_mode_races_the_fastest_other_precision():
     assert any("seqenc int8: cosine to seqenc fp32 min" in line for line in lines)
 
 
-def test_int8_is_refused_without_vnni(monkeypatch):
+def test_int8_is_refused_without_a_fast_exact_gemm(monkeypatch):
     from seqenc import int8
 
-    monkeypatch.setattr(int8, "_VNNI", False)
-    with pytest.raises(ValueError, match="needs a CPU with VNNI"):
+    monkeypatch.setattr(int8, "_VNNI", False)  # no VNNI for oneDNN
+    monkeypatch.setattr(int8, "GEMM", None)  # and none of our int8 GEMMs (SEQENC_KERNELS=0)
+    with pytest.raises(ValueError, match="needs seqenc's C kernels .* or a CPU with VNNI"):
         run_benchmark(["a", "b"], dtypes=("float32", "int8"))
 
 

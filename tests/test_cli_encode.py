@@ -160,14 +160,15 @@ def test_bench_without_the_peer_is_one_line(monkeypatch):
         "pip install 'seqenc[bench]'")
 
 
-def test_bench_int8_without_vnni_is_refused_in_one_line(monkeypatch):
+def test_bench_int8_without_a_fast_exact_gemm_is_refused_in_one_line(monkeypatch):
     from seqenc import int8
 
     monkeypatch.setattr(int8, "_VNNI", False)  # as on a CPU without VNNI
+    monkeypatch.setattr(int8, "GEMM", None)  # and without our kernels (SEQENC_KERNELS=0)
     result = run("bench", "--dtype", "float32", "--dtype", "int8", "--no-sweep")
     assert result.exit_code == exits.EXIT_USAGE
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: --dtype int8: dtype int8 needs a CPU with VNNI")
+    assert line.startswith("Error: --dtype int8: dtype int8 needs seqenc's C kernels")
 
 
 def test_bench_with_a_missing_corpus_is_a_usage_error(tmp_path):

@@ -20,6 +20,7 @@ from seqenc.model import (
 sentence_transformers = pytest.importorskip("sentence_transformers")
 transformers = pytest.importorskip("transformers")
 
+CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
 TEXTS = [
     "A man is playing a guitar.",
     "",
@@ -75,6 +76,33 @@ def test_order_is_restored_whatever_the_batching(model):
     for batch_size in (1, 3, 64):
         np.testing.assert_allclose(model.encode(TEXTS, batch_size=batch_size), one_by_one,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_batches_side_by_side_give_the_same_vectors_bit_for_bit(model, monkeypatch, dtype):
+    """With 2 threads, encode runs 2 batches at once, one thread each (threads.run_batches):
+    the same rows through the same code in the same order as one batch at a time."""
+    import seqenc.model as model_module
+
+    texts = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        calls = []
+        side_by_side = model_module.run_batches
+        monkeypatch.setattr(model_module, "run_batches",
+                            lambda step, n, workers: calls.append(workers)
+                            or side_by_side(step, n, workers))
+        both = model.encode(texts, batch_size=16, dtype=dtype)
+        tokens = model.encode(texts[:40], batch_size=8, dtype=dtype, output="token")
+        assert calls == [2, 2]
+        monkeypatch.setattr(model_module, "run_batches",
+                            lambda step, n, workers: side_by_side(step, n, 1))
+        assert np.array_equal(both, model.encode(texts, batch_size=16, dtype=dtype))
+        one = model.encode(texts[:40], batch_size=8, dtype=dtype, output="token")
+        assert all(np.array_equal(a, b) for a, b in zip(tokens, one, strict=True))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_truncation_is_reported(model):

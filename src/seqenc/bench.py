@@ -4,10 +4,11 @@ process (A B C A B C ...) after warm-up. A fast wrong answer fails: the outputs 
 before any speed is reported. Each engine's speed is also given as a fraction of the GEMM probe
 and of the cores' FMA peak in the precision it computes in.
 
-Modes (``dtypes``): float32 and bfloat16 race the peers in that precision; int8 (CPUs with VNNI:
-refused elsewhere, in one line, before anything loads) races seqenc's fastest other precision
-on this CPU (bf16 where it has bf16 instructions, else fp32: the issue's int8 target is >= 1.3x
-it) and OpenVINO's default, with its agreement to fp32 as min and mean cosine (the bar for
+Modes (``dtypes``): float32 and bfloat16 race the peers in that precision; int8 (where
+int8.check_int8 allows it: refused elsewhere, in one line, before anything loads) races
+seqenc's fastest other precision on this CPU (bf16 where it has bf16 instructions, else fp32:
+the issue's int8 target is >= 1.3x it) and OpenVINO's default, with its agreement to fp32 as
+min and mean cosine (the bar for
 offering int8: mean >= MIN_MEAN_COSINE).
 
 The peers come from the ``bench`` extra (``pip install 'seqenc[bench]'``); without it

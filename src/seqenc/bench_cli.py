@@ -35,7 +35,7 @@ def default_bench_corpus() -> Path:
               help="Use the first N texts of the corpus.")
 @click.option("--dtype", "dtypes", multiple=True, default=DTYPES,
               type=click.Choice(ENCODE_DTYPES), show_default=True,
-              help="Modes to race (repeat the option). int8 (CPUs with VNNI) races seqenc "
+              help="Modes to race (repeat the option). int8 (x86-64 CPUs) races seqenc "
                    "bf16 (fp32 without bf16 instructions) and OpenVINO's default.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 DTYPES = ("float32", "bfloat16")  # compute dtype of the forward pass
-# encode / inference only: int8 = int8 weights and activations (seqenc.int8; CPU with VNNI)
+# encode / inference only: int8 = int8 weights and activations (seqenc.int8; x86-64 CPUs)
 ENCODE_DTYPES = (*DTYPES, "int8")
 DEVICES = ("cpu", "cuda", "auto")  # auto = cuda when PyTorch sees a GPU, else cpu
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")  # stored vector precision

@@ -115,7 +115,7 @@ def main() -> None:
     type=click.Choice(ENCODE_DTYPES),
     default="float32",
     show_default=True,
-    help="Compute dtype; int8 = int8 weights and activations (CPUs with VNNI).",
+    help="Compute dtype; int8 = int8 weights and activations (x86-64 CPUs with AVX2).",
 )
 @click.option(
     "--precision",

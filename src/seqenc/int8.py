@@ -1,6 +1,13 @@
 """int8 linear layers for CPU inference that keep quality: int8 weights with one scale per
-output channel, int8 activations with one scale per token (row), int32 accumulation
-(``torch._int_mm``: oneDNN's VNNI kernels where the CPU has them), float32 out.
+output channel, int8 activations with one scale per token (row), exact int32 accumulation,
+float32 out.
+
+The GEMM is ours (csrc/gemm_int8.c, ``GEMM``) where the C kernels run: AVX512-VNNI, AVX-VNNI,
+or on AVX2-only CPUs int16 pairs (vpmaddwd); the weights are packed once for it, here. Every
+kernel's int32 sums are exact (tests/test_int8_gemm.py), so the quality bar holds by
+construction on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
+torch._int_mm (oneDNN) multiplies on CPUs with VNNI; elsewhere int8 is refused (oneDNN's AVX2
+path saturates, and a float64 product would be slower than float32).
 
 Why per token: all-MiniLM-L6-v2 has outlier channels and outlier tokens; one scale for a whole
 batch (PyTorch's dynamic quantisation) lets one token flatten everyone else's values (mean cosine
@@ -12,8 +19,8 @@ s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha) from calibration activations.
 (``skip``) and alpha are the caller's choice, measured in benchmarks/int8_quality.py.
 ``int8_encoder`` is what ``encode(dtype="int8")`` runs: every linear layer, per-token scales,
 smoothing calibrated on random tokens (no user data), which holds the quality bar
-(benchmarks/RESULTS.md). Its layers keep the fused path (nn/kernels.py): int8 GEMM, then our
-float32 epilogues.
+(benchmarks/RESULTS.md). Its layers keep the fused path (nn/kernels.py): int8 GEMM with the
+dequantisation in its epilogue, then our float32 epilogues.
 """
 
 from __future__ import annotations
@@ -34,9 +41,12 @@ def quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Int8Linear(nn.Module):
-    """y = x W^T + b with W int8 per output channel and x int8 per row (token)."""
+    """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
+    kernel of csrc/gemm_int8.c to pack for and run ("vnni512", "vnni256", "avx2"), None for
+    torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
 
-    def __init__(self, linear: nn.Linear, smooth: Tensor | None = None):
+    def __init__(self, linear: nn.Linear, smooth: Tensor | None = None,
+                 gemm: str | None = "auto"):
         super().__init__()
         w = linear.weight.detach().float()  # (M, K)
         if smooth is not None:
@@ -45,14 +55,26 @@ class Int8Linear(nn.Module):
         q = torch.round(w / w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
         self.register_buffer("weight_t", q.t().contiguous())  # (K, M): _int_mm's layout
         self.register_buffer("weight_scale", w_scale)
-        self.register_buffer("inv_smooth", None if smooth is None else 1.0 / smooth)
+        self.register_buffer("inv_smooth",
+                             None if smooth is None else (1.0 / smooth.float()).contiguous())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        if gemm == "auto":
+            gemm = GEMM if gemm_fits(*q.shape) else None
+        elif gemm is not None and (gemm not in runnable_gemms() or not gemm_fits(*q.shape)):
+            raise ValueError(f"int8 GEMM {gemm!r} does not run here for {tuple(q.shape)} "
+                             f"weights (runs: {runnable_gemms()}, shapes M % 16 == K % 8 == 0)")
+        self.gemm = gemm
+        packed, corr = pack_int8(q, gemm) if gemm else (None, None)
+        self.register_buffer("packed", packed)  # q in the layout of gemm_int8.c's kernel
+        self.register_buffer("corr", corr)  # (M,) int32, what the VNNI kernels' shift adds
 
     def matmul(self, x: Tensor) -> Tensor:
         """x W^T without the bias: (N, K) float -> (N, M) float32."""
         x = x.float().contiguous()
+        if self.gemm is not None:
+            return self._own_gemm(x)
         fast = _fast_kernels() and x.shape[1] % 16 == 0 and self.out_features % 16 == 0
         if not fast:
             if self.inv_smooth is not None:
@@ -73,12 +95,91 @@ class Int8Linear(nn.Module):
                                  N, self.out_features, threads)
         return acc.view(torch.float32)  # converted in place
 
+    def _own_gemm(self, x: Tensor | tuple[Tensor, Tensor], gelu_bias: Tensor | None = None,
+                  norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None,
+                  feeds: Int8Linear | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
+        dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
+        copy of x in memory either. gelu_bias, or norm = (bias, residual, gamma, beta, eps):
+        the post-norm layer's next step in the same tasks (see post_norm_layer). With ``feeds``
+        (and gelu_bias) the result rows come back quantised for that layer, (q, scale), and x
+        may be such a pair."""
+        from .nn.kernels import _kernels
+
+        quantized = isinstance(x, tuple)
+        N, K = (x[0] if quantized else x).shape
+        if K != self.in_features:
+            raise ValueError(f"expected rows of {self.in_features} values, got {K}")
+        kind, M, threads = _GEMMS[self.gemm][0], self.out_features, torch.get_num_threads()
+        corr = 0 if self.corr is None else self.corr.data_ptr()
+        if SCHEDULE == "fused" or quantized or feeds is not None:
+            smooth = 0 if self.inv_smooth is None else self.inv_smooth.data_ptr()
+            out = torch.empty(0 if feeds is not None else N, M)
+            epilogue: tuple = (0, 0, 0, 0, 0, 0.0)
+            if gelu_bias is not None:
+                epilogue = (gelu_bias.data_ptr(), 0, 0, 0, 0, 0.0)
+            elif norm is not None:
+                epilogue = (0, *(t.data_ptr() for t in norm[:4]), norm[4])
+            q_out = scale_out = None
+            if feeds is not None:
+                q_out, scale_out = torch.empty(N, M, dtype=torch.uint8), torch.empty(N)
+                mul = feeds.inv_smooth
+                epilogue += (q_out.data_ptr(), scale_out.data_ptr(),
+                             0 if mul is None else mul.data_ptr())
+            else:
+                epilogue += (0, 0, 0)
+            if quantized:
+                epilogue += (x[0].data_ptr(), x[1].data_ptr())
+            _kernels.quant_gemm_int8(kind, 0 if quantized else x.data_ptr(), smooth,
+                                     self.packed.data_ptr(), corr, self.weight_scale.data_ptr(),
+                                     out.data_ptr(), N, M, K, M, threads, *epilogue)
+            return (q_out, scale_out) if feeds is not None else out
+        out = torch.empty(N, M)
+        q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
+        _kernels.gemm_int8(kind, q.data_ptr(), self.packed.data_ptr(), corr, scale.data_ptr(),
+                           self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M, threads,
+                           SCHEDULE == "openmp")
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
         y = self.matmul(x.reshape(-1, shape[-1]))
         if self.bias is not None:
             y += self.bias
         return y.reshape(*shape[:-1], self.out_features)
+
+
+def fuses_layer(w) -> bool:
+    """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
+    Int8Linear on the vnni512 kernel, SCHEDULE "fused", float32 vectors."""
+    linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
+    return SCHEDULE == "fused" and all(
+        isinstance(m, Int8Linear) and m.gemm == "vnni512" for m in linears) and all(
+        v.dtype == torch.float32 and v.is_contiguous()
+        for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
+                  w.norm2_weight, w.norm2_bias))
+
+
+def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                    w) -> Tensor:
+    """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
+    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
+    rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
+    residual + LayerNorm on each task's rows of the out and down projections (the same float32
+    arithmetic as the separate kernels, so the same result). A layer is then
+    four parallel loops of gemm_int8.c on csrc/tasks.c's threads and the attention kernel's,
+    against twelve: on a shared CPU each loop can wait for a thread that lost its core.
+    x (N, D) float32 packed rows -> (N, D)."""
+    from .nn.kernels import varlen_attention
+
+    qkv = w.qkv_weight.matmul(x.contiguous())  # (N, 3D); the attention kernel adds the bias
+    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)  # (N, D)
+    a = w.out_weight._own_gemm(context, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias,
+                                              eps))  # LN1(x + attention)
+    # (N, F) GELU rows, quantised for the down projection while in the up GEMM's cache
+    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias, feeds=w.down_weight)
+    return w.down_weight._own_gemm(hidden, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias,
+                                                 eps))  # (N, D)
 
 
 def _fast_kernels() -> bool:
@@ -91,7 +192,9 @@ def _fast_kernels() -> bool:
 def _has_vnni() -> bool:
     """Whether oneDNN's int8 GEMM gets VNNI here. Without it (AVX2-only CPUs) oneDNN multiplies
     with vpmaddubsw, whose int16 pair sums saturate for large activations: results were off by
-    far more than the quantisation error (seen with ONEDNN_MAX_CPU_ISA=AVX2)."""
+    far more than the quantisation error (seen with ONEDNN_MAX_CPU_ISA=AVX2). Also what our
+    VNNI kernels go by, so ONEDNN_MAX_CPU_ISA=AVX2 (the guide's AVX2-only simulation) hides
+    them too."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap in ("SSE41", "AVX", "AVX2", "AVX512_CORE"):
         return False
@@ -105,18 +208,132 @@ def _has_vnni() -> bool:
 
 _VNNI = _has_vnni()
 
+# csrc/gemm_int8.c's kernels, best first: name -> (kind, activation format, activation dtype)
+_GEMMS = {"vnni512": (2, 1, torch.uint8), "vnni256": (1, 1, torch.uint8),
+          "avx2": (0, 2, torch.int16)}
+# weights: (values per k-group, dtype); panels of GEMM_PANEL columns
+_PACKING = {"vnni512": (4, torch.int8), "vnni256": (4, torch.int8), "avx2": (2, torch.int16)}
+GEMM_PANEL = 48
 
-def check_vnni() -> None:
-    """Refuse int8, in one line that says why, on CPUs without VNNI."""
+
+def runnable_gemms() -> list[str]:
+    """Our int8 GEMMs that run here, best first: the C kernels on (SEQENC_KERNELS, and
+    SEQENC_ISA=avx2 leaves out vnni512) and the CPU has the instructions (VNNI as _VNNI
+    sees it)."""
+    from .nn import kernels
+
+    if not kernels.ENABLED or not hasattr(kernels._kernels, "gemm_int8"):
+        return []
+    bits = kernels._kernels.int8_kernels()
+    runs = [name for name, (kind, _, _) in _GEMMS.items() if bits >> kind & 1]
     if not _VNNI:
-        raise ValueError("dtype int8 needs a CPU with VNNI (avx512_vnni, avx_vnni or amx_int8) "
-                         "and this one has none, or ONEDNN_MAX_CPU_ISA hides it: without it int8 "
-                         "is slower than float32. Use float32 (or bfloat16)")
+        runs = [name for name in runs if not name.startswith("vnni")]
+    if kernels.ISA == "avx2":
+        runs = [name for name in runs if name != "vnni512"]
+    return runs
+
+
+def _choose_gemm() -> str | None:
+    """``GEMM``: SEQENC_INT8_GEMM (a name of _GEMMS, or "onednn" for torch._int_mm) if it runs
+    here, else the best of ours that does, else None (torch._int_mm)."""
+    runs = runnable_gemms()
+    wanted = os.environ.get("SEQENC_INT8_GEMM", "")
+    if wanted == "onednn":
+        return None
+    if wanted in runs:
+        return wanted
+    return runs[0] if runs else None
+
+
+GEMM = _choose_gemm()
+# How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
+#   "fused" (default): quantisation and GEMM in one parallel loop on csrc/tasks.c's threads,
+#     whose loops end when the tiles are done, not when every thread has shown up (a thread
+#     on a busy core shows up late);
+#   "tasks": a loop for each, on tasks.c; "openmp": a loop for each, on OpenMP's threads.
+SCHEDULES = ("fused", "tasks", "openmp")
+SCHEDULE = os.environ.get("SEQENC_INT8_SCHEDULE", "fused")
+if SCHEDULE not in SCHEDULES:
+    raise ValueError(f"SEQENC_INT8_SCHEDULE must be one of {', '.join(SCHEDULES)}, "
+                     f"got {SCHEDULE!r}")
+
+
+def gemm_fits(m: int, k: int) -> bool:
+    """Whether gemm_int8.c (and the quantisation before it) take an (M, K) weight."""
+    return m % 16 == 0 and k % 8 == 0 and 0 < k <= 65536
+
+
+def pack_int8(q: Tensor, gemm: str) -> tuple[Tensor, Tensor | None]:
+    """(M, K) int8 weights -> gemm_int8.c's layout for ``gemm``, panel by panel of GEMM_PANEL
+    rows: (K / g, width, g) each, g = 4 int8 (VNNI) or 2 int16 (AVX2); and for the VNNI
+    kernels corr = 128 sum_k q[c, k] (M,) int32 (their activations come shifted by 128)."""
+    group, dtype = _PACKING[gemm]
+    M, K = q.shape
+    w = q.to(dtype)
+    packed = torch.cat([w[c0:c0 + GEMM_PANEL].reshape(-1, K // group, group).transpose(0, 1)
+                        .reshape(-1) for c0 in range(0, M, GEMM_PANEL)]).contiguous()
+    corr = (q.to(torch.int32).sum(dim=1) * 128).to(torch.int32) if group == 4 else None
+    return packed, corr
+
+
+def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
+    """a (N, K) int8 times w (M, K) int8, transposed: (N, M) int32 sums from gemm_int8.c's
+    kernel ``gemm`` (default ``GEMM``), exact for values in [-127, 127] on every CPU (unlike
+    torch._int_mm without VNNI). Packs w on every call: for tests and one-off products."""
+    from .nn.kernels import _kernels
+
+    gemm = gemm or GEMM
+    if gemm not in runnable_gemms():
+        raise ValueError(f"int8 GEMM {gemm!r} does not run here (runs: {runnable_gemms()})")
+    (N, K), M = a.shape, w.shape[0]
+    if a.dtype != torch.int8 or w.dtype != torch.int8 or w.shape[1] != K or not gemm_fits(M, K):
+        raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
+                         f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
+    kind, fmt, dtype = _GEMMS[gemm]
+    a = a.to(torch.int16) if dtype == torch.int16 else (a.to(torch.int16) + 128).to(torch.uint8)
+    a = a.contiguous()
+    packed, corr = pack_int8(w, gemm)
+    out = torch.empty(N, M, dtype=torch.int32)
+    _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
+                       0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M, K, M,
+                       torch.get_num_threads(), SCHEDULE == "openmp")
+    return out
+
+
+def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
+                         ) -> tuple[Tensor, Tensor]:
+    """quantize_rows(x * mul) by the kernel that feeds ``gemm``, stored as that GEMM reads it:
+    int16 (avx2) or uint8 q + 128 (VNNI); and the (N,) float32 scales. x (N, K) float32
+    contiguous, mul (K,) float32 contiguous (the inverse smoothing factors) or None."""
+    from .nn.kernels import _kernels
+
+    N, K = x.shape
+    _, fmt, dtype = _GEMMS[gemm]
+    q, scale = torch.empty(N, K, dtype=dtype), torch.empty(N)
+    _kernels.quantize_int8(x.data_ptr(), 0 if mul is None else mul.data_ptr(), q.data_ptr(),
+                           scale.data_ptr(), N, K, torch.get_num_threads(), fmt,
+                           SCHEDULE == "openmp")
+    return q, scale
+
+
+def check_int8() -> None:
+    """Refuse int8, in one line that says why, where nothing exact and fast multiplies it:
+    neither our kernels nor oneDNN with VNNI."""
+    if GEMM is None and not _VNNI:
+        from .nn import kernels
+
+        raise ValueError("dtype int8 needs seqenc's C kernels (an x86-64 CPU with AVX2) or a "
+                         f"CPU with VNNI, and here run {kernels.describe()}, without VNNI: "
+                         "int8 would be slower than float32. Use float32 (or bfloat16)")
+
+
+check_vnni = check_int8  # its name before our kernels (seqenc.bench and bench_cli use it)
 
 
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:
-    """int8 (N, K) @ (K, M) -> int32. torch._int_mm wants N > 16 on some builds: pad small N.
-    Without VNNI the products are summed in float64 instead (exact)."""
+    """int8 (N, K) @ (K, M) -> int32 (torch._int_mm). It wants N > 16 on some builds: pad
+    small N. Without VNNI the products are summed in float64 instead (exact, slow: int8_encoder
+    refuses this case, but an Int8Linear made by hand still computes)."""
     if not _VNNI:
         return (a.double() @ b.double()).to(torch.int32)
     n = a.shape[0]
@@ -184,13 +401,13 @@ def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
     CALIBRATION_SEQUENCES seeded random-token sequences in ``tokenizer``'s frame ([CLS] ...
     [SEP]): outlier channels belong to the model, not the text, so no user data is needed
     (random tokens and real text calibrate equally well: benchmarks/RESULTS.md). Without a
-    tokenizer, no smoothing. Refused where int8 would not pay: off the CPU, and on CPUs without
-    VNNI (there the int8 products are summed in float64: exact, slower than float32)."""
+    tokenizer, no smoothing. Refused where int8 would not pay: off the CPU, and where neither
+    our int8 GEMMs nor oneDNN's VNNI ones run (check_int8)."""
     device = next(encoder.parameters()).device
     if device.type != "cpu":
         raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
                          "use float32 or bfloat16 there")
-    check_vnni()
+    check_int8()
     clone = copy.deepcopy(encoder).eval().float()
     stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
     quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))

@@ -24,6 +24,7 @@ from .choices import DEVICES, ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISION
 from .nn.encoder import Encoder
 from .pooling import pool
 from .quantize import quantize
+from .threads import run_batches
 from .tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class SentenceEncoder:
             log.info("%d of %d inputs truncated to %d tokens", len(tokenized.truncated),
                      len(texts), self.max_seq_length)
         lengths = tokenized.lengths
-        self.encoder_for(dtype)  # build the dtype's copy before the clock of the first batch
+        encoder = self.encoder_for(dtype)  # build the dtype's copy before the first batch
         order = np.argsort(-lengths, kind="stable")  # longest first: OOM shows up at once
         sentence = np.empty((len(texts), self.dimension), dtype=np.float32)
         tokens: list[np.ndarray | None] = [None] * len(texts)
@@ -248,24 +249,36 @@ class SentenceEncoder:
         rows = batch_size if batch_tokens is None else None
         plan = plan_batches(lengths[order], rows, batch_tokens, pass_cost=None)
         batches = list(pairwise(plan))
+        workers = torch.get_num_threads() if self.device.type == "cpu" else 1
+
+        @torch.inference_mode()  # (per thread: run_batches may run it on another one)
+        def run(n: int) -> None:  # one batch
+            idx = order[batches[n][0]:batches[n][1]]
+            hidden, keep = self.forward_ids([tokenized.ids[i] for i in idx], dtype)
+            if output == "token":
+                for row, i in enumerate(idx):
+                    tokens[i] = hidden[row, : lengths[i]].cpu().numpy()
+                return
+            vectors = pool(hidden, keep, pooling)  # (B, D)
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            sentence[idx] = vectors.cpu().numpy()
+
+        progress = None
         if show_progress:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc="encode", unit="batch")
-        with torch.inference_mode():
-            for n, (lo, hi) in enumerate(batches, start=1):
-                if n % _RELEASE_EVERY == 0:
+            progress = tqdm(total=len(batches), desc="encode", unit="batch")
+        # the training flag is set here, once: batches side by side must not toggle it
+        with evaluating(encoder):
+            # several batches at once on the CPU, one thread each (threads.run_batches)
+            for done, _ in enumerate(run_batches(run, len(batches), workers), start=1):
+                if done % _RELEASE_EVERY == 0:
                     release_free_memory()  # see allocator.py: varied shapes fragment the heap
-                idx = order[lo:hi]
-                hidden, keep = self.forward_ids([tokenized.ids[i] for i in idx], dtype)
-                if output == "token":
-                    for row, i in enumerate(idx):
-                        tokens[i] = hidden[row, : lengths[i]].cpu().numpy()
-                    continue
-                vectors = pool(hidden, keep, pooling)  # (B, D)
-                if normalize:
-                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                sentence[idx] = vectors.cpu().numpy()
+                if progress is not None:
+                    progress.update()
+        if progress is not None:
+            progress.close()
 
         if output == "token":
             result: Any = tokens[0] if single else tokens
@@ -319,7 +332,7 @@ class SentenceEncoder:
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
         """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
-        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; CPUs with VNNI).
+        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; x86-64 CPUs).
         bfloat16: seqenc.precision.bf16_encoder (on AVX512-BF16 CPUs bf16 GEMM inputs with
         everything else float32; elsewhere the encoder cast to bf16)."""
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]

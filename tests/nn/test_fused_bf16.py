@@ -108,10 +108,10 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @needs_bf16
-def test_kernels_writing_bf16_rows_equal_conversion_passes(make_cfg, monkeypatch):
-    """With Bf16Linear weights the fused layer has attention, LayerNorm and GELU write the next
-    GEMM's bf16 rows as they store their float32 results: bit for bit what converting those
-    float32 results before each GEMM gives."""
+def test_kernels_writing_bf16_rows_match_conversion_passes(make_cfg, monkeypatch):
+    """With Bf16Linear weights the fused layer has attention, LayerNorm and the up GEMM's GELU
+    epilogue write the next GEMM's bf16 rows as they store their float32 results, instead of
+    float32 results converted before each GEMM."""
     from seqenc.precision import Bf16Linear, bf16_encoder
 
     torch.manual_seed(7)
@@ -129,4 +129,7 @@ def test_kernels_writing_bf16_rows_equal_conversion_passes(make_cfg, monkeypatch
         monkeypatch.setattr(Bf16Linear, "matmul", lambda self, x: kernels.gemm_bf16(
             x.float().contiguous(), self.packed, self.out_features))
         passes = enc(ids, keep).last_hidden_state
-    assert torch.equal(rows, passes)
+    # attention's and LayerNorm's bf16 rows are bit for bit the conversions' (the kernels'
+    # tests); the up GEMM's GELU epilogue is a cheaper fit (GELU_BF16_RELATIVE_ERROR), which may
+    # move a GELU output by one bf16 step: far less than half a bf16 step of the output's scale
+    assert (rows - passes).abs().max() <= 2.0**-9 * passes.abs().max()

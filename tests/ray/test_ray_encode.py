@@ -239,6 +239,38 @@ def test_command_line_engine_ray_with_int8(tmp_path, mixed_inputs):
         assert sorted(os.listdir(tmp_path)) == ["in", "out", "ref.parquet", "theirs"]
 
 
+def test_dtype_int8_on_ray_writes_the_single_machine_vectors(tmp_path, mixed_inputs, monkeypatch):
+    """--dtype int8: each actor quantises its model as `seqenc encode --dtype int8` does (same
+    calibration, exact int32 sums), so the vectors are the single-machine ones; where int8
+    cannot run it is a usage error before Ray starts, and nothing is written."""
+    from seqenc import int8
+
+    source = mixed_inputs["parquet"]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(source), "-o", str(out), "--actors", "1",
+        "--threads", "1", "--dtype", "int8", "--chunk-size", "16", "-q",
+    ])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    reference = single_machine(source, tmp_path / "ref.parquet", "--dtype", "int8")
+    fp32 = single_machine(source, tmp_path / "fp32.parquet")
+    assert table.column("id").to_pylist() == reference.column("id").to_pylist()
+    got = np.array(table.column("vector").to_pylist())
+    assert np.allclose(got, np.array(reference.column("vector").to_pylist()), atol=1e-6)
+    assert not np.allclose(got, np.array(fp32.column("vector").to_pylist()), atol=1e-4)
+    assert json.loads((out / SUCCESS).read_text())["dtype"] == "int8"
+
+    monkeypatch.setattr(int8, "_VNNI", False)  # as on an AVX2-only CPU with SEQENC_KERNELS=0
+    monkeypatch.setattr(int8, "GEMM", None)
+    refused = CliRunner().invoke(cli.main, [
+        "encode", "--engine", "ray", str(source), "-o", str(tmp_path / "o2"), "--dtype", "int8",
+    ])
+    assert refused.exit_code == 2, refused.output
+    assert "Invalid value for --dtype: dtype int8 needs seqenc's C kernels" in refused.output
+    assert not (tmp_path / "o2").exists()
+
+
 def _sparse_rows(table: pa.Table, vocab: int) -> tuple[list, np.ndarray]:
     """(ids, dense (N, vocab) weights) of a sparse output."""
     dense = np.zeros((table.num_rows, vocab), np.float32)

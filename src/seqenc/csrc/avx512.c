@@ -1,9 +1,9 @@
 /* elementwise.c's fused epilogues with 16 lanes, reading and writing float32 or bfloat16
  * (bf16 is computed in float32 and rounded once, to nearest even, on the way out):
  *   bias + GELU in place; bias + residual + LayerNorm in place.
- * For float32 rows that feed a bf16 GEMM next (precision.bf16_encoder), GELU can write its
- * result as bf16 to another buffer instead, and LayerNorm a bf16 copy beside its float32 result,
- * so no separate conversion pass reads the rows again (these need AVX512-BF16).
+ * For float32 rows that feed a bf16 GEMM next (precision.bf16_encoder), LayerNorm can write a
+ * bf16 copy beside its float32 result, so no separate conversion pass reads the rows again
+ * (AVX512-BF16; the FFN's GELU runs in gemm_bf16.c's epilogue there).
  * Chosen by module.c when the CPU has AVX-512 (bf16 also needs AVX512-BF16) and n % 16 == 0. */
 #include "simd512.h"
 
@@ -26,13 +26,11 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
  * per-element dtype test folds away. */
 #define ROWS_KERNELS(SUFFIX, DT)                                                              \
     AVX512BF16 static void bias_gelu_rows_##SUFFIX(void *x, const void *bias, int64_t n,      \
-                                                    int64_t lo, int64_t hi, uint16_t *out16) { \
+                                                    int64_t lo, int64_t hi) {                 \
         for (int64_t r = lo; r < hi; r++)                                                     \
             for (int64_t c = 0; c < n; c += 16) {                                             \
                 __m512 v = _mm512_add_ps(load16(x, r * n + c, DT), load16(bias, c, DT));      \
-                v = _mm512_mul_ps(v, normal_cdf512(v));                                       \
-                if (out16) store_bf16(out16 + r * n + c, v);                                  \
-                else store16(x, r * n + c, v, DT);                                            \
+                store16(x, r * n + c, _mm512_mul_ps(v, normal_cdf512(v)), DT);                \
             }                                                                                 \
     }                                                                                         \
     AVX512BF16 static void add_layernorm_rows_##SUFFIX(                                       \
@@ -68,12 +66,12 @@ ROWS_KERNELS(f32, DTYPE_F32)
 ROWS_KERNELS(bf16, DTYPE_BF16)
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype, uint16_t *out16) {
+                         int dtype) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++) {
         const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
-        if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi, NULL);
-        else bias_gelu_rows_f32(x, bias, n, b * 16, hi, out16);
+        if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi);
+        else bias_gelu_rows_f32(x, bias, n, b * 16, hi);
     }
 }
 

@@ -6,6 +6,8 @@
  *   avx512.c       the same epilogues with 16 lanes, float32 or bf16; int8 (de)quantisation
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
+ *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
  *   simd.h, simd512.h  the helpers they share
  *
@@ -18,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "int8.h"
 #include "simd512.h"
 
 static PyObject *supported(PyObject *self, PyObject *args) {
@@ -121,8 +124,8 @@ static PyObject *attention(PyObject *self, PyObject *args) {
     return PyLong_FromLong(lanes);
 }
 
-/* A bf16 result beside (or instead of) a float32 one: only the 512-lane float32 kernels write
- * it, with AVX512-BF16. */
+/* A bf16 copy beside a float32 result: only the 512-lane float32 kernels write it, with
+ * AVX512-BF16. */
 static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lanes) {
     if (!ptr || (lanes == 512 && dtype == DTYPE_F32 && isa >= ISA_AVX512BF16)) return 1;
     PyErr_SetString(PyExc_ValueError, "a bf16 output needs float32 rows, a width divisible by 16 "
@@ -130,24 +133,22 @@ static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lan
     return 0;
 }
 
-/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype[, out16_ptr]): x = gelu(x + bias) in
- * place (erf form), or, with out16_ptr (float32 x), the result rounded to bf16 into out16 and x
- * left as it is; returns the lanes of the implementation that ran (256 or 512). */
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype): x = gelu(x + bias) in place (erf
+ * form); returns the lanes of the implementation that ran (256 or 512). */
 static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long x, bias, out16 = 0;
+    unsigned long long x, bias;
     long long rows, n;
     int threads, isa, dtype;
-    if (!PyArg_ParseTuple(args, "KKLLiii|K", &x, &bias, &rows, &n, &threads, &isa, &dtype,
-                          &out16))
+    if (!PyArg_ParseTuple(args, "KKLLiii", &x, &bias, &rows, &n, &threads, &isa, &dtype))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
     const int lanes = lanes_for(isa, dtype, n);
-    if (!lanes || !valid_bf16_output(out16, isa, dtype, lanes)) return NULL;
+    if (!lanes) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (lanes == 512)
         seqenc_bias_gelu512((void *)(uintptr_t)x, (const void *)(uintptr_t)bias, rows, n, threads,
-                            dtype, (uint16_t *)(uintptr_t)out16);
+                            dtype);
     else
         seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS
@@ -286,6 +287,120 @@ static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gemm_int8(kind, a_ptr, packed_ptr, corr_ptr, row_scale_ptr, col_scale_ptr, out_ptr, n, m, k,
+ * ldc, threads[, openmp]): gemm_int8.c's int8 GEMM (corr_ptr 0: none; row_scale_ptr 0: int32
+ * out). quantize_int8(x_ptr, mul_ptr, q_ptr, scale_ptr, rows, n, threads, format[, openmp]):
+ * its activations. openmp true: OpenMP's threads instead of tasks.c's.
+ * int8_kernels(): a bit per kernel this CPU runs. Pointers and layouts are checked by the caller
+ * (seqenc/int8.py); the shapes and the CPU here. */
+static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, packed, corr, row_scale, col_scale, out;
+    long long n, m, k, ldc;
+    int kind, threads, openmp = 0;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|p", &kind, &a, &packed, &corr, &row_scale,
+                          &col_scale, &out, &n, &m, &k, &ldc, &threads, &openmp))
+        return NULL;
+    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+        PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
+        return NULL;
+    }
+    if (k <= 0 || k % 4 || k > 65536 || m % 16 || ldc < m || n < 0 || threads <= 0
+        || (row_scale && !col_scale)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "gemm_int8 needs 0 < k <= 65536, k % 4 == 0, m % 16 == 0 and ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_gemm_int8(kind, (const void *)(uintptr_t)a, (const void *)(uintptr_t)packed,
+                     (const int32_t *)(uintptr_t)corr, (const float *)(uintptr_t)row_scale,
+                     (const float *)(uintptr_t)col_scale, (void *)(uintptr_t)out, n, m, k, ldc,
+                     threads, openmp);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, mul, q, scale;
+    long long rows, n;
+    int threads, format, openmp = 0;
+    if (!PyArg_ParseTuple(args, "KKKKLLii|p", &x, &mul, &q, &scale, &rows, &n, &threads, &format,
+                          &openmp))
+        return NULL;
+    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_I16
+        || !(seqenc_int8_kernels() & 1 << INT8_I16)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "quantize_int8 needs AVX2, a width divisible by 8 and a known format");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_quantize_int8((const float *)(uintptr_t)x, (const float *)(uintptr_t)mul,
+                         (void *)(uintptr_t)q, (float *)(uintptr_t)scale, rows, n, threads,
+                         format, openmp);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* quant_gemm_int8(kind, x_ptr, mul_ptr, packed_ptr, corr_ptr, col_scale_ptr, out_ptr, n, m, k,
+ * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, q_out_ptr,
+ * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr]): quantize_int8 and gemm_int8 in one pass
+ * over x (float32 out), then the optional epilogue (int8.h's Int8Epilogue; 0 pointers: none;
+ * VNNI512 only, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
+static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long x, mul, packed, corr, col_scale, out;
+    unsigned long long gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
+    unsigned long long q_out = 0, scale_out = 0, q_mul = 0, q_in = 0, scale_in = 0;
+    float eps = 0.0f;
+    long long n, m, k, ldc;
+    int kind, threads, status;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKK", &kind, &x, &mul, &packed, &corr,
+                          &col_scale, &out, &n, &m, &k, &ldc, &threads, &gelu_bias, &bias,
+                          &residual, &gamma, &beta, &eps, &q_out, &scale_out, &q_mul, &q_in,
+                          &scale_in))
+        return NULL;
+    const int layer_norm = gamma != 0;
+    if ((gelu_bias || layer_norm || q_out || !x) && (kind != INT8_VNNI512 || (layer_norm && (
+            ldc != m || !bias || !residual || !beta || q_out)) || (q_out && (!gelu_bias
+            || !scale_out)) || (!x && (!q_in || !scale_in)))) {
+        PyErr_SetString(PyExc_ValueError, "the epilogues and quantised inputs need the VNNI512 "
+                        "kernel; LayerNorm also bias, residual, beta and ldc == m; q_out the "
+                        "GELU epilogue and scale_out; no x, q_in and scale_in");
+        return NULL;
+    }
+    const Int8Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
+                              (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                              (const float *)(uintptr_t)beta, eps, (void *)(uintptr_t)q_out,
+                              (float *)(uintptr_t)scale_out, (const float *)(uintptr_t)q_mul};
+    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+        PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
+        return NULL;
+    }
+    if (k <= 0 || k % 8 || k > 65536 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "quant_gemm_int8 needs 0 < k <= 65536, k % 8 == 0, m % 16 == 0, ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_quant_gemm_int8(kind, (const float *)(uintptr_t)x,
+                                    (const float *)(uintptr_t)mul, (const void *)(uintptr_t)packed,
+                                    (const int32_t *)(uintptr_t)corr,
+                                    (const float *)(uintptr_t)col_scale, (float *)(uintptr_t)out,
+                                    n, m, k, ldc, threads,
+                                    gelu_bias || layer_norm ? &epi : NULL,
+                                    (const void *)(uintptr_t)q_in,
+                                    (const float *)(uintptr_t)scale_in);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_int8_kernels(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    return PyLong_FromLong(seqenc_int8_kernels());
+}
+
 /* peak(kind, iters, threads): giga-operations/s of the cores on one probe of peak.c (a
  * multiply-add counts 2). The caller checks the CPU has the probe's instructions. */
 static PyObject *py_peak(PyObject *self, PyObject *args) {
@@ -318,6 +433,10 @@ static PyMethodDef methods[] = {
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},
     {"dequantize_rows", py_dequantize_rows, METH_VARARGS, "int32 products -> float32, in place."},
+    {"gemm_int8", py_gemm_int8, METH_VARARGS, "int8 GEMM, exact int32 sums (gemm_int8.c)."},
+    {"quantize_int8", py_quantize_int8, METH_VARARGS, "float32 rows -> int8/uint8/int16 rows."},
+    {"quant_gemm_int8", py_quant_gemm_int8, METH_VARARGS, "quantize_int8 + gemm_int8, one pass."},
+    {"int8_kernels", py_int8_kernels, METH_NOARGS, "Bit i: int8 GEMM kernel i runs here."},
 #endif
     {NULL, NULL, 0, NULL},
 };

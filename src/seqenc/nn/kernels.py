@@ -159,18 +159,6 @@ def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None) -> Tensor:
     return x
 
 
-def bias_gelu_bf16(x: Tensor, bias: Tensor) -> Tensor:
-    """gelu(x + bias) for float32 x (N, F), computed as bias_gelu_ computes it and rounded to
-    bf16 (nearest even) as it is stored: the input of a bf16 GEMM, with no conversion pass.
-    x is left as it is. Needs the avx512bf16 set and F divisible by 16. -> (N, F) bf16."""
-    global last_lanes
-    _check_bf16_output(x, bias)
-    out = torch.empty(x.shape, dtype=torch.bfloat16)
-    last_lanes = _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
-                                    torch.get_num_threads(), ISAS.index(ISA), 0, out.data_ptr())
-    return out
-
-
 def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
                     norm_bias: Tensor, eps: float, isa: str | None = None,
                     copy_bf16: Tensor | None = None) -> Tensor:
@@ -282,6 +270,10 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
+    from seqenc import int8  # int8 layers on our VNNI GEMM: the steps after each GEMM in it
+
+    if x.dtype == torch.float32 and int8.fuses_layer(w):
+        return int8.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
         getattr(m, "takes_bf16_rows", lambda: False)()
         for m in (w.out_weight, w.up_weight, w.down_weight))
@@ -306,6 +298,10 @@ GEMM_PANEL = 48
 # inputs: the products are exact in float32, so this is a float32 sum's bound (K roundings of
 # one unit in the last place each), K the inner dimension.
 GEMM_BF16_ERROR = 2.0 ** -24
+# The GELU of gemm_bf16's epilogue, whose result is rounded to bf16 next: |ours - gelu(v)| <=
+# GELU_BF16_RELATIVE_ERROR |gelu(v)| before that rounding (v the float32 GEMM output + bias), a
+# cheaper fit than bias_gelu_'s (csrc/simd512.h), 1/200 of the bf16 rounding's 2**-9.
+GELU_BF16_RELATIVE_ERROR = 1e-5
 
 
 def can_gemm_bf16(k: int, m: int) -> bool:
@@ -338,9 +334,9 @@ def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
 def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None) -> Tensor:
     """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
     and W (M, K) packed by pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs
-    can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias), computed
-    as bias_gelu_ computes it on each float32 register tile and rounded to bf16 as stored (an
-    FFN's up projection feeding a bf16 down projection): (N, M) bfloat16."""
+    can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias) on each float32
+    register tile, to GELU_BF16_RELATIVE_ERROR, rounded to bf16 as stored (an FFN's up
+    projection feeding a bf16 down projection): (N, M) bfloat16."""
     _check_rows(x)
     N, K = x.shape
     if (not can_gemm_bf16(K, m) or packed.numel() != m * K

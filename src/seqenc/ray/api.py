@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seqenc.choices import (
     DEVICES,
-    DTYPES,
+    ENCODE_DTYPES,
     INPUT_FORMATS,
     ON_ERROR,
     POOLINGS,
@@ -98,7 +98,7 @@ def encode_dataset(
     require("ray.data", "the ray engine")
     for name, value, choices in (
         ("on_error", on_error, ON_ERROR), ("precision", precision, PRECISIONS),
-        ("dtype", dtype, DTYPES), ("device", device, DEVICES),
+        ("dtype", dtype, ENCODE_DTYPES), ("device", device, DEVICES),
     ):
         check_choice(name, value, choices)
     if pooling is not None:
@@ -106,6 +106,8 @@ def encode_dataset(
     if format is not None:
         check_choice("format", format, INPUT_FORMATS)
     _check_sparse(sparse, model, top_k, pooling, normalize, precision, dtype)
+    if dtype == "int8":
+        _check_int8(device)
     warn = warn or (lambda message: None)
     read = ReadOptions(field, id_field, on_error, chunk_size)
     files = plan_inputs([inputs] if isinstance(inputs, str) else list(inputs), format, read)
@@ -190,6 +192,17 @@ def _check_sparse(sparse: bool, model: str | None, top_k: int | None, pooling: s
                                  ("precision", precision, "float32")):
         if value != default:
             raise ValueError(f"{name} applies to dense vectors, not sparse ones")
+
+
+def _check_int8(device: str) -> None:
+    """dtype int8 (every actor quantises its copy of the model as encode(dtype="int8") does),
+    refused before Ray starts where it cannot run: on a GPU, or where this machine has
+    neither our int8 GEMMs nor VNNI (seqenc.int8.check_int8). The actors check again on theirs."""
+    if device == "cuda":  # "auto": each actor's int8_encoder refuses a GPU itself
+        raise ValueError("dtype int8 runs on the CPU only, not on device 'cuda'")
+    from seqenc.int8 import check_int8
+
+    check_int8()
 
 
 def _get(ray, ref):

@@ -38,6 +38,8 @@ def encode_on_ray(
     except OutputError as e:
         raise click.BadParameter(str(e), param_hint="-o/--output") from None
     except ValueError as e:
+        if str(e).startswith("dtype int8"):  # encode_dataset's _check_int8, before Ray starts
+            raise click.BadParameter(str(e), param_hint="--dtype") from None
         if not str(e).startswith("--max-length"):
             raise
         raise click.BadParameter(str(e).removeprefix("--max-length "),

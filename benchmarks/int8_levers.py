@@ -1,0 +1,106 @@
+"""Wall and CPU time (user + sys) of encode() per mode on one corpus, interleaved rounds, with
+--busy N processes spinning N cores (a shared CPU), to compare int8's levers. CPU time is the
+figure to read on a machine others use (a niced job's wall time says nothing); wall time only
+in a quiet slot. Modes: fp32, bf16, and int8 with each int8 GEMM that runs here (ours, by name, and
+"onednn": torch._int_mm with the AVX-512 (de)quantisation kernels); the best of ours also with
+each of seqenc.int8.SCHEDULES (how its work is split into parallel loops).
+
+    python benchmarks/int8_levers.py --texts 1000 --rounds 3 --threads 2 [--busy 1] [--json F]
+
+Run it as `SEQENC_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ...` for the AVX2-only proxy (fp32 on MKL,
+int8 on the vpmaddwd kernel). With --threads 2 the CPU time includes the threads' spin waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqenc import int8
+from seqenc.bench import busy_cores
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+from seqenc.threads import set_threads
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", nargs="?", default=str(CORPUS))
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gemms", default="", help="int8 GEMMs, comma-separated (default all)")
+    parser.add_argument("--busy", type=int, default=0, help="processes spinning a core each")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.texts]
+    model = SentenceEncoder.from_pretrained()
+    modes: dict[str, tuple[str, torch.nn.Module | None, str]] = {
+        "fp32": ("float32", None, "")}
+    if kernels.supports_bf16():
+        modes["bf16"] = ("bfloat16", None, "")
+    gemms = args.gemms.split(",") if args.gemms else [*int8.runnable_gemms(), "onednn"]
+    for gemm in gemms:
+        if gemm == "onednn" and not int8._VNNI:
+            continue
+        saved, int8.GEMM = int8.GEMM, None if gemm == "onednn" else gemm
+        try:
+            encoder = int8.int8_encoder(model.encoder, model.tokenizer)
+        finally:
+            int8.GEMM = saved
+        schedules = int8.SCHEDULES if gemm == gemms[0] and gemm != "onednn" else ("fused",)
+        for schedule in schedules:
+            modes[f"int8 {gemm} {schedule}"] = ("int8", encoder, schedule)
+    reference = model.encode(texts)
+    times: dict[str, list[float]] = {name: [] for name in modes}
+    walls: dict[str, list[float]] = {name: [] for name in modes}
+    cosine: dict[str, float] = {}
+    with busy_cores(args.busy):
+        for _ in range(args.rounds):
+            for name, (dtype, encoder, schedule) in modes.items():
+                if encoder is not None:
+                    model._encoders[torch.int8] = encoder
+                    int8.SCHEDULE = schedule
+                start, wall = cpu_seconds(), time.perf_counter()
+                vectors = model.encode(texts, dtype=dtype)
+                walls[name].append(time.perf_counter() - wall)
+                times[name].append(cpu_seconds() - start)
+                cos = (vectors * reference).sum(1) / np.linalg.norm(
+                    vectors, axis=1) / np.linalg.norm(reference, axis=1)
+                cosine[name] = float(cos.mean())
+    base = "bf16" if "bf16" in modes else "fp32"
+    best = {name: min(t) for name, t in times.items()}
+    wall = {name: min(t) for name, t in walls.items()}
+    print(f"CPU: {torch.backends.cpu.get_cpu_capability()}, {kernels.describe()}, "
+          f"load average {os.getloadavg()}, {args.threads} thread(s), {len(texts)} texts, "
+          f"{args.busy} busy core(s); best of {args.rounds} rounds", file=sys.stderr)
+    for name in modes:
+        print(f"{name:22s} CPU s {best[name]:6.2f} ({best[base] / best[name]:4.2f}x {base})  "
+              f"wall s {wall[name]:6.2f} ({wall[base] / wall[name]:4.2f}x {base}, "
+              f"{len(texts) / wall[name]:6.1f} texts/s)  mean cosine to fp32 {cosine[name]:.5f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "cpu_s": times, "wall_s": walls, "cosine": cosine, "load": os.getloadavg(),
+            "threads": args.threads, "busy": args.busy, "texts": len(texts),
+            "kernels": kernels.describe()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

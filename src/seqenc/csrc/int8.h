@@ -1,0 +1,51 @@
+/* gemm_int8.c's entry points: int8 GEMMs with exact int32 sums and the quantisation that feeds
+ * them (gemm_int8.c says how the weights are packed). */
+#ifndef SEQENC_INT8_H
+#define SEQENC_INT8_H
+#include "simd512.h"
+
+#ifdef SEQENC_X86
+/* The kernels, by the instructions they need: AVX2 (int16 pairs, vpmaddwd), AVX-VNNI and
+ * AVX512-VNNI (vpdpbusd on uint8 activations q + 128). */
+enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2 };
+/* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16. */
+enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2 };
+
+/* out (N, M) = dequantised A W^T (float32), or the int32 sums when row_scale is NULL; corr
+ * (M,) int32 subtracted from the sums (NULL: none). K % 4 == 0, every panel's width and M
+ * % 16 == 0, K <= 65536, and the CPU runs `kind` (seqenc_int8_kernels): checked by module.c. */
+void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t *corr,
+                      const float *row_scale, const float *col_scale, void *out, int64_t n,
+                      int64_t m, int64_t k, int64_t ldc, int threads, int openmp);
+/* float32 (rows, n) -> q (rows, n) in `format` and scale (rows,); n % 8 == 0; AVX2. Both run
+ * on tasks.c's threads, or on OpenMP's when openmp is true. */
+void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
+                          int64_t rows, int64_t n, int threads, int format, int openmp);
+/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (INT8_VNNI512 only):
+ * gelu(y + gelu_bias) as each tile is stored (the FFN's up projection), or, with gamma,
+ * LayerNorm(y + bias + residual) * gamma + beta on each task's rows (ldc == m; residual (n, m)).
+ * The arithmetic of avx512.c's bias_gelu and add_layernorm, in the same order. */
+typedef struct {
+    const float *gelu_bias;
+    const float *bias, *residual, *gamma, *beta;
+    float eps;
+    /* q_out (n, m) uint8 and scale_out (n,): the result rows quantised for the next GEMM (as
+     * seqenc_quantize_int8 would, each column times q_mul first, NULL: none) instead of
+     * stored in out (VNNI512, with gelu_bias, not with gamma). */
+    void *q_out;
+    float *scale_out;
+    const float *q_mul;
+} Int8Epilogue;
+
+/* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
+ * dequantised product, float32, then epi (NULL: none). With x NULL the rows come quantised
+ * already: q_in (n, k) uint8 q + 128 and scale_in (n,) (an epilogue's q_out and scale_out).
+ * -1: no memory for a thread's buffer. */
+int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
+                           const int32_t *corr, const float *col_scale, float *out, int64_t n,
+                           int64_t m, int64_t k, int64_t ldc, int threads,
+                           const Int8Epilogue *epi, const void *q_in, const float *scale_in);
+/* Bit INT8_* set for each kernel this CPU runs. */
+int seqenc_int8_kernels(void);
+#endif
+#endif
