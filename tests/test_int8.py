@@ -154,8 +154,8 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
 @pytest.mark.skipif("vnni512" not in int8.runnable_gemms(), reason="no AVX512-VNNI here")
 def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg):
     """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
-    bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks), and runs for every
-    layer when the schedule is "fused"."""
+    bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks or openmp), on
+    OpenMP's threads or tasks.c's, and runs for every layer when the schedule is fused."""
     torch.manual_seed(9)
     cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
                    max_positions=64)
@@ -169,11 +169,12 @@ def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg):
     monkeypatch.setattr(int8, "post_norm_layer", lambda *a: calls.append(1) or fused(*a))
     outputs = {}
     with torch.inference_mode():
-        for schedule in ("fused", "tasks"):
+        for schedule in ("fused", "fused-tasks", "tasks", "openmp"):
             monkeypatch.setattr(int8, "SCHEDULE", schedule)
             outputs[schedule] = encoder(ids, keep).last_hidden_state[keep]
-    assert len(calls) == cfg.n_layers
-    assert torch.equal(outputs["fused"], outputs["tasks"])
+    assert len(calls) == 2 * cfg.n_layers  # fused and fused-tasks
+    for schedule in ("fused-tasks", "tasks", "openmp"):
+        assert torch.equal(outputs["fused"], outputs[schedule])
 
 
 @needs_int8

@@ -459,13 +459,20 @@ static void quant_gemm_task(void *ctx, int64_t t) {
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
                            int64_t m, int64_t k, int64_t ldc, int threads,
-                           const Int8Epilogue *epi, const void *q_in, const float *scale_in) {
+                           const Int8Epilogue *epi, const void *q_in, const float *scale_in,
+                           int openmp) {
     /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
     int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
     rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
     QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
                    col_scale, out, n, m, k, ldc, rows, epi, q_in, scale_in, 0};
-    seqenc_run_tasks(quant_gemm_task, &g, (n + rows - 1) / rows, threads);
+    const int64_t tasks = (n + rows - 1) / rows;
+    if (openmp) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int64_t t = 0; t < tasks; t++) quant_gemm_task(&g, t);
+    } else {
+        seqenc_run_tasks(quant_gemm_task, &g, tasks, threads);
+    }
     return g.failed ? -1 : 0;
 }
 

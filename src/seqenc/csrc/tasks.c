@@ -23,7 +23,7 @@
 #include <stdatomic.h>
 
 #define MAX_HELPERS 255
-#define SPIN 4000
+#define SPIN 10000
 
 static struct {
     pthread_mutex_t submit; /* held by the job's caller */
