@@ -22,10 +22,11 @@
  * Every partial sum is bounded by K 255 127 < 2^31 for K <= 65536 (module.c checks K), so the
  * int32 sums are exact: int8 quality depends on the quantisation alone, on every CPU.
  *
- * Work: tiles of up to TILE_ROWS rows x one panel, taken one at a time by the threads of
- * tasks.c (or OpenMP's dynamic schedule, to compare): a thread that loses its core for a while
- * takes fewer tiles instead of owning half of the GEMM, and with tasks.c nobody waits for it
- * unless it holds a tile. Panel-major order, so a thread's next tile mostly reuses the panel.
+ * Work: tiles of up to TILE_ROWS rows x one panel (or, in seqenc_quant_gemm_int8, a block of
+ * rows x every panel), taken one at a time from OpenMP's dynamic schedule or tasks.c's
+ * counter: a thread that loses its core for a while takes fewer tiles instead of owning half
+ * of the GEMM (oneDNN's split is static). Panel-major order, so a thread's next tile mostly
+ * reuses the panel in its cache.
  */
 #include "int8.h"
 #include "tasks.h"
