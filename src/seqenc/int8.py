@@ -168,9 +168,9 @@ def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, ep
     each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
     rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
     residual + LayerNorm on each task's rows of the out and down projections (the same float32
-    arithmetic as the separate kernels, so the same result). A layer is then
-    four parallel loops of gemm_int8.c on csrc/tasks.c's threads and the attention kernel's,
-    against twelve: on a shared CPU each loop can wait for a thread that lost its core.
+    arithmetic as the separate kernels, so the same result). A layer is then five parallel
+    loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
+    memory. Runs where schedule() is fused: calls with one thread (encode's batches).
     x (N, D) float32 packed rows -> (N, D)."""
     from .nn.kernels import varlen_attention
 
