@@ -360,11 +360,15 @@ typedef struct {
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Atomic long live_scratch; /* threads holding one (seqenc_int8_scratch_buffers) */
 
 static void free_scratch(void *p) {
     free(((Scratch *)p)->data);
     free(p);
+    live_scratch--;
 }
+
+long seqenc_int8_scratch_buffers(void) { return live_scratch; }
 
 static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
@@ -377,6 +381,7 @@ static void *thread_buffer(size_t bytes) {
             free(s);
             return NULL;
         }
+        live_scratch++;
     }
     if (bytes > s->capacity) {
         free(s->data);
