@@ -76,3 +76,21 @@ class FakeModel:
         return {"path": os.devnull, "architecture": "fake", "parameters": 1234, "layers": 1,
                 "heads": 1, "dimension": self.dimension, "max_seq_length": self.max_seq_length,
                 "normalize": True}
+
+
+def use_fake_model(monkeypatch) -> FakeModel:
+    """Make the CLI load a FakeModel (whatever --model says) and return it."""
+    from seqenc import cli
+
+    model = FakeModel()
+    monkeypatch.setattr(cli, "load_model", lambda name, device="cpu": model)
+    return model
+
+
+def run(*args, input=None):
+    """``seqenc ARGS`` in-process (click's CliRunner); arguments may be paths or numbers."""
+    from click.testing import CliRunner
+
+    from seqenc import cli
+
+    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)

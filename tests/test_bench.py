@@ -104,9 +104,17 @@ assert [p.name for p in peers] == ["onnxruntime fp32", "openvino fp32"], [p.name
 for peer in peers:  # batches of 3, sorted by length: padding is exercised
     cos = min_cosine(peer.encode(texts), ours)
     assert cos > 0.99999, (peer.name, cos)
-(default,) = build_peers(model, "bfloat16", ("openvino",), 3, 1, workdir=workdir)
+default, streamed = build_peers(model, "bfloat16", ("openvino",), 3, 2, workdir=workdir,
+                                streams=(1, 2))
 assert default.name.endswith("(default)"), default.name
-assert min_cosine(default.encode(texts), ours) > 0.999
+assert streamed.name.endswith("(default, 2 streams)"), streamed.name
+for peer in (default, streamed):
+    assert min_cosine(peer.encode(texts), ours) > 0.999, peer.name
+# two batches in flight: every row still lands where it belongs (texts in batches of 3)
+(ort2,) = build_peers(model, "float32", ("onnxruntime",), 3, 2, workdir=workdir, streams=(2,))
+assert ort2.name == "onnxruntime fp32 (2 streams)", ort2.name
+many = texts * 4
+assert min_cosine(ort2.encode(many), model.encode(many)) > 0.99999
 print("ok", default.name)
 """
 

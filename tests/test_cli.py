@@ -16,9 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from fake_model import FakeModel, fake_vectors
+from fake_model import FakeModel, fake_vectors, run, use_fake_model
 from seqenc import cli, exits
 from seqenc.quantize import quantization_ranges, quantize
 
@@ -28,13 +27,7 @@ TEXTS = ["The cat sat on the mat.", "Ein Hund bellt.", "", "naïve café ☕", "
 
 @pytest.fixture
 def fake(monkeypatch) -> FakeModel:
-    model = FakeModel()
-    monkeypatch.setattr(cli, "load_model", lambda name, device="cpu": model)
-    return model
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
+    return use_fake_model(monkeypatch)
 
 
 def write_input(path: Path, texts: list[str]) -> list:

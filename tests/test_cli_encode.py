@@ -10,21 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from fake_model import FakeModel, fake_vectors
+from fake_model import FakeModel, fake_vectors, run, use_fake_model
 from seqenc import cli, exits
 
 
 @pytest.fixture
 def fake(monkeypatch) -> FakeModel:
-    model = FakeModel()
-    monkeypatch.setattr(cli, "load_model", lambda name, device="cpu": model)
-    return model
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
+    return use_fake_model(monkeypatch)
 
 
 # -- blank lines -----------------------------------------------------------------------------

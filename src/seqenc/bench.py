@@ -252,7 +252,10 @@ def run_benchmark(
             other = "bfloat16" if native_bf16 else "float32"
             engines[f"seqenc {LABELS[other]}"] = (functools.partial(ours, other),
                                                   computes_in(other))
-        racing = build_peers(model, dtype, peers, batch_size, threads, device, workdir)
+        # seqenc's encode keeps `threads` batches in flight on the CPU (threads.run_batches):
+        # ORT and OpenVINO race both that way and one batch at a time (peers.py)
+        streams = (1, threads) if threads > 1 and device == "cpu" else (1,)
+        racing = build_peers(model, dtype, peers, batch_size, threads, device, workdir, streams)
         for peer in racing:
             engines[peer.name] = (lambda p=peer: p.encode(texts), peer.precision)
         agreement = {}

@@ -14,6 +14,8 @@ import torch
 from seqenc.checkpoint import CheckpointError, config_from_hf
 from seqenc.model import SentenceEncoder, default_model_path
 
+from .builders import write_sentence_modules
+
 transformers = pytest.importorskip("transformers")
 sentence_transformers = pytest.importorskip("sentence_transformers")
 
@@ -57,24 +59,7 @@ def write_checkpoint(
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(directory, safe_serialization=(weights == "safetensors"))
     shutil.copy(default_model_path() / "tokenizer.json", directory / "tokenizer.json")
-    (directory / "1_Pooling").mkdir()
-    flags = {f"pooling_mode_{m}": False for m in
-             ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens")}
-    flags[{"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token",
-           "max": "pooling_mode_max_tokens"}[pooling]] = True
-    (directory / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": hidden, **flags}))
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling",
-         "type": "sentence_transformers.models.Pooling"},
-    ]
-    if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
-                        "type": "sentence_transformers.models.Normalize"})
-    (directory / "modules.json").write_text(json.dumps(modules))
-    (directory / "sentence_bert_config.json").write_text(
-        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
+    write_sentence_modules(directory, pooling, normalize, max_seq_length)
     return directory
 
 

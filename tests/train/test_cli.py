@@ -84,31 +84,28 @@ def test_evaluate_prints_accuracy_f1_and_per_class(cli, trained, data_dir):
     assert report["accuracy"] == pytest.approx(max(r["accuracy"] for r in best))
 
 
-@pytest.mark.parametrize("case", ["empty", "column", "one_label", "config", "dev_label"])
+# case: (the option given the bad file, its name, its content, what stderr must say of it)
+BAD_DATA = {
+    "empty": ("--train", "bad.tsv", "", ["{bad}", "empty file"]),
+    "column": ("--train", "bad.tsv", "text\tlabel\nhello\t1\n",
+               ["{bad}:1", "'sentence'", "no such column"]),
+    "one_label": ("--train", "bad.tsv", "sentence\tlabel\na\t1\nb\t1\n",
+                  ["{bad}", "only one label"]),
+    "dev_label": ("--dev", "bad.tsv", "sentence\tlabel\na\t1\nb\tmaybe\n",
+                  ["{bad}:3", "label 'maybe' is not one of"]),
+    "config": ("--config", "sizes.json", json.dumps({"d_model": "wide", "n_heads": 4}),
+               ["{bad}", "'d_model' must be a number"]),
+}
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
 def test_bad_data_exits_3_naming_the_problem(cli, data_dir, tokenizer_file, tmp_path, case):
+    option, name, content, said = BAD_DATA[case]
     args = tiny_args(data_dir, tokenizer_file, tmp_path / "out")
-    bad = tmp_path / "bad.tsv"
-    if case == "empty":
-        bad.write_text("")
-        args[args.index("--train") + 1] = str(bad)
-        expected = [str(bad), "empty file"]
-    elif case == "column":
-        bad.write_text("text\tlabel\nhello\t1\n")
-        args[args.index("--train") + 1] = str(bad)
-        expected = [f"{bad}:1", "'sentence'", "no such column"]
-    elif case == "one_label":
-        bad.write_text("sentence\tlabel\na\t1\nb\t1\n")
-        args[args.index("--train") + 1] = str(bad)
-        expected = [str(bad), "only one label"]
-    elif case == "dev_label":
-        bad.write_text("sentence\tlabel\na\t1\nb\tmaybe\n")
-        args[args.index("--dev") + 1] = str(bad)
-        expected = [f"{bad}:3", "label 'maybe' is not one of"]
-    else:
-        sizes = tmp_path / "sizes.json"
-        sizes.write_text(json.dumps({"d_model": "wide", "n_heads": 4}))
-        args[args.index("--config") + 1] = str(sizes)
-        expected = [str(sizes), "'d_model' must be a number"]
+    bad = tmp_path / name
+    bad.write_text(content)
+    args[args.index(option) + 1] = str(bad)
+    expected = [text.format(bad=bad) for text in said]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 3, result.output
     for text in expected:

@@ -25,6 +25,26 @@ def _field(config: dict[str, Any], key: str) -> Any:
         raise CheckpointError(f"config.json lacks the field {key!r}") from None
 
 
+# Our size fields -> config.json's names: BertConfig's (every family's but DistilBERT's).
+_BERT_SIZES = {"vocab_size": "vocab_size", "d_model": "hidden_size",
+               "n_heads": "num_attention_heads", "n_layers": "num_hidden_layers",
+               "d_ff": "intermediate_size"}
+_DISTILBERT_SIZES = {"vocab_size": "vocab_size", "d_model": "dim", "n_heads": "n_heads",
+                     "n_layers": "n_layers", "d_ff": "hidden_dim"}
+
+
+def _read_sizes(config: dict[str, Any], names: dict[str, str] = _BERT_SIZES) -> dict[str, Any]:
+    """The fields every config must have, and the pad token id (0 if missing or null)."""
+    return {ours: _field(config, theirs) for ours, theirs in names.items()} | {
+        "pad_token_id": config.get("pad_token_id", 0) or 0}
+
+
+def _written_sizes(cfg: EncoderConfig, names: dict[str, str] = _BERT_SIZES) -> dict[str, Any]:
+    """_read_sizes' inverse."""
+    return {theirs: getattr(cfg, ours) for ours, theirs in names.items()} | {
+        "pad_token_id": cfg.pad_token_id}
+
+
 def _activation(config: dict[str, Any], key: str = "hidden_act") -> str:
     act = config.get(key, "gelu")
     if act not in ACTIVATIONS:
@@ -51,11 +71,7 @@ def bert_config(config: dict[str, Any]) -> EncoderConfig:
     """A BertConfig dict (and RoBERTa's, ELECTRA's: same field names) -> EncoderConfig."""
     _absolute_only(config)
     return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "hidden_size"),
-        n_heads=_field(config, "num_attention_heads"),
-        n_layers=_field(config, "num_hidden_layers"),
-        d_ff=_field(config, "intermediate_size"),
+        **_read_sizes(config),
         dropout=config.get("hidden_dropout_prob", 0.1),
         attention_dropout=config.get("attention_probs_dropout_prob", 0.1),
         activation=_activation(config),
@@ -64,7 +80,6 @@ def bert_config(config: dict[str, Any]) -> EncoderConfig:
         max_positions=config.get("max_position_embeddings", 512),
         position_encoding="learned",
         type_vocab_size=config.get("type_vocab_size", 2),
-        pad_token_id=config.get("pad_token_id", 0) or 0,
     )
 
 
@@ -84,11 +99,7 @@ def electra_config(config: dict[str, Any]) -> EncoderConfig:
 def distilbert_config(config: dict[str, Any]) -> EncoderConfig:
     """DistilBERT: BERT without token types, its own field names, eps fixed at 1e-12."""
     return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "dim"),
-        n_heads=_field(config, "n_heads"),
-        n_layers=_field(config, "n_layers"),
-        d_ff=_field(config, "hidden_dim"),
+        **_read_sizes(config, _DISTILBERT_SIZES),
         dropout=config.get("dropout", 0.1),
         attention_dropout=config.get("attention_dropout", 0.1),
         activation=_activation(config, "activation"),
@@ -97,7 +108,6 @@ def distilbert_config(config: dict[str, Any]) -> EncoderConfig:
         max_positions=config.get("max_position_embeddings", 512),
         position_encoding="learned",  # sinusoidal_pos_embds tables are saved as weights too
         type_vocab_size=0,
-        pad_token_id=config.get("pad_token_id", 0) or 0,
     )
 
 
@@ -136,11 +146,7 @@ def _gated_rotary(config: dict[str, Any], *, bias: bool, default_theta: float,
     if act not in (*ACTIVATIONS, "silu", "swish"):
         raise CheckpointError(f"hidden_act {act!r} is not supported")
     return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "hidden_size"),
-        n_heads=_field(config, "num_attention_heads"),
-        n_layers=_field(config, "num_hidden_layers"),
-        d_ff=_field(config, "intermediate_size"),
+        **_read_sizes(config),
         dropout=config.get("hidden_dropout_prob", 0.0),
         attention_dropout=config.get("attention_probs_dropout_prob", 0.0),
         activation="silu" if act in ("silu", "swish") else ACTIVATIONS[act],
@@ -151,7 +157,6 @@ def _gated_rotary(config: dict[str, Any], *, bias: bool, default_theta: float,
         relative_positions="rotary",
         rotary_base=_rope_theta(config, default_theta),
         type_vocab_size=config.get("type_vocab_size", 2),
-        pad_token_id=config.get("pad_token_id", 0) or 0,
         feed_forward="glu",
         bias=bias,
         ffn_in_bias=False,
@@ -177,11 +182,7 @@ def modernbert_config(config: dict[str, Any]) -> EncoderConfig:
     if config.get("attention_bias", False) or config.get("mlp_bias", False):
         raise CheckpointError("attention_bias / mlp_bias true is not supported for ModernBERT")
     return _build(
-        vocab_size=_field(config, "vocab_size"),
-        d_model=_field(config, "hidden_size"),
-        n_heads=_field(config, "num_attention_heads"),
-        n_layers=_field(config, "num_hidden_layers"),
-        d_ff=_field(config, "intermediate_size"),
+        **_read_sizes(config),
         dropout=config.get("mlp_dropout", 0.0),
         attention_dropout=config.get("attention_dropout", 0.0),
         activation=ACTIVATIONS[act],
@@ -199,7 +200,6 @@ def modernbert_config(config: dict[str, Any]) -> EncoderConfig:
         attention_window=config.get("local_attention", 128),
         global_every=config.get("global_attn_every_n_layers", 3),
         type_vocab_size=0,
-        pad_token_id=config.get("pad_token_id", 0) or 0,
         feed_forward="glu",
     )
 
@@ -223,11 +223,7 @@ def bert_config_dict(cfg: EncoderConfig, model_type: str = "bert",
     return {
         "architectures": [architecture],
         "model_type": model_type,
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.d_model,
-        "num_attention_heads": cfg.n_heads,
-        "num_hidden_layers": cfg.n_layers,
-        "intermediate_size": cfg.d_ff,
+        **_written_sizes(cfg),
         "hidden_act": _ACTIVATION_NAMES[cfg.activation],
         "hidden_dropout_prob": cfg.dropout,
         "attention_probs_dropout_prob": cfg.attention_dropout,
@@ -235,7 +231,6 @@ def bert_config_dict(cfg: EncoderConfig, model_type: str = "bert",
         "max_position_embeddings": cfg.max_positions,
         "position_embedding_type": "absolute",
         "type_vocab_size": cfg.type_vocab_size,
-        "pad_token_id": cfg.pad_token_id,
         "initializer_range": 0.02,
     }
 
@@ -271,10 +266,9 @@ def write_distilbert(cfg: EncoderConfig) -> dict[str, Any]:
         raise CheckpointError("DistilBERT's activation is gelu or relu")
     return {
         "architectures": ["DistilBertModel"], "model_type": "distilbert",
-        "vocab_size": cfg.vocab_size, "dim": cfg.d_model, "n_heads": cfg.n_heads,
-        "n_layers": cfg.n_layers, "hidden_dim": cfg.d_ff, "activation": cfg.activation,
+        **_written_sizes(cfg, _DISTILBERT_SIZES), "activation": cfg.activation,
         "dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout,
-        "max_position_embeddings": cfg.max_positions, "pad_token_id": cfg.pad_token_id,
+        "max_position_embeddings": cfg.max_positions,
         "sinusoidal_pos_embds": False, "initializer_range": 0.02,
     }
 
@@ -314,9 +308,7 @@ def write_modernbert(cfg: EncoderConfig) -> dict[str, Any]:
     local = cfg.rotary_local_base or cfg.rotary_base
     return {
         "architectures": ["ModernBertModel"], "model_type": "modernbert",
-        "vocab_size": cfg.vocab_size, "hidden_size": cfg.d_model,
-        "num_attention_heads": cfg.n_heads, "num_hidden_layers": cfg.n_layers,
-        "intermediate_size": cfg.d_ff, "hidden_activation": _ACTIVATION_NAMES[cfg.activation],
+        **_written_sizes(cfg), "hidden_activation": _ACTIVATION_NAMES[cfg.activation],
         "mlp_dropout": cfg.dropout, "attention_dropout": cfg.attention_dropout,
         "norm_eps": cfg.layer_norm_eps, "norm_bias": cfg.norm_bias, "attention_bias": False,
         "mlp_bias": False, "max_position_embeddings": cfg.max_positions,
@@ -326,5 +318,5 @@ def write_modernbert(cfg: EncoderConfig) -> dict[str, Any]:
         "rope_parameters": {
             "full_attention": {"rope_type": "default", "rope_theta": cfg.rotary_base},
             "sliding_attention": {"rope_type": "default", "rope_theta": local}},
-        "pad_token_id": cfg.pad_token_id, "initializer_range": 0.02,
+        "initializer_range": 0.02,
     }

@@ -54,13 +54,14 @@ class Family:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# BERT's names, shared by RoBERTa, XLM-RoBERTa, CamemBERT and ELECTRA.
-_BERT_TOP = {
+# BERT's names, shared by RoBERTa, XLM-RoBERTa, CamemBERT and ELECTRA; DistilBERT and MPNet
+# have its embeddings but for the token types.
+_UNTYPED_EMBEDDINGS = {
     "embeddings.token": "embeddings.word_embeddings",
     "embeddings.position": "embeddings.position_embeddings",
-    "embeddings.token_type": "embeddings.token_type_embeddings",
     "embeddings.norm": "embeddings.LayerNorm",
 }
+_BERT_TOP = {**_UNTYPED_EMBEDDINGS, "embeddings.token_type": "embeddings.token_type_embeddings"}
 _BERT_LAYER: dict[str, str | tuple[str, ...]] = {
     "attention.qkv": tuple(f"encoder.layer.{{i}}.attention.self.{p}"
                            for p in ("query", "key", "value")),
@@ -133,9 +134,7 @@ FAMILIES: tuple[Family, ...] = (
            ignored=("vocab_transform.", "vocab_layer_norm.", "vocab_projector.",
                     "pre_classifier.", "classifier.") + _BUFFERS,
            read_config=distilbert_config, write_config=write_distilbert,
-           top={"embeddings.token": "embeddings.word_embeddings",
-                "embeddings.position": "embeddings.position_embeddings",
-                "embeddings.norm": "embeddings.LayerNorm"},
+           top=_UNTYPED_EMBEDDINGS,
            layer={"attention.qkv": tuple(f"transformer.layer.{{i}}.attention.{p}_lin"
                                          for p in ("q", "k", "v")),
                   "attention.out": "transformer.layer.{i}.attention.out_lin",
@@ -146,17 +145,13 @@ FAMILIES: tuple[Family, ...] = (
            positions="learned absolute", feed_forward="GELU MLP", norm="post-LayerNorm"),
     Family("mpnet", ("mpnet",), ("mpnet.", "model."), ignored=_ROBERTA_HEADS,
            read_config=mpnet_config, write_config=write_mpnet,
-           top={"embeddings.token": "embeddings.word_embeddings",
-                "embeddings.position": "embeddings.position_embeddings",
-                "embeddings.norm": "embeddings.LayerNorm",
+           top={**_UNTYPED_EMBEDDINGS,
                 "relative_bias.buckets": "encoder.relative_attention_bias"},
-           layer={"attention.qkv": tuple(f"encoder.layer.{{i}}.attention.attn.{p}"
+           layer={**_BERT_LAYER,  # but for the attention's names
+                  "attention.qkv": tuple(f"encoder.layer.{{i}}.attention.attn.{p}"
                                          for p in ("q", "k", "v")),
                   "attention.out": "encoder.layer.{i}.attention.attn.o",
-                  "attention_norm": "encoder.layer.{i}.attention.LayerNorm",
-                  "feed_forward.up": "encoder.layer.{i}.intermediate.dense",
-                  "feed_forward.down": "encoder.layer.{i}.output.dense",
-                  "feed_forward_norm": "encoder.layer.{i}.output.LayerNorm"},
+                  "attention_norm": "encoder.layer.{i}.attention.LayerNorm"},
            positions="learned absolute from pad_token_id + 1, relative bucket bias",
            feed_forward="GELU MLP", norm="post-LayerNorm"),
     Family("nomic_bert", ("nomic_bert",), ("nomic_bert.", "model."), ignored=_ROBERTA_HEADS,

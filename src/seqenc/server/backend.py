@@ -16,23 +16,36 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from seqenc.allocator import tune_memory
-from seqenc.choices import DTYPES as _DTYPES
+from seqenc.choices import DTYPES, check_choice
 from seqenc.threads import set_threads
 
 
-class ModelBackend:
-    """Forward passes of a ``SentenceEncoder`` on already tokenised inputs."""
+class Backend:
+    """What every model backend (embedding, rerank, sparse) does at start-up: set the
+    process's threads and allocator, and make the model's copy for ``dtype`` now
+    (``prepare``), not on the first request."""
 
     def __init__(self, model: Any, dtype: str = "float32", threads: int | None = None):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}; got {dtype!r}")
+        self.dtype = check_choice("dtype", dtype, DTYPES)
         set_threads(threads)  # process-wide; see seqenc/threads.py
         tune_memory()  # a server runs batch after batch: reuse activation buffers
         self.model = model
-        self.dtype = dtype
-        model.encoder_for(dtype)  # convert now, not on the first request
-        self.device = model.device
+        self.prepare()
         self.threads = torch.get_num_threads()
+
+    def prepare(self) -> None:
+        """Ready the model for the first request: its inference copy for ``self.dtype``."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.model.describe(), "dtype": self.dtype}
+
+
+class ModelBackend(Backend):
+    """Forward passes of a ``SentenceEncoder`` on already tokenised inputs."""
+
+    def prepare(self) -> None:
+        self.model.encoder_for(self.dtype)
 
     def embed(self, ids: list[list[int]], normalize: Sequence[bool]) -> np.ndarray:
         """(B, D) float32 vectors of B id lists; row i is L2-normalised where normalize[i]."""

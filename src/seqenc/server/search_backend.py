@@ -14,31 +14,21 @@ SparseEncoder.modules_for); scores and weights come out float32 either way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import torch
 
-from seqenc.allocator import tune_memory
-from seqenc.choices import DTYPES, check_choice
-from seqenc.threads import set_threads
-
+from .backend import Backend
 from .tokenization import Tokenization
 
 
-class RerankBackend:
+class RerankBackend(Backend):
     """A CrossEncoder: pairs -> folded ids (HTTP side), folded ids -> raw logits (worker)."""
 
     kind = "rerank"
 
-    def __init__(self, model: Any, threads: int | None = None, dtype: str = "float32"):
-        self.dtype = check_choice("dtype", dtype, DTYPES)
-        set_threads(threads)  # process-wide; see seqenc/threads.py
-        tune_memory()
-        self.model = model
-        model.model_for(dtype)  # convert now, not on the first request
-        self.vocab_size = model.model.encoder.cfg.vocab_size
-        self.threads = torch.get_num_threads()
+    def prepare(self) -> None:
+        self.model.model_for(self.dtype)
+        self.vocab_size = self.model.model.encoder.cfg.vocab_size
 
     @property
     def max_length(self) -> int:
@@ -64,33 +54,22 @@ class RerankBackend:
     def warm_up(self) -> None:
         self.run(self.encode("warm up", ["warm up"], True, "right")[0], [False])
 
-    def describe(self) -> dict[str, Any]:
-        return {**self.model.describe(), "dtype": self.dtype}
 
-
-class SparseBackend:
+class SparseBackend(Backend):
     """A SparseEncoder: texts -> ids (HTTP side), ids -> (B, V) SPLADE weights (worker)."""
 
     kind = "sparse"
 
-    def __init__(self, model: Any, threads: int | None = None, dtype: str = "float32"):
-        self.dtype = check_choice("dtype", dtype, DTYPES)
-        set_threads(threads)  # process-wide; see seqenc/threads.py
-        tune_memory()
-        self.model = model
-        model.modules_for(dtype)  # convert now, not on the first request
-        self.tokenization = Tokenization(model.tokenizer.tokenizer, model.max_seq_length,
-                                         model.vocab_size)
-        self.threads = torch.get_num_threads()
+    def prepare(self) -> None:
+        self.model.modules_for(self.dtype)
+        self.tokenization = Tokenization(self.model.tokenizer.tokenizer,
+                                         self.model.max_seq_length, self.model.vocab_size)
 
     def run(self, ids: list[list[int]], flags: Sequence[bool]) -> np.ndarray:
         return self.model.weights_ids(ids, self.dtype).cpu().numpy()
 
     def warm_up(self) -> None:
         self.run(self.tokenization.encode(["warm up"]), [False])
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.model.describe(), "dtype": self.dtype}
 
 
 def sparse_rows(weights: np.ndarray) -> list[list[dict[str, float]]]:

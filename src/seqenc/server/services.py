@@ -66,8 +66,8 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     model = _model(model_or_loader)
-    backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.threads,
-                                                                     settings.dtype)
+    backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.dtype,
+                                                                     settings.threads)
     queue = server_queue(backend.run, settings, metrics)
     queue.start(warm_up=backend.warm_up)
     return Service(kind, backend, queue, {**backend.describe(), "routes": ROUTES[kind]})

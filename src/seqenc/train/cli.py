@@ -38,6 +38,29 @@ def _classify(e: Exception) -> tuple[int, str] | None:
 _errors = exit_codes(_classify)
 
 
+def _stacked(options: list[Callable]) -> Callable:
+    """One decorator applying ``options`` as if listed top to bottom above the function."""
+    def decorate(f: Callable) -> Callable:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def _dev_options(dev_help: str, fraction: float, share_of: str) -> Callable:
+    """--dev, or --dev-fraction (with --split-seed) of the training data: every command's."""
+    options = [
+        click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
+                     help=dev_help),
+        click.option("--dev-fraction", type=float, default=fraction, show_default=True,
+                     help=f"Without --dev: hold out this share of {share_of}."),
+        click.option("--split-seed", type=int, default=0, show_default=True,
+                     help="Seed of the --dev-fraction split (independent of --seed)."),
+    ]
+    return _stacked(options)
+
+
 def _training_options(defaults: dict[str, Any]) -> Callable:
     """The optimisation options every training command shares (-> TrainConfig)."""
     options = [
@@ -79,13 +102,7 @@ def _training_options(defaults: dict[str, Any]) -> Callable:
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar (default: only when stderr is a terminal)."),
     ]
-
-    def decorate(f: Callable) -> Callable:
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
+    return _stacked(options)
 
 
 def _train_config(kw: dict[str, Any]):
@@ -139,12 +156,8 @@ def train_group() -> None:
 @train_group.command("classify")
 @click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
               help="Labelled training data: csv, tsv, jsonl or parquet.")
-@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
-              help="Labelled dev data: evaluated, picks the best checkpoint, early stopping.")
-@click.option("--dev-fraction", type=float, default=0.0, show_default=True,
-              help="Without --dev: hold out this share of --train as dev.")
-@click.option("--split-seed", type=int, default=0, show_default=True,
-              help="Seed of the --dev-fraction split (independent of --seed).")
+@_dev_options("Labelled dev data: evaluated, picks the best checkpoint, early stopping.", 0.0,
+              "--train as dev")
 @click.option("--text-column", default=None,
               help="Text column [default: sentence; 0 with --no-header].")
 @click.option("--label-column", default=None,
@@ -190,12 +203,8 @@ def classify(train_file, dev_file, dev_fraction, split_seed, text_column, label_
 @train_group.command("mlm")
 @click.option("--corpus", required=True, type=click.Path(dir_okay=False),
               help="Plain text, one example per line.")
-@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
-              help="Held-out plain text for masked accuracy and perplexity.")
-@click.option("--dev-fraction", type=float, default=0.05, show_default=True,
-              help="Without --dev: hold out this share of the corpus lines.")
-@click.option("--split-seed", type=int, default=0, show_default=True,
-              help="Seed of the --dev-fraction split (independent of --seed).")
+@_dev_options("Held-out plain text for masked accuracy and perplexity.", 0.05,
+              "the corpus lines")
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
               help="sizes.json of EncoderConfig fields [default: 4 layers, d_model 256].")
 @click.option("--tokenizer", default="train", show_default=True,

@@ -6,17 +6,14 @@ import click
 
 from seqenc.choices import PAIR_TARGETS, TABLE_FORMATS
 
-from .cli import _errors, _run, _train_config, _training_options, train_group
+from .cli import _dev_options, _errors, _run, _train_config, _training_options, train_group
 
 
 @train_group.command("pairs")
 @click.option("--train", "train_file", required=True, type=click.Path(dir_okay=False),
               help="Training pairs: csv, tsv, jsonl or parquet.")
-@click.option("--dev", "dev_file", type=click.Path(dir_okay=False), default=None,
-              help="Dev pairs: evaluated, picks the best checkpoint, early stopping.")
-@click.option("--dev-fraction", type=float, default=0.0, show_default=True,
-              help="Without --dev: hold out this share of --train as dev.")
-@click.option("--split-seed", type=int, default=0, show_default=True)
+@_dev_options("Dev pairs: evaluated, picks the best checkpoint, early stopping.", 0.0,
+              "--train as dev")
 @click.option("--target", type=click.Choice(PAIR_TARGETS), default="score",
               show_default=True,
               help="score: regression on a number in [0, 1] (after --max-score); label: "
