@@ -56,7 +56,9 @@ def test_int32_sums_are_exact(gemm, shape, case):
 
 
 @each_gemm
-def test_threads_split_the_same_sums(gemm):
+@pytest.mark.parametrize("schedule", ["tasks", "openmp"])  # csrc/tasks.c's threads, OpenMP's
+def test_threads_split_the_same_sums(gemm, schedule, monkeypatch):
+    monkeypatch.setattr(int8, "SCHEDULE", schedule)
     g = torch.Generator().manual_seed(5)
     a = torch.randint(-127, 128, (333, 384), dtype=torch.int8, generator=g)
     w = torch.randint(-127, 128, (1152, 384), dtype=torch.int8, generator=g)

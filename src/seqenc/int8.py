@@ -112,7 +112,8 @@ class Int8Linear(nn.Module):
             raise ValueError(f"expected rows of {self.in_features} values, got {K}")
         kind, M, threads = _GEMMS[self.gemm][0], self.out_features, torch.get_num_threads()
         corr = 0 if self.corr is None else self.corr.data_ptr()
-        if SCHEDULE == "fused" or quantized or feeds is not None:
+        how = schedule()
+        if how.startswith("fused") or quantized or feeds is not None:
             smooth = 0 if self.inv_smooth is None else self.inv_smooth.data_ptr()
             out = torch.empty(0 if feeds is not None else N, M)
             epilogue: tuple = (0, 0, 0, 0, 0, 0.0)
@@ -132,13 +133,14 @@ class Int8Linear(nn.Module):
                 epilogue += (x[0].data_ptr(), x[1].data_ptr())
             _kernels.quant_gemm_int8(kind, 0 if quantized else x.data_ptr(), smooth,
                                      self.packed.data_ptr(), corr, self.weight_scale.data_ptr(),
-                                     out.data_ptr(), N, M, K, M, threads, *epilogue)
+                                     out.data_ptr(), N, M, K, M, threads, *epilogue,
+                                     how != "fused-tasks")
             return (q_out, scale_out) if feeds is not None else out
         out = torch.empty(N, M)
         q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
         _kernels.gemm_int8(kind, q.data_ptr(), self.packed.data_ptr(), corr, scale.data_ptr(),
                            self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M, threads,
-                           SCHEDULE == "openmp")
+                           how == "openmp")
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -153,7 +155,7 @@ def fuses_layer(w) -> bool:
     """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
     Int8Linear on the vnni512 kernel, SCHEDULE "fused", float32 vectors."""
     linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    return SCHEDULE == "fused" and all(
+    return schedule().startswith("fused") and all(
         isinstance(m, Int8Linear) and m.gemm == "vnni512" for m in linears) and all(
         v.dtype == torch.float32 and v.is_contiguous()
         for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
@@ -166,9 +168,9 @@ def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, ep
     each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
     rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
     residual + LayerNorm on each task's rows of the out and down projections (the same float32
-    arithmetic as the separate kernels, so the same result). A layer is then
-    four parallel loops of gemm_int8.c on csrc/tasks.c's threads and the attention kernel's,
-    against twelve: on a shared CPU each loop can wait for a thread that lost its core.
+    arithmetic as the separate kernels, so the same result). A layer is then five parallel
+    loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
+    memory. Runs where schedule() is fused: calls with one thread (encode's batches).
     x (N, D) float32 packed rows -> (N, D)."""
     from .nn.kernels import varlen_attention
 
@@ -247,15 +249,28 @@ def _choose_gemm() -> str | None:
 
 GEMM = _choose_gemm()
 # How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
-#   "fused" (default): quantisation and GEMM in one parallel loop on csrc/tasks.c's threads,
-#     whose loops end when the tiles are done, not when every thread has shown up (a thread
-#     on a busy core shows up late);
-#   "tasks": a loop for each, on tasks.c; "openmp": a loop for each, on OpenMP's threads.
-SCHEDULES = ("fused", "tasks", "openmp")
-SCHEDULE = os.environ.get("SEQENC_INT8_SCHEDULE", "fused")
+#   "fused": quantisation, GEMM and (post_norm_layer) the layer's next step in one
+#     parallel loop on OpenMP's threads (PyTorch's: warm from the ops around it);
+#   "fused-tasks": the same loop on csrc/tasks.c's threads, whose loops end when the tiles are
+#     done rather than at a barrier (measured: no gain with a busy core, and ~25% slower on a
+#     quiet one for single-batch calls, its helpers contending with OpenMP's spinning threads);
+#   "tasks": a loop for quantisation and one for the GEMM, on tasks.c; "openmp": the same two
+#     loops on OpenMP's threads.
+#   "auto" (the default): "fused" where a call has one thread (encode's batches run side by
+#     side, one thread each), else "openmp" (one batch on several threads: "fused" splits it
+#     into row blocks that each stream every weight, which measured ~20% slower there).
+SCHEDULES = ("auto", "fused", "fused-tasks", "tasks", "openmp")
+SCHEDULE = os.environ.get("SEQENC_INT8_SCHEDULE", "auto")
 if SCHEDULE not in SCHEDULES:
     raise ValueError(f"SEQENC_INT8_SCHEDULE must be one of {', '.join(SCHEDULES)}, "
                      f"got {SCHEDULE!r}")
+
+
+def schedule() -> str:
+    """SCHEDULE, with "auto" resolved for this call's thread count."""
+    if SCHEDULE != "auto":
+        return SCHEDULE
+    return "fused" if torch.get_num_threads() == 1 else "openmp"
 
 
 def gemm_fits(m: int, k: int) -> bool:
@@ -296,7 +311,7 @@ def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     out = torch.empty(N, M, dtype=torch.int32)
     _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
                        0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M, K, M,
-                       torch.get_num_threads(), SCHEDULE == "openmp")
+                       torch.get_num_threads(), schedule() == "openmp")
     return out
 
 
@@ -312,7 +327,7 @@ def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
     q, scale = torch.empty(N, K, dtype=dtype), torch.empty(N)
     _kernels.quantize_int8(x.data_ptr(), 0 if mul is None else mul.data_ptr(), q.data_ptr(),
                            scale.data_ptr(), N, K, torch.get_num_threads(), fmt,
-                           SCHEDULE == "openmp")
+                           schedule() == "openmp")
     return q, scale
 
 

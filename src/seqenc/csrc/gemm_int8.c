@@ -22,10 +22,11 @@
  * Every partial sum is bounded by K 255 127 < 2^31 for K <= 65536 (module.c checks K), so the
  * int32 sums are exact: int8 quality depends on the quantisation alone, on every CPU.
  *
- * Work: tiles of up to TILE_ROWS rows x one panel, taken one at a time by the threads of
- * tasks.c (or OpenMP's dynamic schedule, to compare): a thread that loses its core for a while
- * takes fewer tiles instead of owning half of the GEMM, and with tasks.c nobody waits for it
- * unless it holds a tile. Panel-major order, so a thread's next tile mostly reuses the panel.
+ * Work: tiles of up to TILE_ROWS rows x one panel (or, in seqenc_quant_gemm_int8, a block of
+ * rows x every panel), taken one at a time from OpenMP's dynamic schedule or tasks.c's
+ * counter: a thread that loses its core for a while takes fewer tiles instead of owning half
+ * of the GEMM (oneDNN's split is static). Panel-major order, so a thread's next tile mostly
+ * reuses the panel in its cache.
  */
 #include "int8.h"
 #include "tasks.h"
@@ -359,11 +360,15 @@ typedef struct {
 
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static _Atomic long live_scratch; /* threads holding one (seqenc_int8_scratch_buffers) */
 
 static void free_scratch(void *p) {
     free(((Scratch *)p)->data);
     free(p);
+    live_scratch--;
 }
+
+long seqenc_int8_scratch_buffers(void) { return live_scratch; }
 
 static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
 
@@ -376,6 +381,7 @@ static void *thread_buffer(size_t bytes) {
             free(s);
             return NULL;
         }
+        live_scratch++;
     }
     if (bytes > s->capacity) {
         free(s->data);
@@ -459,13 +465,20 @@ static void quant_gemm_task(void *ctx, int64_t t) {
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,
                            int64_t m, int64_t k, int64_t ldc, int threads,
-                           const Int8Epilogue *epi, const void *q_in, const float *scale_in) {
+                           const Int8Epilogue *epi, const void *q_in, const float *scale_in,
+                           int openmp) {
     /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
     int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
     rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
     QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
                    col_scale, out, n, m, k, ldc, rows, epi, q_in, scale_in, 0};
-    seqenc_run_tasks(quant_gemm_task, &g, (n + rows - 1) / rows, threads);
+    const int64_t tasks = (n + rows - 1) / rows;
+    if (openmp) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int64_t t = 0; t < tasks; t++) quant_gemm_task(&g, t);
+    } else {
+        seqenc_run_tasks(quant_gemm_task, &g, tasks, threads);
+    }
     return g.failed ? -1 : 0;
 }
 

@@ -344,7 +344,7 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
 
 /* quant_gemm_int8(kind, x_ptr, mul_ptr, packed_ptr, corr_ptr, col_scale_ptr, out_ptr, n, m, k,
  * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, q_out_ptr,
- * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr]): quantize_int8 and gemm_int8 in one pass
+ * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr, openmp]): quantize_int8 and gemm_int8 in one pass
  * over x (float32 out), then the optional epilogue (int8.h's Int8Epilogue; 0 pointers: none;
  * VNNI512 only, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
 static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
@@ -354,11 +354,11 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
     unsigned long long q_out = 0, scale_out = 0, q_mul = 0, q_in = 0, scale_in = 0;
     float eps = 0.0f;
     long long n, m, k, ldc;
-    int kind, threads, status;
-    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKK", &kind, &x, &mul, &packed, &corr,
+    int kind, threads, status, openmp = 0;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKKp", &kind, &x, &mul, &packed, &corr,
                           &col_scale, &out, &n, &m, &k, &ldc, &threads, &gelu_bias, &bias,
                           &residual, &gamma, &beta, &eps, &q_out, &scale_out, &q_mul, &q_in,
-                          &scale_in))
+                          &scale_in, &openmp))
         return NULL;
     const int layer_norm = gamma != 0;
     if ((gelu_bias || layer_norm || q_out || !x) && (kind != INT8_VNNI512 || (layer_norm && (
@@ -390,10 +390,15 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
                                     n, m, k, ldc, threads,
                                     gelu_bias || layer_norm ? &epi : NULL,
                                     (const void *)(uintptr_t)q_in,
-                                    (const float *)(uintptr_t)scale_in);
+                                    (const float *)(uintptr_t)scale_in, openmp);
     Py_END_ALLOW_THREADS
     if (status) return PyErr_NoMemory();
     Py_RETURN_NONE;
+}
+
+static PyObject *py_int8_scratch_buffers(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    return PyLong_FromLong(seqenc_int8_scratch_buffers());
 }
 
 static PyObject *py_int8_kernels(PyObject *self, PyObject *args) {
@@ -436,6 +441,8 @@ static PyMethodDef methods[] = {
     {"gemm_int8", py_gemm_int8, METH_VARARGS, "int8 GEMM, exact int32 sums (gemm_int8.c)."},
     {"quantize_int8", py_quantize_int8, METH_VARARGS, "float32 rows -> int8/uint8/int16 rows."},
     {"quant_gemm_int8", py_quant_gemm_int8, METH_VARARGS, "quantize_int8 + gemm_int8, one pass."},
+    {"int8_scratch_buffers", py_int8_scratch_buffers, METH_NOARGS,
+     "Threads holding an int8 scratch buffer now."},
     {"int8_kernels", py_int8_kernels, METH_NOARGS, "Bit i: int8 GEMM kernel i runs here."},
 #endif
     {NULL, NULL, 0, NULL},

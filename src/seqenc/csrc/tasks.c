@@ -8,6 +8,10 @@
  * Here a helper that was not scheduled in time simply finds no task left; the caller waits only
  * for tasks already taken, which are small.
  *
+ * Measured (benchmarks/RESULTS.md, int8 section): no gain over OpenMP's dynamic schedule with
+ * a busy core, and slower on a quiet one when OpenMP's threads spin beside these helpers, so
+ * seqenc.int8 runs on it only when asked (SEQENC_INT8_SCHEDULE=fused-tasks or tasks).
+ *
  * How: one job at a time (others calling meanwhile run their tasks inline). The job's tasks are
  * taken from one 64-bit atomic, generation << 32 | next task, with compare-and-swap: a helper
  * that wakes after its job ended sees another generation and takes nothing. Helpers spin briefly
@@ -23,7 +27,7 @@
 #include <stdatomic.h>
 
 #define MAX_HELPERS 255
-#define SPIN 4000
+#define SPIN 10000
 
 static struct {
     pthread_mutex_t submit; /* held by the job's caller */

@@ -1,0 +1,66 @@
+"""Single-batch calls (a server's case): encode() of one 32-text batch at a time, so the batch runs
+on all --threads inside each kernel (no side-by-side batches), bf16 against int8 on each
+schedule and on oneDNN's GEMM; interleaved rounds, wall time, --busy N cores spinning.
+
+    python benchmarks/int8_single_batch.py --busy 1     # in a quiet slot only (wall time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from seqenc import int8
+from seqenc.bench import busy_cores
+from seqenc.model import SentenceEncoder
+from seqenc.threads import set_threads
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--texts", type=int, default=640)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--busy", type=int, default=0)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.texts]
+    model = SentenceEncoder.from_pretrained()
+    encoders = {}
+    for gemm in (int8.GEMM, None):
+        int8.GEMM = gemm
+        model._encoders.pop(torch.int8, None)
+        encoders[gemm or "onednn"] = model.encoder_for("int8")
+    ours = next(k for k in encoders if k != "onednn")
+    modes = [("bf16", "bfloat16", None, None)]
+    modes += [(f"int8 {s}", "int8", ours, s) for s in int8.SCHEDULES]
+    modes += [("int8 onednn", "int8", "onednn", "auto")]
+    seconds: dict[str, list[float]] = {}
+    with busy_cores(args.busy):
+        for _ in range(args.rounds):
+            for name, dtype, gemm, schedule in modes:
+                if gemm:
+                    model._encoders[torch.int8] = encoders[gemm]
+                    int8.SCHEDULE = schedule
+                start = time.perf_counter()
+                for i in range(0, len(texts), args.batch):
+                    model.encode(texts[i:i + args.batch], dtype=dtype)
+                seconds.setdefault(name, []).append(time.perf_counter() - start)
+    print(f"one {args.batch}-text batch per call, {len(texts) // args.batch} calls, "
+          f"{args.threads} threads, busy {args.busy}, load {os.getloadavg()}")
+    base = min(seconds["bf16"])
+    for name, s in seconds.items():
+        print(f"{name:18s} best {min(s):.3f} s ({base / min(s):.2f}x bf16)  rounds "
+              + " ".join(f"{x:.3f}" for x in s))
+
+
+if __name__ == "__main__":
+    main()
