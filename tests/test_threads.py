@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from seqenc import threads as threads_module
 from seqenc.threads import run_batches, set_threads, torchrun_share
 
 
@@ -101,5 +102,108 @@ def test_run_batches_raises_a_steps_error_and_restores_the_threads():
         assert sorted(run_batches(lambda i: seen.add(torch.get_num_threads()), 4, 2)) == [
             0, 1, 2, 3]
         assert seen == {1}
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_run_batches_keeps_its_workers_and_leaves_other_threads_counts_alone():
+    before = torch.get_num_threads()
+    idents, counts = [], []
+
+    def step(i):
+        time.sleep(0.01)
+        idents.append(threading.get_ident())
+
+    def started_now():  # a thread started during a call takes PyTorch's default count
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        return seen[0]
+
+    try:
+        torch.set_num_threads(2)
+        for _ in range(3):
+            for _ in run_batches(step, 6, workers=2):
+                counts.append((torch.get_num_threads(), started_now()))
+        assert len(idents) == 18 and len(set(idents)) == 2  # the same two threads each call
+        assert threading.get_ident() not in idents
+        assert set(counts) == {(2, 2)}  # the caller's and new threads' counts: untouched
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_run_batches_stops_when_the_caller_stops_reading():
+    before = torch.get_num_threads()
+    started = []
+
+    def step(i):
+        started.append(i)
+        time.sleep(0.01)
+
+    try:
+        torch.set_num_threads(2)
+        batches = run_batches(step, 40, workers=2)
+        assert next(batches) in (0, 1)
+        batches.close()  # waits for the steps running, starts no more
+        count = len(started)
+        assert count < 40
+        time.sleep(0.05)
+        assert len(started) == count
+        assert sorted(run_batches(lambda i: None, 3, 2)) == [0, 1, 2]  # the lock was released
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no thread affinity here")
+@pytest.mark.parametrize("pin", ["auto", "0"])
+def test_workers_are_pinned_one_per_cpu_only_when_they_fill_the_cpus(monkeypatch, pin):
+    """Pinned when there is one worker per CPU this process may use (so that a busy process
+    beside it takes a share of one core, not of both workers); never with SEQENC_PIN=0, nor
+    with fewer workers than CPUs (processes each using some cores would crowd onto the same)."""
+    monkeypatch.setattr(threads_module, "PIN", pin)
+    allowed = os.sched_getaffinity(0)
+    before = torch.get_num_threads()
+    for workers in sorted({2, len(allowed)}):
+        seen: dict[int, set[int]] = {}
+
+        def step(i, seen=seen):
+            time.sleep(0.01)
+            seen[threading.get_ident()] = os.sched_getaffinity(0)  # one key per thread
+
+        try:
+            torch.set_num_threads(workers)
+            list(run_batches(step, 4 * workers, workers))
+        finally:
+            torch.set_num_threads(before)
+        if pin == "auto" and workers == len(allowed):
+            assert sorted(seen.values(), key=min) == [{cpu} for cpu in sorted(allowed)]
+        else:
+            assert all(cpus == allowed for cpus in seen.values())
+    assert os.sched_getaffinity(0) == allowed  # the caller's own: untouched
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_starts_workers_of_its_own():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert sorted(run_batches(lambda i: time.sleep(0.01), 4, 2)) == [0, 1, 2, 3]
+        pid = os.fork()
+        if pid == 0:  # the child: the parent's workers do not exist here
+            code = 1
+            try:
+                import signal
+
+                signal.alarm(20)  # a hang fails the test rather than the suite
+                names = set()
+                done = sorted(run_batches(
+                    lambda i: names.add(threading.current_thread().name) or time.sleep(0.01),
+                    6, 2))
+                code = 0 if done == list(range(6)) and len(names) == 2 else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     finally:
         torch.set_num_threads(before)

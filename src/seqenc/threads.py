@@ -32,10 +32,12 @@ time; at load ~2.5 from other processes, 1.0-1.6 s vs 2.4-3.0 s; with `seqenc be
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 SPIN_COUNT = "10000"  # libgomp's GOMP_SPINCOUNT: tens of microseconds, not a time slice
 
@@ -67,38 +69,144 @@ def calm_openmp_waits() -> None:
         os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
 
 
-_SIDE_BY_SIDE = threading.Lock()  # one run_batches at a time sets PyTorch's threads to 1
+PIN = os.environ.get("SEQENC_PIN", "auto")  # "0": never pin run_batches' workers (see _cpus)
+_SIDE_BY_SIDE = threading.Lock()  # one run_batches at a time uses the workers
+_workers: _Workers | None = None  # made by the first run_batches that needs them, then kept
+
+
+class _Job:
+    """One run_batches call: its steps, taken one at a time by whichever worker is free."""
+
+    def __init__(self, step: Callable[[int], None], n: int):
+        self.step, self.n = step, n
+        self.next = itertools.count()  # next() is atomic under the GIL
+        self.stop = False
+        self.done: queue.SimpleQueue = queue.SimpleQueue()  # (i, error); None: a worker left
+
+    def work(self) -> None:
+        try:
+            while not self.stop:
+                i = next(self.next)
+                if i >= self.n:
+                    return
+                try:
+                    self.step(i)
+                except BaseException as error:  # handed to the caller, raised there
+                    self.stop = True
+                    self.done.put((i, error))
+                    return
+                self.done.put((i, None))
+        finally:
+            self.done.put(None)
+
+
+class _Workers:
+    """``count`` threads kept for every run_batches call. Each runs PyTorch's ops and our
+    kernels on one thread, set once in that thread alone, and is pinned to ``cpus[k]`` if given.
+    """
+
+    def __init__(self, count: int, cpus: list[int] | None):
+        import torch
+
+        self.count, self.cpus = count, cpus
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        default = torch.get_num_threads()
+        ready = threading.Barrier(count + 1)
+        try:
+            for k in range(count):
+                threading.Thread(target=self._serve, args=(k, ready), daemon=True,
+                                 name=f"seqenc-batch-{k}").start()
+        except BaseException:
+            ready.abort()  # the threads started end at their wait
+            raise
+        ready.wait()
+        # torch.set_num_threads also writes the default that threads started later take up:
+        # give that back (the caller's count: this thread keeps its own)
+        torch.set_num_threads(default)
+
+    def _serve(self, k: int, ready: threading.Barrier) -> None:
+        import torch
+
+        torch.get_num_threads()  # PyTorch's per-thread set-up first: it would undo the next line
+        torch.set_num_threads(1)  # this thread's OpenMP and MKL counts
+        if self.cpus is not None:
+            with contextlib.suppress(OSError):  # the CPU went away: run unpinned
+                os.sched_setaffinity(0, {self.cpus[k]})  # 0: this thread, on Linux
+        ready.wait()
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            job.work()
+            del job  # the step's closure (the call's arrays) must not outlive the call
+
+    def close(self) -> None:
+        for _ in range(self.count):
+            self.jobs.put(None)
+
+
+def _cpus(count: int) -> list[int] | None:
+    """The CPUs to pin ``count`` workers to, one each: this thread's allowed CPUs when there are
+    exactly ``count`` of them (the call uses them all anyway); else None, no pinning, so that
+    processes that each use some of the cores never crowd onto the same ones."""
+    if PIN == "0" or not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed if len(allowed) == count else None
+
+
+def _workers_for(count: int) -> _Workers:
+    global _workers
+    cpus = _cpus(count)
+    if _workers is None or _workers.count != count or _workers.cpus != cpus:
+        if _workers is not None:
+            _workers.close()
+        _workers = _Workers(count, cpus)
+    return _workers
+
+
+def _forget_workers() -> None:  # in a forked child: the parent's threads do not exist here
+    global _workers, _SIDE_BY_SIDE
+    _workers, _SIDE_BY_SIDE = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def run_batches(step: Callable[[int], None], n: int, workers: int) -> Iterator[int]:
     """Call ``step(i)`` for i in range(n), yielding each i once its step is done (in any
-    order). With ``workers`` > 1, that many steps run at once on their own threads, PyTorch's
-    ops and our kernels on one thread each (``torch.set_num_threads(1)`` for the duration, so
-    other threads of this process get one thread too; restored after). Steps must not share
-    mutable state beyond writes to disjoint rows. A step's exception stops the rest (those
-    not started are cancelled) and is raised here. Only one call runs side by side at a time:
-    a concurrent one runs its steps one after another."""
+    order). With ``workers`` > 1, that many steps run at once on worker threads kept for every
+    call, each taking the next step when it finishes one, PyTorch's ops and our kernels on one
+    thread each (set in those threads only: the caller's and other threads' counts are left
+    alone). Steps must not share mutable state beyond writes to disjoint rows. A step's
+    exception stops the rest (those not started never start) and is raised here. Only one call
+    runs side by side at a time: a concurrent one runs its steps one after another."""
     if workers <= 1 or n <= 1 or not _SIDE_BY_SIDE.acquire(blocking=False):
         for i in range(n):
             step(i)
             yield i
         return
-    import torch
-
-    threads = torch.get_num_threads()
+    lock = _SIDE_BY_SIDE  # (a fork meanwhile replaces the module's)
     try:
-        torch.set_num_threads(1)
-        with ThreadPoolExecutor(min(workers, n), thread_name_prefix="seqenc-batch") as pool:
-            pending = {pool.submit(step, i): i for i in range(n)}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        future.result()  # a step's exception, raised here
-                        yield pending.pop(future)
-            finally:
-                for future in pending:
-                    future.cancel()  # the pool's exit then waits for the running ones
+        pool = _workers_for(workers)
+        job = _Job(step, n)
+        left = min(workers, n)  # workers on this job
+        for _ in range(left):
+            pool.jobs.put(job)
+        try:
+            while left:
+                if (item := job.done.get()) is None:
+                    left -= 1
+                    continue
+                i, error = item
+                if error is not None:
+                    raise error
+                yield i
+        finally:
+            job.stop = True  # nothing more starts; wait for the steps running
+            while left:
+                if job.done.get() is None:
+                    left -= 1
     finally:
-        torch.set_num_threads(threads)
-        _SIDE_BY_SIDE.release()
+        lock.release()
