@@ -22,12 +22,30 @@ Batches side by side: a forward pass split over T threads meets a barrier after 
 attention and epilogue (dozens per batch), each waiting for the slowest thread, and the
 Python and small PyTorch ops between them run on one thread while the others wait. The
 batches of one encode call are independent, so ``run_batches`` runs T of them at once, each on
-one thread (PyTorch's ops and our kernels single-threaded for the duration): no barriers, and
-one batch's Python overlaps another's kernels. Every row is computed by the same code in the
-same order either way, so the vectors are bit for bit the same. Measured on 2 cores (bf16,
-1000 bench texts, benchmarks/RESULTS.md): quiet, wall 1.13-1.22 s vs 1.19-1.32 s one batch at a
-time; at load ~2.5 from other processes, 1.0-1.6 s vs 2.4-3.0 s; with `seqenc bench --busy 1`
-(a spinning process beside it) bf16 kept 52-64% of its quiet speed, against 36% before.
+one thread: no barriers, and one batch's Python overlaps another's kernels. Every row is
+computed by the same code in the same order either way, so the vectors are bit for bit the
+same. Measured on 2 cores (bf16, 1000 bench texts, benchmarks/RESULTS.md): quiet, wall
+1.13-1.22 s vs 1.19-1.32 s one batch at a time; at load ~2.5 from other processes, 1.0-1.6 s vs
+2.4-3.0 s; with `seqenc bench --busy 1` bf16 kept 52-64% of its quiet speed, against 36% before.
+
+The workers are made once and kept. ``torch.set_num_threads`` sets the calling thread's OpenMP
+and MKL counts (and the count threads started later take up), so each worker sets 1 for itself
+when it starts and the caller's count is left alone; before, a pool made per call and
+``set_num_threads(1)`` around it changed the count of every thread started meanwhile and cleared
+oneDNN's computation cache twice per call. A worker takes the next batch when it finishes one;
+batches come longest first, so a call's end waits for one short batch at most (measured tail,
+a worker idle while the other finished: 14-55 ms per 6-9 s call, either way). During an
+encode only the workers use CPU (no spinning OpenMP threads, no team inside a worker).
+
+Pinned: with one worker per CPU this process may use, worker k is pinned to the k-th, as
+OpenVINO pins its streams' threads. Linux shares a core's time per thread: unpinned, two
+workers and one busy process rotate over two cores, ~2/3 of a core each, 4/3 cores for the
+encode; pinned, the busy process shares one core with one worker, and the encode keeps 3/2.
+Measured on 2 cores (fp32, 1000 texts, 3 interleaved rounds, benchmarks/RESULTS.md) with
+`--busy 1`: 7.77 s pinned, 8.58 s unpinned, 8.75 s for the per-call pool, OpenVINO's two
+streams 7.37 s; quiet 6.18 / 6.08 / 6.05 s (within the rounds' spread). Not pinned with fewer
+workers than CPUs (processes each using some of the cores would crowd onto the same ones), nor
+with SEQENC_PIN=0.
 """
 
 from __future__ import annotations
