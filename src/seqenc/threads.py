@@ -138,8 +138,8 @@ class _Workers:
             ready.abort()  # the threads started end at their wait
             raise
         ready.wait()
-        # torch.set_num_threads also writes the default that threads started later take up:
-        # give that back (the caller's count: this thread keeps its own)
+        # the workers' torch.set_num_threads(1) also wrote the count that threads started
+        # later take up: set it back to this (the calling) thread's count
         torch.set_num_threads(default)
 
     def _serve(self, k: int, ready: threading.Barrier) -> None:
