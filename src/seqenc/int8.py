@@ -152,8 +152,11 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
-# The kernels whose tasks also run the layer's next step (gemm_int8.c's epilogues)
-FUSING_GEMMS = ("vnni512", "avx2")
+# The kernels whose tasks run the layer's next step by default (gemm_int8.c's epilogues). The
+# avx2 (int16) kernel can too (bit-identical, tested) but measured no gain on an AVX2-only Zen 3
+# (encode, 2 batches in flight, quiet: 228.6 texts/s fused vs 235.2 separate; RESULTS.md), so
+# it runs the separate passes unless this tuple names it.
+FUSING_GEMMS: tuple[str, ...] = ("vnni512",)
 
 
 def fuses_layer(w) -> bool:
@@ -177,7 +180,7 @@ def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, ep
     arithmetic as the separate kernels, so the same result). A layer is then five parallel
     loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
     memory. Runs where schedule() is fused: calls with one thread (encode's batches), on
-    AVX512-VNNI and on AVX2 (int16 pairs; 8-lane epilogues, elementwise.c's arithmetic).
+    the kernels of FUSING_GEMMS (avx2's too when named: 8-lane epilogues, elementwise.c's).
     x (N, D) float32 packed rows -> (N, D)."""
     from .nn.kernels import varlen_attention
 
