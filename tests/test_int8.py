@@ -151,18 +151,26 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
     assert layers and all(m.gemm == "avx2" for m in layers)
 
 
-@pytest.mark.skipif("vnni512" not in int8.runnable_gemms(), reason="no AVX512-VNNI here")
-def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg):
+@pytest.mark.parametrize("gemm", [
+    pytest.param(name, marks=pytest.mark.skipif(
+        name not in int8.runnable_gemms(), reason=f"the {name} int8 kernel does not run here"))
+    for name in ("vnni512", "avx2")])
+def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm):
     """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
     bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks or openmp), on
-    OpenMP's threads or tasks.c's, and runs for every layer when the schedule is fused."""
+    OpenMP's threads or tasks.c's, and runs for every layer when the schedule is fused; on
+    the AVX512-VNNI kernel and on AVX2's int16 one, whose epilogues are the 8-lane kernels'
+    (so the separate ones run the avx2 set too)."""
+    monkeypatch.setattr(int8, "FUSING_GEMMS", (gemm,))
+    if gemm == "avx2":
+        monkeypatch.setattr(kernels, "ISA", "avx2")
     torch.manual_seed(9)
     cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
                    max_positions=64)
     encoder = Encoder(cfg).eval()
     ids = torch.randint(0, 50, (5, 40))
     keep = torch.arange(40)[None, :] < torch.tensor([40, 33, 17, 3, 1])[:, None]
-    monkeypatch.setattr(int8, "GEMM", "vnni512")
+    monkeypatch.setattr(int8, "GEMM", gemm)
     int8.quantize_encoder(encoder, int8.calibrate(encoder, [(ids, keep)]), alpha=0.5)
     calls = []
     fused = int8.post_norm_layer

@@ -123,7 +123,8 @@ class Int8Linear(nn.Module):
                 epilogue = (0, *(t.data_ptr() for t in norm[:4]), norm[4])
             q_out = scale_out = None
             if feeds is not None:
-                q_out, scale_out = torch.empty(N, M, dtype=torch.uint8), torch.empty(N)
+                # uint8 q + 128 for the VNNI kernels, int16 for avx2's: what `feeds` reads
+                q_out, scale_out = torch.empty(N, M, dtype=_GEMMS[feeds.gemm][2]), torch.empty(N)
                 mul = feeds.inv_smooth
                 epilogue += (q_out.data_ptr(), scale_out.data_ptr(),
                              0 if mul is None else mul.data_ptr())
@@ -151,12 +152,20 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
+# The kernels whose tasks run the layer's next step by default (gemm_int8.c's epilogues). The
+# avx2 (int16) kernel can too (bit-identical, tested) but measured no gain on an AVX2-only Zen 3
+# (encode, 2 batches in flight, quiet: 228.6 texts/s fused vs 235.2 separate; RESULTS.md), so
+# it runs the separate passes unless this tuple names it.
+FUSING_GEMMS: tuple[str, ...] = ("vnni512",)
+
+
 def fuses_layer(w) -> bool:
     """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
-    Int8Linear on the vnni512 kernel, SCHEDULE "fused", float32 vectors."""
+    Int8Linear on one kernel of FUSING_GEMMS, SCHEDULE "fused", float32 vectors."""
     linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    return schedule().startswith("fused") and all(
-        isinstance(m, Int8Linear) and m.gemm == "vnni512" for m in linears) and all(
+    kinds = {getattr(m, "gemm", None) for m in linears}
+    return schedule().startswith("fused") and len(kinds) == 1 and all(
+        isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
         v.dtype == torch.float32 and v.is_contiguous()
         for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
                   w.norm2_weight, w.norm2_bias))
@@ -170,7 +179,8 @@ def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, ep
     residual + LayerNorm on each task's rows of the out and down projections (the same float32
     arithmetic as the separate kernels, so the same result). A layer is then five parallel
     loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
-    memory. Runs where schedule() is fused: calls with one thread (encode's batches).
+    memory. Runs where schedule() is fused: calls with one thread (encode's batches), on
+    the kernels of FUSING_GEMMS (avx2's too when named: 8-lane epilogues, elementwise.c's).
     x (N, D) float32 packed rows -> (N, D)."""
     from .nn.kernels import varlen_attention
 

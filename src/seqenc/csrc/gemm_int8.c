@@ -57,7 +57,7 @@ typedef struct {
     const float *col_scale;   /* (M,) */
     void *out;
     int64_t ldc;
-    const float *gelu_bias;   /* (M,): gelu(sum + bias) stored (VNNI512 only), or NULL */
+    const float *gelu_bias;   /* (M,): gelu(sum + bias) stored (VNNI512, I16), or NULL */
 } Epilogue;
 
 VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m512i acc) {
@@ -82,8 +82,12 @@ AVX2 static inline void store8(const Epilogue *e, int64_t r, int64_t c, __m256i 
         return;
     }
     const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(e->row_scale[r]));
-    _mm256_storeu_ps((float *)e->out + r * e->ldc + c,
-                     _mm256_mul_ps(v, _mm256_loadu_ps(e->col_scale + c)));
+    __m256 y = _mm256_mul_ps(v, _mm256_loadu_ps(e->col_scale + c));
+    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (elementwise.c), on the tile in registers */
+        y = _mm256_add_ps(y, _mm256_loadu_ps(e->gelu_bias + c));
+        y = _mm256_mul_ps(y, normal_cdf256(y));
+    }
+    _mm256_storeu_ps((float *)e->out + r * e->ldc + c, y);
 }
 
 /* rows x nv vectors over all of K, always inlined with constant rows and nv so that the
@@ -452,14 +456,17 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     for (int64_t c0 = 0; c0 < g->m; c0 += PANEL)
         tile(g->kind, a, g->packed, &e, g->k, 0, hi - lo, c0,
              g->m - c0 < PANEL ? g->m - c0 : PANEL);
-    if (p && p->gamma) {
+    if (p && p->gamma && g->kind == INT8_VNNI512) {
         const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
                                    p->eps, NULL, NULL, NULL};
         add_layernorm_rows(dst, ldd, &rows, g->m, 0, hi - lo, (float *)(buffer + qbytes));
+    } else if (p && p->gamma) { /* the 8-lane LayerNorm add_layer_norm_ runs (ldd == m) */
+        seqenc_add_layernorm_rows(dst, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
+                                  p->eps, g->m, 0, hi - lo);
     }
     if (requantize) /* quantised as the next GEMM would quantise these rows, from the cache */
-        quantize_rows8(dst, p->q_mul, (char *)p->q_out + lo * g->m, p->scale_out + lo, g->m, 0,
-                       hi - lo, QUANT_U8);
+        quantize_rows8(dst, p->q_mul, (char *)p->q_out + lo * g->m * elem, p->scale_out + lo,
+                       g->m, 0, hi - lo, g->format);
 }
 
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,

@@ -21,17 +21,19 @@ void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t
  * on tasks.c's threads, or on OpenMP's when openmp is true. */
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
                           int64_t rows, int64_t n, int threads, int format, int openmp);
-/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (INT8_VNNI512 only):
+/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (INT8_VNNI512, INT8_I16):
  * gelu(y + gelu_bias) as each tile is stored (the FFN's up projection), or, with gamma,
  * LayerNorm(y + bias + residual) * gamma + beta on each task's rows (ldc == m; residual (n, m)).
- * The arithmetic of avx512.c's bias_gelu and add_layernorm, in the same order. */
+ * The arithmetic of the separate kernels of the same width (avx512.c's for VNNI512,
+ * elementwise.c's for I16), in the same order: the same bits. */
 typedef struct {
     const float *gelu_bias;
     const float *bias, *residual, *gamma, *beta;
     float eps;
-    /* q_out (n, m) uint8 and scale_out (n,): the result rows quantised for the next GEMM (as
-     * seqenc_quantize_int8 would, each column times q_mul first, NULL: none) instead of
-     * stored in out (VNNI512, with gelu_bias, not with gamma). */
+    /* q_out (n, m) and scale_out (n,): the result rows quantised for the next GEMM of the
+     * same kind (as seqenc_quantize_int8 would, each column times q_mul first, NULL: none;
+     * uint8 q + 128 for VNNI512, int16 for I16) instead of stored in out (with gelu_bias, not
+     * with gamma). */
     void *q_out;
     float *scale_out;
     const float *q_mul;
@@ -39,7 +41,7 @@ typedef struct {
 
 /* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
  * dequantised product, float32, then epi (NULL: none). With x NULL the rows come quantised
- * already: q_in (n, k) uint8 q + 128 and scale_in (n,) (an epilogue's q_out and scale_out).
+ * already: q_in (n, k) in the kind's format and scale_in (n,) (an epilogue's q_out, scale_out).
  * -1: no memory for a thread's buffer. */
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
                            const int32_t *corr, const float *col_scale, float *out, int64_t n,

@@ -6,6 +6,7 @@
  *   avx512.c       the same epilogues with 16 lanes, float32 or bf16; int8 (de)quantisation
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
+ *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
  *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
  *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
@@ -271,6 +272,37 @@ static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* gemm_f32_avx2(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr,
+ * residual_ptr, gamma_ptr, beta_ptr, eps]): C = A W^T in float32 with AVX2 FMAs, then
+ * gelu(C + gelu_bias), or with gamma_ptr LayerNorm(C + bias + residual) * gamma + beta (ldc ==
+ * m); 0 pointers: none (simd.h's F32Epilogue). Layouts checked by seqenc/nn/gemm_avx2.py. */
+static PyObject *py_gemm_f32_avx2(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
+    long long n, m, k, ldc;
+    float eps = 0.0f;
+    int threads, status;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|KKKKKf", &a, &w, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias, &bias, &residual, &gamma, &beta, &eps))
+        return NULL;
+    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0 || (gamma && (gelu_bias
+            || ldc != m || !bias || !residual || !beta))) {
+        PyErr_SetString(PyExc_ValueError, "gemm_f32_avx2 needs k > 0, m % 16 == 0, ldc >= m; "
+                        "LayerNorm also bias, residual, beta, ldc == m and no GELU");
+        return NULL;
+    }
+    const F32Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
+                             (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                             (const float *)(uintptr_t)beta, eps};
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_gemm_f32_avx2((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
+                                  (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                                  gelu_bias || gamma ? &epi : NULL);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, y;
@@ -346,7 +378,7 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
  * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, q_out_ptr,
  * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr, openmp]): quantize_int8 and gemm_int8 in one pass
  * over x (float32 out), then the optional epilogue (int8.h's Int8Epilogue; 0 pointers: none;
- * VNNI512 only, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
+ * VNNI512 or I16, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
 static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, mul, packed, corr, col_scale, out;
@@ -361,11 +393,11 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
                           &scale_in, &openmp))
         return NULL;
     const int layer_norm = gamma != 0;
-    if ((gelu_bias || layer_norm || q_out || !x) && (kind != INT8_VNNI512 || (layer_norm && (
+    if ((gelu_bias || layer_norm || q_out || !x) && (kind == INT8_VNNI256 || (layer_norm && (
             ldc != m || !bias || !residual || !beta || q_out)) || (q_out && (!gelu_bias
             || !scale_out)) || (!x && (!q_in || !scale_in)))) {
         PyErr_SetString(PyExc_ValueError, "the epilogues and quantised inputs need the VNNI512 "
-                        "kernel; LayerNorm also bias, residual, beta and ldc == m; q_out the "
+                        "or I16 kernel; LayerNorm also bias, residual, beta and ldc == m; q_out the "
                         "GELU epilogue and scale_out; no x, q_in and scale_in");
         return NULL;
     }
@@ -434,6 +466,7 @@ static PyMethodDef methods[] = {
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
     {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512)."},
+    {"gemm_f32_avx2", py_gemm_f32_avx2, METH_VARARGS, "C = A W^T in float32 (AVX2), fused."},
     {"to_bf16", py_to_bf16, METH_VARARGS, "float32 rows -> bf16 rows (nearest even)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},

@@ -34,7 +34,7 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);  /* p * 2^n */
 }
 
-/* Phi(x) = erfc(-x / sqrt 2) / 2: elementwise.c's normal_cdf256 with 16 lanes, the same
+/* Phi(x) = erfc(-x / sqrt 2) / 2: simd.h's normal_cdf256 with 16 lanes, the same
  * algorithm and constants (Numerical Recipes' erfcc, z^2 carried exactly into exp), so the same
  * relative bound (kernels.GELU_RELATIVE_ERROR) holds. */
 AVX512 static inline __m512 normal_cdf512(__m512 x) {

@@ -259,7 +259,8 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls are ours in float32 on AVX-512 CPUs (gemm_f32; MKL's elsewhere), oneDNN's
+    The matmuls are ours in float32 (gemm_f32 on AVX-512 CPUs; nn/gemm_avx2.py's with the
+    epilogues inside on the avx2 set, unless SEQENC_F32_GEMM=mkl), oneDNN's
     AVX512-BF16 GEMMs in bfloat16, oneDNN's VNNI int8 GEMMs for int8.Int8Linear weights and
     ours for precision.Bf16Linear (float32 out); the
     elementwise work around them is fused into them. In bfloat16 every step's output is
@@ -272,8 +273,12 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     x = x.contiguous()
     from seqenc import int8  # int8 layers on our VNNI GEMM: the steps after each GEMM in it
 
+    from . import gemm_avx2  # float32 on AVX2-only CPUs: the same, on our AVX2 GEMM
+
     if x.dtype == torch.float32 and int8.fuses_layer(w):
         return int8.post_norm_layer(x, starts, lengths, n_heads, eps, w)
+    if gemm_avx2.fuses_layer(x, w):
+        return gemm_avx2.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
         getattr(m, "takes_bf16_rows", lambda: False)()
         for m in (w.out_weight, w.up_weight, w.down_weight))

@@ -1,0 +1,94 @@
+"""float32 post-norm layers on the avx2 kernel set: our GEMM with the layer's next step inside
+it (csrc/gemm_f32_avx2.c), instead of MKL's sgemm followed by a separate epilogue pass.
+
+bias + GELU run on each register tile of the up projection before it is stored, bias + residual
++ LayerNorm on each task's rows of the out and down projections while they are in cache; the
+GEMM sums in float32 in k order (GEMM_F32_ERROR, the AVX-512 GEMM's bound), the epilogues are
+elementwise.c's functions themselves, so the result is bit for bit the separate kernels' on our
+GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.c) unless
+SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from . import kernels
+
+# |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30 (a float32 dot product's bound)
+GEMM_F32_ERROR = kernels.GEMM_F32_ERROR
+ENABLED = os.environ.get("SEQENC_F32_GEMM", "ours") != "mkl"
+
+
+def can_gemm(k: int, m: int) -> bool:
+    """Whether gemm runs here for inner width k and output width m."""
+    return (ENABLED and kernels.ENABLED and kernels.ISA == "avx2" and m % 16 == 0 and k > 0
+            and kernels._has("gemm_f32_avx2"))
+
+
+def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
+         norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
+    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W read as it is: nothing
+    cached). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
+    residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual) * gamma + beta."""
+    kernels._check_rows(x)
+    N, K = x.shape
+    M = weight.shape[0]
+    if (x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (M, K)
+            or not weight.is_contiguous() or weight.device.type != "cpu"
+            or not can_gemm(K, M)):
+        raise ValueError(f"gemm takes float32 (N, K) rows and a contiguous float32 (M, K) "
+                         f"weight, M divisible by 16, on the avx2 kernel set: got {x.dtype} "
+                         f"({N}, {K}), {weight.dtype} {tuple(weight.shape)}, set "
+                         f"{kernels.ISA!r}")
+    out = torch.empty(N, M)
+    epilogue: tuple = ()
+    if gelu_bias is not None and norm is not None:
+        raise ValueError("one epilogue at a time: gelu_bias or norm")
+    if gelu_bias is not None:
+        _check_vector(gelu_bias, M)
+        epilogue = (gelu_bias.data_ptr(),)
+    elif norm is not None:
+        bias, residual, gamma, beta, eps = norm
+        for v in (bias, gamma, beta):
+            _check_vector(v, M)
+        if (residual.shape != (N, M) or residual.dtype != torch.float32
+                or not residual.is_contiguous()):
+            raise ValueError(f"the residual must be a contiguous float32 ({N}, {M}) tensor")
+        epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+                    float(eps))
+    kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
+                                   torch.get_num_threads(), *epilogue)
+    return out
+
+
+def _check_vector(v: Tensor, m: int) -> None:
+    if v.shape != (m,) or v.dtype != torch.float32 or not v.is_contiguous():
+        raise ValueError(f"expected a contiguous float32 vector of {m}")
+
+
+def fuses_layer(x: Tensor, w: kernels.PostNormWeights) -> bool:
+    """Whether post_norm_layer runs this layer: float32 rows, every weight a contiguous float32
+    tensor whose shape gemm takes, every vector float32 and contiguous."""
+    linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
+    return (x.dtype == torch.float32
+            and all(isinstance(m, Tensor) and m.dtype == torch.float32 and m.is_contiguous()
+                    and m.device.type == "cpu" and can_gemm(m.shape[1], m.shape[0])
+                    for m in linears)
+            and all(isinstance(v, Tensor) and v.dtype == torch.float32 and v.is_contiguous()
+                    for v in (w.qkv_bias, w.out_bias, w.up_bias, w.down_bias, w.norm1_weight,
+                              w.norm1_bias, w.norm2_weight, w.norm2_bias)))
+
+
+def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                    w: kernels.PostNormWeights) -> Tensor:
+    """kernels.fused_post_norm_layer for float32 on the avx2 set (fuses_layer): four GEMMs and
+    the attention kernel, nothing in between. x (N, D) packed rows -> (N, D)."""
+    qkv = gemm(x, w.qkv_weight)  # (N, 3D); the attention kernel adds the bias
+    context = kernels.varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
+    a = gemm(context, w.out_weight, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias, eps))
+    hidden = gemm(a, w.up_weight, gelu_bias=w.up_bias)  # (N, F) GELU rows
+    return gemm(hidden, w.down_weight, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias, eps))

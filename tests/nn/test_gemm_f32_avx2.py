@@ -1,0 +1,127 @@
+"""Our AVX2 float32 GEMM (csrc/gemm_f32_avx2.c through nn/gemm_avx2.py) against float64 within
+GEMM_F32_ERROR, its fused epilogues against the separate kernels (bit for bit), and the fused
+layers that use it. Runs on every CPU with the avx2 kernel set (AVX-512 ones included: the
+tests select that set), skipped by name elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seqenc.nn import Encoder, gemm_avx2, kernels
+
+pytestmark = pytest.mark.skipif(
+    not (kernels.ENABLED and "avx2" in kernels.AVAILABLE and kernels._has("gemm_f32_avx2")),
+    reason=f"the avx2 kernel set does not run here ({kernels.describe()})")
+
+
+@pytest.fixture(autouse=True)
+def avx2_set(monkeypatch):
+    monkeypatch.setattr(kernels, "ISA", "avx2")
+    monkeypatch.setattr(gemm_avx2, "ENABLED", True)
+
+
+SHAPES = [(1, 8, 16), (7, 40, 80), (50, 384, 1152), (97, 1536, 384), (300, 384, 1536),
+          (0, 64, 48), (5, 12, 32)]  # K = 12: a tail of k past the 8 x 8 packing blocks
+
+
+@pytest.mark.parametrize("n,k,m", SHAPES, ids=lambda v: str(v))
+def test_gemm_within_its_bound(n, k, m):
+    torch.manual_seed(n + k + m)
+    x, w = torch.randn(n, k) * 3, torch.randn(m, k) * 0.05
+    if n:
+        x[:, 0] = 300.0
+    if k % 8:  # the kernel's checks want rows of a width divisible by 8: call it directly
+        out = torch.empty(n, m)
+        kernels._kernels.gemm_f32_avx2(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, m, k, m, 1)
+    else:
+        out = gemm_avx2.gemm(x, w)
+    want = x.double() @ w.double().t()
+    size = x.double().abs() @ w.double().abs().t()
+    assert out.shape == (n, m)
+    assert torch.all((out.double() - want).abs() <= gemm_avx2.GEMM_F32_ERROR * k * size + 1e-30)
+
+
+def test_threads_split_the_same_sums():
+    torch.manual_seed(1)
+    x, w = torch.randn(333, 384), torch.randn(1152, 384)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = gemm_avx2.gemm(x, w)
+        for t in (2, 3):
+            torch.set_num_threads(t)
+            assert torch.equal(gemm_avx2.gemm(x, w), want)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("n", [1, 47, 130])
+def test_epilogues_are_the_separate_kernels_bit_for_bit(n):
+    torch.manual_seed(n)
+    x, w_up, w_down = torch.randn(n, 64), torch.randn(256, 64) * 0.2, torch.randn(64, 256) * 0.1
+    b_up, b_down = torch.randn(256), torch.randn(64)
+    residual, gamma, beta = torch.randn(n, 64), torch.randn(64), torch.randn(64)
+    hidden = gemm_avx2.gemm(x, w_up, gelu_bias=b_up)
+    assert torch.equal(hidden, kernels.bias_gelu_(gemm_avx2.gemm(x, w_up), b_up, isa="avx2"))
+    y = gemm_avx2.gemm(hidden, w_down, norm=(b_down, residual, gamma, beta, 1e-12))
+    want = kernels.add_layer_norm_(gemm_avx2.gemm(hidden, w_down), b_down, residual, gamma,
+                                   beta, 1e-12, isa="avx2")
+    assert torch.equal(y, want)
+
+
+def test_weights_changed_in_place_are_seen():
+    """Nothing is packed from one call to the next (gemm_f32.c's reason: an optimizer may write
+    a weight without bumping its version)."""
+    w, x = torch.randn(32, 24), torch.randn(5, 24)
+    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+    w.mul_(2)
+    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_refuses_what_it_cannot_take():
+    with pytest.raises(ValueError, match="gemm takes"):
+        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(24, 32))  # M not divisible by 16
+    with pytest.raises(ValueError, match="gemm takes"):
+        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(32, 16).t())  # not contiguous
+    with pytest.raises(ValueError, match="residual"):
+        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(16, 32),
+                       norm=(torch.zeros(16), torch.zeros(3, 16), torch.ones(16),
+                             torch.zeros(16), 1e-5))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_layers_run_on_it_and_equal_the_modules(make_cfg, monkeypatch, threads):
+    torch.manual_seed(0)
+    cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
+                   max_positions=64)
+    encoder = Encoder(cfg).eval()
+    for p in encoder.parameters():  # LayerNorm weights away from 1 and biases away from 0
+        torch.nn.init.normal_(p, std=0.3)
+    ids = torch.randint(0, 50, (4, 30))
+    keep = torch.arange(30)[None, :] < torch.tensor([30, 17, 4, 1])[:, None]
+    calls = []
+    real = gemm_avx2.post_norm_layer
+    monkeypatch.setattr(gemm_avx2, "post_norm_layer", lambda *a: calls.append(1) or real(*a))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            ours = encoder(ids, keep).last_hidden_state
+            assert len(calls) == cfg.n_layers
+            monkeypatch.setattr(kernels, "ENABLED", False)
+            theirs = encoder(ids, keep).last_hidden_state
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(ours[keep], theirs[keep], atol=2e-5)
+
+
+def test_mkl_setting_keeps_the_separate_path(monkeypatch, make_cfg):
+    monkeypatch.setattr(gemm_avx2, "ENABLED", False)  # SEQENC_F32_GEMM=mkl
+    cfg = make_cfg(d_model=32, n_heads=2, d_ff=64, activation="gelu", norm="post")
+    encoder = Encoder(cfg).eval()
+    calls = []
+    monkeypatch.setattr(gemm_avx2, "post_norm_layer", lambda *a: calls.append(1))
+    with torch.inference_mode():
+        encoder(torch.randint(0, 50, (2, 9)), None)
+    assert not calls
