@@ -331,21 +331,31 @@ class SentenceEncoder:
         return pool(hidden, keep, pooling or self.pooling)
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
-        """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
-        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; x86-64 CPUs).
-        bfloat16: seqenc.precision.bf16_encoder (on AVX512-BF16 CPUs bf16 GEMM inputs with
-        everything else float32; elsewhere the encoder cast to bf16)."""
+        """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"). float32: the
+        model itself. The others are copies, made on first use and kept while ``self.encoder``'s
+        weights stay as they were (precision.is_current): after a training step or an in-place
+        edit the next call makes a fresh copy. int8: every linear layer int8
+        (seqenc.int8.int8_encoder; x86-64 CPUs). bfloat16: seqenc.precision.bf16_encoder (on
+        AVX512-BF16 CPUs bf16 GEMM inputs with everything else float32; elsewhere the encoder
+        cast to bf16)."""
+        from .precision import is_current, made_from
+
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]
-        if torch_dtype not in self._encoders:
-            if torch_dtype == torch.int8:
-                from .int8 import int8_encoder
+        kept = self._encoders.get(torch_dtype)
+        # checked on every call (no values read, see precision.py): weights change in place
+        if kept is not None and is_current(kept, self.encoder):
+            return kept
+        self._encoders.pop(torch_dtype, None)  # the stale copy goes before the new one is made
+        if torch_dtype == torch.int8:
+            from .int8 import int8_encoder
 
-                self._encoders[torch_dtype] = int8_encoder(self.encoder, self.tokenizer)
-            else:
-                from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
+            made = int8_encoder(self.encoder, self.tokenizer)
+        else:
+            from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
 
-                self._encoders[torch_dtype] = bf16_encoder(self.encoder)
-        return self._encoders[torch_dtype]
+            made = bf16_encoder(self.encoder)
+        self._encoders[torch_dtype] = made_from(made, self.encoder)
+        return made
 
 
 def components(cfg) -> dict[str, str]:
