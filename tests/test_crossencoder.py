@@ -192,6 +192,28 @@ def test_bfloat16_scores_stay_as_close_to_float32_as_transformers_bf16(bert1):
 
 
 
+def test_bfloat16_copy_follows_training(bert1):
+    """predict(dtype="bfloat16") keeps its bf16 copy while the weights stay; after a training
+    step it scores with the new weights, as a fresh model of them does."""
+    from seqenc.crossencoder import _pad
+
+    model = CrossEncoder.from_pretrained(bert1)
+    before = model.predict(PAIRS, raw=True, dtype="bfloat16")
+    kept = model.model_for("bfloat16")
+    assert model.model_for("bfloat16") is kept
+    tokenized = model.tokenizer.encode(PAIRS)
+    optimizer = torch.optim.SGD(model.model.parameters(), lr=0.1)
+    model.model.train()
+    model.model(*_pad(tokenized.ids, tokenized.type_ids, model.tokenizer.pad_id)).sum().backward()
+    optimizer.step()
+    model.model.eval()
+    after = model.predict(PAIRS, raw=True, dtype="bfloat16")
+    assert model.model_for("bfloat16") is not kept
+    assert np.abs(after - before).max() > 1e-2
+    fresh = CrossEncoder.from_pretrained(bert1)
+    fresh.model.load_state_dict(model.model.state_dict())
+    np.testing.assert_array_equal(after, fresh.predict(PAIRS, raw=True, dtype="bfloat16"))
+
 @needs_bf16_gemm
 @pytest.mark.parametrize("fixture", ["bert1", "bert3"])
 def test_bfloat16_rounds_only_the_matmul_inputs(fixture, request):

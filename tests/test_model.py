@@ -3,6 +3,8 @@ transformers on the same files."""
 
 from __future__ import annotations
 
+import copy
+import os
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,69 @@ def test_encoder_for_rejects_unknown_dtypes(model):
     assert model.encoder_for("float32") is model.encoder
     with pytest.raises(ValueError, match="dtype must be one of"):
         model.encoder_for("float16")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_inference_copies_follow_the_weights(model, dtype):
+    """encode(dtype=bf16/int8) keeps its copy of the encoder between calls, but once the
+    weights change (an optimizer step as `seqenc train` takes it, an in-place edit) the next
+    call encodes with a copy of the new weights: what a fresh model of those weights gives."""
+    from seqenc import int8
+    from seqenc.train.config import TrainConfig
+    from seqenc.train.optim import build_optimizer
+
+    if dtype == "int8" and int8.GEMM is None and not int8._VNNI:
+        pytest.skip("int8 is refused on this CPU")
+    texts = TEXTS[:1] + TEXTS[3:]
+    ours = SentenceEncoder(copy.deepcopy(model.encoder), model.tokenizer, model.pooling,
+                           model.normalize)
+
+    def fresh() -> np.ndarray:  # a new model of ours' weights as they are now
+        return SentenceEncoder(copy.deepcopy(ours.encoder), model.tokenizer, model.pooling,
+                               model.normalize).encode(texts, dtype=dtype)
+
+    before = ours.encode(texts, dtype=dtype)
+    kept = ours.encoder_for(dtype)
+    assert ours.encode(texts, dtype=dtype).tobytes() == before.tobytes()
+    assert ours.encoder_for(dtype) is kept  # unchanged weights: no new copy
+
+    optimizer = build_optimizer(ours.encoder, TrainConfig(lr=1e-2))
+    batch = ours.tokenize(texts)
+    ours.encoder.train()
+    ours.encoder(batch.input_ids, batch.attention_mask).last_hidden_state.pow(2).mean().backward()
+    optimizer.step()
+    stepped = ours.encode(texts, dtype=dtype)  # (fused AdamW: no version counter moves)
+    assert cosines(stepped, before).min() < 0.999  # the step moved the vectors
+    np.testing.assert_array_equal(stepped, fresh())
+    assert ours.encoder_for(dtype) is not kept
+
+    kept = ours.encoder_for(dtype)
+    with torch.no_grad():  # an in-place edit of one weight
+        weight = ours.encoder.layers[-1].feed_forward.down.weight
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) / 20)
+    edited = ours.encode(texts, dtype=dtype)
+    assert cosines(edited, stepped).min() < 0.999
+    np.testing.assert_array_equal(edited, fresh())
+    assert ours.encoder_for(dtype) is not kept
+
+
+def test_first_encode_tunes_memory_once_unless_told_not_to(model, monkeypatch):
+    """The Python API gets the CLI's allocator settings on its first encode (SEQENC_TUNE_MEMORY=0
+    opts out), once per process."""
+    from seqenc import allocator
+    from seqenc import model as module
+
+    calls = []
+    monkeypatch.setattr(allocator, "reuse_large_buffers", lambda: calls.append(1) or True)
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    monkeypatch.setattr(module, "_memory_tuned", False)  # as in a fresh process
+    monkeypatch.setenv("SEQENC_TUNE_MEMORY", "0")
+    model.encode("opted out")
+    assert calls == [] and "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    monkeypatch.delenv("SEQENC_TUNE_MEMORY")
+    model.encode("first")
+    model.encode(["second", "third"])
+    assert calls == [1] and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
 
 
 STS_DEV = Path(__file__).resolve().parents[1].parent / "shared/data/stsbenchmark/sts-dev.csv"

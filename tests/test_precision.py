@@ -125,3 +125,38 @@ def test_bf16_encoder_falls_back_to_the_cast_where_the_gemm_cannot_run(tiny_cfg,
     expected = cast_encoder(encoder, torch.bfloat16)
     assert {k: v.dtype for k, v in ours.state_dict().items()} == {
         k: v.dtype for k, v in expected.state_dict().items()}
+
+
+def test_an_inference_copy_is_current_until_its_source_changes(tiny_cfg):
+    """made_from/is_current (what encode's bf16/int8 copies go by): unchanged weights keep the
+    copy; each way weights change in place or anew makes it stale, fused optimizer steps
+    (which bump no version counter) included."""
+    from seqenc.precision import is_current, made_from
+
+    source = Encoder(tiny_cfg).eval()
+
+    def fresh_copy() -> torch.nn.Module:
+        copy = made_from(bf16_encoder(source), source)
+        assert is_current(copy, source)
+        return copy
+
+    copy = fresh_copy()
+    torch.nn.Linear(4, 4)  # a module registered elsewhere: the weights are walked again, unchanged
+    assert is_current(copy, source) and not is_current(copy, Encoder(tiny_cfg))
+    assert is_current(source, source)  # not made by made_from: taken as it is
+    up = source.layers[0].feed_forward.up
+    with torch.no_grad():
+        up.weight.mul_(1.5)
+    assert not is_current(copy, source)
+    copy = fresh_copy()
+    source.load_state_dict(Encoder(tiny_cfg).state_dict())
+    assert not is_current(copy, source)
+    copy = fresh_copy()
+    up.weight = torch.nn.Parameter(up.weight.detach().clone())  # a new tensor, same values
+    assert not is_current(copy, source)
+    copy = fresh_copy()
+    for p in source.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer = torch.optim.AdamW(source.parameters(), lr=1e-3, fused=True)
+    optimizer.step()  # (in torch 2.13 a fused step moves no version counter)
+    assert not is_current(copy, source)

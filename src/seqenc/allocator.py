@@ -4,8 +4,9 @@ glibc serves allocations above its mmap threshold (128 KiB rising to at most 32 
 fresh mmap'd pages and hands them back on free, so every batch of a long encode page-faults
 its activations in again: 450k minor faults and 207 vs 243 sentences/s for 8192-token batches
 of MiniLM on 2 threads (benchmarks/RESULTS.md). Raising the mmap and trim thresholds lets the
-freed buffers be reused. Called by long-running entry points (CLI encode, server, benchmark),
-never at import.
+freed buffers be reused. Called by long-running entry points (CLI encode, server, benchmark,
+training) and by the first ``SentenceEncoder.encode`` of a process (unless
+SEQENC_TUNE_MEMORY=0: the settings are process-wide), never at import.
 
 The other side: batches of ever-different shapes (packed inference makes every batch's token
 count different) leave the heap fragmented, and glibc keeps the free pieces. Encoding SST-2

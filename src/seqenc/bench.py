@@ -210,9 +210,9 @@ def run_benchmark(
     if "int8" in dtypes:
         if device != "cpu":
             raise ValueError(f"dtype int8 runs on the CPU only, not {device}")
-        from .int8 import check_vnni
+        from .int8 import check_int8
 
-        check_vnni()  # before anything loads
+        check_int8()  # before anything loads
 
     set_threads(threads or None)
     threads = torch.get_num_threads()

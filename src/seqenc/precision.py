@@ -23,6 +23,10 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import operator
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +42,89 @@ def native_bf16_matmul(device_type: str = "cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     cpu = torch.cpu
     return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+
+
+# Inference copies (encode's bf16 and int8 encoders) must be made again when the weights they
+# were made from change. Reading the weights' values on every call would cost more than the
+# batch; PyTorch's per-tensor version counters see every in-place write (optimizer steps,
+# copy_, load_state_dict) and data_ptr sees a tensor moved (.to()), for ~0.3 us a tensor.
+# Two things they miss are counted here by process-wide hooks, installed with the first copy:
+# fused optimizer steps (seqenc's trainer uses fused AdamW), which write parameters without
+# bumping their counters, and tensors or modules assigned anew (a walk over the modules finds
+# them, but costs ~0.4 ms on MiniLM, so it runs only after some module registered one).
+_fused_steps = 0  # fused optimizer steps taken in this process
+_registrations = 0  # parameters, buffers and modules registered on any module
+_hooks: list = []
+
+
+def _count_fused_step(optimizer, args, kwargs) -> None:
+    global _fused_steps
+    if any(group.get("fused") for group in optimizer.param_groups):
+        _fused_steps += 1
+
+
+def _count_registration(module, name, value) -> None:
+    global _registrations
+    _registrations += 1
+
+
+def _install_hooks() -> None:
+    if not _hooks:
+        from torch.nn.modules import module
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _hooks.extend([register_optimizer_step_post_hook(_count_fused_step),
+                       module.register_module_parameter_registration_hook(_count_registration),
+                       module.register_module_buffer_registration_hook(_count_registration),
+                       module.register_module_module_registration_hook(_count_registration)])
+
+
+def weights_version(tensors: Sequence[Tensor]) -> tuple[int, ...]:
+    """Where each tensor lives, then how many times each has been written in place."""
+    return (*map(Tensor.data_ptr, tensors), *map(_VERSION, tensors))
+
+
+_VERSION = operator.attrgetter("_version")
+
+
+@dataclass
+class _Source:
+    module: nn.Module  # what the copy was made from
+    fused_steps: int  # _fused_steps then
+    registrations: int  # _registrations when ``tensors`` was last read from the module
+    tensors: list[Tensor]  # its parameters and buffers
+    version: tuple[int, ...]  # weights_version(tensors) then
+
+
+# inference copy -> what it was made from (weak: a copy dropped or deep-copied takes no record)
+_sources: weakref.WeakKeyDictionary[nn.Module, _Source] = weakref.WeakKeyDictionary()
+
+
+def made_from(inference: nn.Module, source: nn.Module) -> nn.Module:
+    """Record that ``inference`` (a copy such as bf16_encoder's) was made from ``source``'s
+    present weights, for ``is_current``. Returns ``inference``."""
+    _install_hooks()
+    tensors = [*source.parameters(), *source.buffers()]
+    _sources[inference] = _Source(source, _fused_steps, _registrations, tensors,
+                                  weights_version(tensors))
+    return inference
+
+
+def is_current(inference: nn.Module, source: nn.Module) -> bool:
+    """Whether ``inference`` was made from ``source``'s weights as they are now: no in-place
+    write, move or new tensor since, and no fused optimizer step in the process (which
+    parameters one wrote is not looked up). Writes through ``tensor.data`` are not seen (they
+    bypass the version counters, as they bypass autograd's checks). A module not marked by
+    ``made_from`` (``source`` itself, or one a caller put in place) is current."""
+    made = _sources.get(inference)
+    if made is None:
+        return True
+    if made.module is not source or made.fused_steps != _fused_steps:
+        return False
+    if made.registrations != _registrations:  # a tensor may have been replaced: walk again
+        made.tensors = [*source.parameters(), *source.buffers()]
+        made.registrations = _registrations
+    return weights_version(made.tensors) == made.version
 
 
 def round_to_bf16(module: nn.Module) -> nn.Module:

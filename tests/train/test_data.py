@@ -239,3 +239,28 @@ def test_epoch_plan_never_puts_a_group_in_one_batch(group_by_length):
     assert all(np.array_equal(a, b) for a, b in zip(
         plan_epoch(lengths, 16, 3, 1, groups=singles, group_by_length=group_by_length).batches,
         plan_epoch(lengths, 16, 3, 1, group_by_length=group_by_length).batches, strict=True))
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_epoch_plan_never_puts_a_group_in_one_accumulated_step(group_by_length):
+    """With gradient accumulation the ``accum`` micro-batches of a step count as one batch: no
+    step holds two members of a group; accum 1 is the plan of single batches."""
+    rng = np.random.default_rng(0)
+    half = rng.integers(3, 60, size=500)
+    lengths = np.concatenate([half, half])  # example i + 500 is example i reversed
+    groups = np.tile(np.arange(500), 2)
+    for seed, epoch in ((0, 0), (7, 3)):
+        plan = plan_epoch(lengths, 16, seed, epoch, groups=groups, accum=4,
+                          group_by_length=group_by_length)
+        assert sorted(np.concatenate(plan.batches).tolist()) == list(range(1000))
+        assert {len(step) for step in plan.steps} <= {1, 2, 3, 4}
+        assert sum(len(step) < 4 for step in plan.steps) <= 2  # each stratum's last
+        for step in plan.steps:
+            members = groups[np.concatenate(step)]
+            assert len(set(members.tolist())) == len(members)
+    single = plan_epoch(lengths, 16, 7, 3, groups=groups, group_by_length=group_by_length)
+    assert all(len(step) == 1 for step in single.steps)
+    ungrouped = plan_epoch(lengths, 16, 7, 3, accum=4, group_by_length=group_by_length)
+    flat = plan_epoch(lengths, 16, 7, 3, group_by_length=group_by_length).batches
+    assert [len(s) for s in ungrouped.steps] == [4] * 15 + [3]  # 63 batches
+    assert all(np.array_equal(a, b) for a, b in zip(ungrouped.batches, flat, strict=True))

@@ -203,6 +203,42 @@ def test_a_pair_and_its_reversal_never_share_a_batch(tmp_path, tiny_bert, monkey
             assert len({pairs[i] for i in batch}) == len(batch)
 
 
+def test_a_pair_and_its_reversal_never_share_an_accumulated_step(tmp_path, tiny_bert,
+                                                                   monkeypatch):
+    """With --grad-accum N one optimizer step sums the gradients of N micro-batches: no step
+    of any epoch holds both orders of a pair in any of them, every example is trained on once
+    per epoch, and the same seed gives the same steps."""
+    from seqenc.train.trainer import Trainer
+
+    taken: list[list[np.ndarray]] = []  # each optimizer step's micro-batches
+    take = Trainer._step
+    monkeypatch.setattr(Trainer, "_step", lambda self, micro, *a: taken.append(
+        [m.copy() for m in micro]) or take(self, micro, *a))
+
+    def steps_of(output: Path) -> list[list[np.ndarray]]:
+        start = len(taken)
+        output.mkdir()
+        job = sts_job(output, tiny_bert, symmetric=True)
+        write_sts(Path(job.train), rows)
+        train_pairs(job, TrainConfig(epochs=2, batch_size=8, grad_accum=4),
+                    echo=lambda m: None)
+        return taken[start:]
+
+    rows = pair_rows(90, 0)
+    rows += [(b, a, score) for a, b, score in rows[:6]]  # both ways round in the data too
+    pairs = [frozenset((a, b)) for a, b, _ in rows + [(b, a, s) for a, b, s in rows]]
+    steps = steps_of(tmp_path / "a")
+    assert max(len(micro) for micro in steps) == 4
+    seen = np.concatenate([b for micro in steps for b in micro])
+    assert sorted(seen.tolist()) == sorted(2 * list(range(len(pairs))))  # 2 epochs
+    for micro in steps:
+        step = np.concatenate(micro)
+        assert len({pairs[i] for i in step}) == len(step)
+    again = steps_of(tmp_path / "b")
+    assert [np.concatenate(m).tolist() for m in again] == [np.concatenate(m).tolist()
+                                                           for m in steps]
+
+
 def test_symmetric_from_a_new_head_with_a_held_out_split_does_not_leak(tmp_path, tiny_bert):
     """Reversed pairs are added after the dev split: no dev pair is trained on either way."""
     from seqenc.train.pairs import _read

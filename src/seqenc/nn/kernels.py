@@ -15,7 +15,11 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 - ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
   what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
   write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
-  encoder cast to bf16 keeps the fused path with bf16 GEMMs (oneDNN's).
+  encoder cast to bf16 (precision.cast_encoder; not what ``encode`` runs here) keeps the fused
+  path too, its GEMMs then PyTorch's bf16 matmuls.
+int8 (``encode(dtype="int8")``, seqenc/int8.py) runs on our csrc/gemm_int8.c GEMMs with every
+set: AVX512-VNNI (not under SEQENC_ISA=avx2), AVX-VNNI, or int16 pairs (vpmaddwd) on AVX2-only
+CPUs.
 Every function below takes an ``isa`` to force a set (tests run each set the CPU has).
 """
 
@@ -224,9 +228,11 @@ def can_fuse(*, dtype: torch.dtype, norm: str, activation: str, feed_forward: st
              rotary: bool, d_model: int, n_heads: int, d_ff: int) -> bool:
     """Whether fused_post_norm_layer computes a layer of this shape and dtype: BERT-style
     (post-norm, erf GELU, plain MLP, every bias, no rotary) with widths our kernels take:
-    float32, or bfloat16 on the avx512bf16 set with widths divisible by 16 (its epilogues'
-    one condition; the GEMMs are oneDNN's bf16 ones). The caller (the plan) has checked the
-    rest: CPU, inference, varlen attention."""
+    float32 (encode's bf16 and int8 copies included: their Bf16Linear and Int8Linear layers take
+    float32 rows to our GEMMs), or bfloat16 tensors (an encoder cast to bf16) on the avx512bf16
+    set with widths divisible by 16 (its epilogues' one condition; those GEMMs are PyTorch's
+    bf16 matmuls). The caller (the plan) has checked the rest: CPU, inference, varlen
+    attention."""
     layer = (ENABLED and norm == "post" and activation == "gelu" and feed_forward == "mlp"
              and bias and not rotary and d_model % (8 * n_heads) == 0)
     if dtype == torch.bfloat16:
@@ -259,11 +265,14 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls are ours in float32 (gemm_f32 on AVX-512 CPUs; nn/gemm_avx2.py's with the
-    epilogues inside on the avx2 set, unless SEQENC_F32_GEMM=mkl), oneDNN's
-    AVX512-BF16 GEMMs in bfloat16, oneDNN's VNNI int8 GEMMs for int8.Int8Linear weights and
-    ours for precision.Bf16Linear (float32 out); the
-    elementwise work around them is fused into them. In bfloat16 every step's output is
+    The matmuls (``matmul``) by weight: float32 tensors, ours (gemm_f32 on AVX-512 CPUs;
+    nn/gemm_avx2.py's with the epilogues inside on the avx2 set, unless SEQENC_F32_GEMM=mkl);
+    precision.Bf16Linear, our gemm_bf16 (bf16 inputs, float32 out); int8.Int8Linear,
+    our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2 int16 pairs; torch._int_mm
+    with those off or for widths they do not take), and int8.post_norm_layer runs the whole
+    layer where int8.fuses_layer says so;
+    bf16 tensors (an encoder cast to bf16), PyTorch's bf16 matmuls. The elementwise work
+    around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
     With Bf16Linear weights (bf16 inputs, float32 everywhere else) the kernel before each of
     the out, up and down GEMMs also rounds its float32 result to bf16 as it stores it (the same
@@ -271,7 +280,7 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
-    from seqenc import int8  # int8 layers on our VNNI GEMM: the steps after each GEMM in it
+    from seqenc import int8  # int8 layers: the steps after each GEMM inside it
 
     from . import gemm_avx2  # float32 on AVX2-only CPUs: the same, on our AVX2 GEMM
 

@@ -184,12 +184,19 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 @dataclass
 class BatchPlan:
-    """One epoch's global batches: index arrays into the training set, in training order."""
+    """One epoch's optimizer steps, in training order: each a list of micro-batches (``accum``
+    of them, fewer for an epoch's or a stratum's last step), each an index array into the
+    training set."""
 
-    batches: list[np.ndarray] = field(default_factory=list)
+    steps: list[list[np.ndarray]] = field(default_factory=list)
+
+    @property
+    def batches(self) -> list[np.ndarray]:
+        """Every micro-batch, in training order."""
+        return [batch for step in self.steps for batch in step]
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return sum(len(step) for step in self.steps)
 
 
 def plan_epoch(
@@ -202,31 +209,41 @@ def plan_epoch(
     min_batch: int = 1,
     pool_batches: int = 50,
     groups: np.ndarray | None = None,
+    accum: int = 1,
 ) -> BatchPlan:
     """Shuffle the examples; with ``group_by_length`` sort each pool of ``pool_batches`` batches
     by length and cut it into batches, then shuffle the batches. Texts of similar length share a
-    batch (little padding) while each epoch's order stays random. The plan depends only on
-    (lengths, batch_size, seed, epoch, groups), so a resumed or a multi-process run sees the
-    same one. Examples with the same ``groups`` id never share a batch (a pair and its
+    batch (little padding) while each epoch's order stays random. Consecutive batches, ``accum``
+    at a time, make one optimizer step (gradient accumulation). The plan depends only on
+    (lengths, batch_size, seed, epoch, groups, accum), so a resumed or a multi-process run sees
+    the same one. Examples with the same ``groups`` id never share a step (a pair and its
     reversal: same length, so sorting by length would put them side by side): the k members of
-    a group go, in random order, to k separate strata, each batched on its own. Batches smaller
-    than ``min_batch`` (the last of each stratum, at most) are dropped."""
+    a group go, in random order, to k separate strata, each batched and cut into steps on its
+    own, and the steps are shuffled whole. Batches smaller than ``min_batch`` (the last of each
+    stratum, at most) are dropped."""
     rng = np.random.default_rng([seed, epoch])
     if groups is not None and len(np.unique(groups)) == len(groups):
         groups = None  # every group of one: the same plan as without groups
     if groups is None:
         batches = _batches(rng.permutation(len(lengths)), lengths, batch_size, group_by_length,
                            pool_batches)
-    else:
-        rank = _rank_in_group(np.asarray(groups), rng)
-        batches = []
-        for stratum in range(int(rank.max(initial=-1)) + 1):
-            members = np.flatnonzero(rank == stratum)
-            batches += _batches(members[rng.permutation(len(members))], lengths, batch_size,
-                                group_by_length, pool_batches)
-    if group_by_length or groups is not None:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    return BatchPlan([b for b in batches if len(b) >= min_batch])
+        if group_by_length:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        batches = [b for b in batches if len(b) >= min_batch]
+        return BatchPlan(_steps(batches, accum))
+    rank = _rank_in_group(np.asarray(groups), rng)
+    steps: list[list[np.ndarray]] = []
+    for stratum in range(int(rank.max(initial=-1)) + 1):
+        members = np.flatnonzero(rank == stratum)
+        steps += _steps(_batches(members[rng.permutation(len(members))], lengths, batch_size,
+                                 group_by_length, pool_batches), accum)
+    steps = [steps[i] for i in rng.permutation(len(steps))]  # (accum 1: the batches shuffled)
+    steps = [[b for b in step if len(b) >= min_batch] for step in steps]
+    return BatchPlan([step for step in steps if step])
+
+
+def _steps(batches: list[np.ndarray], accum: int) -> list[list[np.ndarray]]:
+    return [batches[i: i + accum] for i in range(0, len(batches), accum)]
 
 
 def _batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, group_by_length: bool,

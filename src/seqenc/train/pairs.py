@@ -178,7 +178,8 @@ class PairTask(Task):
 
 def reversal_groups(data: PairData) -> np.ndarray:
     """One id per unordered pair: (a, b) and (b, a) (``--symmetric``'s reversals, or both
-    orders in the data) get the same id, so that they never share a batch (plan_epoch)."""
+    orders in the data) get the same id, so that they never share an optimizer step
+    (plan_epoch: not one batch, nor the micro-batches of one step with --grad-accum)."""
     ids: dict[tuple[str, str], int] = {}
     return np.array([ids.setdefault((a, b) if a <= b else (b, a), len(ids))
                      for a, b in zip(data.firsts, data.seconds, strict=True)], dtype=np.int64)

@@ -39,7 +39,7 @@ class Task(ABC):
     greater_is_better: bool
     model: nn.Module  # the module trained (not wrapped in DDP)
     train_lengths: np.ndarray  # token count of each training example, for batching
-    train_groups: np.ndarray | None = None  # examples with one id never share a batch
+    train_groups: np.ndarray | None = None  # examples with one id never share a step
     n_dev: int
 
     @abstractmethod

@@ -145,7 +145,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if self.ctx.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
-        steps_per_epoch = math.ceil(len(self._plan(0)) / cfg.grad_accum)
+        steps_per_epoch = len(self._plan(0).steps)
         if steps_per_epoch == 0:
             raise ValueError(f"no full batch: {len(task.train_lengths)} training examples for "
                              f"{self.ctx.world_size} processes")
@@ -176,9 +176,9 @@ class Trainer:
         """(position in its epoch, micro-batches, steps in the epoch) of every step still to
         take: the current epoch from its saved position, then the next epochs whole."""
         while True:
-            groups = self._groups(self.state.epoch)
-            for position in range(self.state.position, len(groups)):
-                yield position, groups[position], len(groups)
+            steps = self._plan(self.state.epoch).steps
+            for position in range(self.state.position, len(steps)):
+                yield position, steps[position], len(steps)
 
     def _take_step(self, run: _Run) -> None:
         """One optimizer step, then what is due after it: log, evaluate, checkpoint."""
@@ -225,12 +225,8 @@ class Trainer:
     def _plan(self, epoch: int):
         return plan_epoch(self.task.train_lengths, self.cfg.batch_size, self.cfg.seed, epoch,
                           group_by_length=self.cfg.group_by_length,
-                          min_batch=self.ctx.world_size, groups=self.task.train_groups)
-
-    def _groups(self, epoch: int) -> list[list[np.ndarray]]:
-        batches = self._plan(epoch).batches
-        n = self.cfg.grad_accum
-        return [batches[i: i + n] for i in range(0, len(batches), n)]
+                          min_batch=self.ctx.world_size, groups=self.task.train_groups,
+                          accum=self.cfg.grad_accum)
 
     def _step(self, micro: list[np.ndarray], epoch: int, first: int) -> tuple[float, int, int, int]:
         """Forward/backward over the step's micro-batches; gradients are left for the optimizer.
