@@ -187,9 +187,10 @@ def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm)
 
 @pytest.mark.skipif(not int8.runnable_gemms(), reason="our int8 kernels do not run here")
 def test_batch_threads_leave_no_buffers_behind():
-    """encode runs its batches on threads made for each call (threads.run_batches); the int8
-    kernels' per-thread scratch buffers (~0.4 MB each) must go with them (the first version
-    kept them: +50 MiB over 60 calls). Counted in C: the threads holding one now."""
+    """encode runs its batches on worker threads (threads.run_batches, kept across calls); the
+    int8 kernels' per-thread scratch buffers (~0.4 MB each) must not pile up call after call
+    (a first version, with threads made per call, kept them: +50 MiB over 60 calls). Counted
+    in C: the threads holding one now."""
     pytest.importorskip("tokenizers")
     from seqenc.model import SentenceEncoder
 
@@ -201,8 +202,8 @@ def test_batch_threads_leave_no_buffers_behind():
         model.encode(texts[:64], dtype="int8")
         before = kernels._kernels.int8_scratch_buffers()
         for _ in range(20):
-            model.encode(texts[:64], dtype="int8")  # 2 batches: 2 new threads each call
-        # at most this thread and tasks.c's helpers keep one
+            model.encode(texts[:64], dtype="int8")  # 2 batches on the 2 workers
+        # at most this thread, the workers and tasks.c's helpers keep one
         assert kernels._kernels.int8_scratch_buffers() <= max(before, 1) + 2
     finally:
         torch.set_num_threads(threads)
