@@ -34,16 +34,7 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
     """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W read as it is: nothing
     cached). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
     residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual) * gamma + beta."""
-    kernels._check_rows(x)
-    N, K = x.shape
-    M = weight.shape[0]
-    if (x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (M, K)
-            or not weight.is_contiguous() or weight.device.type != "cpu"
-            or not can_gemm(K, M)):
-        raise ValueError(f"gemm takes float32 (N, K) rows and a contiguous float32 (M, K) "
-                         f"weight, M divisible by 16, on the avx2 kernel set: got {x.dtype} "
-                         f"({N}, {K}), {weight.dtype} {tuple(weight.shape)}, set "
-                         f"{kernels.ISA!r}")
+    N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
     out = torch.empty(N, M)
     epilogue: tuple = ()
     if gelu_bias is not None and norm is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -394,18 +395,25 @@ def _has(name: str) -> bool:
     return hasattr(_kernels, name)
 
 
-def gemm_f32(x: Tensor, weight: Tensor) -> Tensor:
-    """x W^T for x (N, K) and W (M, K), both float32: (N, M) float32. W is read as it is
-    (no packed copy to go stale when an optimizer changes it in place)."""
+def check_f32_gemm(name: str, x: Tensor, weight: Tensor, can: Callable[[int, int], bool],
+                   where: str) -> tuple[int, int, int]:
+    """(N, K, M) for one of our float32 GEMMs' operands: x (N, K) rows and a contiguous
+    float32 (M, K) CPU weight that ``can(K, M)`` takes; else a ValueError naming ``name``."""
     _check_rows(x)
     N, K = x.shape
     M = weight.shape[0]
     if (x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.shape != (M, K)
-            or not weight.is_contiguous() or weight.device.type != "cpu"
-            or not can_gemm_f32(K, M)):
-        raise ValueError(f"gemm_f32 takes float32 (N, K) rows and a contiguous float32 (M, K) "
-                         f"weight, M divisible by 16, on an AVX-512 kernel set: got {x.dtype} "
-                         f"({N}, {K}), {weight.dtype} {tuple(weight.shape)}, set {ISA!r}")
+            or not weight.is_contiguous() or weight.device.type != "cpu" or not can(K, M)):
+        raise ValueError(f"{name} takes float32 (N, K) rows and a contiguous float32 (M, K) "
+                         f"weight, M divisible by 16, on {where}: got {x.dtype} ({N}, {K}), "
+                         f"{weight.dtype} {tuple(weight.shape)}, set {ISA!r}")
+    return N, K, M
+
+
+def gemm_f32(x: Tensor, weight: Tensor) -> Tensor:
+    """x W^T for x (N, K) and W (M, K), both float32: (N, M) float32. W is read as it is
+    (no packed copy to go stale when an optimizer changes it in place)."""
+    N, K, M = check_f32_gemm("gemm_f32", x, weight, can_gemm_f32, "an AVX-512 kernel set")
     out = torch.empty(N, M)
     _kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
                       torch.get_num_threads())
