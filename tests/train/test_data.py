@@ -9,8 +9,10 @@ import pytest
 
 from seqenc.io.errors import InputError
 from seqenc.train.data import (
+    PLAN_VERSION,
     encode_labels,
     infer_labels,
+    plan_change,
     plan_epoch,
     read_corpus,
     read_labelled,
@@ -264,3 +266,50 @@ def test_epoch_plan_never_puts_a_group_in_one_accumulated_step(group_by_length):
     flat = plan_epoch(lengths, 16, 7, 3, group_by_length=group_by_length).batches
     assert [len(s) for s in ungrouped.steps] == [4] * 15 + [3]  # 63 batches
     assert all(np.array_equal(a, b) for a, b in zip(ungrouped.batches, flat, strict=True))
+
+
+def _plan_version_1(lengths, batch_size, seed, epoch, *, group_by_length, groups, accum,
+                    min_batch=1, pool_batches=50) -> list[list[np.ndarray]]:
+    """The steps version 1 of the plan took (plan_epoch, then the trainer's cut into steps of
+    ``accum``, before 7c8c5dd): what checkpoints without a plan number were
+    trained on."""
+    from seqenc.train.data import _batches, _rank_in_group
+
+    rng = np.random.default_rng([seed, epoch])
+    if groups is not None and len(np.unique(groups)) == len(groups):
+        groups = None
+    if groups is None:
+        batches = _batches(rng.permutation(len(lengths)), lengths, batch_size, group_by_length,
+                           pool_batches)
+    else:
+        rank = _rank_in_group(np.asarray(groups), rng)
+        batches = []
+        for stratum in range(int(rank.max(initial=-1)) + 1):
+            members = np.flatnonzero(rank == stratum)
+            batches += _batches(members[rng.permutation(len(members))], lengths, batch_size,
+                                group_by_length, pool_batches)
+    if group_by_length or groups is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    batches = [b for b in batches if len(b) >= min_batch]
+    return [batches[i: i + accum] for i in range(0, len(batches), accum)]
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_plan_change_names_exactly_the_runs_whose_plan_changed(group_by_length):
+    """Trainer refuses to resume a checkpoint of plan version 1 where plan_change says the
+    plan changed: it says so where the steps differ, and only there."""
+    rng = np.random.default_rng(0)
+    half = rng.integers(3, 60, size=300)
+    lengths = np.concatenate([half, half])
+    pairs = np.tile(np.arange(300), 2)  # example i + 300 is example i reversed
+    for groups in (None, np.arange(600), pairs):
+        for accum in (1, 2, 4):
+            now = plan_epoch(lengths, 16, 3, 1, groups=groups, accum=accum,
+                             group_by_length=group_by_length).steps
+            then = _plan_version_1(lengths, 16, 3, 1, groups=groups, accum=accum,
+                                   group_by_length=group_by_length)
+            same = len(now) == len(then) and all(
+                np.array_equal(np.concatenate(a), np.concatenate(b))
+                for a, b in zip(now, then, strict=True))
+            assert (plan_change(1, groups, accum) is None) == same, (groups, accum)
+            assert plan_change(PLAN_VERSION, groups, accum) is None

@@ -3,6 +3,7 @@ and sentence-transformers; regression and classification; bad data named by line
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -237,6 +238,35 @@ def test_a_pair_and_its_reversal_never_share_an_accumulated_step(tmp_path, tiny_
     again = steps_of(tmp_path / "b")
     assert [np.concatenate(m).tolist() for m in again] == [np.concatenate(m).tolist()
                                                            for m in steps]
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_a_checkpoint_planned_before_pairs_kept_apart_resumes_only_where_the_plan_held(
+        tmp_path, tiny_bert, accum):
+    """Checkpoints written before a pair and its reversal were kept out of one accumulated
+    step hold no plan number. With --grad-accum > 1 and reversals their epochs were planned
+    otherwise, so resuming one mid-epoch is refused, naming the file and what to do; with
+    --grad-accum 1 the plan is the same and it resumes."""
+    from seqenc.train import checkpointing as ckpt
+    from seqenc.train.data import PLAN_VERSION
+
+    cfg = TrainConfig(epochs=2, batch_size=8, grad_accum=accum)
+    job = sts_job(tmp_path, tiny_bert, symmetric=True)
+    train_pairs(job, cfg, echo=lambda m: None, stop_after=3)
+    state_file = Path(job.output) / "checkpoints" / "last" / ckpt.STATE_FILE
+    state = torch.load(state_file, weights_only=True)
+    assert state["plan"] == PLAN_VERSION and state["trainer"]["position"] == 3  # mid-epoch
+    del state["plan"]  # as seqenc wrote it before plans had numbers
+    torch.save(state, state_file)
+    resume = dataclasses.replace(job, resume=True)
+    if accum == 1:
+        assert train_pairs(resume, cfg, echo=lambda m: None).finished
+        return
+    with pytest.raises(ValueError, match="older seqenc") as refused:
+        train_pairs(resume, cfg, echo=lambda m: None)
+    message = str(refused.value)
+    assert str(state_file) in message and "--grad-accum" in message
+    assert "without --resume" in message
 
 
 def test_symmetric_from_a_new_head_with_a_held_out_split_does_not_leak(tmp_path, tiny_bert):

@@ -182,6 +182,30 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 # -- batching ----------------------------------------------------------------------------------
 
 
+# plan_epoch's way of ordering an epoch, saved with every training checkpoint: a change that
+# orders the same arguments' epochs otherwise takes the next number, and plan_change says
+# which runs it changes, so that no checkpoint resumes on another plan than the one it began
+# (its saved position would then point into other steps: examples skipped or seen twice).
+# 1: until 2026-12-02 (checkpoints hold no number). 2: with groups and accum > 1, each
+#    stratum's batches are cut into steps before the steps are shuffled (a pair and its
+#    reversal never share a step), where version 1 shuffled the batches, then cut the steps.
+PLAN_VERSION = 2
+
+
+def plan_change(version: int, groups: np.ndarray | None, accum: int) -> str | None:
+    """How plan_epoch now orders a run of ``groups`` and ``accum`` otherwise than it did in
+    ``version``; None where the plans are the same."""
+    if version < 2 and accum > 1 and _grouped(groups):
+        return ("--grad-accum > 1 with pairs and their reversals: a pair and its reversal now "
+                "never share an optimizer step, so every epoch's steps differ")
+    return None
+
+
+def _grouped(groups: np.ndarray | None) -> bool:
+    """Whether ``groups`` puts any two examples in one group (else it changes no plan)."""
+    return groups is not None and len(np.unique(groups)) < len(groups)
+
+
 @dataclass
 class BatchPlan:
     """One epoch's optimizer steps, in training order: each a list of micro-batches (``accum``
@@ -222,7 +246,7 @@ def plan_epoch(
     own, and the steps are shuffled whole. Batches smaller than ``min_batch`` (the last of each
     stratum, at most) are dropped."""
     rng = np.random.default_rng([seed, epoch])
-    if groups is not None and len(np.unique(groups)) == len(groups):
+    if not _grouped(groups):
         groups = None  # every group of one: the same plan as without groups
     if groups is None:
         batches = _batches(rng.permutation(len(lengths)), lengths, batch_size, group_by_length,

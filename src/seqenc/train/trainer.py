@@ -13,7 +13,9 @@ Output directory::
 
 Exactness: the data order is a function of (seed, epoch), masking of (seed, epoch, batch), and
 the torch RNG (dropout) is saved with every checkpoint, so a resumed CPU run takes the same
-steps, bit for bit, as an uninterrupted one.
+steps, bit for bit, as an uninterrupted one. A checkpoint also holds the number of the plan
+that ordered its epochs (data.PLAN_VERSION): one whose plan the present code would not repeat
+is refused rather than resumed on other steps.
 
 Past 400 lines on purpose: the loop and what it owes each step (evaluation, best and last
 checkpoints, resume, logging) are one concept. The optimiser and schedule (optim.py), the
@@ -41,7 +43,7 @@ from seqenc.allocator import release_free_memory
 from . import checkpointing as ckpt
 from . import distributed as D
 from .config import TrainConfig
-from .data import plan_epoch
+from .data import PLAN_VERSION, plan_change, plan_epoch
 from .metrics_log import Meter, MetricsLog, read_metrics
 from .optim import build_optimizer, warmup_linear
 from .tasks import Batch, Task, batch_key, trim
@@ -319,6 +321,7 @@ class Trainer:
                 "rng": rng,
                 "config": self.cfg.to_dict(),
                 "world_size": self.ctx.world_size,
+                "plan": PLAN_VERSION,
             })
 
         ckpt.write_atomic_dir(self.last_dir, write)
@@ -333,6 +336,15 @@ class Trainer:
         if differences:
             raise ValueError("the checkpoint was trained with other settings; resuming would not "
                              "continue the same run:\n  " + "\n  ".join(differences))
+        # checkpoints written before plans had numbers were planned by version 1
+        change = plan_change(saved.get("plan", 1), self.task.train_groups, self.cfg.grad_accum)
+        if change:
+            raise ValueError(
+                f"{last / ckpt.STATE_FILE} was written by an older seqenc, which planned this "
+                f"run's epochs otherwise ({change}); resumed here it would not continue the "
+                "same run (its epoch position would point into other steps). Start the run "
+                "again without --resume (into a new --output, or after removing "
+                f"{self.output}), or finish it with the seqenc that wrote the checkpoint.")
         self.task.load(last)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
