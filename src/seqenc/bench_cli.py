@@ -78,7 +78,7 @@ def bench_command(corpus, model_name, n_texts, dtypes, batch_size, batch_tokens,
     texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
     texts = texts[:n_texts] if n_texts else texts
     log = functools.partial(click.echo, err=True)
-    from seqenc.cli import device_option
+    from seqenc.encode_cli import device_option
 
     device = device_option(device)
     result = run_benchmark(texts, model_name, dtypes, batch_size, batch_tokens, rounds, threads,

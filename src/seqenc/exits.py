@@ -70,6 +70,16 @@ def unexpected(e: Exception) -> tuple[int, str]:
     return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
 
 
+def bad_input(e: Exception) -> tuple[int, str]:
+    """Bad input data (seqenc.io's InputError, which names file, line and field) -> exit 3;
+    anything else -> ``unexpected``."""
+    from seqenc.io.errors import InputError
+
+    if isinstance(e, InputError):
+        return EXIT_INPUT, str(e)
+    return unexpected(e)
+
+
 def _common(e: Exception) -> tuple[int, str] | None:
     """What every command maps the same way, whatever its own ``classify`` says."""
     if isinstance(e, MissingExtra):
@@ -104,6 +114,11 @@ def exit_codes(classify: Classify, interrupted: str = "interrupted") -> Callable
         return run
 
     return decorate
+
+
+# The commands that read records and write an output (encode, similarity, info, attention,
+# rerank): their outputs appear only on success, so an interrupted run leaves none.
+output_exit_codes = exit_codes(bad_input, "interrupted: no output written")
 
 
 # -- signals ---------------------------------------------------------------------------------

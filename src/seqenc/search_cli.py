@@ -14,28 +14,10 @@ from typing import Any
 import click
 
 from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR
-from seqenc.exits import (
-    EXIT_CODES,
-    EXIT_ERROR,
-    EXIT_INPUT,
-    ModelLoadError,
-    exit_codes,
-    sigterm_as_interrupt,
-)
+from seqenc.exits import EXIT_CODES, ModelLoadError, output_exit_codes, sigterm_as_interrupt
 
 RERANK_OUTPUTS = (".jsonl", ".csv")
 SPARSE_OUTPUTS = (".jsonl", ".parquet")
-
-
-def _classify(e: Exception) -> tuple[int, str]:
-    from seqenc.io.errors import InputError
-
-    if isinstance(e, InputError):
-        return EXIT_INPUT, str(e)
-    return EXIT_ERROR, str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
-
-
-_exit_codes = exit_codes(_classify, "interrupted: no output written")
 
 
 def load_cross_encoder(name: str, device: str = "cpu", max_length: int | None = None):
@@ -109,7 +91,7 @@ def _records(source: str, fmt: str | None, field: str, id_field: str | None, on_
               help="PyTorch intra-op threads [default: PyTorch's, one per core].")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu",
               show_default=True)
-@_exit_codes
+@output_exit_codes
 def rerank_command(query, source, model_name, output, top_k, field, id_field, fmt, batch_size,
                    max_length, no_truncate, raw, return_text, on_error, dtype, threads,
                    device) -> None:

@@ -1,7 +1,7 @@
 """``seqenc encode --engine ray``: options in, progress bar and summary out.
 
 The command line's half of the Ray engine; ``encode_dataset`` does the work. Kept apart from
-seqenc/cli.py so that the CLI only adds the options and one call.
+seqenc/encode_cli.py so that the command only adds the options and one call.
 """
 
 from __future__ import annotations
