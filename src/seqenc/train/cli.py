@@ -22,7 +22,7 @@ def _classify(e: Exception) -> tuple[int, str] | None:
     """Bad data -> exit 3, unloadable model -> 4, bad settings -> 2 (usage); others raise."""
     from seqenc.checkpoint import CheckpointError
     from seqenc.io.errors import InputError
-    from seqenc.model import ModelNotFoundError
+    from seqenc.resolve import ModelNotFoundError
 
     from .config import ConfigError
 

@@ -34,8 +34,8 @@ class DistContext:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """seqenc.model.resolve_device's answer, as this process's device (its GPU under torchrun)."""
-    from seqenc.model import resolve_device as resolve
+    """seqenc.resolve.resolve_device's answer, as this process's device (its GPU under torchrun)."""
+    from seqenc.resolve import resolve_device as resolve
 
     return torch.device("cuda", local_rank) if resolve(name) == "cuda" else torch.device("cpu")
 

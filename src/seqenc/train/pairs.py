@@ -220,7 +220,7 @@ class PairsJob:
 def is_cross_encoder(name: str | None) -> bool:
     """Whether ``name`` is a *ForSequenceClassification directory (it has a head to keep)."""
     from seqenc.checkpoint import read_json
-    from seqenc.model import resolve_model_path
+    from seqenc.resolve import resolve_model_path
 
     config = read_json(resolve_model_path(name) / "config.json")
     return any(str(a).endswith("ForSequenceClassification")
