@@ -1,4 +1,5 @@
-"""Atomic checkpoint directories and the resumable trainer state.
+"""Atomic checkpoint directories, the resumable trainer state, and whether a saved one
+continues the run asked for (``load_resumable``).
 
 A checkpoint is written into a fresh temporary directory beside its target and swapped in by
 renames, so a crash at any moment leaves either the previous checkpoint or the new one:
@@ -16,14 +17,31 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqenc import atomic
 
+from .config import TrainConfig
+from .data import plan_change
+
 STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class TrainerState:
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # current epoch (0-based)
+    position: int = 0  # optimizer steps already taken within the current epoch
+    best_value: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the last improvement
+    stopped_early: bool = False
+    elapsed: float = 0.0  # training seconds, summed over resumed runs
 
 
 def write_atomic_dir(target: Path, write: Callable[[Path], None]) -> Path:
@@ -78,6 +96,28 @@ def load_state(directory: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path} is missing: {directory} is not a resumable checkpoint")
     # Only tensors, numbers, strings and containers: the safe loader is enough.
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_resumable(directory: Path, cfg: TrainConfig,
+                   groups: np.ndarray | None) -> dict[str, Any]:
+    """The trainer state saved in ``directory``, if it continues the run ``cfg`` (and the
+    training set's ``groups``) describe: trained with the same settings, its epochs planned as
+    plan_epoch plans them now. Otherwise ValueError: what differs and what to do."""
+    saved = load_state(directory)
+    differences = cfg.differences(TrainConfig(**saved["config"]))
+    if differences:
+        raise ValueError("the checkpoint was trained with other settings; resuming would not "
+                         "continue the same run:\n  " + "\n  ".join(differences))
+    # checkpoints written before plans had numbers were planned by version 1
+    change = plan_change(saved.get("plan", 1), groups, cfg.grad_accum)
+    if change:
+        raise ValueError(
+            f"{directory / STATE_FILE} was written by an older seqenc, which planned this "
+            f"run's epochs otherwise ({change}); resumed here it would not continue the same "
+            "run (its epoch position would point into other steps). Start the run again "
+            "without --resume (into a new --output, or after removing this one), or finish "
+            "it with the seqenc that wrote the checkpoint.")
+    return saved
 
 
 def rng_state() -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import distributed as D
 from .classifier import TextClassifier
 from .metrics import classification_report
 from .mlm import IGNORE, Masker, TextMaskedLM
@@ -65,6 +66,19 @@ class Task(ABC):
     @abstractmethod
     def combine(self, stats: Sequence[Any]) -> dict[str, float]:
         """Dev metrics from the statistics of every dev batch."""
+
+    @torch.no_grad()
+    def evaluate(self, device: torch.device, ctx: D.DistContext) -> dict[str, float]:
+        """Dev metrics (``model`` in eval mode for the call); the dev batches are shared out
+        over the processes and their statistics gathered."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            mine = [self.eval_stats(n, idx, device) for n, idx in enumerate(self.eval_batches())
+                    if n % ctx.world_size == ctx.rank]
+            return self.combine([s for part in D.all_gather_objects(mine, ctx) for s in part])
+        finally:
+            self.model.train(was_training)
 
     @abstractmethod
     def save(self, directory: Path) -> None:

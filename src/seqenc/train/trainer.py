@@ -17,9 +17,10 @@ steps, bit for bit, as an uninterrupted one. A checkpoint also holds the number 
 that ordered its epochs (data.PLAN_VERSION): one whose plan the present code would not repeat
 is refused rather than resumed on other steps.
 
-Past 400 lines on purpose: the loop and what it owes each step (evaluation, best and last
-checkpoints, resume, logging) are one concept. The optimiser and schedule (optim.py), the
-metrics log (metrics_log.py) and checkpoint files (checkpointing.py) live apart.
+The loop and what it owes each step (evaluation, best and last checkpoints, resume, logging)
+are here; the optimiser and schedule (optim.py), the metrics log (metrics_log.py), checkpoint
+files and whether one may resume this run (checkpointing.py), and what the user sees on stderr
+(console.py) live apart.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,8 +42,10 @@ from seqenc.allocator import release_free_memory
 
 from . import checkpointing as ckpt
 from . import distributed as D
+from .checkpointing import TrainerState  # (public here before it moved)
 from .config import TrainConfig
-from .data import PLAN_VERSION, plan_change, plan_epoch
+from .console import TrainConsole
+from .data import PLAN_VERSION, plan_epoch
 from .metrics_log import Meter, MetricsLog, read_metrics
 from .optim import build_optimizer, warmup_linear
 from .tasks import Batch, Task, batch_key, trim
@@ -55,18 +57,6 @@ _RELEASE_EVERY = 25
 METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "learning_curves.png"
 ARGS_FILE = "training_args.json"
-
-
-@dataclass
-class TrainerState:
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0  # current epoch (0-based)
-    position: int = 0  # optimizer steps already taken within the current epoch
-    best_value: float | None = None
-    best_step: int | None = None
-    bad_evals: int = 0  # evaluations since the last improvement
-    stopped_early: bool = False
-    elapsed: float = 0.0  # training seconds, summed over resumed runs
 
 
 @dataclass
@@ -101,8 +91,7 @@ class Trainer:
         if cfg.dtype == "bfloat16" and self.device.type == "cpu" \
                 and not torch.backends.mkldnn.is_available():  # pragma: no cover
             raise ValueError("bfloat16 autocast on CPU needs a oneDNN build of torch")
-        self._echo = echo
-        self.progress = progress
+        self.console = TrainConsole(self.ctx.is_main, echo, progress)
         self.log = MetricsLog(self.output / METRICS_FILE) if self.ctx.is_main else None
         self.state = TrainerState()
         self._saved_step: int | None = None  # the step of the last checkpoint written
@@ -128,7 +117,7 @@ class Trainer:
                 self._take_step(run)
         except KeyboardInterrupt:
             # Weights are as after the last whole step; restart the interrupted one on resume.
-            self._say(f"interrupted: saving a checkpoint at step {self.state.step} "
+            self.console.say(f"interrupted: saving a checkpoint at step {self.state.step} "
                       f"({self.last_dir})")
             self._save_last(run, run.step_rng)
             raise
@@ -161,13 +150,14 @@ class Trainer:
             self._write_args(total, steps_per_epoch)
         # Loaders (SentenceEncoder, from_pretrained) hand models over in eval mode: dropout on.
         task.model.train()
-        self._say(f"training {sum(p.numel() for p in task.model.parameters()):,} parameters: "
-                  f"{total} steps ({steps_per_epoch}/epoch), global batch {cfg.batch_size} x "
-                  f"{cfg.grad_accum} accumulation, {self.ctx.world_size} process(es) on "
-                  f"{self.device.type}"
-                  + (f", resuming at step {self.state.step}" if resume else ""))
+        self.console.say(
+            f"training {sum(p.numel() for p in task.model.parameters()):,} parameters: "
+            f"{total} steps ({steps_per_epoch}/epoch), global batch {cfg.batch_size} x "
+            f"{cfg.grad_accum} accumulation, {self.ctx.world_size} process(es) on "
+            f"{self.device.type}" + (f", resuming at step {self.state.step}" if resume else ""))
         return _Run(optimizer, scheduler, total, steps_per_epoch, self._pending_steps(),
-                    self._progress_bar(total), start=time.perf_counter() - self.state.elapsed)
+                    self.console.bar(total, self.state.step),
+                    start=time.perf_counter() - self.state.elapsed)
 
     def _should_stop(self, run: _Run, stop_after: int | None) -> bool:
         state = self.state
@@ -265,20 +255,9 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) for k, v in trim(batch).items()}
 
     # ---- evaluation ----------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Dev metrics; the dev batches are shared out over the processes and gathered."""
-        model = self.task.model
-        was_training = model.training
-        model.eval()
-        try:
-            batches = self.task.eval_batches()
-            mine = [self.task.eval_stats(n, idx, self.device)
-                    for n, idx in enumerate(batches) if n % self.ctx.world_size == self.ctx.rank]
-            stats = [s for part in D.all_gather_objects(mine, self.ctx) for s in part]
-            return self.task.combine(stats)
-        finally:
-            model.train(was_training)
+        """Dev metrics of the model as it is (Task.evaluate, over every process)."""
+        return self.task.evaluate(self.device, self.ctx)
 
     def _evaluate_and_track(self, steps_per_epoch: int) -> dict[str, float]:
         state, task = self.state, self.task
@@ -300,7 +279,7 @@ class Trainer:
         if self.log:
             self.log.write(record)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        self._say(f"step {state.step}: dev {shown}" + (" (best)" if better else "")
+        self.console.say(f"step {state.step}: dev {shown}" + (" (best)" if better else "")
                   + (" - early stop" if state.stopped_early else ""))
         if self.ctx.is_main:
             self._plot()
@@ -331,20 +310,7 @@ class Trainer:
         D.barrier(self.ctx)  # the main process may have repaired an interrupted swap
         if last is None or not last.exists():
             raise FileNotFoundError(f"nothing to resume: {self.last_dir} does not exist")
-        saved = ckpt.load_state(last)
-        differences = self.cfg.differences(TrainConfig(**saved["config"]))
-        if differences:
-            raise ValueError("the checkpoint was trained with other settings; resuming would not "
-                             "continue the same run:\n  " + "\n  ".join(differences))
-        # checkpoints written before plans had numbers were planned by version 1
-        change = plan_change(saved.get("plan", 1), self.task.train_groups, self.cfg.grad_accum)
-        if change:
-            raise ValueError(
-                f"{last / ckpt.STATE_FILE} was written by an older seqenc, which planned this "
-                f"run's epochs otherwise ({change}); resumed here it would not continue the "
-                "same run (its epoch position would point into other steps). Start the run "
-                "again without --resume (into a new --output, or after removing "
-                f"{self.output}), or finish it with the seqenc that wrote the checkpoint.")
+        saved = ckpt.load_resumable(last, self.cfg, self.task.train_groups)
         self.task.load(last)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -369,7 +335,7 @@ class Trainer:
                "elapsed_s": round(self.state.elapsed, 2), "exported_from": source.name}
         self.log.write(end)
         self._plot()
-        self._say(f"done in {self.state.elapsed:.1f}s: model written to {self.output}")
+        self.console.say(f"done in {self.state.elapsed:.1f}s: model written to {self.output}")
 
     def _write_args(self, total: int, steps_per_epoch: int) -> None:
         from seqenc import __version__
@@ -403,23 +369,6 @@ class Trainer:
 
         plot_learning_curves(read_metrics(self.output / METRICS_FILE), self.output / PLOT_FILE,
                              title=self.output.name)
-
-    def _progress_bar(self, total: int):
-        from tqdm.auto import tqdm
-
-        show = self.progress if self.progress is not None else sys.stderr.isatty()
-        return tqdm(total=total, initial=self.state.step, unit="step", dynamic_ncols=True,
-                    disable=not (show and self.ctx.is_main), file=sys.stderr)
-
-    def _say(self, message: str) -> None:
-        if not self.ctx.is_main:
-            return
-        if self._echo is not None:
-            self._echo(message)
-        else:
-            from tqdm.auto import tqdm
-
-            tqdm.write(message, file=sys.stderr)
 
     def _result(self, total: int, finished: bool,
                 last_metrics: dict[str, float] | None) -> TrainResult:
