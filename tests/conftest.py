@@ -60,3 +60,17 @@ def make_cfg() -> Callable[..., EncoderConfig]:
 def tiny_cfg() -> EncoderConfig:
     """The tiny config itself, without dropout so outputs are deterministic."""
     return _make_cfg()
+
+
+@pytest.fixture
+def spy(monkeypatch) -> Callable[[object, str], list[int]]:
+    """``calls = spy(module, "name")``: module.name still runs, and each call appends to
+    ``calls`` (which path a forward pass took, without timing it)."""
+
+    def install(owner: object, name: str) -> list[int]:
+        calls: list[int] = []
+        real = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+        return calls
+
+    return install

@@ -82,7 +82,7 @@ def test_bf16_linear_without_our_kernels_computes_the_same(monkeypatch):
 
 
 @needs_bf16_gemm
-def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, monkeypatch):
+def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, spy):
     """Against float64 on the same bf16-rounded GEMM inputs (emulated: a float64 encoder
     whose linears round their inputs and weights to bf16), the bf16 encoder is as close as
     the float32 encoder is to float64 (plus float32 roundings), far closer than the encoder
@@ -103,10 +103,7 @@ def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, monkeypatch):
         if isinstance(m, torch.nn.Linear):
             m.weight.data = m.weight.data.to(torch.bfloat16).double()
             m.register_forward_pre_hook(lambda _m, a: (a[0].to(torch.bfloat16).double(),))
-    calls = []
-    fused = kernels.fused_post_norm_layer
-    monkeypatch.setattr(kernels, "fused_post_norm_layer",
-                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    calls = spy(kernels, "fused_post_norm_layer")
     with torch.inference_mode():
         want = emulated(ids, keep).last_hidden_state[keep]
         got = ours(ids, keep).last_hidden_state[keep].double()

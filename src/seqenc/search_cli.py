@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from seqenc.choices import DEVICES, DTYPES, INPUT_FORMATS, ON_ERROR
+from seqenc.encode_cli import device_option
 from seqenc.exits import EXIT_CODES, ModelLoadError, output_exit_codes, sigterm_as_interrupt
 
 RERANK_OUTPUTS = (".jsonl", ".csv")
@@ -105,7 +106,7 @@ def rerank_command(query, source, model_name, output, top_k, field, id_field, fm
     with _records(source, fmt, field, id_field, on_error) as reader:
         records = list(reader)
         _set_threads(threads)
-        model = load_cross_encoder(model_name, _device(device), max_length)
+        model = load_cross_encoder(model_name, device_option(device), max_length)
         if model.num_labels != 1:
             raise click.UsageError(f"{model_name} has {model.num_labels} labels; reranking "
                                    "needs a one-label cross-encoder")
@@ -172,17 +173,6 @@ def _set_threads(threads: int | None) -> None:
     set_threads(threads)
 
 
-def _device(name: str) -> str:
-    if name == "cpu":
-        return name
-    from seqenc.resolve import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--device") from None
-
-
 # -- encode --sparse ---------------------------------------------------------------------------
 
 
@@ -201,7 +191,7 @@ def encode_sparse(source: str, output: str | None, model_name: str | None, field
     out = _check_output(output, SPARSE_OUTPUTS)
     with _records(source, fmt, field, id_field, on_error) as reader:
         _set_threads(threads)
-        model = load_sparse_encoder(model_name, _device(device))
+        model = load_sparse_encoder(model_name, device_option(device))
         model.modules_for(dtype)  # the bf16 copy, once, before the first chunk
         if max_length is not None:
             if max_length > model.max_seq_length:

@@ -150,15 +150,23 @@ class SparseEncoder:
             parts = self._parts = _Parts(self.encoder, self.head, self.decoder)
         return parts
 
-    def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
-                   ) -> tuple[Tensor, Tensor]:
-        """MLM logits (B, T, V) float32 of padded id lists, and the keep-mask (B, T). For
-        checks on short inputs: the full tensor is B x T x V floats."""
+    def _hidden(self, ids: Sequence[Sequence[int]], dtype: str
+                ) -> tuple[Tensor, Tensor, MaskedLMHead, Decoder]:
+        """The encoder's output (B, T, D) for padded id lists, the keep-mask (B, T), and the
+        head and decoder that go with it in ``dtype``."""
         encoder, head, decoder = self.modules_for(dtype)
         batch = self.tokenizer.pad(ids)
         keep = batch.attention_mask.to(self.device)
         with torch.inference_mode():
             hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
+        return hidden, keep, head, decoder
+
+    def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
+                   ) -> tuple[Tensor, Tensor]:
+        """MLM logits (B, T, V) float32 of padded id lists, and the keep-mask (B, T). For
+        checks on short inputs: the full tensor is B x T x V floats."""
+        hidden, keep, head, decoder = self._hidden(ids, dtype)
+        with torch.inference_mode():
             logits = decoder(head.transform(hidden)) + head.bias
             return (logits.float() if logits.dtype == torch.bfloat16 else logits), keep
 
@@ -166,11 +174,8 @@ class SparseEncoder:
         """SPLADE weights (B, V) float32 of B id lists: max over real tokens of
         log(1 + relu(logit)). The head runs on real tokens only, a chunk at a time, so no
         (B, T, V) tensor is made."""
-        encoder, head, decoder = self.modules_for(dtype)
-        batch = self.tokenizer.pad(ids)
-        keep = batch.attention_mask.to(self.device)
+        hidden, keep, head, decoder = self._hidden(ids, dtype)
         with torch.inference_mode():
-            hidden = encoder(batch.input_ids.to(self.device), keep).last_hidden_state
             rows = torch.arange(len(ids), device=self.device).unsqueeze(1).expand_as(keep)[keep]
             real = hidden[keep]  # (N, D): real tokens of every text
             out = torch.zeros(len(ids), self.vocab_size, device=self.device)  # (B, V)

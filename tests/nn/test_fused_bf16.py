@@ -45,7 +45,7 @@ def test_bf16_plan_is_fused_exactly_where_the_bf16_kernels_run(make_cfg):
 
 @needs_bf16
 @pytest.mark.parametrize("seed", [0, 1])
-def test_bf16_fused_encoder_is_as_close_to_float64_as_torch_bf16(make_cfg, monkeypatch, seed):
+def test_bf16_fused_encoder_is_as_close_to_float64_as_torch_bf16(make_cfg, monkeypatch, spy, seed):
     """The bound: our fused bf16 encoder's largest error against float64 (the same bf16
     weights and embeddings, computed exactly) is at most PyTorch's bf16 ops' largest error
     plus one bf16 rounding of the output. Both round every intermediate to bf16; ours keeps
@@ -55,10 +55,7 @@ def test_bf16_fused_encoder_is_as_close_to_float64_as_torch_bf16(make_cfg, monke
     enc = Encoder(cfg).eval().bfloat16()
     ids = torch.randint(5, cfg.vocab_size, (4, 13))
     keep = lengths_mask([13, 11, 6, 1], 13)
-    calls = []
-    fused = kernels.fused_post_norm_layer
-    monkeypatch.setattr(kernels, "fused_post_norm_layer",
-                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    calls = spy(kernels, "fused_post_norm_layer")
     with torch.inference_mode():
         exact = Encoder(cfg).eval().double()
         exact.load_state_dict({k: v.double() for k, v in enc.state_dict().items()})
@@ -74,7 +71,7 @@ def test_bf16_fused_encoder_is_as_close_to_float64_as_torch_bf16(make_cfg, monke
 
 
 @needs_bf16
-def test_bf16_real_sentences_stay_close_to_float32(monkeypatch):
+def test_bf16_real_sentences_stay_close_to_float32(spy):
     """The default model on 200 real sentences, encode(dtype="bfloat16"): bf16 GEMM inputs,
     everything else float32 (precision.bf16_encoder), on the fused path. Every bf16 vector's
     cosine to its fp32 vector is at least MIN_COSINE, the issue's bar, which the encoder cast
@@ -86,10 +83,7 @@ def test_bf16_real_sentences_stay_close_to_float32(monkeypatch):
 
     texts = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     model = SentenceEncoder.from_pretrained()
-    calls = []
-    fused = kernels.fused_post_norm_layer
-    monkeypatch.setattr(kernels, "fused_post_norm_layer",
-                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    calls = spy(kernels, "fused_post_norm_layer")
     fp32 = model.encode(texts)
     calls.clear()
     ours = cosines(model.encode(texts, dtype="bfloat16"), fp32)
@@ -108,7 +102,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @needs_bf16
-def test_kernels_writing_bf16_rows_match_conversion_passes(make_cfg, monkeypatch):
+def test_kernels_writing_bf16_rows_match_conversion_passes(make_cfg, monkeypatch, spy):
     """With Bf16Linear weights the fused layer has attention, LayerNorm and the up GEMM's GELU
     epilogue write the next GEMM's bf16 rows as they store their float32 results, instead of
     float32 results converted before each GEMM."""
@@ -118,10 +112,7 @@ def test_kernels_writing_bf16_rows_match_conversion_passes(make_cfg, monkeypatch
     cfg = bert_cfg(make_cfg)
     enc = bf16_encoder(Encoder(cfg).eval())
     ids, keep = torch.randint(5, cfg.vocab_size, (4, 21)), lengths_mask([21, 17, 9, 1], 21)
-    calls = []
-    fused = kernels.fused_post_norm_layer
-    monkeypatch.setattr(kernels, "fused_post_norm_layer",
-                        lambda *a, **k: calls.append(1) or fused(*a, **k))
+    calls = spy(kernels, "fused_post_norm_layer")
     with torch.inference_mode():
         rows = enc(ids, keep).last_hidden_state
         assert len(calls) == cfg.n_layers, "the bf16 encoder did not take the fused path"

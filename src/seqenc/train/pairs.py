@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqenc.allocator import tune_memory
 from seqenc.choices import PAIR_TARGETS, check_choice
 from seqenc.crossencoder import CrossEncoder, _pad
 from seqenc.io.errors import InputError
@@ -30,7 +29,7 @@ from . import distributed as D
 from .config import TrainConfig
 from .data import infer_labels, read_labelled, split_indices
 from .metrics import classification_report
-from .recipes import check_output
+from .recipes import start_run
 from .tasks import Batch, Task, _copy_weights, _sorted_batches
 from .trainer import Trainer, TrainResult
 
@@ -260,11 +259,7 @@ def train_pairs(job: PairsJob, cfg: TrainConfig, ctx: D.DistContext | None = Non
                 progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
     """Read pairs, build (or resume) the cross-encoder, train, export."""
     check_choice("target", job.target, PAIR_TARGETS)
-    tune_memory()
-    ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
-    say = echo or (lambda m: print(m, flush=True))
-    if ctx.is_main:
-        check_output(job.output, job.resume)
+    ctx, say = start_run(job.output, job.resume, cfg, ctx, echo)
     train, dev = _read(job)
     labels, train_y, dev_y = _targets(job, train, dev)
     if job.symmetric:  # each pair both ways round, as sentence-transformers' STS-B example

@@ -4,6 +4,7 @@ TrainConfig (how to optimise)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,6 +83,19 @@ def check_output(output: str | Path, resume: bool) -> None:
     elif out.exists() and any(out.iterdir()):
         raise FileExistsError(f"--output {out} already holds files; pass --resume to continue "
                               "its run, or choose another directory")
+
+
+def start_run(output: str | Path, resume: bool, cfg: TrainConfig, ctx: D.DistContext | None,
+              echo: Callable[[str], None] | None) -> tuple[D.DistContext, Callable[[str], None]]:
+    """What every recipe does first: the allocator settings for thousands of steps of varied
+    shapes (seqenc/allocator.py); this process's place in the run (``ctx``, else one process
+    on cfg.device); the output directory checked (``check_output``, main process); and where
+    messages go (``echo``, else stdout)."""
+    tune_memory()
+    ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
+    if ctx.is_main:
+        check_output(output, resume)
+    return ctx, echo or (lambda m: print(m, flush=True))
 
 
 def _tokenize(tokenizer: TextTokenizer, texts: list[str], what: str,
@@ -197,11 +211,7 @@ def train_classifier(job: ClassifyJob, cfg: TrainConfig, ctx: D.DistContext | No
                      echo=None, progress: bool | None = None,
                      stop_after: int | None = None) -> TrainResult:
     """Read data, build (or resume) the classifier, train, export. Returns the TrainResult."""
-    tune_memory()  # thousands of steps of varied shapes: see seqenc/allocator.py
-    ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
-    say = echo or (lambda m: print(m, flush=True))
-    if ctx.is_main:
-        check_output(job.output, job.resume)
+    ctx, say = start_run(job.output, job.resume, cfg, ctx, echo)
     train, dev = read_classification_data(job)
     labels = infer_labels(train)
     train_y = encode_labels(train, labels)
@@ -223,11 +233,7 @@ def train_classifier(job: ClassifyJob, cfg: TrainConfig, ctx: D.DistContext | No
 
 def train_mlm(job: MlmJob, cfg: TrainConfig, ctx: D.DistContext | None = None, echo=None,
               progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
-    tune_memory()  # thousands of steps of varied shapes: see seqenc/allocator.py
-    ctx = ctx or D.DistContext(device=D.resolve_device(cfg.device))
-    say = echo or (lambda m: print(m, flush=True))
-    if ctx.is_main:
-        check_output(job.output, job.resume)
+    ctx, say = start_run(job.output, job.resume, cfg, ctx, echo)
     texts = read_corpus(job.corpus)
     if job.dev is not None:
         dev_texts = read_corpus(job.dev)
