@@ -1,4 +1,5 @@
-"""A stand-in for SentenceEncoder with the interface the CLI uses, for fast, exact CLI tests.
+"""A stand-in for SentenceEncoder with the interface the CLI uses, for fast, exact CLI tests,
+and the CLI's input and output files in each format (write_input, read_output).
 
 Vectors are a deterministic function of each text alone (a seeded random unit vector), so a
 test can say which row belongs to which record whatever the chunking. A text counts
@@ -7,12 +8,17 @@ test can say which row belongs to which record whatever the chunking. A text cou
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from seqenc.quantize import quantize
 
@@ -94,3 +100,31 @@ def run(*args, input=None):
     from seqenc import cli
 
     return CliRunner().invoke(cli.main, [str(a) for a in args], input=input)
+
+
+def write_input(path: Path, texts: list[str]) -> list:
+    """Write ``texts`` in the format of ``path``; returns the ids the reader will give them."""
+    fmt = path.suffix[1:]
+    if fmt == "txt":
+        path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    elif fmt in ("csv", "tsv"):
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter="," if fmt == "csv" else "\t",
+                           quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
+            w.writerow(["text"])
+            w.writerows([[t] for t in texts])
+    else:
+        pq.write_table(pa.table({"text": texts}), path, row_group_size=2)
+    return list(range(1, len(texts) + 1))
+
+
+def read_output(path: Path) -> tuple[list | None, np.ndarray]:
+    if path.suffix == ".npy":
+        return None, np.load(path)
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        return table.column("id").to_pylist(), np.array(table.column("vector").to_pylist())
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [r["id"] for r in rows], np.array([r["embedding"] for r in rows], np.float32)
