@@ -213,6 +213,17 @@ def test_encoder_for_rejects_unknown_dtypes(model):
         model.encoder_for("float16")
 
 
+def test_float32_is_the_encoder_in_place_now(model, make_cfg):
+    """encode's float32 encoder is ``self.encoder`` as it is at the call, also after a
+    caller put another in its place (it was once kept from construction on)."""
+    from seqenc.nn import Encoder
+
+    cfg = make_cfg(vocab_size=model.tokenizer.vocab_size)
+    ours = SentenceEncoder(Encoder(cfg), model.tokenizer)
+    ours.encoder = other = Encoder(cfg)
+    assert ours.encoder_for("float32") is other
+
+
 @pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
 def test_inference_copies_follow_the_weights(model, dtype):
     """encode(dtype=bf16/int8) keeps its copy of the encoder between calls, but once the

@@ -103,7 +103,7 @@ class _Source:
     registrations: int  # _registrations when ``tensors`` was last read from the module
     tensors: list[Tensor]  # its parameters and buffers
     version: tuple[int, ...]  # weights_version(tensors) then
-    storages: list  # the tensors' storages then, kept alive: no address of theirs is reused
+    storages: list[torch.UntypedStorage]  # the tensors' then, kept alive: no address reused
 
 
 # inference copy -> what it was made from (weak: a copy dropped or deep-copied takes no record)
@@ -149,7 +149,8 @@ def current_copy(copies: dict[K, nn.Module], key: K, source: nn.Module,
     kept = copies.get(key)
     if kept is not None and is_current(kept, source):
         return kept
-    # the stale copy goes before the new one is made: never two copies in memory at once
+    # the cache lets go of the stale copy before the new one is made: no two copies in memory
+    # at once (unless a caller still holds the old one)
     del kept
     copies.pop(key, None)
     made = copies[key] = made_from(make(source), source)
