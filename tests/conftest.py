@@ -74,3 +74,11 @@ def spy(monkeypatch) -> Callable[[object, str], list[int]]:
         return calls
 
     return install
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The CLI loads a FakeModel (tests/fake_model.py), whatever --model says; here it is."""
+    from fake_model import use_fake_model
+
+    return use_fake_model(monkeypatch)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from seqenc.quantize import quantize
+
+# records of every kind the CLI tests feed (an empty one, non-ASCII ones)
+TEXTS = ["The cat sat on the mat.", "Ein Hund bellt.", "", "naïve café ☕", "last one"]
 
 
 def fake_vector(text: str, dimension: int = 16) -> np.ndarray:
@@ -115,7 +116,10 @@ def write_input(path: Path, texts: list[str]) -> list:
                            quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE)
             w.writerow(["text"])
             w.writerows([[t] for t in texts])
-    else:
+    else:  # parquet: pyarrow is the io extra, imported only here
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         pq.write_table(pa.table({"text": texts}), path, row_group_size=2)
     return list(range(1, len(texts) + 1))
 
@@ -124,6 +128,8 @@ def read_output(path: Path) -> tuple[list | None, np.ndarray]:
     if path.suffix == ".npy":
         return None, np.load(path)
     if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
         table = pq.read_table(path)
         return table.column("id").to_pylist(), np.array(table.column("vector").to_pylist())
     rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -13,16 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_model import FakeModel, fake_vectors, run, use_fake_model, write_input
+from fake_model import fake_vectors, run, write_input
 from seqenc import cli, exits
-
-TESTS = Path(__file__).resolve().parent
-TEXTS = ["The cat sat on the mat.", "Ein Hund bellt.", "", "naïve café ☕", "last one"]
-
-
-@pytest.fixture
-def fake(monkeypatch) -> FakeModel:
-    return use_fake_model(monkeypatch)
 
 
 def test_exit_codes_are_documented():
@@ -68,6 +60,27 @@ def test_info(fake):
     result = run("info")
     assert "parameters" in result.stdout and "1,234" in result.stdout
     assert "max seq length  8" in result.stdout
+
+
+# -- model load errors, with the real loader ------------------------------------------------
+
+
+def test_config_json_that_is_not_an_object_names_the_file(tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("[]")
+    result = run("info", model_dir)
+    assert result.exit_code == exits.EXIT_MODEL
+    assert f"{model_dir / 'config.json'}: expected a JSON object" in result.stderr
+    assert "got a JSON array" in result.stderr
+    assert "attribute" not in result.stderr
+
+
+def test_seqenc_model_is_named_when_it_points_nowhere(monkeypatch):
+    monkeypatch.setenv("SEQENC_MODEL", "/nonexistent")
+    result = run("info")
+    assert result.exit_code == exits.EXIT_MODEL
+    assert "'/nonexistent' (set by SEQENC_MODEL)" in result.stderr
 
 
 # -- with the real default model -------------------------------------------------------------

@@ -34,6 +34,8 @@ STATE_FILE = "trainer_state.pt"
 
 @dataclass
 class TrainerState:
+    """Where the loop stands: saved in every trainer_state.pt ("trainer"), restored on resume."""
+
     step: int = 0  # optimizer steps taken
     epoch: int = 0  # current epoch (0-based)
     position: int = 0  # optimizer steps already taken within the current epoch

@@ -5,7 +5,8 @@ Output directory::
 
     DIR/                       the final model (best dev checkpoint, else the last one):
                                a sentence-encoder directory plus the task's head files
-    DIR/checkpoints/last/      model + trainer_state.pt (optimizer, scheduler, RNG, position)
+    DIR/checkpoints/last/      model + trainer_state.pt (optimizer, scheduler, RNG, position,
+                               plan number)
     DIR/checkpoints/best/      model with the best dev metric so far
     DIR/metrics.jsonl          one JSON object per line: train / eval / end events
     DIR/learning_curves.png
