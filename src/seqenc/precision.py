@@ -87,6 +87,15 @@ def weights_version(tensors: Sequence[Tensor]) -> tuple[int, ...]:
 _VERSION = operator.attrgetter("_version")
 
 
+def weights_stamp(tensor: Tensor) -> tuple[int, int, int]:
+    """What tells a copy made from ``tensor`` is still current: where it lives, how many times
+    it has been written in place, and the fused optimizer steps taken in the process (they
+    write parameters without bumping their counters). Equal stamps: no change seen (writes
+    through ``tensor.data`` are not seen, as for ``is_current``)."""
+    _install_hooks()
+    return tensor.data_ptr(), tensor._version, _fused_steps
+
+
 @dataclass
 class _Source:
     module: nn.Module  # what the copy was made from

@@ -125,3 +125,55 @@ def test_mkl_setting_keeps_the_separate_path(monkeypatch, make_cfg):
     with torch.inference_mode():
         encoder(torch.randint(0, 50, (2, 9)), None)
     assert not calls
+
+
+@pytest.fixture
+def pack_once(monkeypatch):
+    monkeypatch.setenv("SEQENC_F32_CACHE", "1")
+
+
+def test_packed_copy_is_made_once_and_gives_the_same_sums(pack_once):
+    torch.manual_seed(3)
+    x, w = torch.randn(77, 384), torch.randn(1152, 384)
+    first = gemm_avx2.packed_weight(w)
+    assert first is not None and first.data_ptr() % 64 == 0
+    assert gemm_avx2.packed_weight(w) is first  # nothing changed: the same copy
+    out = torch.empty(77, 1152)
+    kernels._kernels.gemm_f32_avx2(x.data_ptr(), w.data_ptr(), out.data_ptr(), 77, 1152, 384,
+                                   1152, 1)  # packed on the call
+    assert torch.equal(gemm_avx2.gemm(x, w), out)
+
+
+def _linear_gemm_is_current(lin: torch.nn.Linear, x: torch.Tensor) -> bool:
+    with torch.inference_mode():
+        got = gemm_avx2.gemm(x, lin.weight)
+    return torch.allclose(got, x @ lin.weight.detach().t(), rtol=1e-5, atol=1e-5)
+
+
+def test_packed_copy_follows_every_change_of_the_weight(pack_once):
+    """An in-place write, load_state_dict, a new tensor in .data, a plain and a fused optimizer
+    step (fused AdamW writes without bumping the version counter): each is seen."""
+    torch.manual_seed(4)
+    lin, x = torch.nn.Linear(24, 32, bias=False), torch.randn(9, 24)
+    assert _linear_gemm_is_current(lin, x)
+    with torch.no_grad():
+        lin.weight.mul_(-2)
+    assert _linear_gemm_is_current(lin, x)
+    lin.load_state_dict({"weight": torch.randn(32, 24)})
+    assert _linear_gemm_is_current(lin, x)
+    lin.weight.data = torch.randn(32, 24)
+    assert _linear_gemm_is_current(lin, x)
+    for fused in (False, True):
+        optimizer = torch.optim.AdamW(lin.parameters(), lr=0.5, fused=fused)
+        lin(x).square().sum().backward()
+        before = lin.weight.detach().clone()
+        optimizer.step()
+        assert not torch.equal(before, lin.weight.detach())
+        assert _linear_gemm_is_current(lin, x)
+
+
+def test_inference_tensors_are_packed_on_each_call(pack_once):
+    with torch.inference_mode():
+        w, x = torch.randn(16, 8), torch.randn(3, 8)
+    assert gemm_avx2.packed_weight(w) is None
+    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)

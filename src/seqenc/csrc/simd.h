@@ -150,8 +150,9 @@ typedef struct {
     const float *bias, *residual, *gamma, *beta;
     float eps;
 } F32Epilogue;
-int seqenc_gemm_f32_avx2(const float *a, const float *w, float *c, int64_t n, int64_t m,
-                         int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
+int seqenc_gemm_f32_avx2(const float *a, const float *w, int w_packed, float *c, int64_t n,
+                         int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
+void seqenc_pack_f32_avx2(const float *w, float *packed, int64_t m, int64_t k);
 /* one thread's rows [lo, hi) of seqenc_add_layernorm (the fused GEMMs' epilogue) */
 AVX2 void seqenc_add_layernorm_rows(float *y, const float *bias, const float *residual,
                                     const float *gamma, const float *beta, float eps, int64_t n,

@@ -15,6 +15,7 @@ import os
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from . import kernels
 
@@ -51,9 +52,39 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
             raise ValueError(f"the residual must be a contiguous float32 ({N}, {M}) tensor")
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
-    kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
-                                   torch.get_num_threads(), *epilogue)
+    packed = packed_weight(weight) if os.environ.get("SEQENC_F32_CACHE", "0") == "1" else None
+    if packed is not None:
+        kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
+                                              M, K, M, torch.get_num_threads(), *epilogue)
+    else:
+        kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
+                                       M, torch.get_num_threads(), *epilogue)
     return out
+
+
+# weight -> (its stamp when packed, the packed copy); weak: a weight dropped takes its copy along
+_packed: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def packed_weight(weight: Tensor) -> Tensor | None:
+    """The GEMM's packed copy of a float32 (M, K) weight (M % 16 == 0), made again whenever
+    the weight changed since (precision.weights_stamp: an in-place write, a move, a fused
+    optimizer step); None for an inference tensor (no version counter to tell)."""
+    from .. import precision
+
+    if weight.is_inference():
+        return None
+    stamp = precision.weights_stamp(weight)
+    hit = _packed.get(weight)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    M, K = weight.shape
+    packed = torch.empty(M * K + 16)
+    offset = (-packed.data_ptr() % 64) // 4  # 64-byte aligned panels
+    packed = packed[offset:offset + M * K]
+    kernels._kernels.pack_f32_avx2(weight.data_ptr(), packed.data_ptr(), M, K)
+    _packed[weight] = (stamp, packed)
+    return packed
 
 
 def _check_vector(v: Tensor, m: int) -> None:
