@@ -7,6 +7,12 @@ GEMM sums in float32 in k order (GEMM_F32_ERROR, the AVX-512 GEMM's bound), the 
 elementwise.c's functions themselves, so the result is bit for bit the separate kernels' on our
 GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.c) unless
 SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
+
+Each weight is packed into the GEMM's panels once and the copy kept (``packed_weight``) while
+the weight is unchanged: the same stamps as encode's bf16/int8 inference copies
+(precision.weights_stamp), so an optimizer step, in place or fused, makes it pack again. The
+copies cost as much memory as the float32 weights they come from (MiniLM-L6: 42 MB);
+SEQENC_F32_PACK_ONCE=0 packs on every call instead (into a buffer each thread keeps).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from . import kernels
 # |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30 (a float32 dot product's bound)
 GEMM_F32_ERROR = kernels.GEMM_F32_ERROR
 ENABLED = os.environ.get("SEQENC_F32_GEMM", "ours") != "mkl"
+PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "1") != "0"
 
 
 def can_gemm(k: int, m: int) -> bool:
@@ -32,8 +39,8 @@ def can_gemm(k: int, m: int) -> bool:
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
          norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
-    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W read as it is: nothing
-    cached). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
+    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W through its packed copy,
+    see packed_weight). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
     residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual) * gamma + beta."""
     N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
     out = torch.empty(N, M)
@@ -52,7 +59,7 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
             raise ValueError(f"the residual must be a contiguous float32 ({N}, {M}) tensor")
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
-    packed = packed_weight(weight) if os.environ.get("SEQENC_F32_CACHE", "0") == "1" else None
+    packed = packed_weight(weight) if PACK_ONCE else None
     if packed is not None:
         kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
                                               M, K, M, torch.get_num_threads(), *epilogue)
@@ -67,9 +74,10 @@ _packed: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 
 def packed_weight(weight: Tensor) -> Tensor | None:
-    """The GEMM's packed copy of a float32 (M, K) weight (M % 16 == 0), made again whenever
-    the weight changed since (precision.weights_stamp: an in-place write, a move, a fused
-    optimizer step); None for an inference tensor (no version counter to tell)."""
+    """The GEMM's packed copy of a contiguous float32 (M, K) CPU weight (M % 16 == 0), made
+    again whenever the weight changed since (precision.weights_stamp: an in-place write, a
+    move, a fused optimizer step; not a write through ``weight.data``); None for an inference
+    tensor (no version counter to tell: packed on each call)."""
     from .. import precision
 
     if weight.is_inference():
