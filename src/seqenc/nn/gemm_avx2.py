@@ -9,8 +9,8 @@ GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.
 SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
 
 Each weight is packed into the GEMM's panels once and the copy kept (``packed_weight``) while
-the weight is unchanged: the same stamps as encode's bf16/int8 inference copies
-(precision.weights_stamp), so an optimizer step, in place or fused, makes it pack again. The
+the weight is unchanged: the checks of encode's bf16/int8 inference copies
+(precision.current_tensor_copy), so an optimizer step, in place or fused, makes it pack again. The
 copies cost as much memory as the float32 weights they come from (MiniLM-L6: 42 MB);
 SEQENC_F32_PACK_ONCE=0 packs on every call instead (into a buffer each thread keeps).
 """
@@ -69,29 +69,30 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
     return out
 
 
-# weight -> (its stamp when packed, the packed copy); weak: a weight dropped takes its copy along
+# weight -> its packed copy (precision.current_tensor_copy's records; weak: a weight dropped
+# takes its copy along)
 _packed: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
 
 
 def packed_weight(weight: Tensor) -> Tensor | None:
     """The GEMM's packed copy of a contiguous float32 (M, K) CPU weight (M % 16 == 0), made
-    again whenever the weight changed since (precision.weights_stamp: an in-place write, a
-    move, a fused optimizer step; not a write through ``weight.data``); None for an inference
-    tensor (no version counter to tell: packed on each call)."""
+    again whenever the weight changed since (precision.current_tensor_copy: an in-place write,
+    its storage replaced, a fused optimizer step; not an in-place write through
+    ``weight.data``); None for an inference tensor (no version counter to tell: packed on
+    each call)."""
     from .. import precision
 
     if weight.is_inference():
         return None
-    stamp = precision.weights_stamp(weight)
-    hit = _packed.get(weight)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
+    return precision.current_tensor_copy(_packed, weight, _pack)
+
+
+def _pack(weight: Tensor) -> Tensor:
     M, K = weight.shape
     packed = torch.empty(M * K + 16)
     offset = (-packed.data_ptr() % 64) // 4  # 64-byte aligned panels
     packed = packed[offset:offset + M * K]
     kernels._kernels.pack_f32_avx2(weight.data_ptr(), packed.data_ptr(), M, K)
-    _packed[weight] = (stamp, packed)
     return packed
 
 
