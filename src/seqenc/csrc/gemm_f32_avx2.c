@@ -32,6 +32,24 @@
 #define MR 6         /* rows per register tile: 12 accumulators + 2 weights + 1 broadcast */
 #define A_BLOCK (192 << 10) /* bytes of A per task: in L2 with room for the panels passing */
 
+/* gelu(C + bias) in place on rows x 16 columns of C: bias_gelu_rows' arithmetic
+ * (elementwise.c), two rows at a time (gelu256x4: four independent chains) */
+AVX2 static void gelu_tile(float *c, int64_t ldc, const float *bias, int rows) {
+    const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+    for (int r = 0; r < rows; r += 2) {
+        float *c1 = c + (r + 1 < rows ? r + 1 : r) * ldc; /* an odd last row: itself twice */
+        __m256 v[4] = {_mm256_add_ps(_mm256_loadu_ps(c + r * ldc), b0),
+                       _mm256_add_ps(_mm256_loadu_ps(c + r * ldc + 8), b1),
+                       _mm256_add_ps(_mm256_loadu_ps(c1), b0),
+                       _mm256_add_ps(_mm256_loadu_ps(c1 + 8), b1)};
+        gelu256x4(v);
+        _mm256_storeu_ps(c1, v[2]);
+        _mm256_storeu_ps(c1 + 8, v[3]);
+        _mm256_storeu_ps(c + r * ldc, v[0]);
+        _mm256_storeu_ps(c + r * ldc + 8, v[1]);
+    }
+}
+
 /* rows x 16 columns over all of K; always inlined with a constant row count so that the
  * accumulators stay in registers. a: the tile, k-major (MR floats per k, the first `rows`
  * used); b: the panel, k-major (NR floats per k). */
@@ -55,16 +73,13 @@ __attribute__((always_inline)) AVX2 static inline void micro(
         }
     }
     #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            __m256 y = acc[r][v];
-            if (gelu_bias) { /* bias_gelu_rows' arithmetic (elementwise.c) */
-                y = _mm256_add_ps(y, _mm256_loadu_ps(gelu_bias + 8 * v));
-                y = _mm256_mul_ps(y, normal_cdf256(y));
-            }
-            _mm256_storeu_ps(c + r * ldc + 8 * v, y);
-        }
+    for (int r = 0; r < rows; r++) {
+        _mm256_storeu_ps(c + r * ldc, acc[r][0]);
+        _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
+    }
+    if (gelu_bias) /* then bias_gelu_rows' arithmetic (elementwise.c) on the tile, in L1: a
+                    * loop of its own, not twelve GELUs on the twelve accumulators at once */
+        gelu_tile(c, ldc, gelu_bias, rows);
 }
 
 AVX2 static void micro_any(const float *a, const float *b, int64_t k, float *c, int64_t ldc,
