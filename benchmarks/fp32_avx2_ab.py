@@ -1,5 +1,5 @@
 """float32 encode on the avx2 kernel set, A/B in one process (interleaved rounds, medians):
-this checkout's GEMM (weights packed once, or packed on every call: SEQENC_F32_PACK_ONCE=0)
+this checkout's GEMM (weights packed on every call, the default, or once: SEQENC_F32_PACK_ONCE=1)
 against another build's C kernels (``--baseline-so``: the _kernels .so of, e.g., main, built
 there with `setup.py build_ext --inplace`) and MKL's GEMM with separate epilogues
 (SEQENC_F32_GEMM=mkl). Every arm's vectors are compared with the first arm's. Wall time: run
@@ -51,8 +51,8 @@ def arms(model: SentenceEncoder, texts: list[str],
     runs = {}
     if other is not None:  # its GEMM packs on each call (it has no packed entry point)
         runs["baseline build (--baseline-so)"] = arm(other, True, False)
-    runs["ours, weights packed once"] = arm(ours, True, True)
     runs["ours, weights packed per call"] = arm(ours, True, False)
+    runs["ours, weights packed once"] = arm(ours, True, True)
     runs["MKL GEMM + separate epilogues"] = arm(ours, False, False)
     return runs
 

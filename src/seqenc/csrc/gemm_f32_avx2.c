@@ -2,15 +2,15 @@
  *
  * Why our own on AVX2-only CPUs: MKL's sgemm is a separate call before each of seqenc's
  * epilogues (bias + GELU, bias + residual + LayerNorm), so the (N, M) result goes out to memory
- * and comes back once more; here GELU runs on each register tile before it is stored, and
+ * and comes back once more; here GELU runs on each register tile as it is stored (in L1), and
  * the LayerNorm on each task's rows while they are in L2 (the AVX-512 set has gemm_f32.c).
  *
  *   A (N, K) float32 rows, W (M, K) float32 rows (an nn.Linear weight as it is), C (N, M) with
  *   row stride ldc, M % 16 == 0.
  * W goes into panels of NR columns, k-major: packed[p K NR + k NR + j] = W[p NR + j, k] (M K
- * copies against 2 N M K flops). nn/gemm_avx2.py packs each weight once and keeps the copy
- * while the weight is unchanged (seqenc_gemm_f32_avx2 with w_packed); otherwise (an inference
- * tensor, SEQENC_F32_PACK_ONCE=0) it is packed on the call into a buffer the thread keeps.
+ * copies against 2 N M K flops), on the call into a buffer the thread keeps, or (w_packed)
+ * once by nn/gemm_avx2.py (SEQENC_F32_PACK_ONCE=1), which keeps the copy while the weight is
+ * unchanged.
  * Work: tasks of up to A_BLOCK bytes of rows x every panel (the rows' A block stays in L2 while
  * the panels pass, each panel in L1 while it meets the block's register tiles), so a task ends
  * with whole rows: the LayerNorm's unit. A task first copies its rows into tiles of MR rows,
@@ -19,9 +19,10 @@
  * product's error bound (tests/nn/test_gemm_f32_avx2.py), the same sums however it is split.
  * The epilogues are elementwise.c's arithmetic in the same order: bit for bit the separate
  * kernels' result on this GEMM's output.
- * Measured on a Zen 3 (benchmarks/RESULTS.md, issue 14): blocking K so that a panel's block
- * stays in L1 (K = 1536: 96 KiB a panel) was slower at every block width tried, 192 to 384
- * (the partial sums going back to C between blocks cost more than the L2 reads they save). */
+ * Measured on a Zen 3 (benchmarks/RESULTS.md, issue 14), one thread: the row tiles 1.02-1.12x
+ * on each GEMM; blocking K so that a panel's block stays in L1 (K = 1536: 96 KiB a panel) was
+ * slower (0.94-0.96x the down projection at blocks of 192 and 384 k: the partial sums go back
+ * to C between blocks), so each task runs all of K. */
 #include "simd.h"
 
 #ifdef SEQENC_X86

@@ -1,18 +1,20 @@
 """float32 post-norm layers on the avx2 kernel set: our GEMM with the layer's next step inside
 it (csrc/gemm_f32_avx2.c), instead of MKL's sgemm followed by a separate epilogue pass.
 
-bias + GELU run on each register tile of the up projection before it is stored, bias + residual
+bias + GELU run on each register tile of the up projection as it is stored (in L1), bias + residual
 + LayerNorm on each task's rows of the out and down projections while they are in cache; the
 GEMM sums in float32 in k order (GEMM_F32_ERROR, the AVX-512 GEMM's bound), the epilogues are
 elementwise.c's functions themselves, so the result is bit for bit the separate kernels' on our
 GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.c) unless
 SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
 
-Each weight is packed into the GEMM's panels once and the copy kept (``packed_weight``) while
-the weight is unchanged: the checks of encode's bf16/int8 inference copies
-(precision.current_tensor_copy), so an optimizer step, in place or fused, makes it pack again. The
-copies cost as much memory as the float32 weights they come from (MiniLM-L6: 42 MB);
-SEQENC_F32_PACK_ONCE=0 packs on every call instead (into a buffer each thread keeps).
+Each weight is packed into the GEMM's panels on every call (M K copies against 2 N M K flops,
+into a buffer each thread keeps). SEQENC_F32_PACK_ONCE=1 packs each weight once instead and
+keeps the copy while the weight is unchanged (``packed_weight``: the checks of encode's bf16
+and int8 inference copies, precision.current_tensor_copy, so an optimizer step, in place or
+fused, makes it pack again), at the memory of a second copy of the float32 weights (MiniLM-L6:
+42 MB). Off by default: on the Zen 3 of issue 14 it was not measurably faster (0.99-1.03x
+encode, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from . import kernels
 # |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30 (a float32 dot product's bound)
 GEMM_F32_ERROR = kernels.GEMM_F32_ERROR
 ENABLED = os.environ.get("SEQENC_F32_GEMM", "ours") != "mkl"
-PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "1") != "0"
+PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "0") == "1"
 
 
 def can_gemm(k: int, m: int) -> bool:
@@ -39,9 +41,10 @@ def can_gemm(k: int, m: int) -> bool:
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
          norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
-    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W through its packed copy,
-    see packed_weight). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
-    residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual) * gamma + beta."""
+    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W packed on the call, or
+    its kept copy with PACK_ONCE). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form);
+    ``norm`` = (bias, residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual)
+    * gamma + beta."""
     N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
     out = torch.empty(N, M)
     epilogue: tuple = ()
