@@ -19,7 +19,7 @@
  * product's error bound (tests/nn/test_gemm_f32_avx2.py), the same sums however it is split.
  * The epilogues are elementwise.c's arithmetic in the same order: bit for bit the separate
  * kernels' result on this GEMM's output.
- * Measured on a Zen 3 (benchmarks/RESULTS.md, issue 14), one thread: the row tiles 1.02-1.12x
+ * Measured on a Zen 3 (benchmarks/RESULTS.md, issue 14), one thread: the row tiles 1.01-1.12x
  * on each GEMM; blocking K so that a panel's block stays in L1 (K = 1536: 96 KiB a panel) was
  * slower (0.94-0.96x the down projection at blocks of 192 and 384 k: the partial sums go back
  * to C between blocks), so each task runs all of K. */
