@@ -25,9 +25,9 @@ import functools
 import logging
 import operator
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -154,6 +154,34 @@ def current_copy(copies: dict[K, nn.Module], key: K, source: nn.Module,
     del kept
     copies.pop(key, None)
     made = copies[key] = made_from(make(source), source)
+    return made
+
+
+@dataclass
+class _TensorCopy:
+    copy: Tensor
+    fused_steps: int  # _fused_steps when it was made
+    version: tuple[int, ...]  # weights_version((source,)) then
+    storage: object  # the source's storage then, kept alive: its address is not reused
+
+
+def current_tensor_copy(copies: MutableMapping[Tensor, Any], source: Tensor,
+                        make: Callable[[Tensor], Tensor]) -> Tensor:
+    """current_copy for one tensor (nn/gemm_avx2.py's packed weights): ``copies[source]``'s
+    copy while ``source`` has had no in-place write, storage replaced (``p.data = x``) or fused
+    optimizer step since it was made, else ``make(source)``, kept in ``copies`` (a
+    torch.utils.weak.WeakTensorKeyDictionary: a tensor dropped takes its copy along). The same
+    checks and the same blind spot as ``is_current`` (in-place writes through ``.data``); a
+    tensor assigned anew is a new key."""
+    _install_hooks()
+    version = weights_version((source,))
+    kept = copies.get(source)
+    if kept is not None and kept.version == version and kept.fused_steps == _fused_steps:
+        return kept.copy
+    del kept  # the stale copy goes before the new one is made
+    copies.pop(source, None)
+    made = make(source)
+    copies[source] = _TensorCopy(made, _fused_steps, version, source.untyped_storage())
     return made
 
 

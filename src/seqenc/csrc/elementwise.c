@@ -6,7 +6,16 @@
 AVX2 static void bias_gelu_rows(float *x, const float *bias, int64_t n, int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
         float *row = x + r * n;
-        for (int64_t c = 0; c < n; c += 8) {
+        int64_t c = 0;
+        for (; c + 32 <= n; c += 32) { /* four vectors' chains side by side (simd.h) */
+            __m256 v[4];
+            for (int j = 0; j < 4; j++)
+                v[j] = _mm256_add_ps(_mm256_loadu_ps(row + c + 8 * j),
+                                     _mm256_loadu_ps(bias + c + 8 * j));
+            gelu256x4(v);
+            for (int j = 0; j < 4; j++) _mm256_storeu_ps(row + c + 8 * j, v[j]);
+        }
+        for (; c < n; c += 8) {
             __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(bias + c));
             _mm256_storeu_ps(row + c, _mm256_mul_ps(v, normal_cdf256(v)));
         }

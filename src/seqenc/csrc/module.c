@@ -275,9 +275,9 @@ static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
 /* gemm_f32_avx2(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr,
  * residual_ptr, gamma_ptr, beta_ptr, eps]): C = A W^T in float32 with AVX2 FMAs, then
  * gelu(C + gelu_bias), or with gamma_ptr LayerNorm(C + bias + residual) * gamma + beta (ldc ==
- * m); 0 pointers: none (simd.h's F32Epilogue). Layouts checked by seqenc/nn/gemm_avx2.py. */
-static PyObject *py_gemm_f32_avx2(PyObject *self, PyObject *args) {
-    (void)self;
+ * m); 0 pointers: none (simd.h's F32Epilogue). Layouts checked by seqenc/nn/gemm_avx2.py.
+ * gemm_f32_avx2_packed: the same with w_ptr pack_f32_avx2's panels of W. */
+static PyObject *gemm_f32_avx2_call(PyObject *args, int w_packed) {
     unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
     long long n, m, k, ldc;
     float eps = 0.0f;
@@ -296,10 +296,38 @@ static PyObject *py_gemm_f32_avx2(PyObject *self, PyObject *args) {
                              (const float *)(uintptr_t)beta, eps};
     Py_BEGIN_ALLOW_THREADS
     status = seqenc_gemm_f32_avx2((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
-                                  (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                                  w_packed, (float *)(uintptr_t)c, n, m, k, ldc, threads,
                                   gelu_bias || gamma ? &epi : NULL);
     Py_END_ALLOW_THREADS
     if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_gemm_f32_avx2(PyObject *self, PyObject *args) {
+    (void)self;
+    return gemm_f32_avx2_call(args, 0);
+}
+
+static PyObject *py_gemm_f32_avx2_packed(PyObject *self, PyObject *args) {
+    (void)self;
+    return gemm_f32_avx2_call(args, 1);
+}
+
+/* pack_f32_avx2(w_ptr, out_ptr, m, k): W (m, k) float32 rows -> m k floats of the panels
+ * gemm_f32_avx2_packed reads (out_ptr 32-byte aligned; m % 16 == 0) */
+static PyObject *py_pack_f32_avx2(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long w, out;
+    long long m, k;
+    if (!PyArg_ParseTuple(args, "KKLL", &w, &out, &m, &k)) return NULL;
+    if (k <= 0 || m <= 0 || m % 16 || out % 32) {
+        PyErr_SetString(PyExc_ValueError, "pack_f32_avx2 needs k > 0, m % 16 == 0 and a "
+                        "32-byte aligned output");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    seqenc_pack_f32_avx2((const float *)(uintptr_t)w, (float *)(uintptr_t)out, m, k);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -467,6 +495,9 @@ static PyMethodDef methods[] = {
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
     {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512)."},
     {"gemm_f32_avx2", py_gemm_f32_avx2, METH_VARARGS, "C = A W^T in float32 (AVX2), fused."},
+    {"gemm_f32_avx2_packed", py_gemm_f32_avx2_packed, METH_VARARGS,
+     "gemm_f32_avx2 on W packed by pack_f32_avx2."},
+    {"pack_f32_avx2", py_pack_f32_avx2, METH_VARARGS, "W into gemm_f32_avx2's panels."},
     {"to_bf16", py_to_bf16, METH_VARARGS, "float32 rows -> bf16 rows (nearest even)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
     {"quantize_rows", py_quantize_rows, METH_VARARGS, "float32 rows -> int8, a scale per row."},

@@ -1,12 +1,20 @@
 """float32 post-norm layers on the avx2 kernel set: our GEMM with the layer's next step inside
 it (csrc/gemm_f32_avx2.c), instead of MKL's sgemm followed by a separate epilogue pass.
 
-bias + GELU run on each register tile of the up projection before it is stored, bias + residual
+bias + GELU run on each register tile of the up projection as it is stored (in L1), bias + residual
 + LayerNorm on each task's rows of the out and down projections while they are in cache; the
 GEMM sums in float32 in k order (GEMM_F32_ERROR, the AVX-512 GEMM's bound), the epilogues are
 elementwise.c's functions themselves, so the result is bit for bit the separate kernels' on our
 GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.c) unless
 SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
+
+Each weight is packed into the GEMM's panels on every call (M K copies against 2 N M K flops,
+into a buffer each thread keeps). SEQENC_F32_PACK_ONCE=1 packs each weight once instead and
+keeps the copy while the weight is unchanged (``packed_weight``: the checks of encode's bf16
+and int8 inference copies, precision.current_tensor_copy, so an optimizer step, in place or
+fused, makes it pack again), at the memory of a second copy of the float32 weights (MiniLM-L6:
+42 MB). Off by default: on the Zen 3 of issue 14 it was not measurably faster (0.99-1.03x
+encode, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ import os
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from . import kernels
 
 # |ours - exact| <= GEMM_F32_ERROR K sum_k |a_k w_k| + 1e-30 (a float32 dot product's bound)
 GEMM_F32_ERROR = kernels.GEMM_F32_ERROR
 ENABLED = os.environ.get("SEQENC_F32_GEMM", "ours") != "mkl"
+PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "0") == "1"
 
 
 def can_gemm(k: int, m: int) -> bool:
@@ -31,9 +41,10 @@ def can_gemm(k: int, m: int) -> bool:
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
          norm: tuple[Tensor, Tensor, Tensor, Tensor, float] | None = None) -> Tensor:
-    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W read as it is: nothing
-    cached). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form); ``norm`` = (bias,
-    residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual) * gamma + beta."""
+    """x W^T for x (N, K) and W (M, K) float32 -> (N, M) float32 (W packed on the call, or
+    its kept copy with PACK_ONCE). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form);
+    ``norm`` = (bias, residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual)
+    * gamma + beta."""
     N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
     out = torch.empty(N, M)
     epilogue: tuple = ()
@@ -51,9 +62,41 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
             raise ValueError(f"the residual must be a contiguous float32 ({N}, {M}) tensor")
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
-    kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
-                                   torch.get_num_threads(), *epilogue)
+    packed = packed_weight(weight) if PACK_ONCE else None
+    if packed is not None:
+        kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
+                                              M, K, M, torch.get_num_threads(), *epilogue)
+    else:
+        kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
+                                       M, torch.get_num_threads(), *epilogue)
     return out
+
+
+# weight -> its packed copy (precision.current_tensor_copy's records; weak: a weight dropped
+# takes its copy along)
+_packed: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+
+def packed_weight(weight: Tensor) -> Tensor | None:
+    """The GEMM's packed copy of a contiguous float32 (M, K) CPU weight (M % 16 == 0), made
+    again whenever the weight changed since (precision.current_tensor_copy: an in-place write,
+    its storage replaced, a fused optimizer step; not an in-place write through
+    ``weight.data``); None for an inference tensor (no version counter to tell: packed on
+    each call)."""
+    from .. import precision
+
+    if weight.is_inference():
+        return None
+    return precision.current_tensor_copy(_packed, weight, _pack)
+
+
+def _pack(weight: Tensor) -> Tensor:
+    M, K = weight.shape
+    packed = torch.empty(M * K + 16)
+    offset = (-packed.data_ptr() % 64) // 4  # 64-byte aligned panels
+    packed = packed[offset:offset + M * K]
+    kernels._kernels.pack_f32_avx2(weight.data_ptr(), packed.data_ptr(), M, K)
+    return packed
 
 
 def _check_vector(v: Tensor, m: int) -> None:

@@ -1,0 +1,96 @@
+"""float32 encode on the avx2 kernel set, A/B in one process (interleaved rounds, medians):
+this checkout's GEMM (weights packed on every call, the default, or once: SEQENC_F32_PACK_ONCE=1)
+against another build's C kernels (``--baseline-so``: the _kernels .so of, e.g., main, built
+there with `setup.py build_ext --inplace`) and MKL's GEMM with separate epilogues
+(SEQENC_F32_GEMM=mkl). Every arm's vectors are compared with the first arm's. Wall time: run
+it in a quiet slot only.
+
+    python benchmarks/fp32_avx2_ab.py --texts 1000 --rounds 3 --threads 2 \
+        [--baseline-so ../main/src/seqenc/_kernels.cpython-311-x86_64-linux-gnu.so] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqenc.model import SentenceEncoder
+from seqenc.nn import gemm_avx2, kernels
+
+CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
+
+
+def load_kernels(path: Path):
+    """Another build's seqenc._kernels, loaded beside this one's (a module of its own)."""
+    spec = importlib.util.spec_from_file_location("seqenc._kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def arms(model: SentenceEncoder, texts: list[str],
+         baseline: Path | None) -> dict[str, Callable[[], np.ndarray]]:
+    ours = kernels._kernels
+    other = load_kernels(baseline) if baseline else None
+
+    def arm(built, ours_gemm: bool, pack_once: bool) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            kernels._kernels = built
+            gemm_avx2.ENABLED, gemm_avx2.PACK_ONCE = ours_gemm, pack_once
+            return np.asarray(model.encode(texts))
+        return run
+
+    runs = {}
+    if other is not None:  # its GEMM packs on each call (it has no packed entry point)
+        runs["baseline build (--baseline-so)"] = arm(other, True, False)
+    runs["ours, weights packed per call"] = arm(ours, True, False)
+    runs["ours, weights packed once"] = arm(ours, True, True)
+    runs["MKL GEMM + separate epilogues"] = arm(ours, False, False)
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-so", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.texts]
+    torch.set_num_threads(args.threads)
+    model = SentenceEncoder.from_pretrained()
+    runs = arms(model, texts, args.baseline_so)
+    outputs = {name: run() for name, run in runs.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    first = next(iter(runs))
+    result = {}
+    for name in runs:
+        median = statistics.median(times[name])
+        result[name] = {"seconds": times[name], "median_s": median,
+                        "texts_per_s": len(texts) / median,
+                        "vs_first": statistics.median(times[first]) / median,
+                        "identical_to_first": bool(np.array_equal(outputs[name], outputs[first]))}
+        print(f"{name:40s} {median:7.3f} s {len(texts) / median:8.1f} texts/s "
+              f"x{result[name]['vs_first']:.3f}  identical {result[name]['identical_to_first']}")
+    if args.json:
+        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
+                                         "threads": args.threads, "arms": result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
