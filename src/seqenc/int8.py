@@ -33,10 +33,11 @@ import torch
 from torch import Tensor, nn
 
 
-def quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(N, K) float -> (N, K) int8 and (N,) float32 scales: x ~ q * scale[:, None]."""
-    scale = x.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    q = torch.round(x / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
+    """(N, K) float -> (N, K) int8 within +-levels and (N,) float32 scales:
+    x ~ q * scale[:, None]."""
+    scale = x.abs().amax(dim=1).clamp(min=1e-12) / float(levels)
+    q = torch.round(x / scale[:, None]).clamp_(-levels, levels).to(torch.int8)
     return q, scale.float()
 
 
@@ -51,21 +52,22 @@ class Int8Linear(nn.Module):
         w = linear.weight.detach().float()  # (M, K)
         if smooth is not None:
             w = w * smooth[None, :]
-        w_scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (M,)
-        q = torch.round(w / w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        self.register_buffer("weight_t", q.t().contiguous())  # (K, M): _int_mm's layout
-        self.register_buffer("weight_scale", w_scale)
         self.register_buffer("inv_smooth",
                              None if smooth is None else (1.0 / smooth.float()).contiguous())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        shape = tuple(w.shape)
         if gemm == "auto":
-            gemm = GEMM if gemm_fits(*q.shape) else None
-        elif gemm is not None and (gemm not in runnable_gemms() or not gemm_fits(*q.shape)):
-            raise ValueError(f"int8 GEMM {gemm!r} does not run here for {tuple(q.shape)} "
+            gemm = GEMM if gemm_fits(*shape) else None
+        elif gemm is not None and (gemm not in runnable_gemms() or not gemm_fits(*shape)):
+            raise ValueError(f"int8 GEMM {gemm!r} does not run here for {shape} "
                              f"weights (runs: {runnable_gemms()}, shapes M % 16 == K % 8 == 0)")
         self.gemm = gemm
+        # the kernel's weight levels (7-bit for avx2-u*); the other paths compute with them too
+        q, w_scale = quantize_weights(w, LEVELS[gemm][1] if gemm else 127)
+        self.register_buffer("weight_t", q.t().contiguous())  # (K, M): _int_mm's layout
+        self.register_buffer("weight_scale", w_scale)  # (M,)
         packed, corr = pack_int8(q, gemm) if gemm else (None, None)
         self.register_buffer("packed", packed)  # q in the layout of gemm_int8.c's kernel
         self.register_buffer("corr", corr)  # (M,) int32, what the VNNI kernels' shift adds
@@ -223,9 +225,19 @@ _VNNI = _has_vnni()
 
 # csrc/gemm_int8.c's kernels, best first: name -> (kind, activation format, activation dtype)
 _GEMMS = {"vnni512": (2, 1, torch.uint8), "vnni256": (1, 1, torch.uint8),
+          "avx2-u7s7": (4, 3, torch.uint8), "avx2-u8s7": (3, 1, torch.uint8),
           "avx2": (0, 2, torch.int16)}
 # weights: (values per k-group, dtype); panels of GEMM_PANEL columns
-_PACKING = {"vnni512": (4, torch.int8), "vnni256": (4, torch.int8), "avx2": (2, torch.int16)}
+_PACKING = {"vnni512": (4, torch.int8), "vnni256": (4, torch.int8),
+            "avx2-u8s7": (4, torch.int8), "avx2-u7s7": (4, torch.int8), "avx2": (2, torch.int16)}
+# the largest |q| of the activations and of the weights each kernel takes: vpmaddubsw (the
+# avx2-u* kernels) adds two uint8 x int8 products in int16, which 7-bit weights keep exact
+# (csrc/gemm_int8_avx2.c); the others take full int8. Kernels with the same levels give the
+# same vectors (exact sums); fewer levels, coarser steps (benchmarks/RESULTS.md).
+LEVELS = {"vnni512": (127, 127), "vnni256": (127, 127), "avx2-u8s7": (127, 64),
+          "avx2-u7s7": (63, 64), "avx2": (127, 127)}
+# what the uint8 activation formats add to q (and corr = shift sum_k w[c, k] takes back off)
+_SHIFT = {1: 128, 3: 64}
 GEMM_PANEL = 48
 
 
@@ -259,6 +271,21 @@ def _choose_gemm() -> str | None:
 
 
 GEMM = _choose_gemm()
+# The layers that keep 8-bit activations where GEMM takes 7-bit ones (avx2-u7s7): the FFN down
+# projection reads GELU outputs, whose long tail 63 levels resolve worst (mean cosine to fp32
+# 0.9957 with every layer on 7 bits, 0.9969 with these on 8; benchmarks/RESULTS.md). They run
+# avx2-u8s7 instead: the same 7-bit weights, 8-bit activations, a third slower.
+EIGHT_BIT_INPUTS = (".down",)
+
+
+def layer_gemm(name: str) -> str | None:
+    """The kernel quantize_encoder gives the linear layer ``name``: GEMM, but avx2-u8s7 for the
+    layers of EIGHT_BIT_INPUTS where GEMM is avx2-u7s7."""
+    if GEMM == "avx2-u7s7" and name.endswith(EIGHT_BIT_INPUTS):
+        return "avx2-u8s7"
+    return GEMM
+
+
 # How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
 #   "fused": quantisation, GEMM and (post_norm_layer) the layer's next step in one
 #     parallel loop on OpenMP's threads (PyTorch's: warm from the ops around it);
@@ -290,22 +317,32 @@ def gemm_fits(m: int, k: int) -> bool:
 
 
 def pack_int8(q: Tensor, gemm: str) -> tuple[Tensor, Tensor | None]:
-    """(M, K) int8 weights -> gemm_int8.c's layout for ``gemm``, panel by panel of GEMM_PANEL
-    rows: (K / g, width, g) each, g = 4 int8 (VNNI) or 2 int16 (AVX2); and for the VNNI
-    kernels corr = 128 sum_k q[c, k] (M,) int32 (their activations come shifted by 128)."""
+    """(M, K) int8 weights (within LEVELS[gemm]) -> gemm_int8.c's layout for ``gemm``, panel by
+    panel of GEMM_PANEL rows: (K / g, width, g) each, g = 4 int8 (VNNI, avx2-u*) or 2 int16
+    (avx2); and for the kernels with uint8 activations corr = shift sum_k q[c, k] (M,) int32
+    (their activations come shifted by 128, or 64 for avx2-u7s7)."""
     group, dtype = _PACKING[gemm]
     M, K = q.shape
     w = q.to(dtype)
     packed = torch.cat([w[c0:c0 + GEMM_PANEL].reshape(-1, K // group, group).transpose(0, 1)
                         .reshape(-1) for c0 in range(0, M, GEMM_PANEL)]).contiguous()
-    corr = (q.to(torch.int32).sum(dim=1) * 128).to(torch.int32) if group == 4 else None
+    shift = _SHIFT.get(_GEMMS[gemm][1])
+    corr = None if shift is None else (q.to(torch.int32).sum(dim=1) * shift).to(torch.int32)
     return packed, corr
+
+
+def quantize_weights(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
+    """(M, K) float weights -> (M, K) int8 within +-levels and (M,) float32 scales, one per
+    output channel: w ~ q * scale[:, None]."""
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / float(levels)
+    return torch.round(w / scale[:, None]).clamp_(-levels, levels).to(torch.int8), scale
 
 
 def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     """a (N, K) int8 times w (M, K) int8, transposed: (N, M) int32 sums from gemm_int8.c's
-    kernel ``gemm`` (default ``GEMM``), exact for values in [-127, 127] on every CPU (unlike
-    torch._int_mm without VNNI). Packs w on every call: for tests and one-off products."""
+    kernel ``gemm`` (default ``GEMM``), exact for values within LEVELS[gemm] on every CPU
+    (unlike torch._int_mm without VNNI; others are refused). Packs w on every call: for tests
+    and one-off products."""
     from .nn.kernels import _kernels
 
     gemm = gemm or GEMM
@@ -315,8 +352,12 @@ def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     if a.dtype != torch.int8 or w.dtype != torch.int8 or w.shape[1] != K or not gemm_fits(M, K):
         raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
                          f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
+    top_a, top_w = LEVELS[gemm]
+    if a.numel() and a.abs().max() > top_a or w.numel() and w.abs().max() > top_w:
+        raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
     kind, fmt, dtype = _GEMMS[gemm]
-    a = a.to(torch.int16) if dtype == torch.int16 else (a.to(torch.int16) + 128).to(torch.uint8)
+    a = a.to(torch.int16) if dtype == torch.int16 else (a.to(torch.int16) + _SHIFT[fmt]).to(
+        torch.uint8)
     a = a.contiguous()
     packed, corr = pack_int8(w, gemm)
     out = torch.empty(N, M, dtype=torch.int32)
@@ -328,8 +369,9 @@ def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
 
 def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
                          ) -> tuple[Tensor, Tensor]:
-    """quantize_rows(x * mul) by the kernel that feeds ``gemm``, stored as that GEMM reads it:
-    int16 (avx2) or uint8 q + 128 (VNNI); and the (N,) float32 scales. x (N, K) float32
+    """quantize_rows(x * mul) by the kernel that feeds ``gemm`` (with LEVELS[gemm][0] in place
+    of 127), stored as that GEMM reads it: int16 (avx2), uint8 q + 128 (VNNI, avx2-u8s7) or
+    uint8 q + 64 (avx2-u7s7); and the (N,) float32 scales. x (N, K) float32
     contiguous, mul (K,) float32 contiguous (the inverse smoothing factors) or None."""
     from .nn.kernels import _kernels
 
@@ -413,7 +455,8 @@ def quantize_encoder(encoder: nn.Module, stats: dict[str, Tensor] | None = None,
             s = (stats[name].clamp(min=1e-5) ** alpha / w_max ** (1 - alpha)).clamp(min=1e-5)
         parent_name, _, child = name.rpartition(".")
         parent = encoder.get_submodule(parent_name) if parent_name else encoder
-        setattr(parent, child, Int8Linear(module, s))
+        gemm = layer_gemm(name) if gemm_fits(module.out_features, module.in_features) else None
+        setattr(parent, child, Int8Linear(module, s, gemm=gemm))
         done.append(name)
     return done
 

@@ -6,10 +6,12 @@
 
 #ifdef SEQENC_X86
 /* The kernels, by the instructions they need: AVX2 (int16 pairs, vpmaddwd), AVX-VNNI and
- * AVX512-VNNI (vpdpbusd on uint8 activations q + 128). */
-enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2 };
-/* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16. */
-enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2 };
+ * AVX512-VNNI (vpdpbusd on uint8 activations q + 128), and AVX2's vpmaddubsw on 7-bit weights
+ * with uint8 activations q + 128 (U8S7) or 7-bit ones, q + 64 (U7S7). */
+enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2, INT8_U8S7 = 3, INT8_U7S7 = 4 };
+#define INT8_KINDS 5
+/* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16, uint8 q + 64 (|q| <= 63). */
+enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2, QUANT_U7 = 3 };
 
 /* out (N, M) = dequantised A W^T (float32), or the int32 sums when row_scale is NULL; corr
  * (M,) int32 subtracted from the sums (NULL: none). K % 4 == 0, every panel's width and M
@@ -53,5 +55,7 @@ int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const voi
 long seqenc_int8_scratch_buffers(void);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
+/* The QUANT_* format a kind's activations come in. */
+int seqenc_int8_format(int kind);
 #endif
 #endif

@@ -7,7 +7,8 @@
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
- *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c;
+ *                  their micro-kernels in gemm_int8_vnni.c and gemm_int8_avx2.c
  *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
  *   simd.h, simd512.h  the helpers they share
@@ -333,7 +334,7 @@ static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|p", &kind, &a, &packed, &corr, &row_scale,
                           &col_scale, &out, &n, &m, &k, &ldc, &threads, &openmp))
         return NULL;
-    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+    if (kind < 0 || kind >= INT8_KINDS || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
         return NULL;
     }
@@ -360,7 +361,7 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KKKKLLii|p", &x, &mul, &q, &scale, &rows, &n, &threads, &format,
                           &openmp))
         return NULL;
-    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_I16
+    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_U7
         || !(seqenc_int8_kernels() & 1 << INT8_I16)) {
         PyErr_SetString(PyExc_ValueError,
                         "quantize_int8 needs AVX2, a width divisible by 8 and a known format");
@@ -405,7 +406,7 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
                               (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
                               (const float *)(uintptr_t)beta, eps, (void *)(uintptr_t)q_out,
                               (float *)(uintptr_t)scale_out, (const float *)(uintptr_t)q_mul};
-    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+    if (kind < 0 || kind >= INT8_KINDS || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
         return NULL;
     }
