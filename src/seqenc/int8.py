@@ -132,12 +132,13 @@ class Int8Linear(nn.Module):
                              0 if mul is None else mul.data_ptr())
             else:
                 epilogue += (0, 0, 0)
-            if quantized:
-                epilogue += (x[0].data_ptr(), x[1].data_ptr())
+            epilogue += (x[0].data_ptr(), x[1].data_ptr()) if quantized else (0, 0)
+            # q_out in the format `feeds` reads (its kernel may differ: int8.EIGHT_BIT_INPUTS)
+            q_format = -1 if feeds is None else _GEMMS[feeds.gemm][1]
             _kernels.quant_gemm_int8(kind, 0 if quantized else x.data_ptr(), smooth,
                                      self.packed.data_ptr(), corr, self.weight_scale.data_ptr(),
                                      out.data_ptr(), N, M, K, M, threads, *epilogue,
-                                     how != "fused-tasks")
+                                     how != "fused-tasks", q_format)
             return (q_out, scale_out) if feeds is not None else out
         out = torch.empty(N, M)
         q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
@@ -163,10 +164,13 @@ FUSING_GEMMS: tuple[str, ...] = ("vnni512",)
 
 def fuses_layer(w) -> bool:
     """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
-    Int8Linear on one kernel of FUSING_GEMMS, SCHEDULE "fused", float32 vectors."""
+    Int8Linear on a kernel of FUSING_GEMMS, all of one width, SCHEDULE "fused", float32
+    vectors."""
     linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    kinds = {getattr(m, "gemm", None) for m in linears}
-    return schedule().startswith("fused") and len(kinds) == 1 and all(
+    # one kernel, or 8-lane ones (avx2-u7s7 with its down projection on avx2-u8s7): the
+    # epilogues' width (16 lanes for vnni512) must be the separate kernels' in every GEMM
+    lanes = {getattr(m, "gemm", None) == "vnni512" for m in linears}
+    return schedule().startswith("fused") and len(lanes) == 1 and all(
         isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
         v.dtype == torch.float32 and v.is_contiguous()
         for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,

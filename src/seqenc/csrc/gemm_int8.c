@@ -168,16 +168,19 @@ static void quant_gemm_task(void *ctx, int64_t t) {
              g->m - c0 < PANEL ? g->m - c0 : PANEL);
     if (p && p->gamma && g->kind == INT8_VNNI512) {
         const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
-                                   p->eps, NULL, NULL, NULL};
+                                   p->eps, NULL, NULL, NULL, -1};
         seqenc_int8_add_layernorm512(dst, ldd, &rows, g->m, 0, hi - lo,
                                      (float *)(buffer + qbytes));
     } else if (p && p->gamma) { /* the 8-lane LayerNorm add_layer_norm_ runs (ldd == m) */
         seqenc_add_layernorm_rows(dst, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
                                   p->eps, g->m, 0, hi - lo);
     }
-    if (requantize) /* quantised as the next GEMM would quantise these rows, from the cache */
-        seqenc_int8_quantize_rows(dst, p->q_mul, (char *)p->q_out + lo * g->m * elem,
-                                  p->scale_out + lo, g->m, 0, hi - lo, g->format);
+    if (requantize) { /* quantised as the next GEMM would quantise these rows, from the cache */
+        const int format = p->q_format >= 0 ? p->q_format : g->format;
+        seqenc_int8_quantize_rows(dst, p->q_mul,
+                                  (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
+                                  p->scale_out + lo, g->m, 0, hi - lo, format);
+    }
 }
 
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
