@@ -3,9 +3,10 @@ output channel, int8 activations with one scale per token (row), exact int32 acc
 float32 out.
 
 The GEMM is ours (csrc/gemm_int8.c, ``GEMM``) where the C kernels run: AVX512-VNNI, AVX-VNNI,
-or on AVX2-only CPUs int16 pairs (vpmaddwd); the weights are packed once for it, here. Every
-kernel's int32 sums are exact (tests/test_int8_gemm.py), so the quality bar holds by
-construction on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
+or on AVX2-only CPUs vpmaddubsw on 7-bit weights (avx2-u7s7, avx2-u8s7; int8_layout.LEVELS) or
+int16 pairs (vpmaddwd, avx2); the weights are packed once for it (int8_layout.py). Every
+kernel's int32 sums are exact (tests/test_int8_gemm.py), so kernels of the same levels give the
+same vectors on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
 torch._int_mm (oneDNN) multiplies on CPUs with VNNI; elsewhere int8 is refused (oneDNN's AVX2
 path saturates, and a float64 product would be slower than float32).
 
@@ -15,22 +16,30 @@ to fp32 0.94-0.98, benchmarks/RESULTS.md). Optional SmoothQuant-style smoothing 
 outlier channel's range from the activations into the weights: x W^T = (x / s)(W s)^T with
 s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha) from calibration activations.
 
-``quantize_encoder`` swaps the encoder's nn.Linear layers for Int8Linear in place; which layers
-(``skip``) and alpha are the caller's choice, measured in benchmarks/int8_quality.py.
-``int8_encoder`` is what ``encode(dtype="int8")`` runs: every linear layer, per-token scales,
-smoothing calibrated on random tokens (no user data), which holds the quality bar
-(benchmarks/RESULTS.md). Its layers keep the fused path (nn/kernels.py): int8 GEMM with the
-dequantisation in its epilogue, then our float32 epilogues.
+``quantize_encoder`` (int8_calibration.py) swaps the encoder's nn.Linear layers for Int8Linear
+in place, each on ``layer_gemm``'s kernel; which layers (``skip``) and alpha are the caller's
+choice, measured in benchmarks/int8_quality.py. ``int8_encoder`` is what
+``encode(dtype="int8")`` runs: every linear layer, per-token scales, smoothing calibrated on
+random tokens (no user data), which holds the quality bar (benchmarks/RESULTS.md). Its layers
+keep the fused path (nn/kernels.py): int8 GEMM with the dequantisation in its epilogue, then
+our float32 epilogues.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
+
+from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's API too)
+    _GEMMS,
+    _SHIFT,
+    LEVELS,
+    gemm_fits,
+    pack_int8,
+    quantize_weights,
+)
 
 
 def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
@@ -227,24 +236,6 @@ def _has_vnni() -> bool:
 
 _VNNI = _has_vnni()
 
-# csrc/gemm_int8.c's kernels, best first: name -> (kind, activation format, activation dtype)
-_GEMMS = {"vnni512": (2, 1, torch.uint8), "vnni256": (1, 1, torch.uint8),
-          "avx2-u7s7": (4, 3, torch.uint8), "avx2-u8s7": (3, 1, torch.uint8),
-          "avx2": (0, 2, torch.int16)}
-# weights: (values per k-group, dtype); panels of GEMM_PANEL columns
-_PACKING = {"vnni512": (4, torch.int8), "vnni256": (4, torch.int8),
-            "avx2-u8s7": (4, torch.int8), "avx2-u7s7": (4, torch.int8), "avx2": (2, torch.int16)}
-# the largest |q| of the activations and of the weights each kernel takes: vpmaddubsw (the
-# avx2-u* kernels) adds two uint8 x int8 products in int16, which 7-bit weights keep exact
-# (csrc/gemm_int8_avx2.c); the others take full int8. Kernels with the same levels give the
-# same vectors (exact sums); fewer levels, coarser steps (benchmarks/RESULTS.md).
-LEVELS = {"vnni512": (127, 127), "vnni256": (127, 127), "avx2-u8s7": (127, 64),
-          "avx2-u7s7": (63, 64), "avx2": (127, 127)}
-# what the uint8 activation formats add to q (and corr = shift sum_k w[c, k] takes back off)
-_SHIFT = {1: 128, 3: 64}
-GEMM_PANEL = 48
-
-
 def runnable_gemms() -> list[str]:
     """Our int8 GEMMs that run here, best first: the C kernels on (SEQENC_KERNELS, and
     SEQENC_ISA=avx2 leaves out vnni512) and the CPU has the instructions (VNNI as _VNNI
@@ -313,33 +304,6 @@ def schedule() -> str:
     if SCHEDULE != "auto":
         return SCHEDULE
     return "fused" if torch.get_num_threads() == 1 else "openmp"
-
-
-def gemm_fits(m: int, k: int) -> bool:
-    """Whether gemm_int8.c (and the quantisation before it) take an (M, K) weight."""
-    return m % 16 == 0 and k % 8 == 0 and 0 < k <= 65536
-
-
-def pack_int8(q: Tensor, gemm: str) -> tuple[Tensor, Tensor | None]:
-    """(M, K) int8 weights (within LEVELS[gemm]) -> gemm_int8.c's layout for ``gemm``, panel by
-    panel of GEMM_PANEL rows: (K / g, width, g) each, g = 4 int8 (VNNI, avx2-u*) or 2 int16
-    (avx2); and for the kernels with uint8 activations corr = shift sum_k q[c, k] (M,) int32
-    (their activations come shifted by 128, or 64 for avx2-u7s7)."""
-    group, dtype = _PACKING[gemm]
-    M, K = q.shape
-    w = q.to(dtype)
-    packed = torch.cat([w[c0:c0 + GEMM_PANEL].reshape(-1, K // group, group).transpose(0, 1)
-                        .reshape(-1) for c0 in range(0, M, GEMM_PANEL)]).contiguous()
-    shift = _SHIFT.get(_GEMMS[gemm][1])
-    corr = None if shift is None else (q.to(torch.int32).sum(dim=1) * shift).to(torch.int32)
-    return packed, corr
-
-
-def quantize_weights(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
-    """(M, K) float weights -> (M, K) int8 within +-levels and (M,) float32 scales, one per
-    output channel: w ~ q * scale[:, None]."""
-    scale = w.abs().amax(dim=1).clamp(min=1e-12) / float(levels)
-    return torch.round(w / scale[:, None]).clamp_(-levels, levels).to(torch.int8), scale
 
 
 def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
@@ -414,96 +378,12 @@ def _int_mm(a: Tensor, b: Tensor) -> Tensor:
     return torch._int_mm(padded, b)[:n]
 
 
-def calibrate(encoder: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """Per input channel max |x| of every nn.Linear of ``encoder`` over calibration batches
-    (input_ids, keep_mask). Runs the modules (not the fused kernels, which skip their forward)."""
-    from .nn import kernels
-
-    stats: dict[str, Tensor] = {}
-    hooks = []
-
-    def hook(name: str) -> Callable:
-        def record(_module, inputs, _output):
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).abs().amax(dim=0).float()
-            stats[name] = torch.maximum(stats[name], x) if name in stats else x
-        return record
-
-    for name, module in encoder.named_modules():
-        if isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(hook(name)))
-    enabled, kernels.ENABLED = kernels.ENABLED, False
-    try:
-        with torch.inference_mode():
-            for ids, keep in batches:
-                encoder(ids, keep)
-    finally:
-        kernels.ENABLED = enabled
-        for h in hooks:
-            h.remove()
-    return stats
-
-
-def quantize_encoder(encoder: nn.Module, stats: dict[str, Tensor] | None = None,
-                     alpha: float = 0.5, skip: Callable[[str], bool] = lambda name: False,
-                     smooth: Callable[[str], bool] = lambda name: True) -> list[str]:
-    """Replace the encoder's nn.Linear layers (but those ``skip`` names) by Int8Linear, in
-    place; smoothing (needs ``stats`` from ``calibrate``) where ``smooth(name)``. Returns the
-    names quantised."""
-    done = []
-    for name, module in list(encoder.named_modules()):
-        if not isinstance(module, nn.Linear) or skip(name):
-            continue
-        s = None
-        if stats is not None and smooth(name) and alpha > 0:
-            w_max = module.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
-            s = (stats[name].clamp(min=1e-5) ** alpha / w_max ** (1 - alpha)).clamp(min=1e-5)
-        parent_name, _, child = name.rpartition(".")
-        parent = encoder.get_submodule(parent_name) if parent_name else encoder
-        gemm = layer_gemm(name) if gemm_fits(module.out_features, module.in_features) else None
-        setattr(parent, child, Int8Linear(module, s, gemm=gemm))
-        done.append(name)
-    return done
-
-
-def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
-    """An inference copy of ``encoder`` (float32, on the CPU) with every nn.Linear int8, the
-    original left untouched: per-token activation scales everywhere, plus smoothing (alpha 0.5)
-    of the layers that read a LayerNorm's outlier channels (qkv, FFN up), calibrated on
-    CALIBRATION_SEQUENCES seeded random-token sequences in ``tokenizer``'s frame ([CLS] ...
-    [SEP]): outlier channels belong to the model, not the text, so no user data is needed
-    (random tokens and real text calibrate equally well: benchmarks/RESULTS.md). Without a
-    tokenizer, no smoothing. Refused where int8 would not pay: off the CPU, and where neither
-    our int8 GEMMs nor oneDNN's VNNI ones run (check_int8)."""
-    device = next(encoder.parameters()).device
-    if device.type != "cpu":
-        raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
-                         "use float32 or bfloat16 there")
-    check_int8()
-    clone = copy.deepcopy(encoder).eval().float()
-    stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
-    quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))
-    return clone
-
-
-CALIBRATION_SEQUENCES = 32
-SMOOTHED = ("qkv", ".up")  # linears right after a LayerNorm (BERT-style post-norm layers)
-
-
-def random_batches(tokenizer, n: int = CALIBRATION_SEQUENCES, longest: int = 64,
-                   seed: int = 0) -> list[tuple[Tensor, Tensor]]:
-    """n random-token sequences of 1..longest tokens inside the tokenizer's special tokens,
-    as padded (input_ids, keep) batches of 32: calibration without user data."""
-    frame = tokenizer.encode([""]).ids[0]  # e.g. [CLS] [SEP]
-    vocab = tokenizer.vocab_size
-    low = min(1000, vocab // 4)  # BERT vocabularies start with special and unused entries
-    g = torch.Generator().manual_seed(seed)
-    ids = []
-    for _ in range(n):
-        length = int(torch.randint(1, longest, (1,), generator=g))
-        ids.append(frame[:1] + torch.randint(low, vocab, (length,), generator=g).tolist()
-                   + frame[1:])
-    batches = []
-    for lo in range(0, n, 32):
-        batch = tokenizer.pad(ids[lo:lo + 32])
-        batches.append((batch.input_ids, batch.attention_mask))
-    return batches
+# the int8 copy of a model (its own module; int8's API as before)
+from .int8_calibration import (  # noqa: E402, F401
+    CALIBRATION_SEQUENCES,
+    SMOOTHED,
+    calibrate,
+    int8_encoder,
+    quantize_encoder,
+    random_batches,
+)
