@@ -160,3 +160,25 @@ def test_an_inference_copy_is_current_until_its_source_changes(tiny_cfg):
     optimizer = torch.optim.AdamW(source.parameters(), lr=1e-3, fused=True)
     optimizer.step()  # (in torch 2.13 a fused step moves no version counter)
     assert not is_current(copy, source)
+
+
+def test_a_storage_replaced_through_data_makes_the_copy_stale(tiny_cfg):
+    """``p.data = x`` (old-style manual updates, Module._apply) moves no version counter; the
+    new storage's data_ptr tells, even after two such writes, where glibc would hand the first
+    storage's freed block to the second (the record keeps the storages it saw alive). In-place
+    writes through ``p.data`` stay unseen: the limit is_current's docstring states."""
+    from seqenc.precision import is_current, made_from
+
+    source = Encoder(tiny_cfg).eval()
+    weight = source.layers[0].feed_forward.up.weight
+    for _ in range(20):
+        copy = made_from(bf16_encoder(source), source)
+        weight.data = weight.data * 0.5
+        weight.data = weight.data * 0.5
+        assert not is_current(copy, source)
+    copy = made_from(bf16_encoder(source), source)
+    weight.data.mul_(2)
+    assert is_current(copy, source)  # (stale: no version counter nor storage moved)
+    with torch.no_grad():
+        weight.detach().mul_(2)  # the way to write that is seen
+    assert not is_current(copy, source)

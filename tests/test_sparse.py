@@ -3,6 +3,8 @@ BertForMaskedLM, the SPLADE formula and sentence-transformers' SparseEncoder."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -183,6 +185,55 @@ def test_bfloat16_stays_as_close_to_float32_as_transformers_bf16(splade, referen
     with pytest.raises(ValueError, match="dtype"):
         model.encode("x", dtype="float16")
 
+
+def test_bfloat16_copies_follow_the_weights(tiny_cfg):
+    """encode(dtype="bfloat16") keeps its copies of the encoder, head and untied decoder while
+    their weights stay; after each way they change (an in-place edit of each part, a fused
+    AdamW step, a decoder or head replaced) it computes what a fresh model of the new weights
+    does (on CPUs without bf16 too: the copies are then the bf16-rounded modules)."""
+    from seqenc.nn.encoder import Encoder
+    from seqenc.tokenizer import TextTokenizer
+    from seqenc.train.mlm import MaskedLMHead
+
+    tok = TextTokenizer.from_file(default_model_path() / "tokenizer.json", 32)
+    tiny_cfg.vocab_size = tok.vocab_size
+    torch.manual_seed(0)
+    ours = SparseEncoder(Encoder(tiny_cfg).init_weights(), MaskedLMHead(tiny_cfg), tok,
+                         torch.randn(tok.vocab_size, tiny_cfg.d_model))
+    ids = tok.encode(TEXTS[:2]).ids
+
+    def weights() -> torch.Tensor:
+        return ours.weights_ids(ids, "bfloat16")
+
+    def fresh() -> torch.Tensor:  # a new model of ours' weights as they are now
+        return SparseEncoder(copy.deepcopy(ours.encoder), copy.deepcopy(ours.head), tok,
+                             ours.decoder.clone()).weights_ids(ids, "bfloat16")
+
+    def changes(edit) -> None:
+        before, kept = weights(), ours.modules_for("bfloat16")
+        with torch.no_grad():
+            edit()
+        after = weights()
+        assert not torch.equal(after, before), "the edit moved no weight"
+        assert torch.equal(after, fresh())
+        assert ours.modules_for("bfloat16")[0] is not kept[0]
+
+    kept = ours.modules_for("bfloat16")
+    assert all(a is b for a, b in zip(ours.modules_for("bfloat16"), kept, strict=True))
+    changes(lambda: ours.encoder.layers[0].feed_forward.up.weight.mul_(1.5))
+    changes(lambda: ours.head.dense.weight.mul_(1.5))
+    changes(lambda: ours.head.bias.add_(0.5))
+    changes(lambda: ours.decoder.mul_(2))
+    changes(lambda: setattr(ours, "decoder", torch.randn_like(ours.decoder)))
+    changes(lambda: setattr(ours, "head", MaskedLMHead(tiny_cfg)))
+
+    def fused_step() -> None:
+        params = [*ours.encoder.parameters(), *ours.head.parameters()]
+        for p in params:
+            p.grad = torch.ones_like(p)
+        torch.optim.AdamW(params, lr=1e-2, fused=True).step()  # bumps no version counter
+
+    changes(fused_step)
 
 
 @needs_bf16_gemm

@@ -201,15 +201,11 @@ class CrossEncoder:
         SentenceEncoder.encoder_for keeps its own (seqenc.precision.bf16_encoder: on CPUs with
         our bf16 GEMM only the matmuls' inputs are bf16, encoder and head alike; elsewhere the
         model cast to bf16). After training ``self.model`` the next call makes a fresh copy."""
-        from .precision import bf16_encoder, is_current, made_from
+        from .precision import bf16_encoder, current_copy
 
         if check_choice("dtype", dtype, DTYPES) == "float32":
             return self.model
-        kept = self._models.get(dtype)
-        if kept is None or not is_current(kept, self.model):
-            self._models.pop(dtype, None)  # the stale copy goes before the new one is made
-            self._models[dtype] = made_from(bf16_encoder(self.model), self.model)
-        return self._models[dtype]
+        return current_copy(self._models, dtype, self.model, bf16_encoder)
 
     def logits_ids(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],
                    dtype: str = "float32") -> Tensor:

@@ -150,7 +150,7 @@ class SentenceEncoder:
         self.normalize = normalize
         self.path = path
         self.device = torch.device(device)
-        self._encoders: dict[torch.dtype, Encoder] = {torch.float32: self.encoder}
+        self._encoders: dict[torch.dtype, Encoder] = {}  # bf16/int8 inference copies
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -352,24 +352,17 @@ class SentenceEncoder:
         (seqenc.int8.int8_encoder; x86-64 CPUs). bfloat16: seqenc.precision.bf16_encoder (on
         AVX512-BF16 CPUs bf16 GEMM inputs with everything else float32; elsewhere the encoder
         cast to bf16)."""
-        from .precision import is_current, made_from
+        from .precision import bf16_encoder, current_copy  # bf16 GEMM inputs only, where it can
 
         torch_dtype = _TORCH_DTYPES[check_choice("dtype", dtype, ENCODE_DTYPES)]
-        kept = self._encoders.get(torch_dtype)
-        # checked on every call (no values read, see precision.py): weights change in place
-        if kept is not None and is_current(kept, self.encoder):
-            return kept
-        self._encoders.pop(torch_dtype, None)  # the stale copy goes before the new one is made
+        if torch_dtype == torch.float32:
+            return self.encoder
         if torch_dtype == torch.int8:
             from .int8 import int8_encoder
 
-            made = int8_encoder(self.encoder, self.tokenizer)
-        else:
-            from .precision import bf16_encoder  # bf16 GEMM inputs only, where it can
-
-            made = bf16_encoder(self.encoder)
-        self._encoders[torch_dtype] = made_from(made, self.encoder)
-        return made
+            return current_copy(self._encoders, torch_dtype, self.encoder,
+                                lambda encoder: int8_encoder(encoder, self.tokenizer))
+        return current_copy(self._encoders, torch_dtype, self.encoder, bf16_encoder)
 
 
 def components(cfg) -> dict[str, str]:

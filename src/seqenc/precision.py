@@ -25,8 +25,9 @@ import functools
 import logging
 import operator
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,8 @@ from torch import Tensor, nn
 from .nn import kernels
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K")  # current_copy's cache keys
 
 
 @functools.cache
@@ -47,11 +50,17 @@ def native_bf16_matmul(device_type: str = "cpu") -> bool:
 # Inference copies (encode's bf16 and int8 encoders) must be made again when the weights they
 # were made from change. Reading the weights' values on every call would cost more than the
 # batch; PyTorch's per-tensor version counters see every in-place write (optimizer steps,
-# copy_, load_state_dict) and data_ptr sees a tensor moved (.to()), for ~0.3 us a tensor.
-# Two things they miss are counted here by process-wide hooks, installed with the first copy:
-# fused optimizer steps (seqenc's trainer uses fused AdamW), which write parameters without
-# bumping their counters, and tensors or modules assigned anew (a walk over the modules finds
-# them, but costs ~0.4 ms on MiniLM, so it runs only after some module registered one).
+# copy_, load_state_dict) and data_ptr sees a tensor's storage replaced (.to(), .double(),
+# ``p.data = x``), for ~0.3 us a tensor. The record holds the storages it saw, so that a
+# replaced one cannot be freed and its address handed to a later replacement (``p.data = x``
+# twice would otherwise bring the recorded data_ptr back, with the same version: glibc reuses
+# the block). Two things they miss are counted here by process-wide hooks, installed with the
+# first copy: fused optimizer steps (seqenc's trainer uses fused AdamW), which write
+# parameters without bumping their counters, and tensors or modules assigned anew (a walk over
+# the modules finds them, but costs ~0.4 ms on MiniLM, so it runs only after some module
+# registered one). What nothing cheap sees: in-place writes through ``tensor.data``
+# (``p.data.copy_(x)``, ``p.data.normal_()``): ``.data`` is a new tensor with a version counter
+# of its own each time, and the storage stays where it was; only reading the values would tell.
 _fused_steps = 0  # fused optimizer steps taken in this process
 _registrations = 0  # parameters, buffers and modules registered on any module
 _hooks: list = []
@@ -94,6 +103,7 @@ class _Source:
     registrations: int  # _registrations when ``tensors`` was last read from the module
     tensors: list[Tensor]  # its parameters and buffers
     version: tuple[int, ...]  # weights_version(tensors) then
+    storages: list  # the tensors' storages then, kept alive: no address of theirs is reused
 
 
 # inference copy -> what it was made from (weak: a copy dropped or deep-copied takes no record)
@@ -106,16 +116,20 @@ def made_from(inference: nn.Module, source: nn.Module) -> nn.Module:
     _install_hooks()
     tensors = [*source.parameters(), *source.buffers()]
     _sources[inference] = _Source(source, _fused_steps, _registrations, tensors,
-                                  weights_version(tensors))
+                                  weights_version(tensors),
+                                  [t.untyped_storage() for t in tensors])
     return inference
 
 
 def is_current(inference: nn.Module, source: nn.Module) -> bool:
     """Whether ``inference`` was made from ``source``'s weights as they are now: no in-place
-    write, move or new tensor since, and no fused optimizer step in the process (which
-    parameters one wrote is not looked up). Writes through ``tensor.data`` are not seen (they
-    bypass the version counters, as they bypass autograd's checks). A module not marked by
-    ``made_from`` (``source`` itself, or one a caller put in place) is current."""
+    write, move, storage replaced (``p.data = x`` included) or new tensor since, and no fused
+    optimizer step in the process (which parameters one wrote is not looked up). In-place
+    writes through ``tensor.data`` (``p.data.copy_(x)``, ``p.data.normal_()``) are not seen:
+    they bypass the version counters, as they bypass autograd's checks; write under
+    ``torch.no_grad()`` to the tensor itself (``p.copy_(x)``) or ``p.detach()`` instead. A
+    module not marked by ``made_from`` (``source`` itself, or one a caller put in place) is
+    current."""
     made = _sources.get(inference)
     if made is None:
         return True
@@ -125,6 +139,21 @@ def is_current(inference: nn.Module, source: nn.Module) -> bool:
         made.tensors = [*source.parameters(), *source.buffers()]
         made.registrations = _registrations
     return weights_version(made.tensors) == made.version
+
+
+def current_copy(copies: dict[K, nn.Module], key: K, source: nn.Module,
+                 make: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """``copies[key]`` while it ``is_current`` for ``source``, else ``make(source)``, recorded
+    by ``made_from`` and kept in ``copies[key]``: how the models keep their bf16 and int8
+    inference copies. Checked on every call (no values read): weights change in place."""
+    kept = copies.get(key)
+    if kept is not None and is_current(kept, source):
+        return kept
+    # the stale copy goes before the new one is made: never two copies in memory at once
+    del kept
+    copies.pop(key, None)
+    made = copies[key] = made_from(make(source), source)
+    return made
 
 
 def round_to_bf16(module: nn.Module) -> nn.Module:

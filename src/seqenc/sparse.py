@@ -75,8 +75,8 @@ class SparseEncoder:
         self.tokenizer = tokenizer
         self.path = path
         self.device = torch.device(device)
-        # dtype -> (encoder, head, decoder) inference copies; float32 is the originals
-        self._copies: dict[str, tuple[Encoder, MaskedLMHead, Decoder]] = {}
+        self._copies: dict[str, nn.Module] = {}  # dtype -> _Parts' bf16 copy
+        self._parts: _Parts | None = None  # the float32 modules as one, what copies come from
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: str = "cpu",
@@ -127,20 +127,28 @@ class SparseEncoder:
     def modules_for(self, dtype: str = "float32") -> tuple[Encoder, MaskedLMHead, Decoder]:
         """(encoder, head, decoder) computing in ``dtype``, logits = decoder(head.transform(
         hidden)) + head.bias: the originals for float32; for bfloat16 copies made on first use
-        and kept, as SentenceEncoder.encoder_for makes its own (seqenc.precision.bf16_encoder:
-        on CPUs with our bf16 GEMM only the matmuls' inputs are bf16, the decoder's included;
+        and kept while the encoder's, the head's and the decoder's weights stay as they were,
+        as SentenceEncoder.encoder_for keeps its own (precision.current_copy: after a training
+        step or an in-place edit the next call makes fresh copies; precision.bf16_encoder: on
+        CPUs with our bf16 GEMM only the matmuls' inputs are bf16, the decoder's included;
         elsewhere the modules cast to bf16)."""
-        weight = self.decoder if self.decoder is not None else self.encoder.embeddings.token.weight
         if check_choice("dtype", dtype, DTYPES) == "float32":
+            weight = self.decoder if self.decoder is not None else \
+                self.encoder.embeddings.token.weight
             return self.encoder, self.head, lambda x: x @ weight.T
-        if dtype not in self._copies:
-            from .precision import bf16_encoder
+        from .precision import current_copy
 
-            # one module, so that the scheme is chosen once for all three
-            parts = bf16_encoder(nn.ModuleDict(
-                {"encoder": self.encoder, "head": self.head, "decoder": _PaddedDecoder(weight)}))
-            self._copies[dtype] = (parts["encoder"], parts["head"], parts["decoder"])
-        return self._copies[dtype]
+        copy = current_copy(self._copies, dtype, self._float32_parts(), _bf16_parts)
+        return copy.encoder, copy.head, copy.decoder
+
+    def _float32_parts(self) -> _Parts:
+        """The encoder, head and decoder as one module, made again only when one of them is
+        replaced (a new module registers its tensors: precision.is_current would walk them)."""
+        parts = self._parts
+        if (parts is None or parts.encoder is not self.encoder or parts.head is not self.head
+                or parts.decoder is not self.decoder):
+            parts = self._parts = _Parts(self.encoder, self.head, self.decoder)
+        return parts
 
     def logits_ids(self, ids: Sequence[Sequence[int]], dtype: str = "float32"
                    ) -> tuple[Tensor, Tensor]:
@@ -218,6 +226,28 @@ class SparseEncoder:
         tok = self.tokenizer.tokenizer
         return {tok.id_to_token(int(i)) or f"[{int(i)}]": float(v)
                 for i, v in zip(vector.indices, vector.values, strict=True)}
+
+
+class _Parts(nn.Module):
+    """A SparseEncoder's float32 modules, the untied decoder matrix itself (not a copy) among
+    its buffers: what its bf16 copies are made from, and checked against while they are kept
+    (precision.made_from and is_current take one module)."""
+
+    def __init__(self, encoder: Encoder, head: MaskedLMHead, decoder: Tensor | None):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.register_buffer("decoder", decoder)
+
+
+def _bf16_parts(parts: _Parts) -> nn.Module:
+    """``parts``' bf16 copy: ``encoder``, ``head``, and ``decoder`` as a module."""
+    from .precision import bf16_encoder
+
+    weight = parts.decoder if parts.decoder is not None else parts.encoder.embeddings.token.weight
+    # one module, so that the scheme is chosen once for all three
+    copy = nn.Module()
+    copy.encoder, copy.head, copy.decoder = parts.encoder, parts.head, _PaddedDecoder(weight)
+    return bf16_encoder(copy)
 
 
 class _PaddedDecoder(nn.Module):
