@@ -24,6 +24,7 @@ import torch
 from seqenc import int8
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
+from seqenc.precision import made_from
 from seqenc.threads import set_threads
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
@@ -64,7 +65,9 @@ def main() -> None:
         if gemm is not None and gemm not in encoders:
             saved, int8.GEMM = int8.GEMM, gemm
             try:
-                encoders[gemm] = int8.int8_encoder(model.encoder, model.tokenizer)
+                # recorded as made from the model's weights, or encode would make its own
+                encoders[gemm] = made_from(int8.int8_encoder(model.encoder, model.tokenizer),
+                                           model.encoder)
             finally:
                 int8.GEMM = saved
 
@@ -74,7 +77,9 @@ def main() -> None:
             return model.encode(texts)
         model._encoders[torch.int8] = encoders[gemm]
         int8.FUSING_GEMMS = ("vnni512", gemm, "avx2-u8s7") if fused else ("vnni512",)
-        return model.encode(texts, dtype="int8")
+        vectors = model.encode(texts, dtype="int8")
+        assert model._encoders[torch.int8] is encoders[gemm]  # ran the mode's kernels
+        return vectors
 
     reference = model.encode(texts)
     outputs = {name: run(name) for name in wanted}  # warm-up
