@@ -30,11 +30,11 @@ from seqenc.threads import set_threads
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 # mode -> (int8 kernel or None for fp32, fused epilogues)
 MODES = {"fp32": (None, False),
-         "int8 avx2 (int16, vpmaddwd)": ("avx2", False),
+         "int8 avx2 (int16 vpmaddwd)": ("avx2", False),
          "int8 avx2-u8s7": ("avx2-u8s7", False),
-         "int8 avx2-u8s7, fused": ("avx2-u8s7", True),
+         "int8 avx2-u8s7 fused": ("avx2-u8s7", True),
          "int8 avx2-u7s7 (+ down on u8s7)": ("avx2-u7s7", False),
-         "int8 avx2-u7s7 (+ down on u8s7), fused": ("avx2-u7s7", True)}
+         "int8 avx2-u7s7 (+ down on u8s7) fused": ("avx2-u7s7", True)}
 
 
 def cpu_seconds() -> float:
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--modes", default="", help="comma-separated names of MODES (default all)")
+    parser.add_argument("--modes", default="", help="names of MODES, comma-separated (default all)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     set_threads(args.threads)
