@@ -28,6 +28,7 @@ from seqenc import int8
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
+from seqenc.precision import made_from
 from seqenc.threads import set_threads
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
@@ -62,7 +63,8 @@ def main() -> None:
             continue
         saved, int8.GEMM = int8.GEMM, None if gemm == "onednn" else gemm
         try:
-            encoder = int8.int8_encoder(model.encoder, model.tokenizer)
+            # recorded as made from the model's weights, or encode would make its own
+            encoder = made_from(int8.int8_encoder(model.encoder, model.tokenizer), model.encoder)
         finally:
             int8.GEMM = saved
         schedules = int8.SCHEDULES if gemm == gemms[0] and gemm != "onednn" else ("fused",)

@@ -3,9 +3,10 @@ output channel, int8 activations with one scale per token (row), exact int32 acc
 float32 out.
 
 The GEMM is ours (csrc/gemm_int8.c, ``GEMM``) where the C kernels run: AVX512-VNNI, AVX-VNNI,
-or on AVX2-only CPUs int16 pairs (vpmaddwd); the weights are packed once for it, here. Every
-kernel's int32 sums are exact (tests/test_int8_gemm.py), so the quality bar holds by
-construction on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
+or on AVX2-only CPUs vpmaddubsw on 7-bit weights (avx2-u7s7, avx2-u8s7; int8_layout.LEVELS) or
+int16 pairs (vpmaddwd, avx2); the weights are packed once for it (int8_layout.py). Every
+kernel's int32 sums are exact (tests/test_int8_gemm.py), so kernels of the same levels give the
+same vectors on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
 torch._int_mm (oneDNN) multiplies on CPUs with VNNI; elsewhere int8 is refused (oneDNN's AVX2
 path saturates, and a float64 product would be slower than float32).
 
@@ -15,28 +16,38 @@ to fp32 0.94-0.98, benchmarks/RESULTS.md). Optional SmoothQuant-style smoothing 
 outlier channel's range from the activations into the weights: x W^T = (x / s)(W s)^T with
 s_j = max|x_j|^alpha / max|W_:,j|^(1 - alpha) from calibration activations.
 
-``quantize_encoder`` swaps the encoder's nn.Linear layers for Int8Linear in place; which layers
-(``skip``) and alpha are the caller's choice, measured in benchmarks/int8_quality.py.
-``int8_encoder`` is what ``encode(dtype="int8")`` runs: every linear layer, per-token scales,
-smoothing calibrated on random tokens (no user data), which holds the quality bar
-(benchmarks/RESULTS.md). Its layers keep the fused path (nn/kernels.py): int8 GEMM with the
-dequantisation in its epilogue, then our float32 epilogues.
+``quantize_encoder`` (int8_calibration.py) swaps the encoder's nn.Linear layers for Int8Linear
+in place, each on ``layer_gemm``'s kernel; which layers (``skip``) and alpha are the caller's
+choice, measured in benchmarks/int8_quality.py. ``int8_encoder`` is what
+``encode(dtype="int8")`` runs: every linear layer, per-token scales, smoothing calibrated on
+random tokens (no user data), which holds the quality bar (benchmarks/RESULTS.md). Its layers
+keep the fused path (nn/kernels.py): int8 GEMM with the dequantisation in its epilogue, then
+our float32 epilogues.
 """
 
 from __future__ import annotations
 
-import copy
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's API too)
+    _GEMMS,
+    _SHIFT,
+    LEVELS,
+    gemm_fits,
+    pack_int8,
+    quantize_weights,
+)
 
-def quantize_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(N, K) float -> (N, K) int8 and (N,) float32 scales: x ~ q * scale[:, None]."""
-    scale = x.abs().amax(dim=1).clamp(min=1e-12) / 127.0
-    q = torch.round(x / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+
+def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
+    """(N, K) float -> (N, K) int8 within +-levels and (N,) float32 scales:
+    x ~ q * scale[:, None]."""
+    scale = x.abs().amax(dim=1).clamp(min=1e-12) / float(levels)
+    q = torch.round(x / scale[:, None]).clamp_(-levels, levels).to(torch.int8)
     return q, scale.float()
 
 
@@ -51,21 +62,22 @@ class Int8Linear(nn.Module):
         w = linear.weight.detach().float()  # (M, K)
         if smooth is not None:
             w = w * smooth[None, :]
-        w_scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0  # (M,)
-        q = torch.round(w / w_scale[:, None]).clamp_(-127, 127).to(torch.int8)
-        self.register_buffer("weight_t", q.t().contiguous())  # (K, M): _int_mm's layout
-        self.register_buffer("weight_scale", w_scale)
         self.register_buffer("inv_smooth",
                              None if smooth is None else (1.0 / smooth.float()).contiguous())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        shape = tuple(w.shape)
         if gemm == "auto":
-            gemm = GEMM if gemm_fits(*q.shape) else None
-        elif gemm is not None and (gemm not in runnable_gemms() or not gemm_fits(*q.shape)):
-            raise ValueError(f"int8 GEMM {gemm!r} does not run here for {tuple(q.shape)} "
+            gemm = GEMM if gemm_fits(*shape) else None
+        elif gemm is not None and (gemm not in runnable_gemms() or not gemm_fits(*shape)):
+            raise ValueError(f"int8 GEMM {gemm!r} does not run here for {shape} "
                              f"weights (runs: {runnable_gemms()}, shapes M % 16 == K % 8 == 0)")
         self.gemm = gemm
+        # the kernel's weight levels (7-bit for avx2-u*); the other paths compute with them too
+        q, w_scale = quantize_weights(w, LEVELS[gemm][1] if gemm else 127)
+        self.register_buffer("weight_t", q.t().contiguous())  # (K, M): _int_mm's layout
+        self.register_buffer("weight_scale", w_scale)  # (M,)
         packed, corr = pack_int8(q, gemm) if gemm else (None, None)
         self.register_buffer("packed", packed)  # q in the layout of gemm_int8.c's kernel
         self.register_buffer("corr", corr)  # (M,) int32, what the VNNI kernels' shift adds
@@ -130,12 +142,13 @@ class Int8Linear(nn.Module):
                              0 if mul is None else mul.data_ptr())
             else:
                 epilogue += (0, 0, 0)
-            if quantized:
-                epilogue += (x[0].data_ptr(), x[1].data_ptr())
+            epilogue += (x[0].data_ptr(), x[1].data_ptr()) if quantized else (0, 0)
+            # q_out in the format `feeds` reads (its kernel may differ: int8.EIGHT_BIT_INPUTS)
+            q_format = -1 if feeds is None else _GEMMS[feeds.gemm][1]
             _kernels.quant_gemm_int8(kind, 0 if quantized else x.data_ptr(), smooth,
                                      self.packed.data_ptr(), corr, self.weight_scale.data_ptr(),
                                      out.data_ptr(), N, M, K, M, threads, *epilogue,
-                                     how != "fused-tasks")
+                                     how != "fused-tasks", q_format)
             return (q_out, scale_out) if feeds is not None else out
         out = torch.empty(N, M)
         q, scale = quantize_rows_kernel(x, self.gemm, self.inv_smooth)
@@ -161,10 +174,13 @@ FUSING_GEMMS: tuple[str, ...] = ("vnni512",)
 
 def fuses_layer(w) -> bool:
     """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
-    Int8Linear on one kernel of FUSING_GEMMS, SCHEDULE "fused", float32 vectors."""
+    Int8Linear on a kernel of FUSING_GEMMS, all of one width, SCHEDULE "fused", float32
+    vectors."""
     linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    kinds = {getattr(m, "gemm", None) for m in linears}
-    return schedule().startswith("fused") and len(kinds) == 1 and all(
+    # one kernel, or 8-lane ones (avx2-u7s7 with its down projection on avx2-u8s7): the
+    # epilogues' width (16 lanes for vnni512) must be the separate kernels' in every GEMM
+    lanes = {getattr(m, "gemm", None) == "vnni512" for m in linears}
+    return schedule().startswith("fused") and len(lanes) == 1 and all(
         isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
         v.dtype == torch.float32 and v.is_contiguous()
         for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
@@ -221,14 +237,6 @@ def _has_vnni() -> bool:
 
 _VNNI = _has_vnni()
 
-# csrc/gemm_int8.c's kernels, best first: name -> (kind, activation format, activation dtype)
-_GEMMS = {"vnni512": (2, 1, torch.uint8), "vnni256": (1, 1, torch.uint8),
-          "avx2": (0, 2, torch.int16)}
-# weights: (values per k-group, dtype); panels of GEMM_PANEL columns
-_PACKING = {"vnni512": (4, torch.int8), "vnni256": (4, torch.int8), "avx2": (2, torch.int16)}
-GEMM_PANEL = 48
-
-
 def runnable_gemms() -> list[str]:
     """Our int8 GEMMs that run here, best first: the C kernels on (SEQENC_KERNELS, and
     SEQENC_ISA=avx2 leaves out vnni512) and the CPU has the instructions (VNNI as _VNNI
@@ -259,6 +267,21 @@ def _choose_gemm() -> str | None:
 
 
 GEMM = _choose_gemm()
+# The layers that keep 8-bit activations where GEMM takes 7-bit ones (avx2-u7s7): the FFN down
+# projection reads GELU outputs, whose long tail 63 levels resolve worst (mean cosine to fp32
+# 0.9957 with every layer on 7 bits, 0.9969 with these on 8; benchmarks/RESULTS.md). They run
+# avx2-u8s7 instead: the same 7-bit weights, 8-bit activations, a third slower.
+EIGHT_BIT_INPUTS = (".down",)
+
+
+def layer_gemm(name: str) -> str | None:
+    """The kernel quantize_encoder gives the linear layer ``name``: GEMM, but avx2-u8s7 for the
+    layers of EIGHT_BIT_INPUTS where GEMM is avx2-u7s7."""
+    if GEMM == "avx2-u7s7" and name.endswith(EIGHT_BIT_INPUTS):
+        return "avx2-u8s7"
+    return GEMM
+
+
 # How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
 #   "fused": quantisation, GEMM and (post_norm_layer) the layer's next step in one
 #     parallel loop on OpenMP's threads (PyTorch's: warm from the ops around it);
@@ -284,52 +307,55 @@ def schedule() -> str:
     return "fused" if torch.get_num_threads() == 1 else "openmp"
 
 
-def gemm_fits(m: int, k: int) -> bool:
-    """Whether gemm_int8.c (and the quantisation before it) take an (M, K) weight."""
-    return m % 16 == 0 and k % 8 == 0 and 0 < k <= 65536
-
-
-def pack_int8(q: Tensor, gemm: str) -> tuple[Tensor, Tensor | None]:
-    """(M, K) int8 weights -> gemm_int8.c's layout for ``gemm``, panel by panel of GEMM_PANEL
-    rows: (K / g, width, g) each, g = 4 int8 (VNNI) or 2 int16 (AVX2); and for the VNNI
-    kernels corr = 128 sum_k q[c, k] (M,) int32 (their activations come shifted by 128)."""
-    group, dtype = _PACKING[gemm]
-    M, K = q.shape
-    w = q.to(dtype)
-    packed = torch.cat([w[c0:c0 + GEMM_PANEL].reshape(-1, K // group, group).transpose(0, 1)
-                        .reshape(-1) for c0 in range(0, M, GEMM_PANEL)]).contiguous()
-    corr = (q.to(torch.int32).sum(dim=1) * 128).to(torch.int32) if group == 4 else None
-    return packed, corr
-
-
 def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
     """a (N, K) int8 times w (M, K) int8, transposed: (N, M) int32 sums from gemm_int8.c's
-    kernel ``gemm`` (default ``GEMM``), exact for values in [-127, 127] on every CPU (unlike
-    torch._int_mm without VNNI). Packs w on every call: for tests and one-off products."""
+    kernel ``gemm`` (default ``GEMM``), exact for values within LEVELS[gemm] on every CPU
+    (unlike torch._int_mm without VNNI; others are refused). Packs w on every call: for tests
+    and one-off products (int8_matmul packs it once)."""
+    return int8_matmul(w, gemm)(a)
+
+
+def int8_matmul(w: Tensor, gemm: str | None = None) -> Callable[[Tensor], Tensor]:
+    """int8_mm with w packed once: a function a (N, K) int8 -> (N, M) int32 sums (e.g. for
+    seqenc bench's int8 GEMM probe)."""
     from .nn.kernels import _kernels
 
     gemm = gemm or GEMM
     if gemm not in runnable_gemms():
         raise ValueError(f"int8 GEMM {gemm!r} does not run here (runs: {runnable_gemms()})")
-    (N, K), M = a.shape, w.shape[0]
-    if a.dtype != torch.int8 or w.dtype != torch.int8 or w.shape[1] != K or not gemm_fits(M, K):
+    (M, K), top_a, top_w = w.shape, *LEVELS[gemm]
+    if w.dtype != torch.int8 or not gemm_fits(M, K):
         raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
-                         f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
+                         f"{w.dtype} {tuple(w.shape)} weights")
+    if w.numel() and w.abs().max() > top_w:
+        raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
     kind, fmt, dtype = _GEMMS[gemm]
-    a = a.to(torch.int16) if dtype == torch.int16 else (a.to(torch.int16) + 128).to(torch.uint8)
-    a = a.contiguous()
     packed, corr = pack_int8(w, gemm)
-    out = torch.empty(N, M, dtype=torch.int32)
-    _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
-                       0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M, K, M,
-                       torch.get_num_threads(), schedule() == "openmp")
-    return out
+
+    def product(a: Tensor) -> Tensor:
+        N = a.shape[0]
+        if a.dtype != torch.int8 or a.dim() != 2 or a.shape[1] != K:
+            raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
+                             f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
+        if a.numel() and a.abs().max() > top_a:
+            raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
+        a = a.to(torch.int16) if dtype == torch.int16 else (
+            a.to(torch.int16) + _SHIFT[fmt]).to(torch.uint8)
+        a = a.contiguous()
+        out = torch.empty(N, M, dtype=torch.int32)
+        _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
+                           0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M,
+                           K, M, torch.get_num_threads(), schedule() == "openmp")
+        return out
+
+    return product
 
 
 def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
                          ) -> tuple[Tensor, Tensor]:
-    """quantize_rows(x * mul) by the kernel that feeds ``gemm``, stored as that GEMM reads it:
-    int16 (avx2) or uint8 q + 128 (VNNI); and the (N,) float32 scales. x (N, K) float32
+    """quantize_rows(x * mul) by the kernel that feeds ``gemm`` (with LEVELS[gemm][0] in place
+    of 127), stored as that GEMM reads it: int16 (avx2), uint8 q + 128 (VNNI, avx2-u8s7) or
+    uint8 q + 64 (avx2-u7s7); and the (N,) float32 scales. x (N, K) float32
     contiguous, mul (K,) float32 contiguous (the inverse smoothing factors) or None."""
     from .nn.kernels import _kernels
 
@@ -368,95 +394,12 @@ def _int_mm(a: Tensor, b: Tensor) -> Tensor:
     return torch._int_mm(padded, b)[:n]
 
 
-def calibrate(encoder: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """Per input channel max |x| of every nn.Linear of ``encoder`` over calibration batches
-    (input_ids, keep_mask). Runs the modules (not the fused kernels, which skip their forward)."""
-    from .nn import kernels
-
-    stats: dict[str, Tensor] = {}
-    hooks = []
-
-    def hook(name: str) -> Callable:
-        def record(_module, inputs, _output):
-            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).abs().amax(dim=0).float()
-            stats[name] = torch.maximum(stats[name], x) if name in stats else x
-        return record
-
-    for name, module in encoder.named_modules():
-        if isinstance(module, nn.Linear):
-            hooks.append(module.register_forward_hook(hook(name)))
-    enabled, kernels.ENABLED = kernels.ENABLED, False
-    try:
-        with torch.inference_mode():
-            for ids, keep in batches:
-                encoder(ids, keep)
-    finally:
-        kernels.ENABLED = enabled
-        for h in hooks:
-            h.remove()
-    return stats
-
-
-def quantize_encoder(encoder: nn.Module, stats: dict[str, Tensor] | None = None,
-                     alpha: float = 0.5, skip: Callable[[str], bool] = lambda name: False,
-                     smooth: Callable[[str], bool] = lambda name: True) -> list[str]:
-    """Replace the encoder's nn.Linear layers (but those ``skip`` names) by Int8Linear, in
-    place; smoothing (needs ``stats`` from ``calibrate``) where ``smooth(name)``. Returns the
-    names quantised."""
-    done = []
-    for name, module in list(encoder.named_modules()):
-        if not isinstance(module, nn.Linear) or skip(name):
-            continue
-        s = None
-        if stats is not None and smooth(name) and alpha > 0:
-            w_max = module.weight.detach().float().abs().amax(dim=0).clamp(min=1e-5)
-            s = (stats[name].clamp(min=1e-5) ** alpha / w_max ** (1 - alpha)).clamp(min=1e-5)
-        parent_name, _, child = name.rpartition(".")
-        parent = encoder.get_submodule(parent_name) if parent_name else encoder
-        setattr(parent, child, Int8Linear(module, s))
-        done.append(name)
-    return done
-
-
-def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
-    """An inference copy of ``encoder`` (float32, on the CPU) with every nn.Linear int8, the
-    original left untouched: per-token activation scales everywhere, plus smoothing (alpha 0.5)
-    of the layers that read a LayerNorm's outlier channels (qkv, FFN up), calibrated on
-    CALIBRATION_SEQUENCES seeded random-token sequences in ``tokenizer``'s frame ([CLS] ...
-    [SEP]): outlier channels belong to the model, not the text, so no user data is needed
-    (random tokens and real text calibrate equally well: benchmarks/RESULTS.md). Without a
-    tokenizer, no smoothing. Refused where int8 would not pay: off the CPU, and where neither
-    our int8 GEMMs nor oneDNN's VNNI ones run (check_int8)."""
-    device = next(encoder.parameters()).device
-    if device.type != "cpu":
-        raise ValueError(f"dtype int8 runs on the CPU only (this model is on {device}); "
-                         "use float32 or bfloat16 there")
-    check_int8()
-    clone = copy.deepcopy(encoder).eval().float()
-    stats = None if tokenizer is None else calibrate(clone, random_batches(tokenizer))
-    quantize_encoder(clone, stats, alpha=0.5, smooth=lambda name: name.endswith(SMOOTHED))
-    return clone
-
-
-CALIBRATION_SEQUENCES = 32
-SMOOTHED = ("qkv", ".up")  # linears right after a LayerNorm (BERT-style post-norm layers)
-
-
-def random_batches(tokenizer, n: int = CALIBRATION_SEQUENCES, longest: int = 64,
-                   seed: int = 0) -> list[tuple[Tensor, Tensor]]:
-    """n random-token sequences of 1..longest tokens inside the tokenizer's special tokens,
-    as padded (input_ids, keep) batches of 32: calibration without user data."""
-    frame = tokenizer.encode([""]).ids[0]  # e.g. [CLS] [SEP]
-    vocab = tokenizer.vocab_size
-    low = min(1000, vocab // 4)  # BERT vocabularies start with special and unused entries
-    g = torch.Generator().manual_seed(seed)
-    ids = []
-    for _ in range(n):
-        length = int(torch.randint(1, longest, (1,), generator=g))
-        ids.append(frame[:1] + torch.randint(low, vocab, (length,), generator=g).tolist()
-                   + frame[1:])
-    batches = []
-    for lo in range(0, n, 32):
-        batch = tokenizer.pad(ids[lo:lo + 32])
-        batches.append((batch.input_ids, batch.attention_mask))
-    return batches
+# the int8 copy of a model (its own module; int8's API as before)
+from .int8_calibration import (  # noqa: E402, F401
+    CALIBRATION_SEQUENCES,
+    SMOOTHED,
+    calibrate,
+    int8_encoder,
+    quantize_encoder,
+    random_batches,
+)

@@ -19,6 +19,11 @@
  *     w int8 in quads, packed[c0 K + k4 4 width + 4 j + t] = w[c0 + j, 4 k4 + t]: vpdpbusd adds
  *     four u8 x s8 products to each int32 lane (the non-saturating form). The shift adds
  *     128 sum_k w[c, k] to every sum; corr[c] holds that and is subtracted.
+ *   INT8_U8S7 and INT8_U7S7 (AVX2, vpmaddubsw): the VNNI kernels' quads and shift, with 7-bit
+ *     weights (|w| <= 64) so that vpmaddubsw's int16 sums cannot saturate; U7S7 also takes
+ *     7-bit activations (|q| <= 63, shifted by 64), which lets it add two of them in int16
+ *     before widening (gemm_int8_avx2.c has the bounds).
+ *   The micro-kernels: gemm_int8_vnni.c (VNNI), gemm_int8_avx2.c (I16, U8S7, U7S7).
  * Every partial sum is bounded by K 255 127 < 2^31 for K <= 65536 (module.c checks K), so the
  * int32 sums are exact: int8 quality depends on the quantisation alone, on every CPU.
  *
@@ -28,219 +33,20 @@
  * of the GEMM (oneDNN's split is static). Panel-major order, so a thread's next tile mostly
  * reuses the panel in its cache.
  */
-#include "int8.h"
+#include "int8_tile.h"
 #include "tasks.h"
 
 #ifdef SEQENC_X86
 #include <pthread.h>
 #include <stdatomic.h>
-#include <string.h>
-
-#define PANEL 48
-#define TILE_ROWS 64
-#define MR512 8 /* rows x 3 vectors of 16 columns: 24 accumulators of 32 zmm registers */
-#define MR256 4 /* rows x 3 vectors of 8 columns: 12 accumulators of 16 ymm registers */
-
-#define AVXVNNI __attribute__((target("avx2,fma,avxvnni")))
-#define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
-
-static inline int32_t load4(const void *p) {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* The tile's destination and epilogue: dequantise into out, or store the raw sums. */
-typedef struct {
-    const int32_t *corr;      /* (M,) subtracted from the sums, or NULL */
-    const float *row_scale;   /* (N,), or NULL: int32 out */
-    const float *col_scale;   /* (M,) */
-    void *out;
-    int64_t ldc;
-    const float *gelu_bias;   /* (M,): gelu(sum + bias) stored (VNNI512, I16), or NULL */
-} Epilogue;
-
-VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m512i acc) {
-    if (e->corr) acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(e->corr + c));
-    if (!e->row_scale) {
-        _mm512_storeu_si512((int32_t *)e->out + r * e->ldc + c, acc);
-        return;
-    }
-    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e->row_scale[r]));
-    __m512 y = _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c));
-    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (avx512.c), on the tile in registers */
-        y = _mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c));
-        y = _mm512_mul_ps(y, normal_cdf512(y));
-    }
-    _mm512_storeu_ps((float *)e->out + r * e->ldc + c, y);
-}
-
-AVX2 static inline void store8(const Epilogue *e, int64_t r, int64_t c, __m256i acc) {
-    if (e->corr) acc = _mm256_sub_epi32(acc, _mm256_loadu_si256((const __m256i *)(e->corr + c)));
-    if (!e->row_scale) {
-        _mm256_storeu_si256((__m256i *)((int32_t *)e->out + r * e->ldc + c), acc);
-        return;
-    }
-    const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(e->row_scale[r]));
-    __m256 y = _mm256_mul_ps(v, _mm256_loadu_ps(e->col_scale + c));
-    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (elementwise.c), on the tile in registers */
-        y = _mm256_add_ps(y, _mm256_loadu_ps(e->gelu_bias + c));
-        y = _mm256_mul_ps(y, normal_cdf256(y));
-    }
-    _mm256_storeu_ps((float *)e->out + r * e->ldc + c, y);
-}
-
-/* rows x nv vectors over all of K, always inlined with constant rows and nv so that the
- * accumulators stay in registers. b points at the first column's k-group 0 in the panel,
- * stride the bytes from one k-group to the next (width 4). */
-__attribute__((always_inline)) VNNI512 static inline void micro_vnni512(
-    const uint8_t *a, int64_t lda, const int8_t *b, int64_t stride, int64_t groups,
-    const Epilogue *e, int64_t r0, int64_t c0, const int rows, const int nv) {
-    __m512i acc[MR512][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_si512();
-    for (int64_t g = 0; g < groups; g++) {
-        __m512i w[3];
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) w[v] = _mm512_loadu_si512(b + g * stride + 64 * v);
-        #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) {
-            const __m512i x = _mm512_set1_epi32(load4(a + r * lda + 4 * g));
-            #pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], x, w[v]);
-        }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) store16(e, r0 + r, c0 + 16 * v, acc[r][v]);
-}
-
-__attribute__((always_inline)) AVXVNNI static inline void micro_vnni256(
-    const uint8_t *a, int64_t lda, const int8_t *b, int64_t stride, int64_t groups,
-    const Epilogue *e, int64_t r0, int64_t c0, const int rows, const int nv) {
-    __m256i acc[MR256][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_si256();
-    for (int64_t g = 0; g < groups; g++) {
-        __m256i w[3];
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            w[v] = _mm256_loadu_si256((const __m256i *)(b + g * stride + 32 * v));
-        #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) {
-            const __m256i x = _mm256_set1_epi32(load4(a + r * lda + 4 * g));
-            #pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_dpbusd_avx_epi32(acc[r][v], x, w[v]);
-        }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) store8(e, r0 + r, c0 + 8 * v, acc[r][v]);
-}
-
-__attribute__((always_inline)) AVX2 static inline void micro_i16(
-    const int16_t *a, int64_t lda, const int16_t *b, int64_t stride, int64_t groups,
-    const Epilogue *e, int64_t r0, int64_t c0, const int rows, const int nv) {
-    __m256i acc[MR256][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_si256();
-    for (int64_t g = 0; g < groups; g++) {
-        __m256i w[3];
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            w[v] = _mm256_loadu_si256((const __m256i *)(b + g * stride + 16 * v));
-        #pragma GCC unroll 8
-        for (int r = 0; r < rows; r++) {
-            const __m256i x = _mm256_set1_epi32(load4(a + r * lda + 2 * g));
-            #pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(x, w[v]));
-        }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) store8(e, r0 + r, c0 + 8 * v, acc[r][v]);
-}
-
-/* The dispatch from run-time (rows, nv) to the inlined constant-shape micro kernels. */
-#define CASE_NV(MICRO, ROWS)                                                                 \
-    switch (nv) {                                                                            \
-        case 1: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 1); break;                 \
-        case 2: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 2); break;                 \
-        default: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 3); break;                \
-    }
-
-VNNI512 static void any_vnni512(const uint8_t *a, int64_t lda, const int8_t *b,
-                                   int64_t stride, int64_t groups, const Epilogue *e,
-                                   int64_t r0, int64_t c0, int rows, int nv) {
-    switch (rows) {
-        case 8: CASE_NV(micro_vnni512, 8) break;
-        case 7: CASE_NV(micro_vnni512, 7) break;
-        case 6: CASE_NV(micro_vnni512, 6) break;
-        case 5: CASE_NV(micro_vnni512, 5) break;
-        case 4: CASE_NV(micro_vnni512, 4) break;
-        case 3: CASE_NV(micro_vnni512, 3) break;
-        case 2: CASE_NV(micro_vnni512, 2) break;
-        default: CASE_NV(micro_vnni512, 1) break;
-    }
-}
-
-AVXVNNI static void any_vnni256(const uint8_t *a, int64_t lda, const int8_t *b,
-                                int64_t stride, int64_t groups, const Epilogue *e, int64_t r0,
-                                int64_t c0, int rows, int nv) {
-    switch (rows) {
-        case 4: CASE_NV(micro_vnni256, 4) break;
-        case 3: CASE_NV(micro_vnni256, 3) break;
-        case 2: CASE_NV(micro_vnni256, 2) break;
-        default: CASE_NV(micro_vnni256, 1) break;
-    }
-}
-
-AVX2 static void any_i16(const int16_t *a, int64_t lda, const int16_t *b, int64_t stride,
-                         int64_t groups, const Epilogue *e, int64_t r0, int64_t c0, int rows,
-                         int nv) {
-    switch (rows) {
-        case 4: CASE_NV(micro_i16, 4) break;
-        case 3: CASE_NV(micro_i16, 3) break;
-        case 2: CASE_NV(micro_i16, 2) break;
-        default: CASE_NV(micro_i16, 1) break;
-    }
-}
 
 /* One tile: rows lo .. hi of A against the panel at column c0 of the given width. */
 static void tile(int kind, const void *a, const void *packed, const Epilogue *e, int64_t k,
                  int64_t lo, int64_t hi, int64_t c0, int64_t width) {
-    if (kind == INT8_VNNI512) {
-        const int8_t *b = (const int8_t *)packed + c0 * k;
-        for (int64_t r = lo; r < hi; r += MR512)
-            any_vnni512((const uint8_t *)a + r * k, k, b, 4 * width, k / 4, e, r, c0,
-                        (int)(hi - r < MR512 ? hi - r : MR512), (int)(width / 16));
-        return;
-    }
-    /* 8-lane kernels: the panel in slices of up to 24 columns (3 vectors), each slice over
-     * the tile's rows while it is in L1 */
-    for (int64_t s = 0; s < width; s += 24) {
-        const int nv = (int)((width - s < 24 ? width - s : 24) / 8);
-        for (int64_t r = lo; r < hi; r += MR256) {
-            const int rows = (int)(hi - r < MR256 ? hi - r : MR256);
-            if (kind == INT8_VNNI256)
-                any_vnni256((const uint8_t *)a + r * k, k,
-                            (const int8_t *)packed + c0 * k + 4 * s, 4 * width, k / 4, e, r,
-                            c0 + s, rows, nv);
-            else
-                any_i16((const int16_t *)a + r * k, k, (const int16_t *)packed + c0 * k + 2 * s,
-                        2 * width, k / 2, e, r, c0 + s, rows, nv);
-        }
-    }
+    if (kind == INT8_VNNI512 || kind == INT8_VNNI256)
+        seqenc_int8_tile_vnni(kind, a, packed, e, k, lo, hi, c0, width);
+    else
+        seqenc_int8_tile_avx2(kind, a, packed, e, k, lo, hi, c0, width);
 }
 
 typedef struct {
@@ -272,71 +78,6 @@ void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t
     for (int64_t t = 0; t < tiles; t++) gemm_task((void *)&g, t);
 }
 
-/* float32 rows -> quantised rows, one scale per row: scale[r] = max_c |x[r, c] mul[c]| / 127
- * (1 for an all-zero row) and q = x mul / scale rounded to nearest even, clamped to +-127:
- * the arithmetic of quantize_rows in avx512.c (x mul rounded once, times the reciprocal of
- * the scale), so both give the same q. mul NULL: no smoothing. Stored as int8, as uint8 q + 128
- * (the VNNI kernels' activations) or int16 (INT8_I16's). n % 8 == 0. */
-AVX2 static inline __m256 scaled8(const float *row, const float *mul, int64_t c) {
-    const __m256 v = _mm256_loadu_ps(row + c);
-    return mul ? _mm256_mul_ps(v, _mm256_loadu_ps(mul + c)) : v;
-}
-
-AVX2 static void quantize_rows8(const float *x, const float *mul, void *q, float *scale,
-                                int64_t n, int64_t lo, int64_t hi, int format) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t r = lo; r < hi; r++) {
-        const float *row = x + r * n;
-        __m256 top = _mm256_setzero_ps();
-        for (int64_t c = 0; c < n; c += 8)
-            top = _mm256_max_ps(top, _mm256_and_ps(scaled8(row, mul, c), abs_mask));
-        const float m = horizontal_max(top);
-        const float s = m > 1e-30f ? m / 127.0f : 1.0f;
-        scale[r] = s;
-        const __m256 inv = _mm256_set1_ps(1.0f / s);
-        for (int64_t c = 0; c < n; c += 8) {
-            __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(scaled8(row, mul, c), inv));
-            v = _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(127)),
-                                 _mm256_set1_epi32(-127));
-            const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v),
-                                                _mm256_extracti128_si256(v, 1));
-            if (format == QUANT_I16) {
-                _mm_storeu_si128((__m128i *)((int16_t *)q + r * n + c), w16);
-                continue;
-            }
-            __m128i b8 = _mm_packs_epi16(w16, w16); /* low 8 bytes */
-            if (format == QUANT_U8) b8 = _mm_xor_si128(b8, _mm_set1_epi8((char)0x80));
-            _mm_storel_epi64((__m128i *)((int8_t *)q + r * n + c), b8);
-        }
-    }
-}
-
-typedef struct {
-    const float *x, *mul;
-    void *q;
-    float *scale;
-    int64_t rows, n;
-    int format;
-} Quantize;
-
-static void quantize_task(void *ctx, int64_t b) {
-    const Quantize *j = ctx;
-    quantize_rows8(j->x, j->mul, j->q, j->scale, j->n, b * 16,
-                   b * 16 + 16 < j->rows ? b * 16 + 16 : j->rows, j->format);
-}
-
-void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
-                          int64_t rows, int64_t n, int threads, int format, int openmp) {
-    const Quantize j = {x, mul, q, scale, rows, n, format};
-    const int64_t blocks = (rows + 15) / 16;
-    if (!openmp) {
-        seqenc_run_tasks(quantize_task, (void *)&j, blocks, threads);
-        return;
-    }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t b = 0; b < blocks; b++) quantize_task((void *)&j, b);
-}
-
 /* The layer's GEMM in one pass over x: each task quantises a block of rows into a buffer of
  * its thread (in L1/L2) and multiplies it by every panel, so there is no quantised copy of x in
  * memory and no second parallel loop (on a shared CPU each loop can wait for a descheduled
@@ -350,7 +91,7 @@ typedef struct {
     float *out;
     int64_t n, m, k, ldc, rows; /* rows: per task, <= TILE_ROWS */
     const Int8Epilogue *epi;
-    const void *q_in;           /* with x NULL: rows quantised already (QUANT_U8), and */
+    const void *q_in;           /* with x NULL: rows quantised already (kind's format), and */
     const float *scale_in;      /* their scales */
     _Atomic int failed;         /* a task found no memory for its buffer */
 } QuantGemm;
@@ -396,38 +137,6 @@ static void *thread_buffer(size_t bytes) {
     return s->data;
 }
 
-/* y = LayerNorm(y + bias + residual) * gamma + beta on rows lo .. hi of the task's output, while
- * they are in its cache: add_layernorm_rows_f32's arithmetic (avx512.c), the same order of
- * every float32 operation, so the result is the separate pass's. row: n floats of scratch. */
-VNNI512 static void add_layernorm_rows(float *y, int64_t ldc, const Int8Epilogue *p, int64_t n,
-                                       int64_t lo, int64_t hi, float *row) {
-    for (int64_t r = lo; r < hi; r++) {
-        float *yr = y + r * ldc;
-        const float *res = p->residual + r * n;
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) {
-            __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(yr + c),
-                                                   _mm512_loadu_ps(p->bias + c)),
-                                     _mm512_loadu_ps(res + c));
-            _mm512_storeu_ps(row + c, v);
-            sum = _mm512_add_ps(sum, v);
-        }
-        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
-        __m512 sq = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) {
-            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + c), mean);
-            sq = _mm512_fmadd_ps(d, d, sq);
-        }
-        const float var = _mm512_reduce_add_ps(sq) / (float)n;
-        const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + p->eps));
-        for (int64_t c = 0; c < n; c += 16) {
-            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale);
-            _mm512_storeu_ps(yr + c, _mm512_fmadd_ps(d, _mm512_loadu_ps(p->gamma + c),
-                                                     _mm512_loadu_ps(p->beta + c)));
-        }
-    }
-}
-
 static void quant_gemm_task(void *ctx, int64_t t) {
     QuantGemm *g = ctx;
     const Int8Epilogue *p = g->epi;
@@ -445,7 +154,8 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     const void *a = buffer;
     const float *row_scale = scale;
     if (g->x) {
-        quantize_rows8(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo, g->format);
+        seqenc_int8_quantize_rows(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo,
+                                  g->format);
     } else {
         a = (const char *)g->q_in + lo * g->k * elem;
         row_scale = g->scale_in + lo;
@@ -458,15 +168,19 @@ static void quant_gemm_task(void *ctx, int64_t t) {
              g->m - c0 < PANEL ? g->m - c0 : PANEL);
     if (p && p->gamma && g->kind == INT8_VNNI512) {
         const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
-                                   p->eps, NULL, NULL, NULL};
-        add_layernorm_rows(dst, ldd, &rows, g->m, 0, hi - lo, (float *)(buffer + qbytes));
+                                   p->eps, NULL, NULL, NULL, -1};
+        seqenc_int8_add_layernorm512(dst, ldd, &rows, g->m, 0, hi - lo,
+                                     (float *)(buffer + qbytes));
     } else if (p && p->gamma) { /* the 8-lane LayerNorm add_layer_norm_ runs (ldd == m) */
         seqenc_add_layernorm_rows(dst, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
                                   p->eps, g->m, 0, hi - lo);
     }
-    if (requantize) /* quantised as the next GEMM would quantise these rows, from the cache */
-        quantize_rows8(dst, p->q_mul, (char *)p->q_out + lo * g->m * elem, p->scale_out + lo,
-                       g->m, 0, hi - lo, g->format);
+    if (requantize) { /* quantised as the next GEMM would quantise these rows, from the cache */
+        const int format = p->q_format >= 0 ? p->q_format : g->format;
+        seqenc_int8_quantize_rows(dst, p->q_mul,
+                                  (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
+                                  p->scale_out + lo, g->m, 0, hi - lo, format);
+    }
 }
 
 int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const void *packed,
@@ -477,7 +191,7 @@ int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const voi
     /* at least ~4 tasks a thread where n allows (balance), at most TILE_ROWS rows */
     int64_t rows = n / (4 * (int64_t)threads) / 8 * 8;
     rows = rows < 16 ? 16 : rows > TILE_ROWS ? TILE_ROWS : rows;
-    QuantGemm g = {kind, kind == INT8_I16 ? QUANT_I16 : QUANT_U8, x, mul, packed, corr,
+    QuantGemm g = {kind, seqenc_int8_format(kind), x, mul, packed, corr,
                    col_scale, out, n, m, k, ldc, rows, epi, q_in, scale_in, 0};
     const int64_t tasks = (n + rows - 1) / rows;
     if (openmp) {
@@ -489,11 +203,16 @@ int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const voi
     return g.failed ? -1 : 0;
 }
 
-/* Bit i set: this CPU runs int8 kernel i (INT8_I16 needs AVX2, the others their VNNI). */
+int seqenc_int8_format(int kind) {
+    return kind == INT8_I16 ? QUANT_I16 : kind == INT8_U7S7 ? QUANT_U7 : QUANT_U8;
+}
+
+/* Bit i set: this CPU runs int8 kernel i (INT8_I16, U8S7 and U7S7 need AVX2, the others their
+ * VNNI). */
 int seqenc_int8_kernels(void) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2")) return 0;
-    int kinds = 1 << INT8_I16;
+    int kinds = 1 << INT8_I16 | 1 << INT8_U8S7 | 1 << INT8_U7S7;
     if (__builtin_cpu_supports("avxvnni")) kinds |= 1 << INT8_VNNI256;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512vnni"))

@@ -6,10 +6,12 @@
 
 #ifdef SEQENC_X86
 /* The kernels, by the instructions they need: AVX2 (int16 pairs, vpmaddwd), AVX-VNNI and
- * AVX512-VNNI (vpdpbusd on uint8 activations q + 128). */
-enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2 };
-/* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16. */
-enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2 };
+ * AVX512-VNNI (vpdpbusd on uint8 activations q + 128), and AVX2's vpmaddubsw on 7-bit weights
+ * with uint8 activations q + 128 (U8S7) or 7-bit ones, q + 64 (U7S7). */
+enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2, INT8_U8S7 = 3, INT8_U7S7 = 4 };
+#define INT8_KINDS 5
+/* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16, uint8 q + 64 (|q| <= 63). */
+enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2, QUANT_U7 = 3 };
 
 /* out (N, M) = dequantised A W^T (float32), or the int32 sums when row_scale is NULL; corr
  * (M,) int32 subtracted from the sums (NULL: none). K % 4 == 0, every panel's width and M
@@ -21,22 +23,23 @@ void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t
  * on tasks.c's threads, or on OpenMP's when openmp is true. */
 void seqenc_quantize_int8(const float *x, const float *mul, void *q, float *scale,
                           int64_t rows, int64_t n, int threads, int format, int openmp);
-/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (INT8_VNNI512, INT8_I16):
- * gelu(y + gelu_bias) as each tile is stored (the FFN's up projection), or, with gamma,
- * LayerNorm(y + bias + residual) * gamma + beta on each task's rows (ldc == m; residual (n, m)).
- * The arithmetic of the separate kernels of the same width (avx512.c's for VNNI512,
- * elementwise.c's for I16), in the same order: the same bits. */
+/* What a post-norm layer does after a GEMM, done by the GEMM's tasks (every kind but
+ * INT8_VNNI256): gelu(y + gelu_bias) as each tile is stored (the FFN's up projection), or, with
+ * gamma, LayerNorm(y + bias + residual) * gamma + beta on each task's rows (ldc == m; residual
+ * (n, m)). The arithmetic of the separate kernels of the same width (avx512.c's for VNNI512,
+ * elementwise.c's for the 8-lane kinds), in the same order: the same bits. */
 typedef struct {
     const float *gelu_bias;
     const float *bias, *residual, *gamma, *beta;
     float eps;
-    /* q_out (n, m) and scale_out (n,): the result rows quantised for the next GEMM of the
-     * same kind (as seqenc_quantize_int8 would, each column times q_mul first, NULL: none;
-     * uint8 q + 128 for VNNI512, int16 for I16) instead of stored in out (with gelu_bias, not
-     * with gamma). */
+    /* q_out (n, m) and scale_out (n,): the result rows quantised for the next GEMM (as
+     * seqenc_quantize_int8 would, each column times q_mul first, NULL: none) in q_format (-1:
+     * the kind's own, e.g. uint8 q + 128 for VNNI512, int16 for I16; else a QUANT_*, where the
+     * next GEMM is of another kind) instead of stored in out (with gelu_bias, not with gamma). */
     void *q_out;
     float *scale_out;
     const float *q_mul;
+    int q_format;
 } Int8Epilogue;
 
 /* Both in one pass over x (float32, n x k; mul as for seqenc_quantize_int8): out = the
@@ -53,5 +56,7 @@ int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const voi
 long seqenc_int8_scratch_buffers(void);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
+/* The QUANT_* format a kind's activations come in. */
+int seqenc_int8_format(int kind);
 #endif
 #endif

@@ -7,7 +7,8 @@
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
- *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c;
+ *                  their micro-kernels in gemm_int8_vnni.c and gemm_int8_avx2.c
  *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
  *   simd.h, simd512.h  the helpers they share
@@ -361,7 +362,7 @@ static PyObject *py_gemm_int8(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|p", &kind, &a, &packed, &corr, &row_scale,
                           &col_scale, &out, &n, &m, &k, &ldc, &threads, &openmp))
         return NULL;
-    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+    if (kind < 0 || kind >= INT8_KINDS || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
         return NULL;
     }
@@ -388,7 +389,7 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "KKKKLLii|p", &x, &mul, &q, &scale, &rows, &n, &threads, &format,
                           &openmp))
         return NULL;
-    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_I16
+    if (n % 8 || rows < 0 || threads <= 0 || format < QUANT_I8 || format > QUANT_U7
         || !(seqenc_int8_kernels() & 1 << INT8_I16)) {
         PyErr_SetString(PyExc_ValueError,
                         "quantize_int8 needs AVX2, a width divisible by 8 and a known format");
@@ -404,7 +405,8 @@ static PyObject *py_quantize_int8(PyObject *self, PyObject *args) {
 
 /* quant_gemm_int8(kind, x_ptr, mul_ptr, packed_ptr, corr_ptr, col_scale_ptr, out_ptr, n, m, k,
  * ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr, gamma_ptr, beta_ptr, eps, q_out_ptr,
- * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr, openmp]): quantize_int8 and gemm_int8 in one pass
+ * scale_out_ptr, q_mul_ptr, q_in_ptr, scale_in_ptr, openmp, q_format (-1: the kind's)]):
+ * quantize_int8 and gemm_int8 in one pass
  * over x (float32 out), then the optional epilogue (int8.h's Int8Epilogue; 0 pointers: none;
  * VNNI512 or I16, ldc == m for LayerNorm); x_ptr 0: the rows at q_in_ptr, quantised already. */
 static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
@@ -414,26 +416,31 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
     unsigned long long q_out = 0, scale_out = 0, q_mul = 0, q_in = 0, scale_in = 0;
     float eps = 0.0f;
     long long n, m, k, ldc;
-    int kind, threads, status, openmp = 0;
-    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKKp", &kind, &x, &mul, &packed, &corr,
+    int kind, threads, status, openmp = 0, q_format = -1;
+    if (!PyArg_ParseTuple(args, "iKKKKKKLLLLi|KKKKKfKKKKKpi", &kind, &x, &mul, &packed, &corr,
                           &col_scale, &out, &n, &m, &k, &ldc, &threads, &gelu_bias, &bias,
                           &residual, &gamma, &beta, &eps, &q_out, &scale_out, &q_mul, &q_in,
-                          &scale_in, &openmp))
+                          &scale_in, &openmp, &q_format))
         return NULL;
+    if (q_format < -1 || q_format > QUANT_U7) {
+        PyErr_SetString(PyExc_ValueError, "q_format must be -1 or a QUANT_* format");
+        return NULL;
+    }
     const int layer_norm = gamma != 0;
     if ((gelu_bias || layer_norm || q_out || !x) && (kind == INT8_VNNI256 || (layer_norm && (
             ldc != m || !bias || !residual || !beta || q_out)) || (q_out && (!gelu_bias
             || !scale_out)) || (!x && (!q_in || !scale_in)))) {
-        PyErr_SetString(PyExc_ValueError, "the epilogues and quantised inputs need the VNNI512 "
-                        "or I16 kernel; LayerNorm also bias, residual, beta and ldc == m; q_out the "
-                        "GELU epilogue and scale_out; no x, q_in and scale_in");
+        PyErr_SetString(PyExc_ValueError, "the epilogues and quantised inputs need a kernel "
+                        "other than VNNI256; LayerNorm also bias, residual, beta and ldc == m; "
+                        "q_out the GELU epilogue and scale_out; no x, q_in and scale_in");
         return NULL;
     }
     const Int8Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
                               (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
                               (const float *)(uintptr_t)beta, eps, (void *)(uintptr_t)q_out,
-                              (float *)(uintptr_t)scale_out, (const float *)(uintptr_t)q_mul};
-    if (kind < INT8_I16 || kind > INT8_VNNI512 || !(seqenc_int8_kernels() >> kind & 1)) {
+                              (float *)(uintptr_t)scale_out, (const float *)(uintptr_t)q_mul,
+                              q_format};
+    if (kind < 0 || kind >= INT8_KINDS || !(seqenc_int8_kernels() >> kind & 1)) {
         PyErr_Format(PyExc_ValueError, "int8 kernel %d does not run on this CPU", kind);
         return NULL;
     }

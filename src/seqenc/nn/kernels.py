@@ -18,8 +18,8 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
   encoder cast to bf16 (precision.cast_encoder; not what ``encode`` runs here) keeps the fused
   path too, its GEMMs then PyTorch's bf16 matmuls.
 int8 (``encode(dtype="int8")``, seqenc/int8.py) runs on our csrc/gemm_int8.c GEMMs with every
-set: AVX512-VNNI (not under SEQENC_ISA=avx2), AVX-VNNI, or int16 pairs (vpmaddwd) on AVX2-only
-CPUs.
+set: AVX512-VNNI (not under SEQENC_ISA=avx2), AVX-VNNI, or vpmaddubsw on 7-bit weights on
+AVX2-only CPUs (int8.LEVELS).
 Every function below takes an ``isa`` to force a set (tests run each set the CPU has).
 """
 
@@ -269,7 +269,7 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     The matmuls (``matmul``) by weight: float32 tensors, ours (gemm_f32 on AVX-512 CPUs;
     nn/gemm_avx2.py's with the epilogues inside on the avx2 set, unless SEQENC_F32_GEMM=mkl);
     precision.Bf16Linear, our gemm_bf16 (bf16 inputs, float32 out); int8.Int8Linear,
-    our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2 int16 pairs; torch._int_mm
+    our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2's vpmaddubsw; torch._int_mm
     with those off or for widths they do not take), and int8.post_norm_layer runs the whole
     layer where int8.fuses_layer says so;
     bf16 tensors (an encoder cast to bf16), PyTorch's bf16 matmuls. The elementwise work

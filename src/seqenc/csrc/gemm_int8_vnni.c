@@ -1,0 +1,170 @@
+/* The int8 micro-kernels for CPUs with VNNI (gemm_int8.c says how the weights are packed and
+ * what the sums are): vpdpbusd adds four uint8 x int8 products to each int32 lane, on uint8
+ * activations q + 128 and int8 weights in quads; the shift's 128 sum_k w[c, k] is corr[c],
+ * subtracted in the epilogue.
+ *   INT8_VNNI512 (AVX512-VNNI): 8 rows x 3 vectors of 16 columns in zmm registers.
+ *   INT8_VNNI256 (AVX-VNNI): 4 rows x 3 vectors of 8 columns.
+ * And the 16-lane LayerNorm the VNNI512 tasks run on their rows (seqenc_quant_gemm_int8). */
+#include "int8_tile.h"
+
+#ifdef SEQENC_X86
+#define MR512 8 /* rows x 3 vectors of 16 columns: 24 accumulators of 32 zmm registers */
+#define MR256 4 /* rows x 3 vectors of 8 columns: 12 accumulators of 16 ymm registers */
+
+VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m512i acc) {
+    if (e->corr) acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(e->corr + c));
+    if (!e->row_scale) {
+        _mm512_storeu_si512((int32_t *)e->out + r * e->ldc + c, acc);
+        return;
+    }
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e->row_scale[r]));
+    __m512 y = _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c));
+    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (avx512.c), on the tile in registers */
+        y = _mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c));
+        y = _mm512_mul_ps(y, normal_cdf512(y));
+    }
+    _mm512_storeu_ps((float *)e->out + r * e->ldc + c, y);
+}
+
+/* rows x nv vectors over all of K, always inlined with constant rows and nv so that the
+ * accumulators stay in registers. b points at the first column's k-group 0 in the panel,
+ * stride the bytes from one k-group to the next (width 4). */
+__attribute__((always_inline)) VNNI512 static inline void micro_vnni512(
+    const uint8_t *a, int64_t lda, const int8_t *b, int64_t stride, int64_t groups,
+    const Epilogue *e, int64_t r0, int64_t c0, const int rows, const int nv) {
+    __m512i acc[MR512][3];
+    #pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_si512();
+    for (int64_t g = 0; g < groups; g++) {
+        __m512i w[3];
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) w[v] = _mm512_loadu_si512(b + g * stride + 64 * v);
+        #pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) {
+            const __m512i x = _mm512_set1_epi32(load4(a + r * lda + 4 * g));
+            #pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], x, w[v]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) store16(e, r0 + r, c0 + 16 * v, acc[r][v]);
+}
+
+__attribute__((always_inline)) AVXVNNI static inline void micro_vnni256(
+    const uint8_t *a, int64_t lda, const int8_t *b, int64_t stride, int64_t groups,
+    const Epilogue *e, int64_t r0, int64_t c0, const int rows, const int nv) {
+    __m256i acc[MR256][3];
+    #pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) acc[r][v] = _mm256_setzero_si256();
+    for (int64_t g = 0; g < groups; g++) {
+        __m256i w[3];
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            w[v] = _mm256_loadu_si256((const __m256i *)(b + g * stride + 32 * v));
+        #pragma GCC unroll 8
+        for (int r = 0; r < rows; r++) {
+            const __m256i x = _mm256_set1_epi32(load4(a + r * lda + 4 * g));
+            #pragma GCC unroll 8
+            for (int v = 0; v < nv; v++) acc[r][v] = _mm256_dpbusd_avx_epi32(acc[r][v], x, w[v]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        #pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) store8(e, r0 + r, c0 + 8 * v, acc[r][v]);
+}
+
+/* The dispatch from run-time (rows, nv) to the inlined constant-shape micro kernels. */
+#define CASE_NV(MICRO, ROWS)                                                                 \
+    switch (nv) {                                                                            \
+        case 1: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 1); break;                 \
+        case 2: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 2); break;                 \
+        default: MICRO(a, lda, b, stride, groups, e, r0, c0, ROWS, 3); break;                \
+    }
+
+VNNI512 static void any_vnni512(const uint8_t *a, int64_t lda, const int8_t *b,
+                                   int64_t stride, int64_t groups, const Epilogue *e,
+                                   int64_t r0, int64_t c0, int rows, int nv) {
+    switch (rows) {
+        case 8: CASE_NV(micro_vnni512, 8) break;
+        case 7: CASE_NV(micro_vnni512, 7) break;
+        case 6: CASE_NV(micro_vnni512, 6) break;
+        case 5: CASE_NV(micro_vnni512, 5) break;
+        case 4: CASE_NV(micro_vnni512, 4) break;
+        case 3: CASE_NV(micro_vnni512, 3) break;
+        case 2: CASE_NV(micro_vnni512, 2) break;
+        default: CASE_NV(micro_vnni512, 1) break;
+    }
+}
+
+AVXVNNI static void any_vnni256(const uint8_t *a, int64_t lda, const int8_t *b,
+                                int64_t stride, int64_t groups, const Epilogue *e, int64_t r0,
+                                int64_t c0, int rows, int nv) {
+    switch (rows) {
+        case 4: CASE_NV(micro_vnni256, 4) break;
+        case 3: CASE_NV(micro_vnni256, 3) break;
+        case 2: CASE_NV(micro_vnni256, 2) break;
+        default: CASE_NV(micro_vnni256, 1) break;
+    }
+}
+
+void seqenc_int8_tile_vnni(int kind, const void *a, const void *packed, const Epilogue *e,
+                           int64_t k, int64_t lo, int64_t hi, int64_t c0, int64_t width) {
+    if (kind == INT8_VNNI512) {
+        const int8_t *b = (const int8_t *)packed + c0 * k;
+        for (int64_t r = lo; r < hi; r += MR512)
+            any_vnni512((const uint8_t *)a + r * k, k, b, 4 * width, k / 4, e, r, c0,
+                        (int)(hi - r < MR512 ? hi - r : MR512), (int)(width / 16));
+        return;
+    }
+    /* the panel in slices of up to 24 columns (3 vectors), each slice over the tile's rows
+     * while it is in L1 */
+    for (int64_t s = 0; s < width; s += 24) {
+        const int nv = (int)((width - s < 24 ? width - s : 24) / 8);
+        for (int64_t r = lo; r < hi; r += MR256) {
+            const int rows = (int)(hi - r < MR256 ? hi - r : MR256);
+            any_vnni256((const uint8_t *)a + r * k, k,
+                        (const int8_t *)packed + c0 * k + 4 * s, 4 * width, k / 4, e, r,
+                        c0 + s, rows, nv);
+        }
+    }
+}
+
+/* y = LayerNorm(y + bias + residual) * gamma + beta on rows lo .. hi of the task's output, while
+ * they are in its cache: add_layernorm_rows_f32's arithmetic (avx512.c), the same order of
+ * every float32 operation, so the result is the separate pass's. row: n floats of scratch. */
+VNNI512 void seqenc_int8_add_layernorm512(float *y, int64_t ldc, const Int8Epilogue *p,
+                                          int64_t n, int64_t lo, int64_t hi, float *row) {
+    for (int64_t r = lo; r < hi; r++) {
+        float *yr = y + r * ldc;
+        const float *res = p->residual + r * n;
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(yr + c),
+                                                   _mm512_loadu_ps(p->bias + c)),
+                                     _mm512_loadu_ps(res + c));
+            _mm512_storeu_ps(row + c, v);
+            sum = _mm512_add_ps(sum, v);
+        }
+        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
+        __m512 sq = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + c), mean);
+            sq = _mm512_fmadd_ps(d, d, sq);
+        }
+        const float var = _mm512_reduce_add_ps(sq) / (float)n;
+        const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + p->eps));
+        for (int64_t c = 0; c < n; c += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale);
+            _mm512_storeu_ps(yr + c, _mm512_fmadd_ps(d, _mm512_loadu_ps(p->gamma + c),
+                                                     _mm512_loadu_ps(p->beta + c)));
+        }
+    }
+}
+#endif
