@@ -166,7 +166,10 @@ def test_leftovers_of_a_killed_driver_are_removed_by_the_next_job(tmp_path):
     kept = sorted([live.path.name, live.lock.name, ".out.seqenc-someone.tmp",
                    ".other.seqenc-1234.lock", "out.txt", ".out.seqenc-elsewhere.lock",
                    ".out.seqenc-elsewhere.tmp"])
-    removed, foreign = clean_stale(out)
+    # one message each, in the directory's listing order (the filesystem's, not ours)
+    messages = clean_stale(out)
+    assert len(messages) == 2, messages
+    removed, foreign = sorted(messages, key=lambda m: not m.startswith("removed "))
     assert removed.startswith(f"removed {tmp_path / name}, left by a job that no longer runs "
                               f"(pid {owner['pid']} on ")
     assert foreign.startswith(f"left {tmp_path / '.out.seqenc-elsewhere'}.* alone: written by "
