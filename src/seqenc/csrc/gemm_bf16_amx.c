@@ -40,7 +40,7 @@
 #define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,"  \
                                   "avx512bf16,fma")))
 #define PANEL 48 /* gemm_bf16.c's, kernels.GEMM_PANEL */
-#define TASK_ROWS 64
+#define KC 384 /* k per chunk */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
@@ -64,14 +64,17 @@ int seqenc_amx_usable(void) {
     return usable;
 }
 
-/* Tiles 0-2: C (rows x 16 floats), 3: A (rows x 32 bf16), 4-6: B (16 pairs of k x 16 columns). */
-AMX static void configure(int rows) {
+/* Tiles 0-3: C (00, 01, 10, 11: rows x 16 floats), 4-5: A (rows x 32 bf16), 6-7: B (16 pairs of
+ * k x 16 columns); rows0 and rows1 (0-16): the two row tiles' rows. */
+AMX static void configure(int rows0, int rows1) {
+    static const int8_t which[8] = {0, 0, 1, 1, 0, 1, -1, -1}; /* row tile 0/1, -1: B */
     TileConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int t = 0; t < 7; t++) {
-        cfg.colsb[t] = 64;
-        cfg.rows[t] = (uint8_t)(t < 4 ? rows : 16);
+    for (int t = 0; t < 8; t++) {
+        const int rows = which[t] < 0 ? 16 : which[t] ? rows1 : rows0;
+        cfg.colsb[t] = rows ? 64 : 0;
+        cfg.rows[t] = (uint8_t)rows;
     }
     /* gcc 12's _tile_loadconfig names only 8 bytes of the config as its input: ours names all
      * 64, so the stores above cannot be dropped */
@@ -82,62 +85,101 @@ typedef struct {
     const uint16_t *a, *packed;
     float *c;
     const float *gelu_bias;
-    int64_t n, m, k, ldc, row_tasks;
+    int64_t n, m, k, ldc, col_tasks, task_cols;
 } Job;
 
-/* One row tile (rows <= 16, configured) x one panel of nt (1-3, constant) column tiles. */
-__attribute__((always_inline)) AMX static inline void row_tile(
-    const Job *job, int64_t r0, int rows, int64_t c0, int64_t width, const int nt) {
-    const uint16_t *a = job->a + r0 * job->k, *b = job->packed + c0 * job->k;
-    const int64_t a_stride = job->k * 2, b_stride = width * 4; /* bytes */
-    _tile_zero(0);
-    if (nt > 1) _tile_zero(1);
-    if (nt > 2) _tile_zero(2);
-    for (int64_t kb = 0; kb < job->k / 32; kb++) {
-        const uint16_t *bk = b + kb * 32 * width;
-        _tile_loadd(3, a + 32 * kb, a_stride);
-        _tile_loadd(4, bk, b_stride);
-        if (nt > 1) _tile_loadd(5, bk + 32, b_stride);
-        if (nt > 2) _tile_loadd(6, bk + 64, b_stride);
-        _tile_dpbf16ps(0, 3, 4);
-        if (nt > 1) _tile_dpbf16ps(1, 3, 5);
-        if (nt > 2) _tile_dpbf16ps(2, 3, 6);
+/* Column tile j's B tiles: the first (k < 32) and its row stride in bytes; the next k block
+ * is 16 rows further (step values). Tiles of one panel or of two (different widths) alike. */
+static inline const uint16_t *b_tile(const Job *job, int64_t j, int64_t *stride, int64_t *step) {
+    const int64_t p0 = j * 16 / PANEL * PANEL;
+    const int64_t width = job->m - p0 < PANEL ? job->m - p0 : PANEL;
+    *stride = width * 4;
+    *step = 32 * width;
+    return job->packed + p0 * job->k + 2 * (j * 16 - p0);
+}
+
+/* Rows r0 .. r0 + rows0 + rows1 (two row tiles; the second present when `two`) x column tiles
+ * j0 (.. j0 + 1 when `pair`; both constants here), configured, over k blocks kb0 .. kb1: the
+ * first chunk of K starts from zero, later ones from the float32 sums in C, and the last one
+ * (`last`) runs the epilogue. */
+__attribute__((always_inline)) AMX static inline void block(
+    const Job *job, int64_t r0, int rows0, int rows1, int64_t j0, int64_t kb0, int64_t kb1,
+    int last, const int two, const int pair) {
+    const uint16_t *a0 = job->a + r0 * job->k, *a1 = a0 + 16 * job->k;
+    const int64_t a_stride = job->k * 2; /* bytes */
+    int64_t s0, s1 = 0, step0, step1 = 0;
+    const uint16_t *b0 = b_tile(job, j0, &s0, &step0), *b1 = b0;
+    if (pair) b1 = b_tile(job, j0 + 1, &s1, &step1);
+    float *c = job->c + r0 * job->ldc + 16 * j0;
+    const int64_t ldc = job->ldc, c_stride = ldc * 4;
+    if (kb0 == 0) {
+        _tile_zero(0);
+        if (pair) _tile_zero(1);
+        if (two) _tile_zero(2);
+        if (two && pair) _tile_zero(3);
+    } else { /* float32 C only: gemm_bf16_amx takes K in one chunk for the GELU epilogue */
+        _tile_loadd(0, c, c_stride);
+        if (pair) _tile_loadd(1, c + 16, c_stride);
+        if (two) _tile_loadd(2, c + 16 * ldc, c_stride);
+        if (two && pair) _tile_loadd(3, c + 16 * ldc + 16, c_stride);
     }
-    if (!job->gelu_bias) { /* float32 tiles straight into C */
-        float *c = job->c + r0 * job->ldc + c0;
-        const int64_t c_stride = job->ldc * 4;
+    for (int64_t kb = kb0; kb < kb1; kb++) {
+        _tile_loadd(4, a0 + 32 * kb, a_stride);
+        _tile_loadd(6, b0 + kb * step0, s0);
+        _tile_dpbf16ps(0, 4, 6);
+        if (pair) {
+            _tile_loadd(7, b1 + kb * step1, s1);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two) {
+            _tile_loadd(5, a1 + 32 * kb, a_stride);
+            _tile_dpbf16ps(2, 5, 6);
+            if (pair) _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    if (!job->gelu_bias || !last) { /* float32 tiles straight into C */
         _tile_stored(0, c, c_stride);
-        if (nt > 1) _tile_stored(1, c + 16, c_stride);
-        if (nt > 2) _tile_stored(2, c + 32, c_stride);
+        if (pair) _tile_stored(1, c + 16, c_stride);
+        if (two) _tile_stored(2, c + 16 * ldc, c_stride);
+        if (two && pair) _tile_stored(3, c + 16 * ldc + 16, c_stride);
         return;
     }
     /* the FFN's up projection: bias + GELU, rounded to bf16 (the down GEMM's input) */
-    float scratch[16 * PANEL] __attribute__((aligned(64)));
-    _tile_stored(0, scratch, PANEL * 4);
-    if (nt > 1) _tile_stored(1, scratch + 16, PANEL * 4);
-    if (nt > 2) _tile_stored(2, scratch + 32, PANEL * 4);
-    uint16_t *c16 = (uint16_t *)job->c + r0 * job->ldc + c0;
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < nt; j++) {
-            const __m512 x = _mm512_add_ps(_mm512_load_ps(scratch + r * PANEL + 16 * j),
-                                           _mm512_loadu_ps(job->gelu_bias + c0 + 16 * j));
+    float scratch[32 * 32] __attribute__((aligned(64)));
+    _tile_stored(0, scratch, 32 * 4);
+    if (pair) _tile_stored(1, scratch + 16, 32 * 4);
+    if (two) _tile_stored(2, scratch + 16 * 32, 32 * 4);
+    if (two && pair) _tile_stored(3, scratch + 16 * 32 + 16, 32 * 4);
+    uint16_t *c16 = (uint16_t *)job->c + r0 * job->ldc + 16 * j0;
+    const float *bias = job->gelu_bias + 16 * j0;
+    for (int r = 0; r < rows0 + rows1; r++)
+        for (int j = 0; j < 1 + pair; j++) {
+            const __m512 x = _mm512_add_ps(_mm512_load_ps(scratch + r * 32 + 16 * j),
+                                           _mm512_loadu_ps(bias + 16 * j));
             store_bf16(c16 + r * job->ldc + 16 * j, _mm512_mul_ps(x, normal_cdf512_for_bf16(x)));
         }
 }
 
+/* Task t: 32 rows (two row tiles) x task_cols column tiles. K in chunks of KC so that the rows'
+ * A (32 x KC bf16, 24 KB) stays in L1 while the chunk's B tiles stream past from L2. */
 AMX static void task(void *ctx, int64_t t) {
     const Job *job = ctx;
-    const int64_t p = t / job->row_tasks, lo = (t % job->row_tasks) * TASK_ROWS;
-    const int64_t c0 = p * PANEL, width = job->m - c0 < PANEL ? job->m - c0 : PANEL;
-    const int64_t hi = lo + TASK_ROWS < job->n ? lo + TASK_ROWS : job->n;
-    int configured = 0;
-    for (int64_t r0 = lo; r0 < hi; r0 += 16) {
-        const int rows = (int)(hi - r0 < 16 ? hi - r0 : 16);
-        if (rows != configured) configure(configured = rows);
-        switch (width / 16) {
-            case 1: row_tile(job, r0, rows, c0, width, 1); break;
-            case 2: row_tile(job, r0, rows, c0, width, 2); break;
-            default: row_tile(job, r0, rows, c0, width, 3); break;
+    const int64_t r0 = t / job->col_tasks * 32, j_lo = t % job->col_tasks * job->task_cols;
+    const int64_t j_end = j_lo + job->task_cols, tiles = job->m / 16;
+    const int64_t j_hi = j_end < tiles ? j_end : tiles, kbs = job->k / 32;
+    const int64_t kc = job->gelu_bias ? kbs : KC / 32; /* the GELU needs whole sums */
+    const int rows = (int)(job->n - r0 < 32 ? job->n - r0 : 32);
+    const int rows0 = rows < 16 ? rows : 16, rows1 = rows - rows0;
+    configure(rows0, rows1);
+    for (int64_t kb0 = 0; kb0 < kbs; kb0 += kc) {
+        const int64_t kb1 = kb0 + kc < kbs ? kb0 + kc : kbs;
+        const int last = kb1 == kbs;
+        for (int64_t j = j_lo; j < j_hi; j += 2) {
+            const int pair = j + 1 < j_hi;
+            if (rows1 && pair) block(job, r0, rows0, rows1, j, kb0, kb1, last, 1, 1);
+            else if (rows1) block(job, r0, rows0, rows1, j, kb0, kb1, last, 1, 0);
+            else if (pair) block(job, r0, rows0, rows1, j, kb0, kb1, last, 0, 1);
+            else block(job, r0, rows0, rows1, j, kb0, kb1, last, 0, 0);
         }
     }
     _tile_release();
@@ -148,8 +190,16 @@ int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, in
                          int64_t m, int64_t k, int64_t ldc, int threads,
                          const float *gelu_bias) {
     if (!seqenc_amx_usable()) return -1;
-    Job job = {a, packed, c, gelu_bias, n, m, k, ldc, (n + TASK_ROWS - 1) / TASK_ROWS};
-    seqenc_run_tasks(task, &job, (m + PANEL - 1) / PANEL * job.row_tasks, threads);
+    if (n == 0) return 0;
+    /* rows 32 at a time; the columns split too where that leaves under 4 tasks a thread */
+    const int64_t row_tasks = (n + 31) / 32, tiles = m / 16;
+    int64_t col_tasks = (4 * threads + row_tasks - 1) / row_tasks;
+    if (col_tasks > (tiles + 1) / 2) col_tasks = (tiles + 1) / 2;
+    int64_t task_cols = (tiles + col_tasks - 1) / col_tasks;
+    task_cols += task_cols % 2;  /* pairs of column tiles */
+    col_tasks = (tiles + task_cols - 1) / task_cols;
+    Job job = {a, packed, c, gelu_bias, n, m, k, ldc, col_tasks, task_cols};
+    seqenc_run_tasks(task, &job, row_tasks * col_tasks, threads);
     return 0;
 }
 #elif defined(SEQENC_X86)
