@@ -215,6 +215,30 @@ AMX static void task(void *ctx, int64_t t) {
     if (wait) gelu_rows(wait, wait->rows);
 }
 
+/* peak.c's probe: 4 independent accumulators (TDPBF16PS's latency is ~4x its issue interval),
+ * 16 x 16 x 32 products each, nothing loaded inside the loop. */
+AMX double seqenc_amx_bf16_ops(int64_t iters) {
+    if (!seqenc_amx_usable()) return 0.0;
+    static const uint16_t zeros[16 * 32] = {0}; /* the sums stay 0 */
+    configure(16, 16);
+    _tile_loadd(4, zeros, 64);
+    _tile_loadd(5, zeros, 64);
+    _tile_loadd(6, zeros, 64);
+    _tile_loadd(7, zeros, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_release();
+    return 4.0 * 2 * 16 * 16 * 32 * (double)iters;
+}
+
 /* 0, or -1 where AMX cannot run here (the caller checks seqenc_amx_usable first). */
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads,
@@ -235,6 +259,11 @@ int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, in
 #elif defined(SEQENC_X86)
 /* a compiler without AMX intrinsics (gcc < 11), or not Linux: never AMX */
 int seqenc_amx_usable(void) { return 0; }
+
+double seqenc_amx_bf16_ops(int64_t iters) {
+    (void)iters;
+    return 0.0;
+}
 
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads,

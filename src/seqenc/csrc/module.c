@@ -509,8 +509,10 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
     int kind, threads;
     long long iters;
     if (!PyArg_ParseTuple(args, "iLi", &kind, &iters, &threads)) return NULL;
-    if (kind < PEAK_FMA256 || kind > PEAK_VNNI512 || iters <= 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "unknown probe, or iterations/threads not positive");
+    if (kind < PEAK_FMA256 || kind > PEAK_AMXBF16 || iters <= 0 || threads <= 0
+        || (kind == PEAK_AMXBF16 && !seqenc_amx_usable())) {
+        PyErr_SetString(PyExc_ValueError, "unknown probe (or AMX without the amx kernel set), "
+                        "or iterations/threads not positive");
         return NULL;
     }
     double gops;

@@ -14,7 +14,8 @@ enum { ISA_AVX2 = 0, ISA_AVX512 = 1, ISA_AVX512BF16 = 2, ISA_AMX = 3 };
 /* Element types the elementwise kernels read and write. */
 enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
 /* peak.c's probes. */
-enum { PEAK_FMA256 = 0, PEAK_FMA512 = 1, PEAK_BF16DOT512 = 2, PEAK_VNNI512 = 3 };
+enum { PEAK_FMA256 = 0, PEAK_FMA512 = 1, PEAK_BF16DOT512 = 2, PEAK_VNNI512 = 3,
+       PEAK_AMXBF16 = 4 };
 
 /* exp(x), x in [-87, 88]: the same range reduction and polynomial as simd.h's exp256 (Cody &
  * Waite's two-part ln 2, Cephes' degree-5 minimax), 16 lanes; relative error <= 2e-7. */
@@ -135,6 +136,8 @@ void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threa
  * done) where seqenc_amx_usable() is not: the CPU has AMX-TILE + AMX-BF16 and Linux granted
  * this process the tile data (ISA_AMX). */
 int seqenc_amx_usable(void);
+/* peak.c's AMX probe: TDPBF16PS on tiles in registers, operations done (0 without AMX). */
+double seqenc_amx_bf16_ops(int64_t iters);
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
