@@ -44,12 +44,11 @@ def gemms(rows: int, rounds: int, bf16_rows: bool) -> dict[str, dict[str, float]
         xin = x.bfloat16() if bf16_rows else x
         packed, x16, w16 = kernels.pack_bf16(w), x.bfloat16(), w.bfloat16()
         gelu = b if name == "up+gelu" else None
-        runs = {
-            "amx": lambda: kernels.gemm_bf16(xin, packed, m, gelu_bias=gelu, isa="amx"),
-            "avx512bf16": lambda: kernels.gemm_bf16(xin, packed, m, gelu_bias=gelu,
-                                                    isa="avx512bf16"),
-            "torch": lambda: torch.mm(x16, w16.t()),
-        }
+        def ours(isa: str, xin=xin, packed=packed, m=m, gelu=gelu) -> torch.Tensor:
+            return kernels.gemm_bf16(xin, packed, m, gelu_bias=gelu, isa=isa)
+
+        runs = {"amx": lambda: ours("amx"), "avx512bf16": lambda: ours("avx512bf16"),
+                "torch": lambda x16=x16, w16=w16: torch.mm(x16, w16.t())}
         flop = 2.0 * rows * k * m
         repeat = max(3, int(2e9 / flop))  # ~2 GFLOP a round
         times: dict[str, list[float]] = {r: [] for r in runs}
