@@ -9,26 +9,32 @@
  *     weights packed once run on either kernel set (SEQENC_ISA caps it in the same process).
  *   C (N, M) float32, row stride ldc; or with gelu_bias, gelu(A W^T + bias) rounded to bf16.
  *
- * Blocking: C tiles of 16 rows x 16 columns (float32), one row tile x one panel at a time:
- * 3 C tiles (tmm0-2), 1 A tile (tmm3) used by 3 B tiles (tmm4-6), over the whole K. Each
- * TDPBF16PS (16 x 16 x 32, 16 cycles) costs 4/3 tile loads, which L1/L2 keep up with; 2 x 2
- * blocking (1 load per product) would need a panel width of 32, a second packed format. The
- * float32 C tiles go straight to C (tilestored with C's row stride), or for the GELU epilogue
- * to a 16 x 48 float32 scratch on the stack that AVX-512 reads back (bias, GELU, bf16).
- * Rows: a tile config per row count, the last row tile of a task configured with N % 16
- * rows (AMX loads and stores only the configured rows: no padded copy of A).
+ * Blocking: C tiles of 16 rows x 16 columns (float32), 2 x 2 of them (32 rows x 32 columns,
+ * tmm0-3) from 2 A tiles (tmm4-5) and 2 B tiles (tmm6-7): one tile load per TDPBF16PS (16 x 16
+ * x 32, 16 cycles). B tiles of one block may lie in two panels (their strides differ where the
+ * last panel is narrower): the panel width does not constrain the blocking. Rows: a tile config
+ * per block's row counts, the last block's tiles configured with the rows left (AMX loads and
+ * stores only the configured rows: no padded copy of A).
  *
- * Work: tasks of up to TASK_ROWS rows x one panel, handed out dynamically by tasks.c, panel-major
- * (a thread's consecutive tasks reuse the panel). Each task loads its tile config and releases
- * the tiles at its end: tasks.c's helper threads are shared with other kernels, and a thread
+ * Work: tasks of 32 rows x a column range (all of M unless that leaves under 4 tasks a
+ * thread), handed out dynamically by tasks.c; K in chunks of KC = 384 (C holds the float32 sums
+ * between chunks) so the task's 32 x KC A (24 KB) stays in L1 while the B tiles stream from L2
+ * (the whole packed W of a MiniLM layer's GEMM fits in L2). Each task loads its tile config and
+ * releases the tiles at its end: tasks.c's threads are shared with other kernels, and a thread
  * holding tile state makes every context switch save 8 KB more.
  *
- * Arithmetic (Intel SDM, TDPBF16PS): each bf16 product is exact in float32 and is added to the
- * float32 accumulator with round-to-nearest-even (MXCSR ignored), so a C entry is a float32
- * dot product of length K, gemm_bf16.c's bound (kernels.GEMM_BF16_ERROR); but subnormal bf16
- * inputs are read as zero and subnormal sums flushed to zero (DAZ/FTZ), which adds at most
- * K 2^-126 (the bound's + 1e-30) and |a_k w_k| for a term with a subnormal factor.
- * tests/nn/test_gemm_bf16_amx.py checks both. */
+ * Stores: float32 C tiles go straight to C (tilestored with C's row stride), C's lines
+ * prefetched for writing before the block's products: tile stores to lines not in cache were
+ * the bottleneck (1185 x 1152 x 384 at a third of the in-cache speed). The GELU epilogue:
+ * tiles to a 32 x 32 float32 scratch, then AVX-512 (bias, GELU, bf16) spread over the next
+ * block's k loop, so it overlaps the tile unit's work instead of following it.
+ *
+ * Arithmetic (TDPBF16PS, Intel SDM; tests/nn/test_gemm_bf16_amx.py checks it here): each
+ * bf16 product is exact in float32 and is added to the float32 accumulator with round to
+ * nearest even (MXCSR ignored), so a C entry is a float32 dot product of length K, gemm_bf16.c's
+ * bound (kernels.GEMM_BF16_ERROR); but subnormal bf16 inputs are read as zero and subnormal
+ * sums flushed to zero (DAZ/FTZ), which adds at most K 2^-126 (the bound's + 1e-30) and
+ * |a_k w_k| for a term with a subnormal factor. */
 #include "simd512.h"
 #include "tasks.h"
 
