@@ -21,7 +21,7 @@ if x86 and sys.platform != "win32":
                           "gemm_int8", "gemm_int8_vnni", "gemm_int8_avx2", "tasks")],
             depends=["src/seqenc/csrc/simd.h", "src/seqenc/csrc/simd512.h",
                      "src/seqenc/csrc/int8.h", "src/seqenc/csrc/int8_tile.h",
-                     "src/seqenc/csrc/tasks.h"],
+                     "src/seqenc/csrc/tasks.h", "src/seqenc/csrc/amx.h"],
             extra_compile_args=["-O3", "-fopenmp"],
             extra_link_args=["-fopenmp"],
             optional=True,

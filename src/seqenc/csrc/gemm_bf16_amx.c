@@ -35,26 +35,18 @@
  * bound (kernels.GEMM_BF16_ERROR); but subnormal bf16 inputs are read as zero and subnormal
  * sums flushed to zero (DAZ/FTZ), which adds at most K 2^-126 (the bound's + 1e-30) and
  * |a_k w_k| for a term with a subnormal factor. */
-#include "simd512.h"
+#include "amx.h"
 #include "tasks.h"
 
-#if defined(SEQENC_X86) && defined(__linux__) && defined(_tile_loadd) && defined(_tile_dpbf16ps)
+#ifdef SEQENC_AMX
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,"  \
-                                  "avx512bf16,fma")))
 #define PANEL 48 /* gemm_bf16.c's, kernels.GEMM_PANEL */
 #define KC 384 /* k per chunk */
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
-
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} TileConfig;
 
 /* Whether this CPU has AMX-TILE and AMX-BF16 and Linux lets this process use the tile data
  * (asked once: the permission is the process's, every thread included). */
@@ -63,8 +55,10 @@ int seqenc_amx_usable(void) {
     if (usable < 0) {
         /* gcc 12's __builtin_cpu_supports has no amx names: CPUID leaf 7 EDX bits 22 and 24 */
         unsigned int a, b, c, d;
+        __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+        const unsigned int max_leaf = a;
         __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-        const int cpu = (d >> 22 & 1) && (d >> 24 & 1);
+        const int cpu = max_leaf >= 7 && (d >> 22 & 1) && (d >> 24 & 1);
         usable = cpu && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
     }
     return usable;
@@ -82,9 +76,7 @@ AMX static void configure(int rows0, int rows1) {
         cfg.colsb[t] = rows ? 64 : 0;
         cfg.rows[t] = (uint8_t)rows;
     }
-    /* gcc 12's _tile_loadconfig names only 8 bytes of the config as its input: ours names all
-     * 64, so the stores above cannot be dropped */
-    __asm__ volatile("ldtilecfg %0" ::"m"(cfg));
+    amx_load_config(&cfg);
 }
 
 typedef struct {
