@@ -217,12 +217,13 @@ AMX static void task(void *ctx, int64_t t) {
  * 16 x 16 x 32 products each, nothing loaded inside the loop. */
 AMX double seqenc_amx_bf16_ops(int64_t iters) {
     if (!seqenc_amx_usable()) return 0.0;
-    static const uint16_t zeros[16 * 32] = {0}; /* the sums stay 0 */
+    uint16_t ones[16 * 32]; /* bf16 1.0: not zeros, which may draw less power than data */
+    for (int i = 0; i < 16 * 32; i++) ones[i] = 0x3f80;
     configure(16, 16);
-    _tile_loadd(4, zeros, 64);
-    _tile_loadd(5, zeros, 64);
-    _tile_loadd(6, zeros, 64);
-    _tile_loadd(7, zeros, 64);
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
