@@ -14,8 +14,9 @@ from seqenc.nn import kernels
 from .test_gemm_bf16 import exact, gelu64
 
 needs_amx = pytest.mark.skipif(
-    "amx" not in kernels.AVAILABLE,
-    reason="no amx kernel set here (CPU without AMX-BF16, or Linux refused the tile data)")
+    "amx" not in kernels.AVAILABLE or not kernels.supports_bf16(),
+    reason="no amx kernel set here (CPU without AMX-BF16, Linux refused the tile data, or "
+           "SEQENC_KERNELS=0 / SEQENC_ISA below avx512bf16)")
 # blocks of 32 rows (two row tiles): one tile short, exact, one over; a second tile of 15 rows
 # (31, 47); one row over a block (33); odd tails; MiniLM's batch of ~37 x 32 (1185 = 37 x 32 + 1)
 ROWS = [1, 15, 16, 17, 31, 33, 47, 67, 1185]
