@@ -252,22 +252,31 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T in float32, W (m, k) float32
- * rows. AVX-512 only, checked by the caller (seqenc/nn/kernels.py). */
+/* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr,
+ * gamma_ptr, beta_ptr, eps]): C = A W^T in float32, W (m, k) float32 rows, then gemm_f32_avx2's
+ * epilogues with avx512.c's arithmetic. AVX-512 only, checked by the caller (seqenc/nn). */
 static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long a, w, c;
+    unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
     long long n, m, k, ldc;
+    float eps = 0.0f;
     int threads, status;
-    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &w, &c, &n, &m, &k, &ldc, &threads))
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|KKKKKf", &a, &w, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias, &bias, &residual, &gamma, &beta, &eps))
         return NULL;
-    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0 and ldc >= m");
+    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0 || (gamma && (gelu_bias
+            || ldc != m || !bias || !residual || !beta))) {
+        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0, ldc >= m; "
+                        "LayerNorm also bias, residual, beta, ldc == m and no GELU");
         return NULL;
     }
+    const F32Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
+                             (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                             (const float *)(uintptr_t)beta, eps};
     Py_BEGIN_ALLOW_THREADS
     status = seqenc_gemm_f32((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
-                             (float *)(uintptr_t)c, n, m, k, ldc, threads);
+                             (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                             gelu_bias || gamma ? &epi : NULL);
     Py_END_ALLOW_THREADS
     if (status) return PyErr_NoMemory();
     Py_RETURN_NONE;

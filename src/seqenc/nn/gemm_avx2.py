@@ -34,9 +34,13 @@ PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "0") == "1"
 
 
 def can_gemm(k: int, m: int) -> bool:
-    """Whether gemm runs here for inner width k and output width m."""
-    return (ENABLED and kernels.ENABLED and kernels.ISA == "avx2" and m % 16 == 0 and k > 0
-            and kernels._has("gemm_f32_avx2"))
+    """Whether gemm runs here for inner width k and output width m: the avx2 set's kernel, or
+    on the AVX-512 sets csrc/gemm_f32.c, which takes the same epilogues."""
+    if not (ENABLED and kernels.ENABLED and m % 16 == 0 and k > 0):
+        return False
+    if kernels.ISA == "avx2":
+        return kernels._has("gemm_f32_avx2")
+    return kernels.can_gemm_f32(k, m)
 
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
@@ -45,7 +49,7 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
     its kept copy with PACK_ONCE). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form);
     ``norm`` = (bias, residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual)
     * gamma + beta."""
-    N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
+    N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "an x86 kernel set")
     out = torch.empty(N, M)
     epilogue: tuple = ()
     if gelu_bias is not None and norm is not None:
@@ -62,6 +66,10 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
             raise ValueError(f"the residual must be a contiguous float32 ({N}, {M}) tensor")
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
+    if kernels.ISA != "avx2":  # gemm_f32.c: W packed on each call
+        kernels._kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K, M,
+                                  torch.get_num_threads(), *epilogue)
+        return out
     packed = packed_weight(weight) if PACK_ONCE else None
     if packed is not None:
         kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
