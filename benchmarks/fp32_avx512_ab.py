@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fp32_avx2_ab import CORPUS, load_kernels
 
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_avx2, kernels
-
-from fp32_avx2_ab import CORPUS, load_kernels
 
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
 
@@ -65,11 +64,10 @@ def gemm_table(rows: int, reps: int, baseline: Path | None) -> dict:
     print(f"FMA512 probe, one thread: {peak:.1f} GFLOP/s")
     for k, m in SHAPES:
         a, w, c = torch.randn(rows, k), torch.randn(m, k), torch.empty(rows, m)
+        ptrs = (a.data_ptr(), w.data_ptr(), c.data_ptr(), rows, m, k, m, 1)
         arms: dict[str, Callable[[], object]] = {
-            name: (lambda b=b: b.gemm_f32(a.data_ptr(), w.data_ptr(), c.data_ptr(), rows, m, k,
-                                          m, 1))
-            for name, b in built.items()}
-        arms["mkl"] = lambda: torch.mm(a, w.t(), out=c)
+            name: (lambda b=b, ptrs=ptrs: b.gemm_f32(*ptrs)) for name, b in built.items()}
+        arms["mkl"] = lambda a=a, w=w, c=c: torch.mm(a, w.t(), out=c)
         best = dict.fromkeys(arms, float("inf"))
         for _ in range(reps):
             for name, run in arms.items():
