@@ -1,11 +1,12 @@
 """float32 encode on an AVX-512 kernel set, A/B in one process (interleaved rounds, medians):
-this checkout's GEMM (csrc/gemm_f32.c) with the layer's epilogues fused into it (the default)
-or run separately after it (SEQENC_F32_GEMM=mkl's layer path, our GEMM still doing the
-matmuls), another build's C kernels (``--baseline-so``: the _kernels .so of, e.g., main, built
-there with `setup.py build_ext --inplace`; its layers run the separate path), and MKL's GEMM
-(torch.mm) with the separate epilogues. Every arm's vectors are compared with the first arm's.
-Wall time: run it in a quiet slot only. ``--gemm`` times each GEMM of MiniLM's shapes alone
-instead, one thread, against MKL and the FMA probe (csrc/peak.c).
+this checkout's GEMM (csrc/gemm_f32.c) with the layer's epilogues fused into it (the default;
+weights packed on each call, or once: SEQENC_F32_PACK_ONCE=1) or run separately after it
+(SEQENC_F32_GEMM=mkl's layer path, our GEMM still doing the matmuls), another build's C kernels
+(``--baseline-so``: the _kernels .so of, e.g., main, built there with `setup.py build_ext
+--inplace`; its layers run the separate path), and MKL's GEMM (torch.mm) with the separate
+epilogues. Every arm's vectors are compared with the first arm's. Wall time: run it in a quiet
+slot only. ``--gemm`` times each GEMM of MiniLM's shapes alone instead, one thread, against MKL
+and the FMA probe (csrc/peak.c).
 
     python benchmarks/fp32_avx512_ab.py --texts 1000 --rounds 3 --threads 2 \
         [--baseline-so ../main/src/seqenc/_kernels.cpython-311-x86_64-linux-gnu.so] [--json F]
@@ -37,9 +38,11 @@ def encode_arms(model: SentenceEncoder, texts: list[str],
     other = load_kernels(baseline) if baseline else None
     can = kernels.can_gemm_f32
 
-    def arm(built, fused: bool, mkl: bool = False) -> Callable[[], np.ndarray]:
+    def arm(built, fused: bool, mkl: bool = False,
+            pack_once: bool = False) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
             kernels._kernels, gemm_avx2.ENABLED = built, fused
+            gemm_avx2.PACK_ONCE = pack_once
             kernels.can_gemm_f32 = (lambda k, m: False) if mkl else can
             return np.asarray(model.encode(texts))
         return run
@@ -48,6 +51,7 @@ def encode_arms(model: SentenceEncoder, texts: list[str],
     if other is not None:
         runs["baseline build (--baseline-so)"] = arm(other, False)
     runs["ours, epilogues fused"] = arm(ours, True)
+    runs["ours, fused, weights packed once"] = arm(ours, True, pack_once=True)
     runs["ours, epilogues separate"] = arm(ours, False)
     runs["MKL GEMM + separate epilogues"] = arm(ours, False, mkl=True)
     return runs

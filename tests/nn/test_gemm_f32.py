@@ -117,3 +117,21 @@ def test_fused_layers_run_on_it_and_equal_the_modules(make_cfg, monkeypatch, thr
     finally:
         torch.set_num_threads(before)
     assert torch.allclose(ours[keep], theirs[keep], atol=2e-5)
+
+
+@needs_avx512
+def test_weights_packed_once_give_the_same_sums_and_follow_changes(monkeypatch):
+    """SEQENC_F32_PACK_ONCE=1 on the AVX-512 sets: gemm_f32.c's own panels (not the avx2
+    kernel's), kept while the weight is unchanged, made again after an in-place write."""
+    monkeypatch.setattr(gemm_avx2, "ENABLED", True)
+    monkeypatch.setattr(gemm_avx2, "PACK_ONCE", True)
+    torch.manual_seed(5)
+    x, w, b = torch.randn(77, 384), torch.randn(1152, 384), torch.randn(1152)
+    first = gemm_avx2.packed_weight(w)
+    assert first is not None and first.data_ptr() % 64 == 0
+    assert gemm_avx2.packed_weight(w) is first
+    assert torch.equal(gemm_avx2.gemm(x, w), kernels.gemm_f32(x, w))  # packed on the call
+    assert torch.equal(gemm_avx2.gemm(x, w, gelu_bias=b),
+                       kernels.bias_gelu_(kernels.gemm_f32(x, w), b))
+    w.mul_(-2)
+    assert torch.equal(gemm_avx2.gemm(x, w), kernels.gemm_f32(x, w))

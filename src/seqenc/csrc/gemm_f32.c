@@ -19,7 +19,12 @@
  * Each output is a float32 sum of K products in k order, each FMA rounding once: the error bound
  * is a float32 dot product's (tests/nn/test_gemm_f32.py), the same bits however it is split.
  * The epilogues are avx512.c's arithmetic in the same order: bit for bit the separate kernels'
- * result on this GEMM's output. */
+ * result on this GEMM's output.
+ * Measured on a Sapphire Rapids Xeon (issue 14, benchmarks/RESULTS.md), one thread, 1200 rows:
+ * 69-73% of the FMA probe, 1.04-1.21x the kernel before (A read in place, 128-row tasks, no
+ * epilogues; the most on K = 384), 0.88-0.94x MKL's AVX-512 sgemm. Dropped there: blocking K
+ * (128-256 k: 0.95-0.98x, the partial sums go back to C), tiles of 12 x 32, 14 x 32 or 6 x 64
+ * (0.93-0.97x), software prefetch of the panel 4-16 k ahead (1.00x). */
 #include "simd512.h"
 
 #ifdef SEQENC_X86
@@ -29,8 +34,8 @@
 #define NR 48 /* columns per panel: three zmm vectors */
 #define MR 8  /* rows per register tile: 24 accumulators + 3 weights + a broadcast */
 /* bytes of A per task: half of a Sapphire Rapids core's 2 MiB L2, with room for the panels
- * passing (gemm_f32_avx2.c's 192 KiB, for a Zen 3's 512 KiB, was 0.97-0.99x on K = 384 x
- * M = 1152 / 1536 and 0.93x on K = 1536; 1.01x on M = 384: benchmarks/RESULTS.md) */
+ * passing (gemm_f32_avx2.c's 192 KiB, sized for a Zen 3's 512 KiB L2, was 0.97-0.99x on
+ * K = 384, M = 1152 / 1536, 0.90-0.94x on K = 1536, ~1.0x on M = 384; benchmarks/RESULTS.md) */
 #define A_BLOCK (1 << 20)
 
 /* gelu(C + bias) in place on rows x 16 nv columns of C: avx512.c's bias_gelu_rows arithmetic,
@@ -183,28 +188,34 @@ static int task(const Job *g, int64_t t) {
 }
 
 /* -1: no memory for the buffers. */
-int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,
-                    int64_t ldc, int threads, const F32Epilogue *epi) {
+void seqenc_pack_f32(const float *w, float *packed, int64_t m, int64_t k) {
+    for (int64_t c0 = 0; c0 < m; c0 += NR) pack_panel(w, packed, c0, m - c0 < NR ? m - c0 : NR, k);
+}
+
+int seqenc_gemm_f32(const float *a, const float *w, int w_packed, float *c, int64_t n,
+                    int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi) {
     /* as many rows as fit A_BLOCK (each panel then streams past fewer tasks), in whole
      * register tiles; with several threads also ~4 tasks a thread at least (balance) */
     int64_t rows = A_BLOCK / (k * (int64_t)sizeof(float));
     if (threads > 1 && rows > n / (4 * threads)) rows = n / (4 * threads);
     rows = rows < MR ? MR : rows / MR * MR;
     const int64_t panels = (m + NR - 1) / NR, tasks = (n + rows - 1) / rows;
-    float *packed = thread_buffer((size_t)m * k, 0);
+    float *packed = w_packed ? (float *)w : thread_buffer((size_t)m * k, 0);
     if (!packed) return -1;
     const Job g = {a, packed, c, n, m, k, ldc, rows, epi};
     int status = 0;
     if (threads <= 1 || tasks <= 1) { /* encode's side-by-side batches: no parallel region */
-        for (int64_t p = 0; p < panels; p++)
+        for (int64_t p = 0; p < panels && !w_packed; p++)
             pack_panel(w, packed, p * NR, m - p * NR < NR ? m - p * NR : NR, k);
         for (int64_t t = 0; t < tasks; t++) status |= task(&g, t);
     } else {
 #pragma omp parallel num_threads(threads) reduction(| : status)
         {
+            if (!w_packed) {
 #pragma omp for schedule(static)
-            for (int64_t p = 0; p < panels; p++)
-                pack_panel(w, packed, p * NR, m - p * NR < NR ? m - p * NR : NR, k);
+                for (int64_t p = 0; p < panels; p++)
+                    pack_panel(w, packed, p * NR, m - p * NR < NR ? m - p * NR : NR, k);
+            }
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < tasks; t++) status |= task(&g, t);
         }

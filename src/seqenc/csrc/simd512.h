@@ -194,8 +194,10 @@ void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *resi
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
  * (M % 16 == 0), then (epi, NULL: none) simd.h's F32Epilogue with avx512.c's arithmetic; -1
  * without memory for its buffers. Needs ISA_AVX512. */
-int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,
-                    int64_t ldc, int threads, const F32Epilogue *epi);
+int seqenc_gemm_f32(const float *a, const float *w, int w_packed, float *c, int64_t n,
+                    int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
+/* W (M, K) into the panels gemm_f32 reads with w_packed (M K floats, 64-byte aligned) */
+void seqenc_pack_f32(const float *w, float *packed, int64_t m, int64_t k);
 /* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
 double seqenc_peak_gops(int kind, int64_t iters, int threads);
 #endif
