@@ -21,8 +21,8 @@
  * The epilogues are avx512.c's arithmetic in the same order: bit for bit the separate kernels'
  * result on this GEMM's output.
  * Measured on a Sapphire Rapids Xeon (issue 14, benchmarks/RESULTS.md), one thread, 1200 rows:
- * 69-73% of the FMA probe, 1.04-1.21x the kernel before (A read in place, 128-row tasks, no
- * epilogues; the most on K = 384), 0.88-0.94x MKL's AVX-512 sgemm. Dropped there: blocking K
+ * 69-73% of the FMA probe, 1.04-1.23x the kernel before (A read in place, 128-row tasks, no
+ * epilogues; the least on K = 1536), 0.84-0.94x MKL's AVX-512 sgemm. Dropped there: blocking K
  * (128-256 k: 0.95-0.98x, the partial sums go back to C), tiles of 12 x 32, 14 x 32 or 6 x 64
  * (0.93-0.97x), software prefetch of the panel 4-16 k ahead (1.00x). */
 #include "simd512.h"
