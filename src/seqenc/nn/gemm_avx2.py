@@ -42,7 +42,9 @@ def can_gemm(k: int, m: int) -> bool:
         return False
     if kernels.ISA == "avx2":
         return kernels._has("gemm_f32_avx2")
-    return kernels.can_gemm_f32(k, m)
+    # gemm_f32_packed: a build whose gemm_f32 takes the epilogues (an older one runs the
+    # separate path)
+    return kernels.can_gemm_f32(k, m) and kernels._has("gemm_f32_packed")
 
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
