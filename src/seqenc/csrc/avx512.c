@@ -27,11 +27,21 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
 #define ROWS_KERNELS(SUFFIX, DT)                                                              \
     AVX512BF16 static void bias_gelu_rows_##SUFFIX(void *x, const void *bias, int64_t n,      \
                                                     int64_t lo, int64_t hi) {                 \
-        for (int64_t r = lo; r < hi; r++)                                                     \
-            for (int64_t c = 0; c < n; c += 16) {                                             \
+        for (int64_t r = lo; r < hi; r++) {                                                   \
+            int64_t c = 0;                                                                    \
+            for (; c + 64 <= n; c += 64) { /* gelu512x4: four chains to overlap, same bits */  \
+                __m512 v[4];                                                                  \
+                for (int j = 0; j < 4; j++)                                                   \
+                    v[j] = _mm512_add_ps(load16(x, r * n + c + 16 * j, DT),                   \
+                                         load16(bias, c + 16 * j, DT));                       \
+                gelu512x4(v);                                                                 \
+                for (int j = 0; j < 4; j++) store16(x, r * n + c + 16 * j, v[j], DT);         \
+            }                                                                                 \
+            for (; c < n; c += 16) {                                                          \
                 __m512 v = _mm512_add_ps(load16(x, r * n + c, DT), load16(bias, c, DT));      \
                 store16(x, r * n + c, _mm512_mul_ps(v, normal_cdf512(v)), DT);                \
             }                                                                                 \
+        }                                                                                     \
     }                                                                                         \
     AVX512BF16 static void add_layernorm_rows_##SUFFIX(                                       \
         void *y, const void *bias, const void *residual, const void *gamma, const void *beta, \
@@ -64,6 +74,14 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
 
 ROWS_KERNELS(f32, DTYPE_F32)
 ROWS_KERNELS(bf16, DTYPE_BF16)
+
+/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512 (row: n floats of scratch):
+ * gemm_f32.c's epilogue, the same function so the fused and separate passes give the same bits */
+void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
+                                  const float *gamma, const float *beta, float eps, int64_t n,
+                                  int64_t lo, int64_t hi, float *row) {
+    add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, lo, hi, row, NULL);
+}
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
                          int dtype) {

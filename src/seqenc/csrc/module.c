@@ -281,24 +281,61 @@ static PyObject *py_gemm_bf16_amx(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads): C = A W^T in float32, W (m, k) float32
- * rows. AVX-512 only, checked by the caller (seqenc/nn/kernels.py). */
+/* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr,
+ * gamma_ptr, beta_ptr, eps]): C = A W^T in float32, W (m, k) float32 rows, then gemm_f32_avx2's
+ * epilogues with avx512.c's arithmetic. AVX-512 only, checked by the caller (seqenc/nn). */
+static PyObject *gemm_f32_call(PyObject *args, int w_packed) {
+    unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
+    long long n, m, k, ldc;
+    float eps = 0.0f;
+    int threads, status;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|KKKKKf", &a, &w, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias, &bias, &residual, &gamma, &beta, &eps))
+        return NULL;
+    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0 || (gamma && (gelu_bias
+            || ldc != m || !bias || !residual || !beta))) {
+        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0, ldc >= m; "
+                        "LayerNorm also bias, residual, beta, ldc == m and no GELU");
+        return NULL;
+    }
+    const F32Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
+                             (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                             (const float *)(uintptr_t)beta, eps};
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_gemm_f32((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
+                             w_packed, (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                             gelu_bias || gamma ? &epi : NULL);
+    Py_END_ALLOW_THREADS
+    if (status) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
     (void)self;
-    unsigned long long a, w, c;
-    long long n, m, k, ldc;
-    int threads, status;
-    if (!PyArg_ParseTuple(args, "KKKLLLLi", &a, &w, &c, &n, &m, &k, &ldc, &threads))
-        return NULL;
-    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0 and ldc >= m");
+    return gemm_f32_call(args, 0);
+}
+
+/* gemm_f32_packed: gemm_f32 with w_ptr pack_f32's panels of W */
+static PyObject *py_gemm_f32_packed(PyObject *self, PyObject *args) {
+    (void)self;
+    return gemm_f32_call(args, 1);
+}
+
+/* pack_f32(w_ptr, out_ptr, m, k): W (m, k) float32 rows -> the m k floats of the panels
+ * gemm_f32_packed reads (out_ptr 64-byte aligned; m % 16 == 0). AVX-512 only. */
+static PyObject *py_pack_f32(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long w, out;
+    long long m, k;
+    if (!PyArg_ParseTuple(args, "KKLL", &w, &out, &m, &k)) return NULL;
+    if (k <= 0 || m <= 0 || m % 16 || out % 64) {
+        PyErr_SetString(PyExc_ValueError, "pack_f32 needs k > 0, m % 16 == 0 and a "
+                        "64-byte aligned output");
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    status = seqenc_gemm_f32((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
-                             (float *)(uintptr_t)c, n, m, k, ldc, threads);
+    seqenc_pack_f32((const float *)(uintptr_t)w, (float *)(uintptr_t)out, m, k);
     Py_END_ALLOW_THREADS
-    if (status) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -532,7 +569,9 @@ static PyMethodDef methods[] = {
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
     {"gemm_bf16_amx", py_gemm_bf16_amx, METH_VARARGS, "gemm_bf16 on AMX tiles."},
-    {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512)."},
+    {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512), fused."},
+    {"gemm_f32_packed", py_gemm_f32_packed, METH_VARARGS, "gemm_f32 on W packed by pack_f32."},
+    {"pack_f32", py_pack_f32, METH_VARARGS, "W into gemm_f32's panels."},
     {"gemm_f32_avx2", py_gemm_f32_avx2, METH_VARARGS, "C = A W^T in float32 (AVX2), fused."},
     {"gemm_f32_avx2_packed", py_gemm_f32_avx2_packed, METH_VARARGS,
      "gemm_f32_avx2 on W packed by pack_f32_avx2."},

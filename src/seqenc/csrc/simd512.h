@@ -68,6 +68,63 @@ AVX512 static inline __m512 normal_cdf512(__m512 x) {
     return _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail);
 }
 
+/* v Phi(v) for four vectors at once: normal_cdf512's and exp512's arithmetic step by step
+ * across the four (the same bits as v * normal_cdf512(v) for each; simd.h's gelu256x4 with 16
+ * lanes), four independent chains for the CPU to overlap (gemm_f32.c's GELU epilogue). */
+#define X4_512 _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)
+AVX512 static inline void gelu512x4(__m512 v[4]) {
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+    __m512 a[4], d[4], t[4], c[4], hi[4], lo[4], h[4], s[4], bb[4], e[4], x[4], n[4], r[4], p[4];
+    X4_512 a[j] = _mm512_min_ps(_mm512_abs_ps(v[j]), _mm512_set1_ps(14.0f));
+    X4_512 d[j] = _mm512_fmadd_ps(_mm512_mul_ps(a[j], _mm512_set1_ps(0.70710678118654752f)),
+                                  half, one);
+    X4_512 t[j] = _mm512_rcp14_ps(d[j]);
+    X4_512 t[j] = _mm512_fmadd_ps(t[j], _mm512_fnmadd_ps(d[j], t[j], one), t[j]);
+    X4_512 c[j] = _mm512_fmadd_ps(_mm512_set1_ps(0.17087277f), t[j], _mm512_set1_ps(-0.82215223f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(1.48851587f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(-1.13520398f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(0.27886807f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(-0.18628806f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(0.09678418f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(0.37409196f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(1.00002368f));
+    X4_512 c[j] = _mm512_fmadd_ps(c[j], t[j], _mm512_set1_ps(-1.26551223f));
+    X4_512 {
+        hi[j] = _mm512_mul_ps(a[j], a[j]);
+        lo[j] = _mm512_fmsub_ps(a[j], a[j], hi[j]);
+        h[j] = _mm512_mul_ps(hi[j], _mm512_set1_ps(-0.5f));
+        s[j] = _mm512_add_ps(h[j], c[j]);
+        bb[j] = _mm512_sub_ps(s[j], h[j]);
+        e[j] = _mm512_add_ps(_mm512_sub_ps(h[j], _mm512_sub_ps(s[j], bb[j])),
+                             _mm512_sub_ps(c[j], bb[j]));
+        e[j] = _mm512_fnmadd_ps(lo[j], half, e[j]);
+    }
+    /* exp512(s) */
+    X4_512 x[j] = _mm512_min_ps(_mm512_max_ps(s[j], _mm512_set1_ps(-87.0f)),
+                                _mm512_set1_ps(88.0f));
+    X4_512 n[j] = _mm512_roundscale_ps(_mm512_mul_ps(x[j], _mm512_set1_ps(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    X4_512 r[j] = _mm512_fnmadd_ps(n[j], _mm512_set1_ps(0.693359375f), x[j]);
+    X4_512 r[j] = _mm512_fnmadd_ps(n[j], _mm512_set1_ps(-2.12194440e-4f), r[j]);
+    X4_512 p[j] = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r[j],
+                                  _mm512_set1_ps(1.3981999507e-3f));
+    X4_512 p[j] = _mm512_fmadd_ps(p[j], r[j], _mm512_set1_ps(8.3334519073e-3f));
+    X4_512 p[j] = _mm512_fmadd_ps(p[j], r[j], _mm512_set1_ps(4.1665795894e-2f));
+    X4_512 p[j] = _mm512_fmadd_ps(p[j], r[j], _mm512_set1_ps(1.6666665459e-1f));
+    X4_512 p[j] = _mm512_fmadd_ps(p[j], r[j], _mm512_set1_ps(5.0000001201e-1f));
+    X4_512 p[j] = _mm512_fmadd_ps(_mm512_mul_ps(p[j], r[j]), r[j],
+                                  _mm512_add_ps(r[j], _mm512_set1_ps(1.0f)));
+    X4_512 p[j] = _mm512_scalef_ps(p[j], n[j]);
+    X4_512 {
+        __m512 erfc = _mm512_mul_ps(t[j], p[j]);
+        erfc = _mm512_fmadd_ps(erfc, e[j], erfc);
+        const __m512 tail = _mm512_mul_ps(erfc, half);
+        const __mmask16 negative = _mm512_cmp_ps_mask(v[j], _mm512_setzero_ps(), _CMP_LT_OQ);
+        v[j] = _mm512_mul_ps(v[j], _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail),
+                                                        tail));
+    }
+}
+
 /* Phi(x) for a GELU whose result is rounded to bf16 next (gemm_bf16.c's epilogue): the same
  * form, erfc(z) = t exp(-z^2 + c(t)), with c a degree-7 fit (relative error < 6.5e-7, refitted
  * for this: Numerical Recipes' degree-9 c is good to 1.2e-7) and -z^2 + c rounded once, not
@@ -140,10 +197,16 @@ int seqenc_amx_usable(void);
 double seqenc_amx_bf16_ops(int64_t iters);
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
+void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
+                                  const float *gamma, const float *beta, float eps, int64_t n,
+                                  int64_t lo, int64_t hi, float *row);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
- * (M % 16 == 0); -1 without memory for its panel buffers. Needs ISA_AVX512. */
-int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,
-                    int64_t ldc, int threads);
+ * (M % 16 == 0), then (epi, NULL: none) simd.h's F32Epilogue with avx512.c's arithmetic; -1
+ * without memory for its buffers. Needs ISA_AVX512. */
+int seqenc_gemm_f32(const float *a, const float *w, int w_packed, float *c, int64_t n,
+                    int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
+/* W (M, K) into the panels gemm_f32 reads with w_packed (M K floats, 64-byte aligned) */
+void seqenc_pack_f32(const float *w, float *packed, int64_t m, int64_t k);
 /* peak.c: giga-operations per second of `threads` threads running probe `kind`. */
 double seqenc_peak_gops(int kind, int64_t iters, int threads);
 #endif

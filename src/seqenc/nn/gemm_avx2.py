@@ -1,12 +1,14 @@
-"""float32 post-norm layers on the avx2 kernel set: our GEMM with the layer's next step inside
-it (csrc/gemm_f32_avx2.c), instead of MKL's sgemm followed by a separate epilogue pass.
+"""float32 post-norm layers on our x86 kernel sets: our GEMM with the layer's next step inside
+it (csrc/gemm_f32_avx2.c on the avx2 set, csrc/gemm_f32.c on the AVX-512 sets), instead of a
+GEMM followed by a separate epilogue pass.
 
 bias + GELU run on each register tile of the up projection as it is stored (in L1), bias + residual
 + LayerNorm on each task's rows of the out and down projections while they are in cache; the
-GEMM sums in float32 in k order (GEMM_F32_ERROR, the AVX-512 GEMM's bound), the epilogues are
-elementwise.c's functions themselves, so the result is bit for bit the separate kernels' on our
-GEMM's output. Runs where kernels.ISA is "avx2" (the AVX-512 sets have gemm_f32.c) unless
-SEQENC_F32_GEMM=mkl (to compare: PyTorch's GEMM and the separate epilogues then run).
+GEMM sums in float32 in k order (GEMM_F32_ERROR), the epilogues are the separate kernels'
+functions and arithmetic (elementwise.c's with 8 lanes, avx512.c's with 16), so the result is
+bit for bit the separate kernels' on our GEMM's output. SEQENC_F32_GEMM=mkl turns it off (to
+compare: the separate path then runs, with PyTorch's GEMM on the avx2 set and gemm_f32.c without
+its epilogues on the AVX-512 sets).
 
 Each weight is packed into the GEMM's panels on every call (M K copies against 2 N M K flops,
 into a buffer each thread keeps). SEQENC_F32_PACK_ONCE=1 packs each weight once instead and
@@ -14,7 +16,7 @@ keeps the copy while the weight is unchanged (``packed_weight``: the checks of e
 and int8 inference copies, precision.current_tensor_copy, so an optimizer step, in place or
 fused, makes it pack again), at the memory of a second copy of the float32 weights (MiniLM-L6:
 42 MB). Off by default: on the Zen 3 of issue 14 it was not measurably faster (0.99-1.03x
-encode, benchmarks/RESULTS.md).
+encode), on the Sapphire Rapids Xeon 1.01x (CPU time, 1 thread; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -34,9 +36,15 @@ PACK_ONCE = os.environ.get("SEQENC_F32_PACK_ONCE", "0") == "1"
 
 
 def can_gemm(k: int, m: int) -> bool:
-    """Whether gemm runs here for inner width k and output width m."""
-    return (ENABLED and kernels.ENABLED and kernels.ISA == "avx2" and m % 16 == 0 and k > 0
-            and kernels._has("gemm_f32_avx2"))
+    """Whether gemm runs here for inner width k and output width m: the avx2 set's kernel, or
+    on the AVX-512 sets csrc/gemm_f32.c, which takes the same epilogues."""
+    if not (ENABLED and kernels.ENABLED and m % 16 == 0 and k > 0):
+        return False
+    if kernels.ISA == "avx2":
+        return kernels._has("gemm_f32_avx2")
+    # gemm_f32_packed: a build whose gemm_f32 takes the epilogues (an older one runs the
+    # separate path)
+    return kernels.can_gemm_f32(k, m) and kernels._has("gemm_f32_packed")
 
 
 def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
@@ -45,7 +53,7 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
     its kept copy with PACK_ONCE). ``gelu_bias`` (M,): gelu(x W^T + gelu_bias) (erf form);
     ``norm`` = (bias, residual (N, M), gamma, beta, eps): LayerNorm(x W^T + bias + residual)
     * gamma + beta."""
-    N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "the avx2 kernel set")
+    N, K, M = kernels.check_f32_gemm("gemm", x, weight, can_gemm, "an x86 kernel set")
     out = torch.empty(N, M)
     epilogue: tuple = ()
     if gelu_bias is not None and norm is not None:
@@ -63,6 +71,14 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
     packed = packed_weight(weight) if PACK_ONCE else None
+    if kernels.ISA != "avx2":  # gemm_f32.c
+        if packed is not None:
+            kernels._kernels.gemm_f32_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
+                                             M, K, M, torch.get_num_threads(), *epilogue)
+        else:
+            kernels._kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
+                                      M, torch.get_num_threads(), *epilogue)
+        return out
     if packed is not None:
         kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
                                               M, K, M, torch.get_num_threads(), *epilogue)
@@ -73,8 +89,8 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
 
 
 # weight -> its packed copy (precision.current_tensor_copy's records; weak: a weight dropped
-# takes its copy along)
-_packed: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+# takes its copy along), one per kernel: gemm_f32_avx2.c's panels and gemm_f32.c's differ
+_packed = {"avx2": WeakTensorKeyDictionary(), "avx512": WeakTensorKeyDictionary()}
 
 
 def packed_weight(weight: Tensor) -> Tensor | None:
@@ -87,15 +103,18 @@ def packed_weight(weight: Tensor) -> Tensor | None:
 
     if weight.is_inference():
         return None
-    return precision.current_tensor_copy(_packed, weight, _pack)
+    kind = "avx2" if kernels.ISA == "avx2" else "avx512"
+    return precision.current_tensor_copy(_packed[kind], weight,
+                                         lambda w: _pack(w, kind))
 
 
-def _pack(weight: Tensor) -> Tensor:
+def _pack(weight: Tensor, kind: str) -> Tensor:
     M, K = weight.shape
     packed = torch.empty(M * K + 16)
     offset = (-packed.data_ptr() % 64) // 4  # 64-byte aligned panels
     packed = packed[offset:offset + M * K]
-    kernels._kernels.pack_f32_avx2(weight.data_ptr(), packed.data_ptr(), M, K)
+    pack = kernels._kernels.pack_f32_avx2 if kind == "avx2" else kernels._kernels.pack_f32
+    pack(weight.data_ptr(), packed.data_ptr(), M, K)
     return packed
 
 

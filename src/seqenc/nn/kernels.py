@@ -269,8 +269,9 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls (``matmul``) by weight: float32 tensors, ours (gemm_f32 on AVX-512 CPUs;
-    nn/gemm_avx2.py's with the epilogues inside on the avx2 set, unless SEQENC_F32_GEMM=mkl);
+    The matmuls (``matmul``) by weight: float32 tensors, ours (nn/gemm_avx2.py's with the
+    epilogues inside: gemm_f32 on AVX-512 CPUs, the avx2 set's; SEQENC_F32_GEMM=mkl: gemm_f32
+    alone on AVX-512 CPUs, PyTorch's on the avx2 set);
     precision.Bf16Linear, our gemm_bf16 (bf16 inputs, float32 out); int8.Int8Linear,
     our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2's vpmaddubsw; torch._int_mm
     with those off or for widths they do not take), and int8.post_norm_layer runs the whole

@@ -1,0 +1,131 @@
+"""float32 encode on an AVX-512 kernel set, A/B in one process (interleaved rounds, medians):
+this checkout's GEMM (csrc/gemm_f32.c) with the layer's epilogues fused into it (the default;
+weights packed on each call, or once: SEQENC_F32_PACK_ONCE=1) or run separately after it
+(SEQENC_F32_GEMM=mkl's layer path, our GEMM still doing the matmuls), another build's C kernels
+(``--baseline-so``: the _kernels .so of, e.g., main, built there with `setup.py build_ext
+--inplace`; its layers run the separate path), and MKL's GEMM (torch.mm) with the separate
+epilogues. Every arm's vectors are compared with the first arm's. Wall time: run it in a quiet
+slot only. ``--gemm`` times each GEMM of MiniLM's shapes alone instead, one thread, against MKL
+and the FMA probe (csrc/peak.c).
+
+    python benchmarks/fp32_avx512_ab.py --texts 1000 --rounds 3 --threads 2 \
+        [--baseline-so ../main/src/seqenc/_kernels.cpython-311-x86_64-linux-gnu.so] [--json F]
+    python benchmarks/fp32_avx512_ab.py --gemm [--rows 1200] [--baseline-so ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from fp32_avx2_ab import CORPUS, load_kernels
+
+from seqenc.model import SentenceEncoder
+from seqenc.nn import gemm_avx2, kernels
+
+SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
+
+
+def encode_arms(model: SentenceEncoder, texts: list[str],
+                baseline: Path | None) -> dict[str, Callable[[], np.ndarray]]:
+    ours = kernels._kernels
+    other = load_kernels(baseline) if baseline else None
+    can = kernels.can_gemm_f32
+
+    def arm(built, fused: bool, mkl: bool = False,
+            pack_once: bool = False) -> Callable[[], np.ndarray]:
+        def run() -> np.ndarray:
+            kernels._kernels, gemm_avx2.ENABLED = built, fused
+            gemm_avx2.PACK_ONCE = pack_once
+            kernels.can_gemm_f32 = (lambda k, m: False) if mkl else can
+            return np.asarray(model.encode(texts))
+        return run
+
+    runs = {}
+    if other is not None:
+        runs["baseline build (--baseline-so)"] = arm(other, False)
+    runs["ours, epilogues fused"] = arm(ours, True)
+    runs["ours, fused, weights packed once"] = arm(ours, True, pack_once=True)
+    runs["ours, epilogues separate"] = arm(ours, False)
+    runs["MKL GEMM + separate epilogues"] = arm(ours, False, mkl=True)
+    return runs
+
+
+def gemm_table(rows: int, reps: int, baseline: Path | None) -> dict:
+    """GFLOP/s of each GEMM alone (best of reps, arms interleaved), one thread."""
+    torch.set_num_threads(1)
+    built = {"ours": kernels._kernels}
+    if baseline:
+        built["baseline"] = load_kernels(baseline)
+    peak = kernels._kernels.peak(1, 2_000_000, 1)  # PEAK_FMA512, GFLOP/s
+    table: dict = {"fma512_peak_gflops": peak, "rows": rows, "shapes": {}}
+    print(f"FMA512 probe, one thread: {peak:.1f} GFLOP/s")
+    for k, m in SHAPES:
+        a, w, c = torch.randn(rows, k), torch.randn(m, k), torch.empty(rows, m)
+        ptrs = (a.data_ptr(), w.data_ptr(), c.data_ptr(), rows, m, k, m, 1)
+        arms: dict[str, Callable[[], object]] = {
+            name: (lambda b=b, ptrs=ptrs: b.gemm_f32(*ptrs)) for name, b in built.items()}
+        arms["mkl"] = lambda a=a, w=w, c=c: torch.mm(a, w.t(), out=c)
+        best = dict.fromkeys(arms, float("inf"))
+        for _ in range(reps):
+            for name, run in arms.items():
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - start)
+        gflops = {name: 2 * rows * m * k / s / 1e9 for name, s in best.items()}
+        table["shapes"][f"{k}x{m}"] = gflops
+        print(f"K {k:5d} M {m:5d}: " + "  ".join(
+            f"{name} {g:6.1f} ({g / peak:4.0%})" for name, g in gflops.items()))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-so", type=Path)
+    parser.add_argument("--gemm", action="store_true", help="time the GEMMs alone instead")
+    parser.add_argument("--rows", type=int, default=1200)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.gemm:
+        result = gemm_table(args.rows, max(args.rounds, 5), args.baseline_so)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.texts]
+    torch.set_num_threads(args.threads)
+    model = SentenceEncoder.from_pretrained()
+    runs = encode_arms(model, texts, args.baseline_so)
+    outputs = {name: run() for name, run in runs.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    first = next(iter(runs))
+    result = {}
+    for name in runs:
+        median = statistics.median(times[name])
+        result[name] = {"seconds": times[name], "median_s": median,
+                        "texts_per_s": len(texts) / median,
+                        "vs_first": statistics.median(times[first]) / median,
+                        "identical_to_first": bool(np.array_equal(outputs[name], outputs[first]))}
+        print(f"{name:40s} {median:7.3f} s {len(texts) / median:8.1f} texts/s "
+              f"x{result[name]['vs_first']:.3f}  identical {result[name]['identical_to_first']}")
+    if args.json:
+        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
+                                         "threads": args.threads, "arms": result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
