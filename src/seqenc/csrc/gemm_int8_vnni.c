@@ -11,21 +11,6 @@
 #define MR512 8 /* rows x 3 vectors of 16 columns: 24 accumulators of 32 zmm registers */
 #define MR256 4 /* rows x 3 vectors of 8 columns: 12 accumulators of 16 ymm registers */
 
-VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m512i acc) {
-    if (e->corr) acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(e->corr + c));
-    if (!e->row_scale) {
-        _mm512_storeu_si512((int32_t *)e->out + r * e->ldc + c, acc);
-        return;
-    }
-    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e->row_scale[r]));
-    __m512 y = _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c));
-    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (avx512.c), on the tile in registers */
-        y = _mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c));
-        y = _mm512_mul_ps(y, normal_cdf512(y));
-    }
-    _mm512_storeu_ps((float *)e->out + r * e->ldc + c, y);
-}
-
 /* rows x nv vectors over all of K, always inlined with constant rows and nv so that the
  * accumulators stay in registers. b points at the first column's k-group 0 in the panel,
  * stride the bytes from one k-group to the next (width 4). */

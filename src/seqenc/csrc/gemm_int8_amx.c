@@ -1,0 +1,147 @@
+/* The int8 micro-kernels for CPUs with AMX-INT8 (INT8_AMX; gemm_int8.c says how the weights are
+ * packed and what the sums are). TDPBUSD multiplies a 16 x 64 uint8 tile of A (16 rows, 64 k)
+ * by a 16 x 64-byte int8 tile of B (16 k-groups of 4, each 16 columns x 4 k) into a 16 x 16
+ * int32 tile of C, the sums exact like vpdpbusd's (the same u8 x s8 products, added in int32):
+ * 8 times vpdpbusd's work a cycle. The operands are VNNI512's as they are: uint8 activations
+ * q + 128, and the packed panel's k-group rows (4 width bytes apart) are B's tile rows, so the
+ * weights are packed once for both kinds and corr takes the shift back off the same way.
+ *
+ * Blocking: 2 row tiles x 2 column tiles of C (32 rows x 32 columns, all 8 tile registers with
+ * the 2 A and 2 B tiles), then the panel's last 16 columns as 2 x 1; a task's row blocks run
+ * panel by panel, so a panel's B tiles come from L1 after its first row block. Each C tile is
+ * stored to a scratch block on the stack and run through VNNI512's epilogue (store16: corr,
+ * scales, GELU): the same arithmetic on the same int32 sums, so the same bits as VNNI512.
+ * K % 64 == 0 (gemm_int8.c runs the VNNI512 kernel otherwise); row tails take a second tile
+ * configuration with fewer rows.
+ *
+ * Linux hands a process AMX's 8 KiB of tile state only on request (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, once: the permission is the process's, inherited by fork);
+ * seqenc_int8_amx_runs asks, and INT8_AMX runs only where that succeeded. Every call loads its
+ * tile configuration and releases the tiles at the end, so a thread holds no tile state between
+ * GEMMs (no 8 KiB more to save on each context switch). */
+#include "int8_tile.h"
+
+#ifdef SEQENC_X86
+#include <cpuid.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq," \
+                                  "avx512vnni,fma")))
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+/* Tile registers: C 0..3 (row tile i, column tile j: 2 i + j), A 4..5, B 6..7. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) TileConfig;
+
+static int amx_runs;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void ask_for_amx(void) {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return;
+    const unsigned tile = 1u << 24, int8 = 1u << 25; /* CPUID.(7, 0):EDX AMX-TILE, AMX-INT8 */
+    if ((edx & (tile | int8)) != (tile | int8)) return;
+#ifdef SYS_arch_prctl
+    amx_runs = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#endif
+}
+
+int seqenc_int8_amx_runs(void) {
+    pthread_once(&amx_once, ask_for_amx);
+    return amx_runs;
+}
+
+/* rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
+AMX static void configure(int rows) {
+    TileConfig c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        c.rows[t] = (uint8_t)(t >= 6 ? 16 : rows);
+        c.colsb[t] = 64;
+    }
+    _tile_loadconfig(&c);
+}
+
+/* C += A B over `steps` 64-k steps for ra row tiles (a: the first row, lda bytes apart) x nb
+ * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), then
+ * rows rows of each C tile through the epilogue at (r0, c0). Inlined with constant ra, nb. */
+__attribute__((always_inline)) AMX static inline void block(
+    const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb, int64_t steps,
+    const Epilogue *e, int64_t r0, int64_t c0, int rows, const int ra, const int nb) {
+    _tile_zero(0);
+    if (nb > 1) _tile_zero(1);
+    if (ra > 1) _tile_zero(2);
+    if (ra > 1 && nb > 1) _tile_zero(3);
+    for (int64_t s = 0; s < steps; s++) {
+        const int8_t *bs = b + 16 * s * ldb;
+        _tile_loadd(4, a + 64 * s, lda);
+        _tile_loadd(6, bs, ldb);
+        _tile_dpbusd(0, 4, 6);
+        if (nb > 1) {
+            _tile_loadd(7, bs + 64, ldb);
+            _tile_dpbusd(1, 4, 7);
+        }
+        if (ra > 1) {
+            _tile_loadd(5, a + 16 * lda + 64 * s, lda);
+            _tile_dpbusd(2, 5, 6);
+            if (nb > 1) _tile_dpbusd(3, 5, 7);
+        }
+    }
+    int32_t c[4][16 * 16] __attribute__((aligned(64)));
+    _tile_stored(0, c[0], 64);
+    if (nb > 1) _tile_stored(1, c[1], 64);
+    if (ra > 1) _tile_stored(2, c[2], 64);
+    if (ra > 1 && nb > 1) _tile_stored(3, c[3], 64);
+    #pragma GCC unroll 2
+    for (int i = 0; i < ra; i++)
+        #pragma GCC unroll 2
+        for (int j = 0; j < nb; j++)
+            for (int r = 0; r < rows; r++)
+                store16(e, r0 + 16 * i + r, c0 + 16 * j, _mm512_load_si512(c[2 * i + j] + 16 * r));
+}
+
+/* ra row tiles (the last one `rows` rows) across a panel of the given width. */
+AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int64_t width,
+                          const Epilogue *e, int64_t r0, int64_t c0, int rows, int ra) {
+    const int64_t ldb = 4 * width, steps = k / 64;
+    int64_t j = 0;
+    for (; j + 32 <= width; j += 32) {
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 2);
+        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 2);
+    }
+    if (j < width) {
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 1);
+        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 1);
+    }
+}
+
+/* Rows lo .. hi of A (uint8 q + 128, k per row) against the panels from column c0 (a panel's
+ * first) to c1, through e. k % 64 == 0. */
+AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
+                              int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
+    const int64_t full = lo + (hi - lo) / 16 * 16, tail = hi - full;
+    configure(16);
+    for (int64_t p = c0; p < c1; p += PANEL) {
+        const int64_t width = c1 - p < PANEL ? c1 - p : PANEL;
+        const int8_t *panel = (const int8_t *)packed + p * k;
+        for (int64_t r = lo; r < full; r += 32) {
+            const int ra = full - r >= 32 ? 2 : 1;
+            row_block((const uint8_t *)a + r * k, k, panel, width, e, r, p, 16, ra);
+        }
+    }
+    if (tail) { /* the last rows, fewer than 16: A and C tiles of that many rows */
+        configure((int)tail);
+        for (int64_t p = c0; p < c1; p += PANEL)
+            row_block((const uint8_t *)a + full * k, k, (const int8_t *)packed + p * k,
+                      c1 - p < PANEL ? c1 - p : PANEL, e, full, p, (int)tail, 1);
+    }
+    _tile_release();
+}
+#endif
