@@ -29,6 +29,9 @@ SHAPES = {"qkv 384x1152": (384, 1152, False), "out 384x384": (384, 384, False),
 
 def setup(kind: str, n: int, k: int, m: int, gelu: bool, g: torch.Generator):
     """The two calls for one kernel and shape, each a function of no arguments."""
+    serial = kind == "amx-serial"  # EXPERIMENT
+    wide = kind == "amx-1x3"
+    kind = "amx" if serial or wide else kind
     w = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
     packed, corr = int8.pack_int8(w, kind)
     x = torch.randn(n, k, generator=g)
@@ -49,7 +52,19 @@ def setup(kind: str, n: int, k: int, m: int, gelu: bool, g: torch.Generator):
                                  col_scale.data_ptr(), out.data_ptr(), n, m, k, m, threads,
                                  *epilogue)
 
-    return {"gemm": gemm, "fused": fused}, keep
+    import os
+
+    def env(f):
+        def g():
+            if serial:
+                os.environ["SEQENC_AMX_SERIAL"] = "1"
+            if wide:
+                os.environ["SEQENC_AMX_1X3"] = "1"
+            f()
+            os.environ.pop("SEQENC_AMX_SERIAL", None)
+            os.environ.pop("SEQENC_AMX_1X3", None)
+        return g
+    return {"gemm": env(gemm), "fused": env(fused)}, keep
 
 
 def main() -> None:
@@ -59,16 +74,21 @@ def main() -> None:
     parser.add_argument("--kinds", default="amx,vnni512")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread: time by this thread's CPU time, not wall time")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     runs = int8.runnable_gemms()
-    if missing := [kind for kind in kinds if kind not in runs]:
+    if missing := [kind for kind in kinds if kind not in runs + ["amx-serial", "amx-1x3"]]:
         raise SystemExit(f"{missing} do not run here (runs: {runs})")
     g = torch.Generator().manual_seed(0)
     results = []
     for threads in map(int, args.threads.split(",")):
         torch.set_num_threads(threads)
+        # one thread: the calls run on this one, whose CPU time leaves out the time slices
+        # other processes take on a shared machine (wall time for more threads)
+        clock = time.thread_time if threads == 1 and args.cpu_time else time.perf_counter
         for shape, (k, m, gelu) in SHAPES.items():
             calls = {kind: setup(kind, args.rows, k, m, gelu, g) for kind in kinds}
             times: dict[tuple[str, str], list[float]] = {}
@@ -76,11 +96,11 @@ def main() -> None:
                 for kind in kinds:
                     for path, call in calls[kind][0].items():
                         call()  # warm
-                        start = time.perf_counter()
+                        start = clock()
                         for _ in range(args.reps):
                             call()
                         times.setdefault((kind, path), []).append(
-                            (time.perf_counter() - start) / args.reps)
+                            (clock() - start) / args.reps)
             for (kind, path), seconds in times.items():
                 median, fastest = statistics.median(seconds), min(seconds)
                 gops = 2 * args.rows * k * m / median / 1e9

@@ -149,6 +149,16 @@ static void *thread_buffer(size_t bytes) {
     return s->data;
 }
 
+/* rows lo .. hi of x into q: seqenc_int8_quantize_rows, or its 16-lane twin (the same bits)
+ * in the tasks of the kinds that run AVX-512 */
+static void quantize_rows(int kind, const float *x, const float *mul, void *q, float *scale,
+                          int64_t n, int64_t lo, int64_t hi, int format) {
+    if ((kind == INT8_VNNI512 || kind == INT8_AMX) && format == QUANT_U8 && n % 16 == 0)
+        seqenc_int8_quantize_rows512(x, mul, q, scale, n, lo, hi);
+    else
+        seqenc_int8_quantize_rows(x, mul, q, scale, n, lo, hi, format);
+}
+
 static void quant_gemm_task(void *ctx, int64_t t) {
     QuantGemm *g = ctx;
     const Int8Epilogue *p = g->epi;
@@ -166,8 +176,8 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     const void *a = buffer;
     const float *row_scale = scale;
     if (g->x) {
-        seqenc_int8_quantize_rows(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo,
-                                  g->format);
+        quantize_rows(g->kind, g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo,
+                      g->format);
     } else {
         a = (const char *)g->q_in + lo * g->k * elem;
         row_scale = g->scale_in + lo;
@@ -187,9 +197,9 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     }
     if (requantize) { /* quantised as the next GEMM would quantise these rows, from the cache */
         const int format = p->q_format >= 0 ? p->q_format : g->format;
-        seqenc_int8_quantize_rows(dst, p->q_mul,
-                                  (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
-                                  p->scale_out + lo, g->m, 0, hi - lo, format);
+        quantize_rows(g->kind, dst, p->q_mul,
+                      (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
+                      p->scale_out + lo, g->m, 0, hi - lo, format);
     }
 }
 

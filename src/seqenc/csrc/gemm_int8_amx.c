@@ -58,23 +58,76 @@ int seqenc_int8_amx_runs(void) {
 }
 
 /* rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
-AMX static void configure(int rows) {
+AMX static void configure(int rows, int wide) {
     TileConfig c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int t = 0; t < 8; t++) {
-        c.rows[t] = (uint8_t)(t >= 6 ? 16 : rows);
+        c.rows[t] = (uint8_t)((wide ? t >= 4 && t <= 6 : t >= 6) ? 16 : rows);
         c.colsb[t] = 64;
     }
     _tile_loadconfig(&c);
 }
 
-/* C += A B over `steps` 64-k steps for ra row tiles (a: the first row, lda bytes apart) x nb
- * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), then
- * rows rows of each C tile through the epilogue at (r0, c0). Inlined with constant ra, nb. */
+/* A block's C tiles, stored, waiting for their epilogue (ra 0: none); two of them, so that a
+ * block's epilogue runs while the next block's tile instructions do (below). */
+typedef struct {
+    int32_t c[4][16 * 16] __attribute__((aligned(64)));
+    int64_t r0, c0;
+    int rows, ra, nb;
+} Stored;
+
+typedef struct {
+    Stored stored[2];
+    int next; /* the one the next block stores into */
+    int serial; /* experiment: each block's epilogue right after it */
+    int wide; /* experiment: 1 x 3 blocks: C 0..2, A 3, B 4..6 */
+} Pipeline;
+
+/* rows rows of each C tile through the epilogue at (r0, c0): store16's arithmetic, in the same
+ * order (the same bits), with each column tile's vectors loaded once. */
+AMX static void finish(const Epilogue *e, Stored *s) {
+    const __m512i zero = _mm512_setzero_si512();
+    for (int j = 0; j < s->nb; j++) {
+        const int64_t c = s->c0 + 16 * j;
+        const __m512i corr = e->corr ? _mm512_loadu_si512(e->corr + c) : zero;
+        if (!e->row_scale) {
+            for (int i = 0; i < s->ra; i++)
+                for (int r = 0; r < s->rows; r++)
+                    _mm512_storeu_si512((int32_t *)e->out + (s->r0 + 16 * i + r) * e->ldc + c,
+                                        _mm512_sub_epi32(_mm512_load_si512(
+                                            s->c[2 * i + j] + 16 * r), corr));
+            continue;
+        }
+        const __m512 col = _mm512_loadu_ps(e->col_scale + c);
+        const __m512 bias = e->gelu_bias ? _mm512_loadu_ps(e->gelu_bias + c) : _mm512_setzero_ps();
+        for (int i = 0; i < s->ra; i++)
+            for (int r = 0; r < s->rows; r++) {
+                const int64_t row = s->r0 + 16 * i + r;
+                const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(s->c[2 * i + j] + 16 * r),
+                                                     corr);
+                const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),
+                                               _mm512_set1_ps(e->row_scale[row]));
+                __m512 y = _mm512_mul_ps(v, col);
+                if (e->gelu_bias) {
+                    y = _mm512_add_ps(y, bias);
+                    y = _mm512_mul_ps(y, normal_cdf512(y));
+                }
+                _mm512_storeu_ps((float *)e->out + row * e->ldc + c, y);
+            }
+    }
+    s->ra = 0;
+}
+
+/* C = A B over `steps` 64-k steps for ra row tiles (a: the first row, lda bytes apart) x nb
+ * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), at
+ * (r0, c0) of the output. Inlined with constant ra, nb. The tile instructions are issued, then
+ * the previous block's epilogue (AVX-512, independent of them: the out-of-order core runs it
+ * while TDPBUSD works, ~16 cycles each), then this block's C tiles are stored for the next. */
 __attribute__((always_inline)) AMX static inline void block(
     const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb, int64_t steps,
-    const Epilogue *e, int64_t r0, int64_t c0, int rows, const int ra, const int nb) {
+    const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0, int rows, const int ra,
+    const int nb) {
     _tile_zero(0);
     if (nb > 1) _tile_zero(1);
     if (ra > 1) _tile_zero(2);
@@ -94,31 +147,67 @@ __attribute__((always_inline)) AMX static inline void block(
             if (nb > 1) _tile_dpbusd(3, 5, 7);
         }
     }
-    int32_t c[4][16 * 16] __attribute__((aligned(64)));
-    _tile_stored(0, c[0], 64);
-    if (nb > 1) _tile_stored(1, c[1], 64);
-    if (ra > 1) _tile_stored(2, c[2], 64);
-    if (ra > 1 && nb > 1) _tile_stored(3, c[3], 64);
-    #pragma GCC unroll 2
-    for (int i = 0; i < ra; i++)
-        #pragma GCC unroll 2
-        for (int j = 0; j < nb; j++)
-            for (int r = 0; r < rows; r++)
-                store16(e, r0 + 16 * i + r, c0 + 16 * j, _mm512_load_si512(c[2 * i + j] + 16 * r));
+    Stored *s = &pipe->stored[pipe->next], *previous = &pipe->stored[pipe->next ^ 1];
+    if (previous->ra) finish(e, previous);
+    _tile_stored(0, s->c[0], 64);
+    if (nb > 1) _tile_stored(1, s->c[1], 64);
+    if (ra > 1) _tile_stored(2, s->c[2], 64);
+    if (ra > 1 && nb > 1) _tile_stored(3, s->c[3], 64);
+    s->r0 = r0, s->c0 = c0, s->rows = rows, s->ra = ra, s->nb = nb;
+    pipe->next ^= 1;
+    if (pipe->serial) finish(e, s);
+}
+
+/* EXPERIMENT: 1 row tile x nb column tiles */
+AMX static void block13(const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb,
+                        int64_t steps, const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0,
+                        int rows, int nb) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    for (int64_t s = 0; s < steps; s++) {
+        const int8_t *bs = b + 16 * s * ldb;
+        _tile_loadd(3, a + 64 * s, lda);
+        _tile_loadd(4, bs, ldb);
+        _tile_dpbusd(0, 3, 4);
+        if (nb > 1) {
+            _tile_loadd(5, bs + 64, ldb);
+            _tile_dpbusd(1, 3, 5);
+        }
+        if (nb > 2) {
+            _tile_loadd(6, bs + 128, ldb);
+            _tile_dpbusd(2, 3, 6);
+        }
+    }
+    Stored *s = &pipe->stored[pipe->next], *previous = &pipe->stored[pipe->next ^ 1];
+    if (previous->ra) finish(e, previous);
+    _tile_stored(0, s->c[0], 64);
+    _tile_stored(1, s->c[1], 64);
+    _tile_stored(2, s->c[2], 64);
+    s->r0 = r0, s->c0 = c0, s->rows = rows, s->ra = 1, s->nb = nb;
+    pipe->next ^= 1;
+    if (pipe->serial) finish(e, s);
 }
 
 /* ra row tiles (the last one `rows` rows) across a panel of the given width. */
 AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int64_t width,
-                          const Epilogue *e, int64_t r0, int64_t c0, int rows, int ra) {
+                          const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0, int rows,
+                          int ra) {
     const int64_t ldb = 4 * width, steps = k / 64;
+    if (pipe->wide) {
+        for (int i = 0; i < ra; i++)
+            block13(a + 16 * i * k, k, panel, ldb, steps, e, pipe, r0 + 16 * i, c0, rows,
+                    (int)(width / 16));
+        return;
+    }
     int64_t j = 0;
     for (; j + 32 <= width; j += 32) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 2);
-        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 2);
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 2, 2);
+        else block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 1, 2);
     }
     if (j < width) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 1);
-        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 1);
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 2, 1);
+        else block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 1, 1);
     }
 }
 
@@ -126,22 +215,29 @@ AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int6
  * first) to c1, through e. k % 64 == 0. */
 AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
                               int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
+    const int serial = getenv("SEQENC_AMX_SERIAL") != NULL; /* EXPERIMENT */
     const int64_t full = lo + (hi - lo) / 16 * 16, tail = hi - full;
-    configure(16);
+    Pipeline pipe;
+    pipe.stored[0].ra = pipe.stored[1].ra = 0;
+    pipe.next = 0;
+    pipe.serial = serial;
+    pipe.wide = getenv("SEQENC_AMX_1X3") != NULL; /* EXPERIMENT */
+    configure(16, pipe.wide);
     for (int64_t p = c0; p < c1; p += PANEL) {
         const int64_t width = c1 - p < PANEL ? c1 - p : PANEL;
         const int8_t *panel = (const int8_t *)packed + p * k;
         for (int64_t r = lo; r < full; r += 32) {
             const int ra = full - r >= 32 ? 2 : 1;
-            row_block((const uint8_t *)a + r * k, k, panel, width, e, r, p, 16, ra);
+            row_block((const uint8_t *)a + r * k, k, panel, width, e, &pipe, r, p, 16, ra);
         }
     }
     if (tail) { /* the last rows, fewer than 16: A and C tiles of that many rows */
-        configure((int)tail);
+        configure((int)tail, pipe.wide);
         for (int64_t p = c0; p < c1; p += PANEL)
             row_block((const uint8_t *)a + full * k, k, (const int8_t *)packed + p * k,
-                      c1 - p < PANEL ? c1 - p : PANEL, e, full, p, (int)tail, 1);
+                      c1 - p < PANEL ? c1 - p : PANEL, e, &pipe, full, p, (int)tail, 1);
     }
     _tile_release();
+    finish(e, &pipe.stored[pipe.next ^ 1]);
 }
 #endif

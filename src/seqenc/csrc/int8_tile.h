@@ -77,6 +77,9 @@ int seqenc_int8_amx_runs(void);
 /* rows lo .. hi of x (n columns) quantised into q in `format` (gemm_int8_avx2.c). */
 AVX2 void seqenc_int8_quantize_rows(const float *x, const float *mul, void *q, float *scale,
                                     int64_t n, int64_t lo, int64_t hi, int format);
+/* The same into QUANT_U8 with 16 lanes (n % 16 == 0; gemm_int8_vnni.c), the same bits. */
+VNNI512 void seqenc_int8_quantize_rows512(const float *x, const float *mul, uint8_t *q,
+                                          float *scale, int64_t n, int64_t lo, int64_t hi);
 /* LayerNorm(y + bias + residual) * gamma + beta on rows lo .. hi, 16 lanes (VNNI512 tasks) */
 VNNI512 void seqenc_int8_add_layernorm512(float *y, int64_t ldc, const Int8Epilogue *p, int64_t n,
                                           int64_t lo, int64_t hi, float *row);

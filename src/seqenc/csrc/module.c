@@ -7,8 +7,8 @@
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
- *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c;
- *                  their micro-kernels in gemm_int8_vnni.c and gemm_int8_avx2.c
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8), on
+ *                  tasks.c; micro-kernels in gemm_int8_vnni.c, gemm_int8_amx.c, gemm_int8_avx2.c
  *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
  *   simd.h, simd512.h  the helpers they share
