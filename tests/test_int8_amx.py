@@ -112,3 +112,11 @@ def test_amx_is_the_default_and_vnni512_can_be_chosen(monkeypatch):
     w = torch.randint(-127, 128, (96, 256), dtype=torch.int8)
     for ours, theirs in zip(int8.pack_int8(w, "amx"), int8.pack_int8(w, "vnni512"), strict=True):
         assert torch.equal(ours, theirs)
+
+
+def test_the_amx_peak_probe_runs_and_outpaces_vnni():
+    """csrc/peak.c's AMX-INT8 probe (what `seqenc bench` measures int8 against where int8 runs
+    on AMX): tdpbusd does 8 times vpdpbusd's work a cycle, so its probe must beat VNNI512's."""
+    amx = kernels._kernels.peak(5, 20_000, 1)  # PEAK_AMX_INT8
+    vnni = kernels._kernels.peak(3, 200_000, 1)  # PEAK_VNNI512
+    assert amx > vnni > 0

@@ -240,4 +240,34 @@ AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue 
     _tile_release();
     finish(e, &pipe.stored[pipe.next ^ 1]);
 }
+
+/* peak.c's AMX-INT8 probe: tdpbusd into 6 independent C tiles from one A and one B tile, in
+ * registers (no memory traffic): 16 x 16 x 64 products, each added, per instruction. The
+ * operations done (0 where AMX does not run); *sink depends on them. */
+AMX double seqenc_int8_amx_peak(int64_t iters, float *sink) {
+    if (!seqenc_int8_amx_runs()) return 0.0;
+    static const uint8_t ones[16 * 64] __attribute__((aligned(64))) = {1};
+    int32_t c[16 * 16] __attribute__((aligned(64)));
+    configure(16, 0);
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    for (int64_t n = 0; n < iters; n++) {
+        _tile_dpbusd(0, 6, 7);
+        _tile_dpbusd(1, 6, 7);
+        _tile_dpbusd(2, 6, 7);
+        _tile_dpbusd(3, 6, 7);
+        _tile_dpbusd(4, 6, 7);
+        _tile_dpbusd(5, 6, 7);
+    }
+    _tile_stored(5, c, 64);
+    _tile_release();
+    *sink = (float)c[0];
+    return 2.0 * 16 * 16 * 64 * 6 * (double)iters;
+}
 #endif

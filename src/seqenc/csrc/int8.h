@@ -60,5 +60,8 @@ long seqenc_int8_scratch_buffers(void);
 int seqenc_int8_kernels(void);
 /* The QUANT_* format a kind's activations come in. */
 int seqenc_int8_format(int kind);
+/* peak.c's PEAK_AMX_INT8 probe (gemm_int8_amx.c): operations done by `iters` rounds of
+ * tdpbusd on this thread, 0 where AMX-INT8 does not run. */
+double seqenc_int8_amx_peak(int64_t iters, float *sink);
 #endif
 #endif

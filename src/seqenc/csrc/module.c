@@ -480,7 +480,7 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
     int kind, threads;
     long long iters;
     if (!PyArg_ParseTuple(args, "iLi", &kind, &iters, &threads)) return NULL;
-    if (kind < PEAK_FMA256 || kind > PEAK_VNNI512 || iters <= 0 || threads <= 0) {
+    if (kind < PEAK_FMA256 || kind > PEAK_AMX_INT8 || iters <= 0 || threads <= 0) {
         PyErr_SetString(PyExc_ValueError, "unknown probe, or iterations/threads not positive");
         return NULL;
     }

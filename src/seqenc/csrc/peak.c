@@ -2,6 +2,7 @@
  * multiply-add the CPU has (enough of them to cover latency x pipes), on `threads` OpenMP
  * threads. What every GEMM here is measured against (benchmarks/RESULTS.md, `seqenc bench`). */
 #include "simd512.h"
+#include "int8.h"
 
 #ifdef SEQENC_X86
 #include <omp.h>
@@ -74,6 +75,7 @@ double seqenc_peak_gops(int kind, int64_t iters, int threads) {
             case PEAK_FMA512: ops += fma512(iters, &sink); break;
             case PEAK_BF16DOT512: ops += bf16dot512(iters, &sink); break;
             case PEAK_VNNI512: ops += vnni512(iters, &sink); break;
+            case PEAK_AMX_INT8: ops += seqenc_int8_amx_peak(iters, &sink); break;
             default: break;
         }
         if (sink == 12345.678f) ops += 1.0;  /* keeps sink live */
