@@ -77,8 +77,18 @@ def test_order_is_restored_whatever_the_batching(model):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_batches_side_by_side_give_the_same_vectors_bit_for_bit(model, monkeypatch, dtype):
     """With 2 threads, encode runs 2 batches at once, one thread each (threads.run_batches):
-    the same rows through the same code in the same order as one batch at a time."""
+    the same rows through the same code in the same order as one batch at a time. Our kernels
+    give the same bits whatever the thread count; PyTorch's GEMMs do not promise it (MKL on an
+    Intel Xeon picked another kernel for 1 thread than for 2: last bits differ), so without
+    ours the vectors need only agree to float32 rounding."""
     import seqenc.model as model_module
+    from seqenc.nn import kernels
+
+    def same(a, b) -> bool:  # measured without ours: float32 2.9e-7, bf16 1.5e-3 of max 0.3
+        if kernels.ENABLED:
+            return np.array_equal(a, b)
+        tolerance = 1e-5 if dtype == "float32" else 2e-2  # bf16: 2**-8 a rounding, 6 layers
+        return np.allclose(a, b, rtol=0, atol=tolerance * np.abs(b).max())
 
     texts = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
     threads = torch.get_num_threads()
@@ -94,9 +104,9 @@ def test_batches_side_by_side_give_the_same_vectors_bit_for_bit(model, monkeypat
         assert calls == [2, 2]
         monkeypatch.setattr(model_module, "run_batches",
                             lambda step, n, workers: side_by_side(step, n, 1))
-        assert np.array_equal(both, model.encode(texts, batch_size=16, dtype=dtype))
+        assert same(both, model.encode(texts, batch_size=16, dtype=dtype))
         one = model.encode(texts[:40], batch_size=8, dtype=dtype, output="token")
-        assert all(np.array_equal(a, b) for a, b in zip(tokens, one, strict=True))
+        assert all(same(a, b) for a, b in zip(tokens, one, strict=True))
     finally:
         torch.set_num_threads(threads)
 
