@@ -29,9 +29,6 @@ SHAPES = {"qkv 384x1152": (384, 1152, False), "out 384x384": (384, 384, False),
 
 def setup(kind: str, n: int, k: int, m: int, gelu: bool, g: torch.Generator):
     """The two calls for one kernel and shape, each a function of no arguments."""
-    serial = kind == "amx-serial"  # EXPERIMENT
-    wide = kind == "amx-1x3"
-    kind = "amx" if serial or wide else kind
     w = torch.randint(-127, 128, (m, k), dtype=torch.int8, generator=g)
     packed, corr = int8.pack_int8(w, kind)
     x = torch.randn(n, k, generator=g)
@@ -52,19 +49,7 @@ def setup(kind: str, n: int, k: int, m: int, gelu: bool, g: torch.Generator):
                                  col_scale.data_ptr(), out.data_ptr(), n, m, k, m, threads,
                                  *epilogue)
 
-    import os
-
-    def env(f):
-        def g():
-            if serial:
-                os.environ["SEQENC_AMX_SERIAL"] = "1"
-            if wide:
-                os.environ["SEQENC_AMX_1X3"] = "1"
-            f()
-            os.environ.pop("SEQENC_AMX_SERIAL", None)
-            os.environ.pop("SEQENC_AMX_1X3", None)
-        return g
-    return {"gemm": env(gemm), "fused": env(fused)}, keep
+    return {"gemm": gemm, "fused": fused}, keep
 
 
 def main() -> None:
@@ -80,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     runs = int8.runnable_gemms()
-    if missing := [kind for kind in kinds if kind not in runs + ["amx-serial", "amx-1x3"]]:
+    if missing := [kind for kind in kinds if kind not in runs]:
         raise SystemExit(f"{missing} do not run here (runs: {runs})")
     g = torch.Generator().manual_seed(0)
     results = []

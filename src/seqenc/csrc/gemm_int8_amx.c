@@ -8,9 +8,10 @@
  *
  * Blocking: 2 row tiles x 2 column tiles of C (32 rows x 32 columns, all 8 tile registers with
  * the 2 A and 2 B tiles), then the panel's last 16 columns as 2 x 1; a task's row blocks run
- * panel by panel, so a panel's B tiles come from L1 after its first row block. Each C tile is
- * stored to a scratch block on the stack and run through VNNI512's epilogue (store16: corr,
- * scales, GELU): the same arithmetic on the same int32 sums, so the same bits as VNNI512.
+ * panel by panel, so a panel's B tiles come from L1 after its first row block (1 x 3 blocks of
+ * 16 x 48 measured the same). Each C tile is stored to a scratch block on the stack and run
+ * through VNNI512's epilogue arithmetic (store16's: corr, scales, GELU) on the same int32 sums,
+ * so the same bits as VNNI512.
  * K % 64 == 0 (gemm_int8.c runs the VNNI512 kernel otherwise); row tails take a second tile
  * configuration with fewer rows.
  *
@@ -27,6 +28,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* AMX's intrinsics: GCC 11, Clang 12 and later. An older compiler still builds the rest of the
+ * extension, and AMX never runs (seqenc_int8_amx_runs says no). */
+#if defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11
+#define AMX_INTRINSICS 1
+#endif
 #define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq," \
                                   "avx512vnni,fma")))
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -47,7 +53,7 @@ static void ask_for_amx(void) {
     if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return;
     const unsigned tile = 1u << 24, int8 = 1u << 25; /* CPUID.(7, 0):EDX AMX-TILE, AMX-INT8 */
     if ((edx & (tile | int8)) != (tile | int8)) return;
-#ifdef SYS_arch_prctl
+#if defined(SYS_arch_prctl) && defined(AMX_INTRINSICS)
     amx_runs = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 #endif
 }
@@ -57,32 +63,26 @@ int seqenc_int8_amx_runs(void) {
     return amx_runs;
 }
 
+#ifdef AMX_INTRINSICS
+
 /* rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
-AMX static void configure(int rows, int wide) {
+AMX static void configure(int rows) {
     TileConfig c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int t = 0; t < 8; t++) {
-        c.rows[t] = (uint8_t)((wide ? t >= 4 && t <= 6 : t >= 6) ? 16 : rows);
+        c.rows[t] = (uint8_t)(t >= 6 ? 16 : rows);
         c.colsb[t] = 64;
     }
     _tile_loadconfig(&c);
 }
 
-/* A block's C tiles, stored, waiting for their epilogue (ra 0: none); two of them, so that a
- * block's epilogue runs while the next block's tile instructions do (below). */
+/* A block's C tiles, stored for the epilogue. */
 typedef struct {
     int32_t c[4][16 * 16] __attribute__((aligned(64)));
     int64_t r0, c0;
     int rows, ra, nb;
 } Stored;
-
-typedef struct {
-    Stored stored[2];
-    int next; /* the one the next block stores into */
-    int serial; /* experiment: each block's epilogue right after it */
-    int wide; /* experiment: 1 x 3 blocks: C 0..2, A 3, B 4..6 */
-} Pipeline;
 
 /* rows rows of each C tile through the epilogue at (r0, c0): store16's arithmetic, in the same
  * order (the same bits), with each column tile's vectors loaded once. */
@@ -116,18 +116,15 @@ AMX static void finish(const Epilogue *e, Stored *s) {
                 _mm512_storeu_ps((float *)e->out + row * e->ldc + c, y);
             }
     }
-    s->ra = 0;
 }
 
 /* C = A B over `steps` 64-k steps for ra row tiles (a: the first row, lda bytes apart) x nb
- * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), at
- * (r0, c0) of the output. Inlined with constant ra, nb. The tile instructions are issued, then
- * the previous block's epilogue (AVX-512, independent of them: the out-of-order core runs it
- * while TDPBUSD works, ~16 cycles each), then this block's C tiles are stored for the next. */
+ * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), then
+ * through the epilogue at (r0, c0) of the output. Inlined with constant ra, nb. (Running each
+ * block's epilogue while the next block's tiles work, from a second Stored, measured no gain.) */
 __attribute__((always_inline)) AMX static inline void block(
     const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb, int64_t steps,
-    const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0, int rows, const int ra,
-    const int nb) {
+    const Epilogue *e, int64_t r0, int64_t c0, int rows, const int ra, const int nb) {
     _tile_zero(0);
     if (nb > 1) _tile_zero(1);
     if (ra > 1) _tile_zero(2);
@@ -147,67 +144,27 @@ __attribute__((always_inline)) AMX static inline void block(
             if (nb > 1) _tile_dpbusd(3, 5, 7);
         }
     }
-    Stored *s = &pipe->stored[pipe->next], *previous = &pipe->stored[pipe->next ^ 1];
-    if (previous->ra) finish(e, previous);
-    _tile_stored(0, s->c[0], 64);
-    if (nb > 1) _tile_stored(1, s->c[1], 64);
-    if (ra > 1) _tile_stored(2, s->c[2], 64);
-    if (ra > 1 && nb > 1) _tile_stored(3, s->c[3], 64);
-    s->r0 = r0, s->c0 = c0, s->rows = rows, s->ra = ra, s->nb = nb;
-    pipe->next ^= 1;
-    if (pipe->serial) finish(e, s);
-}
-
-/* EXPERIMENT: 1 row tile x nb column tiles */
-AMX static void block13(const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb,
-                        int64_t steps, const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0,
-                        int rows, int nb) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    for (int64_t s = 0; s < steps; s++) {
-        const int8_t *bs = b + 16 * s * ldb;
-        _tile_loadd(3, a + 64 * s, lda);
-        _tile_loadd(4, bs, ldb);
-        _tile_dpbusd(0, 3, 4);
-        if (nb > 1) {
-            _tile_loadd(5, bs + 64, ldb);
-            _tile_dpbusd(1, 3, 5);
-        }
-        if (nb > 2) {
-            _tile_loadd(6, bs + 128, ldb);
-            _tile_dpbusd(2, 3, 6);
-        }
-    }
-    Stored *s = &pipe->stored[pipe->next], *previous = &pipe->stored[pipe->next ^ 1];
-    if (previous->ra) finish(e, previous);
-    _tile_stored(0, s->c[0], 64);
-    _tile_stored(1, s->c[1], 64);
-    _tile_stored(2, s->c[2], 64);
-    s->r0 = r0, s->c0 = c0, s->rows = rows, s->ra = 1, s->nb = nb;
-    pipe->next ^= 1;
-    if (pipe->serial) finish(e, s);
+    Stored s;
+    _tile_stored(0, s.c[0], 64);
+    if (nb > 1) _tile_stored(1, s.c[1], 64);
+    if (ra > 1) _tile_stored(2, s.c[2], 64);
+    if (ra > 1 && nb > 1) _tile_stored(3, s.c[3], 64);
+    s.r0 = r0, s.c0 = c0, s.rows = rows, s.ra = ra, s.nb = nb;
+    finish(e, &s);
 }
 
 /* ra row tiles (the last one `rows` rows) across a panel of the given width. */
 AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int64_t width,
-                          const Epilogue *e, Pipeline *pipe, int64_t r0, int64_t c0, int rows,
-                          int ra) {
+                          const Epilogue *e, int64_t r0, int64_t c0, int rows, int ra) {
     const int64_t ldb = 4 * width, steps = k / 64;
-    if (pipe->wide) {
-        for (int i = 0; i < ra; i++)
-            block13(a + 16 * i * k, k, panel, ldb, steps, e, pipe, r0 + 16 * i, c0, rows,
-                    (int)(width / 16));
-        return;
-    }
     int64_t j = 0;
     for (; j + 32 <= width; j += 32) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 2, 2);
-        else block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 1, 2);
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 2);
+        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 2);
     }
     if (j < width) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 2, 1);
-        else block(a, k, panel + 4 * j, ldb, steps, e, pipe, r0, c0 + j, rows, 1, 1);
+        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 1);
+        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 1);
     }
 }
 
@@ -215,30 +172,23 @@ AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int6
  * first) to c1, through e. k % 64 == 0. */
 AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
                               int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
-    const int serial = getenv("SEQENC_AMX_SERIAL") != NULL; /* EXPERIMENT */
     const int64_t full = lo + (hi - lo) / 16 * 16, tail = hi - full;
-    Pipeline pipe;
-    pipe.stored[0].ra = pipe.stored[1].ra = 0;
-    pipe.next = 0;
-    pipe.serial = serial;
-    pipe.wide = getenv("SEQENC_AMX_1X3") != NULL; /* EXPERIMENT */
-    configure(16, pipe.wide);
+    configure(16);
     for (int64_t p = c0; p < c1; p += PANEL) {
         const int64_t width = c1 - p < PANEL ? c1 - p : PANEL;
         const int8_t *panel = (const int8_t *)packed + p * k;
         for (int64_t r = lo; r < full; r += 32) {
             const int ra = full - r >= 32 ? 2 : 1;
-            row_block((const uint8_t *)a + r * k, k, panel, width, e, &pipe, r, p, 16, ra);
+            row_block((const uint8_t *)a + r * k, k, panel, width, e, r, p, 16, ra);
         }
     }
     if (tail) { /* the last rows, fewer than 16: A and C tiles of that many rows */
-        configure((int)tail, pipe.wide);
+        configure((int)tail);
         for (int64_t p = c0; p < c1; p += PANEL)
             row_block((const uint8_t *)a + full * k, k, (const int8_t *)packed + p * k,
-                      c1 - p < PANEL ? c1 - p : PANEL, e, &pipe, full, p, (int)tail, 1);
+                      c1 - p < PANEL ? c1 - p : PANEL, e, full, p, (int)tail, 1);
     }
     _tile_release();
-    finish(e, &pipe.stored[pipe.next ^ 1]);
 }
 
 /* peak.c's AMX-INT8 probe: tdpbusd into 6 independent C tiles from one A and one B tile, in
@@ -248,7 +198,7 @@ AMX double seqenc_int8_amx_peak(int64_t iters, float *sink) {
     if (!seqenc_int8_amx_runs()) return 0.0;
     static const uint8_t ones[16 * 64] __attribute__((aligned(64))) = {1};
     int32_t c[16 * 16] __attribute__((aligned(64)));
-    configure(16, 0);
+    configure(16);
     _tile_loadd(6, ones, 64);
     _tile_loadd(7, ones, 64);
     _tile_zero(0);
@@ -270,4 +220,15 @@ AMX double seqenc_int8_amx_peak(int64_t iters, float *sink) {
     *sink = (float)c[0];
     return 2.0 * 16 * 16 * 64 * 6 * (double)iters;
 }
+#else /* no AMX intrinsics: never called (seqenc_int8_amx_runs is 0) */
+void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
+                          int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
+    (void)a, (void)packed, (void)e, (void)k, (void)lo, (void)hi, (void)c0, (void)c1;
+}
+
+double seqenc_int8_amx_peak(int64_t iters, float *sink) {
+    (void)iters, (void)sink;
+    return 0.0;
+}
+#endif
 #endif
