@@ -163,8 +163,9 @@ def interleave(engines: dict[str, Callable[[], object]], rounds: int) -> dict[st
 
 def fma_peaks(threads: int, seconds: float = 0.3) -> dict[str, float]:
     """The cores' arithmetic peak per precision, GFLOP/s (int8: GOP/s), from csrc/peak.c's
-    probes: fp32 by the widest FMA the CPU has, bf16 by vdpbf16ps (AVX512-BF16), int8 by
-    vpdpbusd (AVX512-VNNI), or AMX's tdpbusd where int8 runs on AMX. Best of three short runs
+    probes: fp32 by the widest FMA the CPU has, bf16 by vdpbf16ps (AVX512-BF16; AMX's
+    TDPBF16PS where the amx kernel set runs: seqenc's and oneDNN's bf16 GEMMs both use it), int8
+    by vpdpbusd (AVX512-VNNI), or AMX's tdpbusd where int8 runs on AMX. Best of three short runs
     (a shared CPU only lowers a run). Empty without the kernels."""
     from .nn import kernels
 
@@ -175,7 +176,7 @@ def fma_peaks(threads: int, seconds: float = 0.3) -> dict[str, float]:
     level = kernels.ISAS.index(kernels.AVAILABLE[-1])
     probes = {"fp32": 1 if level >= 1 else 0}
     if level >= 2:
-        probes["bf16"] = 2
+        probes["bf16"] = 4 if kernels.ISA == "amx" else 2
     if level >= 1 and torch.cpu._is_vnni_supported():
         from . import int8
 

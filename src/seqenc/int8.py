@@ -217,7 +217,7 @@ def _fast_kernels() -> bool:
     """seqenc's AVX-512 (de)quantisation kernels run here (else PyTorch ops do the same)."""
     from .nn import kernels
 
-    return kernels.ENABLED and kernels.ISA in ("avx512", "avx512bf16")
+    return kernels.ENABLED and kernels.ISAS.index(kernels.ISA) >= 1
 
 
 def _has_vnni() -> bool:

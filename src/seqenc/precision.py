@@ -9,13 +9,14 @@ GEMMs 97 sentences/s, fp32 130, bf16 weights with fp32 compute 132 (min cosine t
 0.99996). So there, ``bfloat16`` means bf16 weights and fp32 arithmetic: the weights are the
 bf16 model's, the speed is fp32's, and the numbers are closer to fp32 than real bf16 compute.
 
-On CPUs with AVX512-BF16 (our ``avx512bf16`` kernel set) ``bf16_encoder`` goes further: only
-the matmuls' inputs are bf16. Every nn.Linear becomes a Bf16Linear (weights packed once as bf16,
-our GEMM: bf16 products, float32 sums and output) and everything else (residual stream,
-LayerNorm, attention, GELU) stays float32, on the fused float32 path. Casting the whole encoder
-to bf16 rounds every GEMM output and the residual stream too: on all-MiniLM-L6-v2 that cost
-min cosine 0.99987 to fp32 (200 sentences) against the issue's bar of 0.9999; with bf16 only
-in the GEMM inputs it holds (benchmarks/RESULTS.md), at the same speed (the GEMMs are the time).
+On CPUs with AVX512-BF16 (our ``avx512bf16`` kernel set, and ``amx``) ``bf16_encoder`` goes
+further: only the matmuls' inputs are bf16. Every nn.Linear becomes a Bf16Linear (weights packed
+once as bf16, our GEMM: bf16 products, float32 sums and output; on AMX tiles with the amx
+set) and everything else (residual stream, LayerNorm, attention, GELU) stays float32, on the
+fused float32 path. Casting the whole encoder to bf16 rounds every GEMM output and the
+residual stream too: on all-MiniLM-L6-v2 that cost min cosine 0.99987 to fp32 (200 sentences)
+against the issue's bar of 0.9999; with bf16 only in the GEMM inputs it holds
+(benchmarks/RESULTS.md), at the same speed (the GEMMs are the time).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each kernel set the CPU has (avx2, avx512, avx512bf16; see nn/kernels.py) against float64,
+"""Each kernel set the CPU has (avx2, avx512, avx512bf16, amx; see nn/kernels.py) against float64,
 within the bounds nn/kernels.py states. Sets the CPU lacks are skipped, and say so: on an
 AVX2-only machine only the avx2 cases run."""
 
@@ -30,12 +30,13 @@ def test_the_best_set_is_chosen():
     has_avx512 = "avx512" in torch.backends.cpu.get_cpu_capability().lower()
     assert ("avx512" in kernels.AVAILABLE) == (has_avx512 or "avx512" in kernels.AVAILABLE)
     assert ("avx512bf16" in kernels.AVAILABLE) <= ("avx512" in kernels.AVAILABLE)
+    assert ("amx" in kernels.AVAILABLE) <= ("avx512bf16" in kernels.AVAILABLE)
 
 
 @EACH_SET
 @pytest.mark.parametrize("width", [48, 64])  # 48: not a multiple of 16 -> 8 lanes everywhere
 def test_bias_gelu_within_its_bound(isa, width):
-    if isa == "avx512bf16":
+    if isa in ("avx512bf16", "amx"):
         pytest.skip("same float32 kernel as avx512")
     torch.manual_seed(0)
     x = torch.cat([torch.linspace(-13, 13, 37 * width - 8 * width).view(-1, width),
@@ -52,7 +53,7 @@ def test_bias_gelu_within_its_bound(isa, width):
 @EACH_SET
 @pytest.mark.parametrize("width", [48, 384])
 def test_add_layer_norm_within_its_bound(isa, width):
-    if isa == "avx512bf16":
+    if isa in ("avx512bf16", "amx"):
         pytest.skip("same float32 kernel as avx512")
     torch.manual_seed(1)
     norm = torch.nn.LayerNorm(width, eps=1e-12)
@@ -205,6 +206,6 @@ def test_sets_and_dtypes_the_kernels_do_not_have_are_refused():
 
 @EACH_SET
 def test_peak_probes_run(isa):
-    kinds = {"avx2": [0], "avx512": [1], "avx512bf16": [2]}[isa]
+    kinds = {"avx2": [0], "avx512": [1], "avx512bf16": [2], "amx": [2, 4]}[isa]
     for kind in kinds:
         assert kernels._kernels.peak(kind, 10_000, 1) > 0

@@ -16,56 +16,32 @@
  * configuration with fewer rows.
  *
  * Linux hands a process AMX's 8 KiB of tile state only on request (arch_prctl
- * ARCH_REQ_XCOMP_PERM, once: the permission is the process's, inherited by fork);
- * seqenc_int8_amx_runs asks, and INT8_AMX runs only where that succeeded. Every call loads its
- * tile configuration and releases the tiles at the end, so a thread holds no tile state between
- * GEMMs (no 8 KiB more to save on each context switch). */
+ * ARCH_REQ_XCOMP_PERM, once: the permission is the process's, inherited by fork): amx.h's
+ * seqenc_amx_usable asks, and INT8_AMX runs only where that succeeded and the CPU has
+ * AMX-INT8. Every call loads its tile configuration (amx.h's amx_load_config) and releases the
+ * tiles at the end, so a thread holds no tile state between GEMMs (no 8 KiB more to save on
+ * each context switch). */
 #include "int8_tile.h"
+#include "amx.h"
 
 #ifdef SEQENC_X86
-#include <cpuid.h>
-#include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-/* AMX's intrinsics: GCC 11, Clang 12 and later. An older compiler still builds the rest of the
- * extension, and AMX never runs (seqenc_int8_amx_runs says no). */
-#if defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 11
-#define AMX_INTRINSICS 1
-#endif
-#define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq," \
-                                  "avx512vnni,fma")))
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
-
-/* Tile registers: C 0..3 (row tile i, column tile j: 2 i + j), A 4..5, B 6..7. */
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((aligned(64))) TileConfig;
-
-static int amx_runs;
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
-
-static void ask_for_amx(void) {
-    unsigned eax, ebx, ecx, edx;
-    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return;
-    const unsigned tile = 1u << 24, int8 = 1u << 25; /* CPUID.(7, 0):EDX AMX-TILE, AMX-INT8 */
-    if ((edx & (tile | int8)) != (tile | int8)) return;
-#if defined(SYS_arch_prctl) && defined(AMX_INTRINSICS)
-    amx_runs = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
-#endif
-}
-
 int seqenc_int8_amx_runs(void) {
-    pthread_once(&amx_once, ask_for_amx);
-    return amx_runs;
+    static int runs = -1;
+    if (runs < 0) {
+        /* amx.h's permission (asked once, for the tile data every AMX kind uses), and the CPU
+         * has AMX-INT8: CPUID leaf 7 EDX bit 25 (seqenc_amx_usable checked the max leaf) */
+        unsigned int a, b, c, d = 0;
+        if (seqenc_amx_usable())
+            __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+        runs = d >> 25 & 1;
+    }
+    return runs;
 }
+#endif
 
-#ifdef AMX_INTRINSICS
-
-/* rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
+#ifdef SEQENC_AMX
+/* Tile registers: C 0..3 (row tile i, column tile j: 2 i + j), A 4..5, B 6..7.
+ * rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
 AMX static void configure(int rows) {
     TileConfig c;
     memset(&c, 0, sizeof c);
@@ -74,7 +50,7 @@ AMX static void configure(int rows) {
         c.rows[t] = (uint8_t)(t >= 6 ? 16 : rows);
         c.colsb[t] = 64;
     }
-    _tile_loadconfig(&c);
+    amx_load_config(&c);
 }
 
 /* A block's C tiles, stored for the epilogue. */
@@ -220,7 +196,7 @@ AMX double seqenc_int8_amx_peak(int64_t iters, float *sink) {
     *sink = (float)c[0];
     return 2.0 * 16 * 16 * 64 * 6 * (double)iters;
 }
-#else /* no AMX intrinsics: never called (seqenc_int8_amx_runs is 0) */
+#elif defined(SEQENC_X86) /* no AMX intrinsics: never called (seqenc_int8_amx_runs is 0) */
 void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
                           int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
     (void)a, (void)packed, (void)e, (void)k, (void)lo, (void)hi, (void)c0, (void)c1;
@@ -230,5 +206,4 @@ double seqenc_int8_amx_peak(int64_t iters, float *sink) {
     (void)iters, (void)sink;
     return 0.0;
 }
-#endif
 #endif

@@ -5,6 +5,7 @@
  *   elementwise.c  bias + GELU, and bias + residual + LayerNorm, each in one pass
  *   avx512.c       the same epilogues with 16 lanes, float32 or bf16; int8 (de)quantisation
  *   gemm_bf16.c    bf16-input GEMM with float32 output (AVX512-BF16), optional GELU epilogue
+ *   gemm_bf16_amx.c  the same on AMX tiles, the same packed weights
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
  *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8), on
@@ -15,7 +16,7 @@
  *
  * Work runs in parallel on the OpenMP runtime PyTorch itself loaded (same soname), so the
  * threads are PyTorch's and do not fight its GEMM threads for the cores. The kernel set is
- * chosen at run time (`best_isa()`: AVX2 + FMA, AVX-512, AVX512-BF16); without AVX2 + FMA
+ * chosen at run time (`best_isa()`: AVX2 + FMA, AVX-512, AVX512-BF16, AMX); without AVX2 + FMA
  * seqenc uses PyTorch's kernels. Built by setup.py as an optional extension: without a C
  * compiler seqenc still installs.
  */
@@ -35,8 +36,9 @@ static PyObject *supported(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* The best kernel set this CPU runs: ISA_AVX2, ISA_AVX512 (F, BW, VL, DQ) or ISA_AVX512BF16
- * (also AVX512-BF16); -1 without AVX2 + FMA. */
+/* The best kernel set this CPU runs: ISA_AVX2, ISA_AVX512 (F, BW, VL, DQ), ISA_AVX512BF16
+ * (also AVX512-BF16) or ISA_AMX (also AMX-TILE + AMX-BF16, tile data granted by Linux: asked
+ * here, once); -1 without AVX2 + FMA. */
 static PyObject *best_isa(PyObject *self, PyObject *args) {
     (void)self; (void)args;
     long isa = -1;
@@ -47,6 +49,7 @@ static PyObject *best_isa(PyObject *self, PyObject *args) {
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         isa = ISA_AVX512;
     if (isa == ISA_AVX512 && __builtin_cpu_supports("avx512bf16")) isa = ISA_AVX512BF16;
+    if (isa == ISA_AVX512BF16 && seqenc_amx_usable()) isa = ISA_AMX;
 #endif
     return PyLong_FromLong(isa);
 }
@@ -68,7 +71,7 @@ static int lanes_for(int isa, int dtype, long long n) {
                         "bf16 kernels need the avx512bf16 kernel set and a width divisible by 16");
         return 0;
     }
-    if (dtype != DTYPE_F32 || isa < ISA_AVX2 || isa > ISA_AVX512BF16) {
+    if (dtype != DTYPE_F32 || isa < ISA_AVX2 || isa > ISA_AMX) {
         PyErr_SetString(PyExc_ValueError, "unknown kernel set or dtype");
         return 0;
     }
@@ -249,6 +252,32 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
                      (float *)(uintptr_t)c, n, m, k, ldc, threads,
                      (const float *)(uintptr_t)gelu_bias);
     Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* gemm_bf16_amx(...): gemm_bf16's arguments and result on AMX tiles (k % 32 == 0). */
+static PyObject *py_gemm_bf16_amx(PyObject *self, PyObject *args) {
+    (void)self;
+    unsigned long long a, packed, c, gelu_bias = 0;
+    long long n, m, k, ldc;
+    int threads, status;
+    if (!PyArg_ParseTuple(args, "KKKLLLLi|K", &a, &packed, &c, &n, &m, &k, &ldc, &threads,
+                          &gelu_bias))
+        return NULL;
+    if (k % 32 || m % 16 || ldc < m || n < 0 || threads <= 0) {
+        PyErr_SetString(PyExc_ValueError, "gemm_bf16_amx needs k % 32 == 0, m % 16 == 0 and "
+                        "ldc >= m");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    status = seqenc_gemm_bf16_amx((const uint16_t *)(uintptr_t)a,
+                                  (const uint16_t *)(uintptr_t)packed, (float *)(uintptr_t)c, n,
+                                  m, k, ldc, threads, (const float *)(uintptr_t)gelu_bias);
+    Py_END_ALLOW_THREADS
+    if (status) {
+        PyErr_SetString(PyExc_ValueError, "AMX does not run here (seqenc_amx_usable)");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -480,8 +509,10 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
     int kind, threads;
     long long iters;
     if (!PyArg_ParseTuple(args, "iLi", &kind, &iters, &threads)) return NULL;
-    if (kind < PEAK_FMA256 || kind > PEAK_AMX_INT8 || iters <= 0 || threads <= 0) {
-        PyErr_SetString(PyExc_ValueError, "unknown probe, or iterations/threads not positive");
+    if (kind < PEAK_FMA256 || kind > PEAK_AMX_INT8 || iters <= 0 || threads <= 0
+        || (kind == PEAK_AMXBF16 && !seqenc_amx_usable())) {
+        PyErr_SetString(PyExc_ValueError, "unknown probe (or AMX without the amx kernel set), "
+                        "or iterations/threads not positive");
         return NULL;
     }
     double gops;
@@ -494,12 +525,13 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"supported", supported, METH_NOARGS, "Whether this CPU runs the kernels (AVX2 + FMA)."},
-    {"best_isa", best_isa, METH_NOARGS, "The best kernel set: 0 AVX2, 1 AVX-512, 2 +BF16."},
+    {"best_isa", best_isa, METH_NOARGS, "The best kernel set: 0 AVX2, 1 AVX-512, 2 +BF16, 3 +AMX."},
 #ifdef SEQENC_X86  /* elsewhere the module only says it is not supported */
     {"attention", attention, METH_VARARGS, "Self-attention over packed sequences."},
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
+    {"gemm_bf16_amx", py_gemm_bf16_amx, METH_VARARGS, "gemm_bf16 on AMX tiles."},
     {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512)."},
     {"gemm_f32_avx2", py_gemm_f32_avx2, METH_VARARGS, "C = A W^T in float32 (AVX2), fused."},
     {"gemm_f32_avx2_packed", py_gemm_f32_avx2_packed, METH_VARARGS,

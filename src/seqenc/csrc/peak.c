@@ -75,6 +75,7 @@ double seqenc_peak_gops(int kind, int64_t iters, int threads) {
             case PEAK_FMA512: ops += fma512(iters, &sink); break;
             case PEAK_BF16DOT512: ops += bf16dot512(iters, &sink); break;
             case PEAK_VNNI512: ops += vnni512(iters, &sink); break;
+            case PEAK_AMXBF16: ops += seqenc_amx_bf16_ops(iters); break; /* gemm_bf16_amx.c */
             case PEAK_AMX_INT8: ops += seqenc_int8_amx_peak(iters, &sink); break;
             default: break;
         }

@@ -10,12 +10,12 @@
 #define AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* Kernel sets, best last; module.c reports which this CPU runs. */
-enum { ISA_AVX2 = 0, ISA_AVX512 = 1, ISA_AVX512BF16 = 2 };
+enum { ISA_AVX2 = 0, ISA_AVX512 = 1, ISA_AVX512BF16 = 2, ISA_AMX = 3 };
 /* Element types the elementwise kernels read and write. */
 enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
 /* peak.c's probes. */
 enum { PEAK_FMA256 = 0, PEAK_FMA512 = 1, PEAK_BF16DOT512 = 2, PEAK_VNNI512 = 3,
-       PEAK_AMX_INT8 = 5 /* tdpbusd tiles (gemm_int8_amx.c); 4: AMX-BF16's */ };
+       PEAK_AMXBF16 = 4, PEAK_AMX_INT8 = 5 /* tdpbusd tiles (gemm_int8_amx.c) */ };
 
 /* exp(x), x in [-87, 88]: the same range reduction and polynomial as simd.h's exp256 (Cody &
  * Waite's two-part ln 2, Cephes' degree-5 minimax), 16 lanes; relative error <= 2e-7. */
@@ -132,6 +132,14 @@ void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                       int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
 void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threads);
+/* gemm_bf16_amx.c: seqenc_gemm_bf16 on AMX tiles, the same packed W, K % 32 == 0; -1 (nothing
+ * done) where seqenc_amx_usable() is not: the CPU has AMX-TILE + AMX-BF16 and Linux granted
+ * this process the tile data (ISA_AMX). */
+int seqenc_amx_usable(void);
+/* peak.c's AMX probe: TDPBF16PS on tiles in registers, operations done (0 without AMX). */
+double seqenc_amx_bf16_ops(int64_t iters);
+int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
+                         int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
  * (M % 16 == 0); -1 without memory for its panel buffers. Needs ISA_AVX512. */
 int seqenc_gemm_f32(const float *a, const float *w, float *c, int64_t n, int64_t m, int64_t k,

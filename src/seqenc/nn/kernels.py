@@ -6,8 +6,8 @@ extension was built, the CPU has AVX2 + FMA, and the tensors are float32 (or bfl
 in float32) on the CPU with a head size that is a multiple of 8; otherwise seqenc runs
 PyTorch's kernels. Set SEQENC_KERNELS=0 to turn ours off (to compare, or to rule them out).
 
-Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=avx2`` or
-``avx512`` caps it, e.g. to compare them on one machine):
+Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=avx2``,
+``avx512`` or ``avx512bf16`` caps it, e.g. to compare them on one machine):
 - ``avx2``: AVX2 + FMA, float32, 8 lanes (every kernel);
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
   multiple of 16, attention with 16 lanes when the head size is, and ``gemm_f32``: the fused layers'
@@ -16,7 +16,10 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
   what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
   write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
   encoder cast to bf16 (precision.cast_encoder; not what ``encode`` runs here) keeps the fused
-  path too, its GEMMs then PyTorch's bf16 matmuls.
+  path too, its GEMMs then PyTorch's bf16 matmuls;
+- ``amx``: also AMX-TILE + AMX-BF16, with Linux's permission for the tile data (asked at
+  import): ``gemm_bf16`` on AMX tiles (csrc/gemm_bf16_amx.c; the same packed weights, the same
+  bound) where K % 32 == 0, the avx512bf16 kernel otherwise; everything else as avx512bf16.
 int8 (``encode(dtype="int8")``, seqenc/int8.py) runs on our csrc/gemm_int8.c GEMMs with every
 set: AVX512-VNNI (not under SEQENC_ISA=avx2), AVX-VNNI, or vpmaddubsw on 7-bit weights on
 AVX2-only CPUs (int8.LEVELS).
@@ -40,7 +43,7 @@ except ImportError:  # built without a C compiler, or not on x86-64
 
 ENABLED = (_kernels is not None and _kernels.supported()
            and os.environ.get("SEQENC_KERNELS", "1") != "0")
-ISAS = ("avx2", "avx512", "avx512bf16")  # in order: each includes the one before
+ISAS = ("avx2", "avx512", "avx512bf16", "amx")  # in order: each includes the one before
 _BEST = _kernels.best_isa() if _kernels is not None else -1
 AVAILABLE = ISAS[:_BEST + 1]  # the sets this CPU can run
 _cap = os.environ.get("SEQENC_ISA", "")
@@ -91,7 +94,7 @@ def describe() -> str:
     if not ENABLED:
         return "PyTorch only (SEQENC_KERNELS=0)"
     names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512",
-             "avx512bf16": "AVX-512 + AVX512-BF16"}
+             "avx512bf16": "AVX-512 + AVX512-BF16", "amx": "AVX-512 + AVX512-BF16 + AMX-BF16"}
     capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
     return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
 
@@ -193,9 +196,9 @@ def add_layer_norm_(y: Tensor, bias: Tensor, residual: Tensor, weight: Tensor,
 
 
 def _check_bf16_output(x: Tensor, bias: Tensor, isa: str | None = None) -> None:
-    """The epilogues write a bf16 result for float32 rows on the avx512bf16 set only."""
+    """The epilogues write a bf16 result for float32 rows on the avx512bf16 set (and amx)."""
     _check_rows(x, bias)
-    if x.dtype != torch.float32 or (isa or ISA) != "avx512bf16" or x.shape[1] % 16:
+    if x.dtype != torch.float32 or ISAS.index(isa or ISA) < 2 or x.shape[1] % 16:
         raise ValueError(f"a bf16 result needs float32 rows of a width divisible by 16 and the "
                          f"avx512bf16 kernel set: got {x.dtype} width {x.shape[1]}, "
                          f"set {isa or ISA!r}")
@@ -307,12 +310,16 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
 
 # gemm_bf16.c: bf16 inputs, float32 accumulation and output. The weights are packed once into
-# panels of GEMM_PANEL columns (pairs of k side by side, what vdpbf16ps multiplies).
+# panels of GEMM_PANEL columns (pairs of k side by side, what vdpbf16ps multiplies, and AMX's
+# B-tile layout: gemm_bf16_amx.c reads the same panels, 16 columns x 32 k a tile).
 GEMM_PANEL = 48
 # |ours - exact| <= GEMM_BF16_ERROR K sum_k |a_k w_k| (+ 1e-30) against float64 on the same bf16
 # inputs: the products are exact in float32, so this is a float32 sum's bound (K roundings of
-# one unit in the last place each), K the inner dimension.
+# one unit in the last place each), K the inner dimension. On AMX (TDPBF16PS) too, for inputs
+# without bf16 subnormals: AMX reads those as zero and flushes subnormal sums (at most K 2^-126,
+# inside the 1e-30), so a term with a subnormal factor may also be lost whole.
 GEMM_BF16_ERROR = 2.0 ** -24
+last_gemm_bf16 = ""  # "amx" or "avx512bf16": which kernel the last gemm_bf16 call ran
 # The GELU of gemm_bf16's epilogue, whose result is rounded to bf16 next: |ours - gelu(v)| <=
 # GELU_BF16_RELATIVE_ERROR |gelu(v)| before that rounding (v the float32 GEMM output + bias), a
 # cheaper fit than bias_gelu_'s (csrc/simd512.h), 1/200 of the bf16 rounding's 2**-9.
@@ -346,12 +353,15 @@ def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
     return torch.cat(parts)
 
 
-def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None) -> Tensor:
+def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None,
+              isa: str | None = None) -> Tensor:
     """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
     and W (M, K) packed by pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs
     can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias) on each float32
     register tile, to GELU_BF16_RELATIVE_ERROR, rounded to bf16 as stored (an FFN's up
-    projection feeding a bf16 down projection): (N, M) bfloat16."""
+    projection feeding a bf16 down projection): (N, M) bfloat16. The kernel: AMX tiles on the
+    amx set (``isa``, default ``ISA``) where K % 32 == 0, else AVX512-BF16 (last_gemm_bf16)."""
+    global last_gemm_bf16
     _check_rows(x)
     N, K = x.shape
     if (not can_gemm_bf16(K, m) or packed.numel() != m * K
@@ -359,6 +369,13 @@ def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None
         raise ValueError(f"gemm_bf16 takes (N, K) rows, K and M divisible by 16 and "
                          f"(M K,) packed weights on the avx512bf16 kernel set: got {x.dtype} "
                          f"({N}, {K}), M={m}, {packed.numel()} packed values, set {ISA!r}")
+    isa = isa or ISA
+    if isa not in AVAILABLE[2:]:
+        raise ValueError(f"gemm_bf16 runs on the avx512bf16 or amx kernel set, not {isa!r} "
+                         f"(this CPU: {AVAILABLE})")
+    amx = isa == "amx" and K % 32 == 0 and _has("gemm_bf16_amx")
+    gemm = _kernels.gemm_bf16_amx if amx else _kernels.gemm_bf16
+    last_gemm_bf16 = "amx" if amx else "avx512bf16"
     threads = torch.get_num_threads()
     a = x
     if x.dtype == torch.float32:
@@ -366,14 +383,14 @@ def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None
         _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
     if gelu_bias is None:
         out = torch.empty(N, m)
-        _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+        gemm(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
         return out
     if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
             or not gelu_bias.is_contiguous()):
         raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
     out = torch.empty(N, m, dtype=torch.bfloat16)
-    _kernels.gemm_bf16(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
-                       gelu_bias.data_ptr())
+    gemm(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
+         gelu_bias.data_ptr())
     return out
 
 
@@ -384,8 +401,8 @@ GEMM_F32_ERROR = 2.0 ** -24
 
 
 def can_gemm_f32(k: int, m: int) -> bool:
-    """Whether gemm_f32 runs here for inner width k and output width m (avx512 kernel set)."""
-    return (ENABLED and ISA in ("avx512", "avx512bf16") and m % 16 == 0 and k > 0
+    """Whether gemm_f32 runs here for inner width k and output width m (avx512 and up)."""
+    return (ENABLED and ISAS.index(ISA) >= 1 and m % 16 == 0 and k > 0
             and _has("gemm_f32"))
 
 
