@@ -174,7 +174,8 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
     pytest.param(name, marks=pytest.mark.skipif(
         name.split()[0] not in int8.runnable_gemms(),
         reason=f"the {name} int8 kernel does not run here"))
-    for name in ("vnni512", "avx2", "avx2-u8s7", "avx2-u7s7", "avx2-u7s7 down on avx2-u8s7")])
+    for name in ("amx", "vnni512", "avx2", "avx2-u8s7", "avx2-u7s7",
+                 "avx2-u7s7 down on avx2-u8s7")])
 def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm):
     """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
     bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks or openmp), on

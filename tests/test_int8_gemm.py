@@ -14,7 +14,7 @@ GEMMS = int8.runnable_gemms()
 each_gemm = pytest.mark.parametrize("gemm", [
     pytest.param(name, marks=pytest.mark.skipif(name not in GEMMS, reason=f"{name} does not run "
                                                  f"here (runs: {GEMMS}, {kernels.describe()})"))
-    for name in ("vnni512", "vnni256", "avx2-u7s7", "avx2-u8s7", "avx2")])
+    for name in ("amx", "vnni512", "vnni256", "avx2-u7s7", "avx2-u8s7", "avx2")])
 
 # (N, M, K): a single row, rows and columns past whole register tiles and panels (48 columns,
 # 64 rows), MiniLM's shapes, and the longest K whose sums are still bounded below 2^31
@@ -149,14 +149,15 @@ def test_the_best_kernel_is_the_default():
     if kernels.ENABLED and kernels._kernels.supported():
         # every CPU our kernels run on has exact int8 GEMMs, the vpmaddubsw ones included
         assert {"avx2-u7s7", "avx2-u8s7", "avx2"} <= set(GEMMS)
-        # chosen at run time: a VNNI kernel where the CPU has VNNI, else avx2-u7s7
-        assert GEMMS[0] == ("vnni512" if "vnni512" in GEMMS else "vnni256" if "vnni256" in GEMMS
-                            else "avx2-u7s7")
-    if kernels.ISA == "avx2":
-        assert "vnni512" not in GEMMS
+        # chosen at run time: AMX where the CPU (and Linux) allow it, else a VNNI kernel where
+        # the CPU has VNNI, else avx2-u7s7
+        assert GEMMS[0] == next(name for name in ("amx", "vnni512", "vnni256", "avx2-u7s7")
+                                if name in GEMMS)
+    if kernels.ISA == "avx2":  # amx's epilogues are vnni512's, AVX-512
+        assert "vnni512" not in GEMMS and "amx" not in GEMMS
 
 
-@pytest.mark.parametrize("gemm", ["vnni512", "avx2-u7s7", "avx2"])
+@pytest.mark.parametrize("gemm", ["amx", "vnni512", "avx2-u7s7", "avx2"])
 def test_layers_get_their_kernel(monkeypatch, gemm):
     """quantize_encoder gives every layer GEMM, but the FFN down projection avx2-u8s7 (8-bit
     activations) where GEMM is avx2-u7s7 (int8.EIGHT_BIT_INPUTS)."""

@@ -165,8 +165,8 @@ def fma_peaks(threads: int, seconds: float = 0.3) -> dict[str, float]:
     """The cores' arithmetic peak per precision, GFLOP/s (int8: GOP/s), from csrc/peak.c's
     probes: fp32 by the widest FMA the CPU has, bf16 by vdpbf16ps (AVX512-BF16; AMX's
     TDPBF16PS where the amx kernel set runs: seqenc's and oneDNN's bf16 GEMMs both use it), int8
-    by vpdpbusd (AVX512-VNNI). Best of three short runs (a shared CPU only lowers a run). Empty
-    without the kernels."""
+    by vpdpbusd (AVX512-VNNI), or AMX's tdpbusd where int8 runs on AMX. Best of three short runs
+    (a shared CPU only lowers a run). Empty without the kernels."""
     from .nn import kernels
 
     if not kernels.AVAILABLE:
@@ -178,7 +178,9 @@ def fma_peaks(threads: int, seconds: float = 0.3) -> dict[str, float]:
     if level >= 2:
         probes["bf16"] = 4 if kernels.ISA == "amx" else 2
     if level >= 1 and torch.cpu._is_vnni_supported():
-        probes["int8"] = 3
+        from . import int8
+
+        probes["int8"] = 5 if int8.GEMM == "amx" else 3  # AMX's tdpbusd tiles, or vpdpbusd
     peaks = {}
     for name, kind in probes.items():
         iters = max(1000, int(k.peak(kind, 100_000, 1) * 1e9 * seconds / 2000))  # ~seconds

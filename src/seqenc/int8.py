@@ -2,9 +2,10 @@
 output channel, int8 activations with one scale per token (row), exact int32 accumulation,
 float32 out.
 
-The GEMM is ours (csrc/gemm_int8.c, ``GEMM``) where the C kernels run: AVX512-VNNI, AVX-VNNI,
-or on AVX2-only CPUs vpmaddubsw on 7-bit weights (avx2-u7s7, avx2-u8s7; int8_layout.LEVELS) or
-int16 pairs (vpmaddwd, avx2); the weights are packed once for it (int8_layout.py). Every
+The GEMM is ours (csrc/gemm_int8.c, ``GEMM``) where the C kernels run: AMX-INT8 tiles (amx,
+on vnni512's operands and packed weights), AVX512-VNNI, AVX-VNNI, or on AVX2-only CPUs
+vpmaddubsw on 7-bit weights (avx2-u7s7, avx2-u8s7; int8_layout.LEVELS) or int16 pairs
+(vpmaddwd, avx2); the weights are packed once for it (int8_layout.py). Every
 kernel's int32 sums are exact (tests/test_int8_gemm.py), so kernels of the same levels give the
 same vectors on every CPU. Without our kernels (SEQENC_KERNELS=0, no C extension) PyTorch's
 torch._int_mm (oneDNN) multiplies on CPUs with VNNI; elsewhere int8 is refused (oneDNN's AVX2
@@ -53,7 +54,7 @@ def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
 
 class Int8Linear(nn.Module):
     """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
-    kernel of csrc/gemm_int8.c to pack for and run ("vnni512", "vnni256", "avx2"), None for
+    kernel of csrc/gemm_int8.c to pack for and run ("amx", "vnni512", "avx2", ...), None for
     torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
 
     def __init__(self, linear: nn.Linear, smooth: Tensor | None = None,
@@ -80,7 +81,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_scale", w_scale)  # (M,)
         packed, corr = pack_int8(q, gemm) if gemm else (None, None)
         self.register_buffer("packed", packed)  # q in the layout of gemm_int8.c's kernel
-        self.register_buffer("corr", corr)  # (M,) int32, what the VNNI kernels' shift adds
+        self.register_buffer("corr", corr)  # (M,) int32, what the VNNI/AMX kernels' shift adds
 
     def matmul(self, x: Tensor) -> Tensor:
         """x W^T without the bias: (N, K) float -> (N, M) float32."""
@@ -135,7 +136,7 @@ class Int8Linear(nn.Module):
                 epilogue = (0, *(t.data_ptr() for t in norm[:4]), norm[4])
             q_out = scale_out = None
             if feeds is not None:
-                # uint8 q + 128 for the VNNI kernels, int16 for avx2's: what `feeds` reads
+                # uint8 q + 128 for VNNI and AMX, int16 for avx2's: what `feeds` reads
                 q_out, scale_out = torch.empty(N, M, dtype=_GEMMS[feeds.gemm][2]), torch.empty(N)
                 mul = feeds.inv_smooth
                 epilogue += (q_out.data_ptr(), scale_out.data_ptr(),
@@ -169,7 +170,9 @@ class Int8Linear(nn.Module):
 # avx2 (int16) kernel can too (bit-identical, tested) but measured no gain on an AVX2-only Zen 3
 # (encode, 2 batches in flight, quiet: 228.6 texts/s fused vs 235.2 separate; RESULTS.md), so
 # it runs the separate passes unless this tuple names it.
-FUSING_GEMMS: tuple[str, ...] = ("vnni512",)
+FUSING_GEMMS: tuple[str, ...] = ("amx", "vnni512")
+# the kernels whose epilogues have 16 lanes (avx512.c's arithmetic); the others have 8
+WIDE_GEMMS = ("amx", "vnni512")
 
 
 def fuses_layer(w) -> bool:
@@ -178,8 +181,8 @@ def fuses_layer(w) -> bool:
     vectors."""
     linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
     # one kernel, or 8-lane ones (avx2-u7s7 with its down projection on avx2-u8s7): the
-    # epilogues' width (16 lanes for vnni512) must be the separate kernels' in every GEMM
-    lanes = {getattr(m, "gemm", None) == "vnni512" for m in linears}
+    # epilogues' width (16 lanes for amx and vnni512) must be the separate kernels' in every GEMM
+    lanes = {getattr(m, "gemm", None) in WIDE_GEMMS for m in linears}
     return schedule().startswith("fused") and len(lanes) == 1 and all(
         isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
         v.dtype == torch.float32 and v.is_contiguous()
@@ -239,8 +242,8 @@ _VNNI = _has_vnni()
 
 def runnable_gemms() -> list[str]:
     """Our int8 GEMMs that run here, best first: the C kernels on (SEQENC_KERNELS, and
-    SEQENC_ISA=avx2 leaves out vnni512) and the CPU has the instructions (VNNI as _VNNI
-    sees it)."""
+    SEQENC_ISA=avx2 leaves out vnni512 and amx, whose epilogues are AVX-512's) and the CPU has
+    the instructions (VNNI as _VNNI sees it; amx also AMX-INT8 and Linux's leave to use it)."""
     from .nn import kernels
 
     if not kernels.ENABLED or not hasattr(kernels._kernels, "gemm_int8"):
@@ -248,9 +251,9 @@ def runnable_gemms() -> list[str]:
     bits = kernels._kernels.int8_kernels()
     runs = [name for name, (kind, _, _) in _GEMMS.items() if bits >> kind & 1]
     if not _VNNI:
-        runs = [name for name in runs if not name.startswith("vnni")]
+        runs = [name for name in runs if not name.startswith("vnni") and name != "amx"]
     if kernels.ISA == "avx2":
-        runs = [name for name in runs if name != "vnni512"]
+        runs = [name for name in runs if name not in WIDE_GEMMS]
     return runs
 
 

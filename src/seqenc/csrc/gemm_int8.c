@@ -19,11 +19,14 @@
  *     w int8 in quads, packed[c0 K + k4 4 width + 4 j + t] = w[c0 + j, 4 k4 + t]: vpdpbusd adds
  *     four u8 x s8 products to each int32 lane (the non-saturating form). The shift adds
  *     128 sum_k w[c, k] to every sum; corr[c] holds that and is subtracted.
+ *   INT8_AMX (AMX-INT8): VNNI512's operands, packing and corr; tdpbusd tiles of 16 rows x 16
+ *     columns x 64 k read 16 k-groups of a panel's 16 columns as one B tile.
  *   INT8_U8S7 and INT8_U7S7 (AVX2, vpmaddubsw): the VNNI kernels' quads and shift, with 7-bit
  *     weights (|w| <= 64) so that vpmaddubsw's int16 sums cannot saturate; U7S7 also takes
  *     7-bit activations (|q| <= 63, shifted by 64), which lets it add two of them in int16
  *     before widening (gemm_int8_avx2.c has the bounds).
- *   The micro-kernels: gemm_int8_vnni.c (VNNI), gemm_int8_avx2.c (I16, U8S7, U7S7).
+ *   The micro-kernels: gemm_int8_vnni.c (VNNI), gemm_int8_amx.c (AMX), gemm_int8_avx2.c (I16,
+ *   U8S7, U7S7).
  * Every partial sum is bounded by K 255 127 < 2^31 for K <= 65536 (module.c checks K), so the
  * int32 sums are exact: int8 quality depends on the quantisation alone, on every CPU.
  *
@@ -40,13 +43,22 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* One tile: rows lo .. hi of A against the panel at column c0 of the given width. */
-static void tile(int kind, const void *a, const void *packed, const Epilogue *e, int64_t k,
-                 int64_t lo, int64_t hi, int64_t c0, int64_t width) {
-    if (kind == INT8_VNNI512 || kind == INT8_VNNI256)
-        seqenc_int8_tile_vnni(kind, a, packed, e, k, lo, hi, c0, width);
-    else
-        seqenc_int8_tile_avx2(kind, a, packed, e, k, lo, hi, c0, width);
+/* Rows lo .. hi of A against the panels from column c0 (a panel's first) to c1. AMX takes
+ * them in one call (one tile configuration); VNNI512 the K that AMX's tiles do not. */
+static void tiles(int kind, const void *a, const void *packed, const Epilogue *e, int64_t k,
+                  int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
+    if (kind == INT8_AMX && k % 64 == 0) {
+        seqenc_int8_tile_amx(a, packed, e, k, lo, hi, c0, c1);
+        return;
+    }
+    for (int64_t p = c0; p < c1; p += PANEL) {
+        const int64_t width = c1 - p < PANEL ? c1 - p : PANEL;
+        if (kind == INT8_VNNI512 || kind == INT8_VNNI256 || kind == INT8_AMX)
+            seqenc_int8_tile_vnni(kind == INT8_AMX ? INT8_VNNI512 : kind, a, packed, e, k, lo, hi,
+                                  p, width);
+        else
+            seqenc_int8_tile_avx2(kind, a, packed, e, k, lo, hi, p, width);
+    }
 }
 
 typedef struct {
@@ -60,8 +72,8 @@ static void gemm_task(void *ctx, int64_t t) {
     const Gemm *g = ctx;
     const int64_t p = t / g->row_tiles, lo = (t % g->row_tiles) * TILE_ROWS;
     const int64_t c0 = p * PANEL, width = g->m - c0 < PANEL ? g->m - c0 : PANEL;
-    tile(g->kind, g->a, g->packed, &g->e, g->k, lo, lo + TILE_ROWS < g->n ? lo + TILE_ROWS : g->n,
-         c0, width);
+    tiles(g->kind, g->a, g->packed, &g->e, g->k, lo, lo + TILE_ROWS < g->n ? lo + TILE_ROWS : g->n,
+          c0, c0 + width);
 }
 
 void seqenc_gemm_int8(int kind, const void *a, const void *packed, const int32_t *corr,
@@ -137,6 +149,16 @@ static void *thread_buffer(size_t bytes) {
     return s->data;
 }
 
+/* rows lo .. hi of x into q: seqenc_int8_quantize_rows, or its 16-lane twin (the same bits)
+ * in the tasks of the kinds that run AVX-512 */
+static void quantize_rows(int kind, const float *x, const float *mul, void *q, float *scale,
+                          int64_t n, int64_t lo, int64_t hi, int format) {
+    if ((kind == INT8_VNNI512 || kind == INT8_AMX) && format == QUANT_U8 && n % 16 == 0)
+        seqenc_int8_quantize_rows512(x, mul, q, scale, n, lo, hi);
+    else
+        seqenc_int8_quantize_rows(x, mul, q, scale, n, lo, hi, format);
+}
+
 static void quant_gemm_task(void *ctx, int64_t t) {
     QuantGemm *g = ctx;
     const Int8Epilogue *p = g->epi;
@@ -154,8 +176,8 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     const void *a = buffer;
     const float *row_scale = scale;
     if (g->x) {
-        seqenc_int8_quantize_rows(g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo,
-                                  g->format);
+        quantize_rows(g->kind, g->x + lo * g->k, g->mul, buffer, scale, g->k, 0, hi - lo,
+                      g->format);
     } else {
         a = (const char *)g->q_in + lo * g->k * elem;
         row_scale = g->scale_in + lo;
@@ -163,10 +185,8 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     float *dst = requantize ? (float *)(buffer + qbytes) : g->out + lo * g->ldc;
     const int64_t ldd = requantize ? g->m : g->ldc;
     const Epilogue e = {g->corr, row_scale, g->col_scale, dst, ldd, p ? p->gelu_bias : NULL};
-    for (int64_t c0 = 0; c0 < g->m; c0 += PANEL)
-        tile(g->kind, a, g->packed, &e, g->k, 0, hi - lo, c0,
-             g->m - c0 < PANEL ? g->m - c0 : PANEL);
-    if (p && p->gamma && g->kind == INT8_VNNI512) {
+    tiles(g->kind, a, g->packed, &e, g->k, 0, hi - lo, 0, g->m);
+    if (p && p->gamma && (g->kind == INT8_VNNI512 || g->kind == INT8_AMX)) {
         const Int8Epilogue rows = {NULL, p->bias, p->residual + lo * g->m, p->gamma, p->beta,
                                    p->eps, NULL, NULL, NULL, -1};
         seqenc_int8_add_layernorm512(dst, ldd, &rows, g->m, 0, hi - lo,
@@ -177,9 +197,9 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     }
     if (requantize) { /* quantised as the next GEMM would quantise these rows, from the cache */
         const int format = p->q_format >= 0 ? p->q_format : g->format;
-        seqenc_int8_quantize_rows(dst, p->q_mul,
-                                  (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
-                                  p->scale_out + lo, g->m, 0, hi - lo, format);
+        quantize_rows(g->kind, dst, p->q_mul,
+                      (char *)p->q_out + lo * g->m * (format == QUANT_I16 ? 2 : 1),
+                      p->scale_out + lo, g->m, 0, hi - lo, format);
     }
 }
 
@@ -208,15 +228,17 @@ int seqenc_int8_format(int kind) {
 }
 
 /* Bit i set: this CPU runs int8 kernel i (INT8_I16, U8S7 and U7S7 need AVX2, the others their
- * VNNI). */
+ * VNNI; AMX also AVX512-VNNI and the kernel's leave to use the tiles). */
 int seqenc_int8_kernels(void) {
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2")) return 0;
     int kinds = 1 << INT8_I16 | 1 << INT8_U8S7 | 1 << INT8_U7S7;
     if (__builtin_cpu_supports("avxvnni")) kinds |= 1 << INT8_VNNI256;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512vnni"))
+        && __builtin_cpu_supports("avx512vnni")) {
         kinds |= 1 << INT8_VNNI512;
+        if (seqenc_int8_amx_runs()) kinds |= 1 << INT8_AMX; /* its epilogues are VNNI512's */
+    }
     return kinds;
 }
 #endif

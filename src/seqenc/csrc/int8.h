@@ -6,10 +6,12 @@
 
 #ifdef SEQENC_X86
 /* The kernels, by the instructions they need: AVX2 (int16 pairs, vpmaddwd), AVX-VNNI and
- * AVX512-VNNI (vpdpbusd on uint8 activations q + 128), and AVX2's vpmaddubsw on 7-bit weights
- * with uint8 activations q + 128 (U8S7) or 7-bit ones, q + 64 (U7S7). */
-enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2, INT8_U8S7 = 3, INT8_U7S7 = 4 };
-#define INT8_KINDS 5
+ * AVX512-VNNI (vpdpbusd on uint8 activations q + 128), AVX2's vpmaddubsw on 7-bit weights
+ * with uint8 activations q + 128 (U8S7) or 7-bit ones, q + 64 (U7S7), and AMX-INT8 (tdpbusd on
+ * VNNI512's operands and packing, with its epilogues; VNNI512's kernel where K % 64 != 0). */
+enum { INT8_I16 = 0, INT8_VNNI256 = 1, INT8_VNNI512 = 2, INT8_U8S7 = 3, INT8_U7S7 = 4,
+       INT8_AMX = 5 };
+#define INT8_KINDS 6
 /* How seqenc_quantize_int8 stores q: int8, uint8 q + 128, int16, uint8 q + 64 (|q| <= 63). */
 enum { QUANT_I8 = 0, QUANT_U8 = 1, QUANT_I16 = 2, QUANT_U7 = 3 };
 
@@ -58,5 +60,8 @@ long seqenc_int8_scratch_buffers(void);
 int seqenc_int8_kernels(void);
 /* The QUANT_* format a kind's activations come in. */
 int seqenc_int8_format(int kind);
+/* peak.c's PEAK_AMX_INT8 probe (gemm_int8_amx.c): operations done by `iters` rounds of
+ * tdpbusd on this thread, 0 where AMX-INT8 does not run. */
+double seqenc_int8_amx_peak(int64_t iters, float *sink);
 #endif
 #endif

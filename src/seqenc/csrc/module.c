@@ -8,8 +8,8 @@
  *   gemm_bf16_amx.c  the same on AMX tiles, the same packed weights
  *   gemm_f32.c     float32 GEMM with 512-bit FMAs
  *   gemm_f32_avx2.c  float32 GEMM with AVX2 FMAs and the layer's epilogues fused
- *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI), on tasks.c;
- *                  their micro-kernels in gemm_int8_vnni.c and gemm_int8_avx2.c
+ *   gemm_int8.c    int8 GEMMs with exact int32 sums (AVX2, AVX-VNNI, AVX512-VNNI, AMX-INT8), on
+ *                  tasks.c; micro-kernels in gemm_int8_vnni.c, gemm_int8_amx.c, gemm_int8_avx2.c
  *   tasks.c        a parallel for that ends when its tasks are done (not a barrier)
  *   peak.c         arithmetic peak probes
  *   simd.h, simd512.h  the helpers they share
@@ -546,7 +546,7 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
     int kind, threads;
     long long iters;
     if (!PyArg_ParseTuple(args, "iLi", &kind, &iters, &threads)) return NULL;
-    if (kind < PEAK_FMA256 || kind > PEAK_AMXBF16 || iters <= 0 || threads <= 0
+    if (kind < PEAK_FMA256 || kind > PEAK_AMX_INT8 || iters <= 0 || threads <= 0
         || (kind == PEAK_AMXBF16 && !seqenc_amx_usable())) {
         PyErr_SetString(PyExc_ValueError, "unknown probe (or AMX without the amx kernel set), "
                         "or iterations/threads not positive");

@@ -2,6 +2,7 @@
  * multiply-add the CPU has (enough of them to cover latency x pipes), on `threads` OpenMP
  * threads. What every GEMM here is measured against (benchmarks/RESULTS.md, `seqenc bench`). */
 #include "simd512.h"
+#include "int8.h"
 
 #ifdef SEQENC_X86
 #include <omp.h>
@@ -75,6 +76,7 @@ double seqenc_peak_gops(int kind, int64_t iters, int threads) {
             case PEAK_BF16DOT512: ops += bf16dot512(iters, &sink); break;
             case PEAK_VNNI512: ops += vnni512(iters, &sink); break;
             case PEAK_AMXBF16: ops += seqenc_amx_bf16_ops(iters); break; /* gemm_bf16_amx.c */
+            case PEAK_AMX_INT8: ops += seqenc_int8_amx_peak(iters, &sink); break;
             default: break;
         }
         if (sink == 12345.678f) ops += 1.0;  /* keeps sink live */

@@ -15,7 +15,7 @@ enum { ISA_AVX2 = 0, ISA_AVX512 = 1, ISA_AVX512BF16 = 2, ISA_AMX = 3 };
 enum { DTYPE_F32 = 0, DTYPE_BF16 = 1 };
 /* peak.c's probes. */
 enum { PEAK_FMA256 = 0, PEAK_FMA512 = 1, PEAK_BF16DOT512 = 2, PEAK_VNNI512 = 3,
-       PEAK_AMXBF16 = 4 };
+       PEAK_AMXBF16 = 4, PEAK_AMX_INT8 = 5 /* tdpbusd tiles (gemm_int8_amx.c) */ };
 
 /* exp(x), x in [-87, 88]: the same range reduction and polynomial as simd.h's exp256 (Cody &
  * Waite's two-part ln 2, Cephes' degree-5 minimax), 16 lanes; relative error <= 2e-7. */
