@@ -14,7 +14,7 @@
  *   C (N, M) float32, row stride ldc; or, given the FFN's up bias, gelu(A W^T + bias) rounded
  *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
  *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
- *     (simd512.h's normal_cdf512_for_bf16: kernels.GELU_BF16_RELATIVE_ERROR, then bf16).
+ *     (simd512.h's gelu512_for_bf16: kernels.GELU_BF16_RELATIVE_ERROR, then bf16).
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32
@@ -55,7 +55,7 @@ __attribute__((always_inline)) AVX512BF16 static inline void micro(
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < nv; v++) {
                 const __m512 x = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(gelu_bias + 16 * v));
-                store_bf16(c16 + r * ldc + 16 * v, _mm512_mul_ps(x, normal_cdf512_for_bf16(x)));
+                store_bf16(c16 + r * ldc + 16 * v, gelu512_for_bf16(x));
             }
     else
         for (int r = 0; r < rows; r++)

@@ -112,7 +112,7 @@ AMX static inline void gelu_rows(Pending *p, int until) {
             const __m512 x = _mm512_add_ps(_mm512_load_ps(p->sums + p->done * 32 + 16 * v),
                                            _mm512_loadu_ps(p->bias + 16 * v));
             store_bf16(p->out + p->done * p->ldo + 16 * v,
-                       _mm512_mul_ps(x, normal_cdf512_for_bf16(x)));
+                       gelu512_for_bf16(x));
         }
 }
 

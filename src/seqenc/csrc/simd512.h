@@ -125,20 +125,24 @@ AVX512 static inline void gelu512x4(__m512 v[4]) {
     }
 }
 
-/* Phi(x) for a GELU whose result is rounded to bf16 next (gemm_bf16.c's epilogue): the same
- * form, erfc(z) = t exp(-z^2 + c(t)), with c a degree-7 fit (relative error < 6.5e-7, refitted
- * for this: Numerical Recipes' degree-9 c is good to 1.2e-7) and -z^2 + c rounded once, not
- * carried (that rounding grows with z^2: ~4e-6 relative only in the far tail, |x| > 10).
- * Measured against float64 over x in [-13, 13]: |gelu - gelu64| <= 4.6e-6 |gelu64|
- * (kernels.GELU_BF16_RELATIVE_ERROR states 1e-5), far below the bf16 rounding that follows
- * (half an ulp, 2^-9), at ~72% of normal_cdf512's cost. A degree-5 fit (1.2e-5, 64% of the
- * cost) moved enough bf16 roundings to break the bf16 encoder's test against its float64
- * emulation (tests/test_precision.py). */
-AVX512 static inline __m512 normal_cdf512_for_bf16(__m512 x) {
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f);
+/* gelu(x) = x Phi(x) for a GELU whose result is rounded to bf16 next (the bf16 GEMMs' up
+ * projection epilogues): 1 - Phi(|x|) = erfc(z) / 2 = t exp(-z^2 + c(t) - ln 2), z = |x| / sqrt 2,
+ * t = 1 / (1 + z / 2), with c a degree-7 fit (relative error < 6.5e-7, refitted for this:
+ * Numerical Recipes' degree-9 c is good to 1.2e-7) and -z^2 + c rounded once, not carried (that
+ * rounding grows with z^2: ~4e-6 relative only in the far tail, |x| > 10). Cheaper than
+ * x normal_cdf512(x) by folding: ln 2 (the / 2) into c's constant; 1 / sqrt 2 into d; exp512
+ * without its clamps (|x| <= 14 keeps the argument in [-101, 0], which scalef takes, subnormals
+ * included) and in plain Horner form; and x Phi(x) = max(x, 0) - |x| (1 - Phi(|x|)), no blend.
+ * Measured against float64 over x in [-13, 13]: within kernels.GELU_BF16_RELATIVE_ERROR (1e-5),
+ * far below the bf16 rounding that follows (half an ulp, 2^-9). A degree-5 fit (1.2e-5) moved
+ * enough bf16 roundings to break the bf16 encoder's test against its float64 emulation
+ * (tests/test_precision.py). Measured over every 7th float in [-13, 13]: 4.6e-6, as the
+ * x normal_cdf512-form it replaces. NaN stays NaN, +inf inf; x < -14 gives -1.2e-43 (|x| clamped
+ * at 14 times Phi(-14)), not 0. */
+AVX512 static inline __m512 gelu512_for_bf16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 a = _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(14.0f));
-    const __m512 z = _mm512_mul_ps(a, _mm512_set1_ps(0.70710678118654752f));
-    const __m512 d = _mm512_fmadd_ps(z, half, one);
+    const __m512 d = _mm512_fmadd_ps(a, _mm512_set1_ps(0.353553390593273762f), one);
     __m512 t = _mm512_rcp14_ps(d);                                /* 14 bits, then Newton */
     t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);
     __m512 c = _mm512_set1_ps(-0.183474673f);
@@ -148,11 +152,23 @@ AVX512 static inline __m512 normal_cdf512_for_bf16(__m512 x) {
     c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-0.0233095408f));
     c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.388972578f));
     c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(0.999376627f));
-    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.26552688f));
-    const __m512 s = _mm512_fnmadd_ps(_mm512_mul_ps(a, half), a, c);  /* c - a^2 / 2 */
-    const __m512 tail = _mm512_mul_ps(_mm512_mul_ps(t, half), exp512(s));
-    const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(negative, _mm512_sub_ps(one, tail), tail);
+    c = _mm512_fmadd_ps(c, t, _mm512_set1_ps(-1.95867406f)); /* -1.26552688 - ln 2 */
+    const __m512 s = _mm512_fnmadd_ps(_mm512_mul_ps(a, _mm512_set1_ps(0.5f)), a, c);
+    /* exp512(s) */
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(s, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), s);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, r, one);
+    p = _mm512_fmadd_ps(p, r, one);
+    const __m512 tail = _mm512_mul_ps(t, _mm512_scalef_ps(p, n)); /* 1 - Phi(|x|) */
+    return _mm512_fnmadd_ps(a, tail, _mm512_max_ps(_mm512_setzero_ps(), x));
 }
 
 /* 16 bf16 values (bits) -> float32: bf16 is the top half of a float32. */
