@@ -7,11 +7,17 @@
  * weights are packed once for both kinds and corr takes the shift back off the same way.
  *
  * Blocking: 2 row tiles x 2 column tiles of C (32 rows x 32 columns, all 8 tile registers with
- * the 2 A and 2 B tiles), then the panel's last 16 columns as 2 x 1; a task's row blocks run
- * panel by panel, so a panel's B tiles come from L1 after its first row block (1 x 3 blocks of
- * 16 x 48 measured the same). Each C tile is stored to a scratch block on the stack and run
- * through VNNI512's epilogue arithmetic (store16's: corr, scales, GELU) on the same int32 sums,
- * so the same bits as VNNI512.
+ * the 2 A and 2 B tiles), the B tiles of a block from one panel or two (blocks do not stop at
+ * the 48-column panels: no 2 x 1 blocks but at the end of the columns). Per 64-k step each
+ * tile's next load follows the step's last product that reads it: tiles are not renamed, so a
+ * load waits for those products, and this order lets it overlap the step's other products.
+ * Each block's C tiles go to a scratch block (`Pending`) and through VNNI512's epilogue
+ * arithmetic (store16's: corr, scales, GELU) on the same int32 sums, so the same bits as
+ * VNNI512; that epilogue runs a share per k step of the next block, so AVX-512 works while
+ * the tile unit does, the GELU four vectors at a time (four independent chains).
+ * Measured (benchmarks/amx_kernels_ab.py, 1 thread, one MiniLM layer, N = 1184) against the
+ * first version (2 x 2 and 2 x 1 blocks per panel, each block's epilogue after its products,
+ * one vector at a time): RESULTS.md, issue 14.
  * K % 64 == 0 (gemm_int8.c runs the VNNI512 kernel otherwise); row tails take a second tile
  * configuration with fewer rows.
  *
@@ -40,131 +46,182 @@ int seqenc_int8_amx_runs(void) {
 #endif
 
 #ifdef SEQENC_AMX
-/* Tile registers: C 0..3 (row tile i, column tile j: 2 i + j), A 4..5, B 6..7.
- * rows: of the A and C tiles (16, or a tail's); B's are 16 k-groups, every row 64 bytes. */
-AMX static void configure(int rows) {
+/* Tile registers: C 0..3 (row tile i, column tile j: 2 i + j), A 4..5 (row tiles 0 and 1),
+ * B 6..7. rows0, rows1: the row tiles' rows (rows1 0: one row tile); B's are 16 k-groups. */
+AMX static void configure(int rows0, int rows1) {
+    static const int8_t which[8] = {0, 0, 1, 1, 0, 1, -1, -1}; /* row tile 0/1, -1: B */
     TileConfig c;
     memset(&c, 0, sizeof c);
     c.palette = 1;
     for (int t = 0; t < 8; t++) {
-        c.rows[t] = (uint8_t)(t >= 6 ? 16 : rows);
-        c.colsb[t] = 64;
+        const int rows = which[t] < 0 ? 16 : which[t] ? rows1 : rows0;
+        c.rows[t] = (uint8_t)rows;
+        c.colsb[t] = rows ? 64 : 0;
     }
     amx_load_config(&c);
 }
 
-/* A block's C tiles, stored for the epilogue. */
+/* The B tile of column col (a column tile's first) at k-step 0, in the panel that holds it,
+ * and its row stride (the panel's 4 width bytes); k-step s is 16 strides further. c1: the end
+ * of the columns asked for, a panel's end or M. The two tiles of a block may lie in two
+ * panels (of different widths where the second is the last, narrower one). */
+static inline const int8_t *b_tile(const int8_t *packed, int64_t k, int64_t c1, int64_t col,
+                                   int64_t *ldb) {
+    const int64_t p0 = col / PANEL * PANEL;
+    *ldb = 4 * (c1 - p0 < PANEL ? c1 - p0 : PANEL);
+    return packed + p0 * k + 4 * (col - p0);
+}
+
+/* A block's C tiles, stored for the epilogue, which runs while the next block's tiles work. */
 typedef struct {
     int32_t c[4][16 * 16] __attribute__((aligned(64)));
-    int64_t r0, c0;
-    int rows, ra, nb;
-} Stored;
+    int64_t r0, c0; /* where tile 0 goes in the output */
+    int rows, nb;   /* rows (both row tiles), column tiles (1, 2) */
+    int done;       /* units finished: unit u is row u / nb's column tile u % nb */
+} Pending;
 
-/* rows rows of each C tile through the epilogue at (r0, c0): store16's arithmetic, in the same
- * order (the same bits), with each column tile's vectors loaded once. */
-AMX static void finish(const Epilogue *e, Stored *s) {
-    const __m512i zero = _mm512_setzero_si512();
-    for (int j = 0; j < s->nb; j++) {
-        const int64_t c = s->c0 + 16 * j;
-        const __m512i corr = e->corr ? _mm512_loadu_si512(e->corr + c) : zero;
-        if (!e->row_scale) {
-            for (int i = 0; i < s->ra; i++)
-                for (int r = 0; r < s->rows; r++)
-                    _mm512_storeu_si512((int32_t *)e->out + (s->r0 + 16 * i + r) * e->ldc + c,
-                                        _mm512_sub_epi32(_mm512_load_si512(
-                                            s->c[2 * i + j] + 16 * r), corr));
-            continue;
-        }
-        const __m512 col = _mm512_loadu_ps(e->col_scale + c);
-        const __m512 bias = e->gelu_bias ? _mm512_loadu_ps(e->gelu_bias + c) : _mm512_setzero_ps();
-        for (int i = 0; i < s->ra; i++)
-            for (int r = 0; r < s->rows; r++) {
-                const int64_t row = s->r0 + 16 * i + r;
-                const __m512i acc = _mm512_sub_epi32(_mm512_load_si512(s->c[2 * i + j] + 16 * r),
-                                                     corr);
-                const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc),
-                                               _mm512_set1_ps(e->row_scale[row]));
-                __m512 y = _mm512_mul_ps(v, col);
-                if (e->gelu_bias) {
-                    y = _mm512_add_ps(y, bias);
-                    y = _mm512_mul_ps(y, normal_cdf512(y));
-                }
-                _mm512_storeu_ps((float *)e->out + row * e->ldc + c, y);
-            }
+/* The epilogue of p's units done .. until: store16's arithmetic in the same order (the same
+ * bits as VNNI512), the GELU four units at a time (gelu512x4: four chains to overlap, the same
+ * bits as y normal_cdf512(y)). e's fields and the column vectors are read once into locals:
+ * the vector stores may alias anything, so the compiler would reload them after each one. The
+ * bias is added by add_round (the same add), which gcc does not contract with the product
+ * before it into one FMA (one rounding: not store16's bits) as it does _mm512_add_ps here. */
+__attribute__((always_inline)) AMX static inline void finish(const Epilogue *e, Pending *p,
+                                                             int until) {
+    int u = p->done;
+    if (u >= until) return;
+    const int shift = p->nb - 1; /* unit u: row u >> shift, column tile u & shift */
+    const float *row_scale = e->row_scale, *gelu_bias = e->gelu_bias;
+    const int64_t ldc = e->ldc;
+    __m512i corr[2];
+    __m512 col[2], bias[2];
+    for (int j = 0; j <= shift; j++) {
+        const int64_t c = p->c0 + 16 * j;
+        corr[j] = e->corr ? _mm512_loadu_si512(e->corr + c) : _mm512_setzero_si512();
+        col[j] = row_scale ? _mm512_loadu_ps(e->col_scale + c) : _mm512_setzero_ps();
+        bias[j] = gelu_bias ? _mm512_loadu_ps(gelu_bias + c) : _mm512_setzero_ps();
     }
+    p->done = until;
+#define UNIT_SUMS(u, r, j)                                                                   \
+    const int r = (u) >> shift, j = (u) & shift;                                             \
+    const __m512i acc = _mm512_sub_epi32(                                                    \
+        _mm512_load_si512(p->c[2 * (r >> 4) + j] + 16 * (r & 15)), corr[j])
+    if (!row_scale) {
+        int32_t *out = (int32_t *)e->out + p->r0 * ldc + p->c0;
+        for (; u < until; u++) {
+            UNIT_SUMS(u, r, j);
+            _mm512_storeu_si512(out + r * ldc + 16 * j, acc);
+        }
+        return;
+    }
+    float *out = (float *)e->out + p->r0 * ldc + p->c0;
+    const float *scale = row_scale + p->r0;
+#define DEQUANTIZED(u, y, dst)                                                               \
+    {                                                                                        \
+        UNIT_SUMS(u, r, j);                                                                  \
+        y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[r])), \
+                          col[j]);                                                           \
+        if (gelu_bias) y = _mm512_add_round_ps(y, bias[j], _MM_FROUND_CUR_DIRECTION);       \
+        dst = out + r * ldc + 16 * j;                                                        \
+    }
+    if (gelu_bias)
+        for (; u + 4 <= until; u += 4) {
+            __m512 v[4];
+            float *dst[4];
+            for (int q = 0; q < 4; q++) DEQUANTIZED(u + q, v[q], dst[q]);
+            gelu512x4(v);
+            for (int q = 0; q < 4; q++) _mm512_storeu_ps(dst[q], v[q]);
+        }
+    for (; u < until; u++) {
+        __m512 y;
+        float *dst;
+        DEQUANTIZED(u, y, dst);
+        if (gelu_bias) y = _mm512_mul_ps(y, normal_cdf512(y));
+        _mm512_storeu_ps(dst, y);
+    }
+#undef DEQUANTIZED
+#undef UNIT_SUMS
 }
 
-/* C = A B over `steps` 64-k steps for ra row tiles (a: the first row, lda bytes apart) x nb
- * column tiles (b: the first column's k-group 0, ldb bytes from one k-group to the next), then
- * through the epilogue at (r0, c0) of the output. Inlined with constant ra, nb. (Running each
- * block's epilogue while the next block's tiles work, from a second Stored, measured no gain.) */
+/* C = A B over `steps` 64-k steps for 1 + two row tiles (a: the first row, k bytes apart) x
+ * 1 + pair column tiles (b0, b1: their B tiles at step 0, strides ldb0, ldb1), stored to
+ * `out`; between the steps, a share of the previous block's epilogue (`wait`): AVX-512 works
+ * while the tile unit does. Inlined with constant two, pair. */
 __attribute__((always_inline)) AMX static inline void block(
-    const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb, int64_t steps,
-    const Epilogue *e, int64_t r0, int64_t c0, int rows, const int ra, const int nb) {
+    const uint8_t *a, int64_t k, const int8_t *b0, int64_t ldb0, const int8_t *b1, int64_t ldb1,
+    const Epilogue *e, Pending *wait, Pending *out, const int two, const int pair) {
+    const int64_t steps = k / 64;
+    const int total = wait ? wait->rows * wait->nb : 0;
     _tile_zero(0);
-    if (nb > 1) _tile_zero(1);
-    if (ra > 1) _tile_zero(2);
-    if (ra > 1 && nb > 1) _tile_zero(3);
+    if (pair) _tile_zero(1);
+    if (two) _tile_zero(2);
+    if (two && pair) _tile_zero(3);
+    /* Each tile's next load follows its last product of the step (tiles are not renamed: a
+     * load waits for the products that read the tile), so it overlaps the step's other ones. */
+    _tile_loadd(4, a, k);
+    _tile_loadd(6, b0, ldb0);
+    if (pair) _tile_loadd(7, b1, ldb1);
+    if (two) _tile_loadd(5, a + 16 * k, k);
     for (int64_t s = 0; s < steps; s++) {
-        const int8_t *bs = b + 16 * s * ldb;
-        _tile_loadd(4, a + 64 * s, lda);
-        _tile_loadd(6, bs, ldb);
+        const int more = s + 1 < steps;
         _tile_dpbusd(0, 4, 6);
-        if (nb > 1) {
-            _tile_loadd(7, bs + 64, ldb);
-            _tile_dpbusd(1, 4, 7);
-        }
-        if (ra > 1) {
-            _tile_loadd(5, a + 16 * lda + 64 * s, lda);
-            _tile_dpbusd(2, 5, 6);
-            if (nb > 1) _tile_dpbusd(3, 5, 7);
-        }
+        if (pair) _tile_dpbusd(1, 4, 7);
+        if (more) _tile_loadd(4, a + 64 * (s + 1), k);
+        if (two) _tile_dpbusd(2, 5, 6);
+        if (more) _tile_loadd(6, b0 + 16 * (s + 1) * ldb0, ldb0);
+        if (two && pair) _tile_dpbusd(3, 5, 7);
+        if (more && pair) _tile_loadd(7, b1 + 16 * (s + 1) * ldb1, ldb1);
+        if (more && two) _tile_loadd(5, a + 16 * k + 64 * (s + 1), k);
+        if (wait) finish(e, wait, (int)((s + 1) * total / steps) / 4 * 4);
     }
-    Stored s;
-    _tile_stored(0, s.c[0], 64);
-    if (nb > 1) _tile_stored(1, s.c[1], 64);
-    if (ra > 1) _tile_stored(2, s.c[2], 64);
-    if (ra > 1 && nb > 1) _tile_stored(3, s.c[3], 64);
-    s.r0 = r0, s.c0 = c0, s.rows = rows, s.ra = ra, s.nb = nb;
-    finish(e, &s);
+    _tile_stored(0, out->c[0], 64);
+    if (pair) _tile_stored(1, out->c[1], 64);
+    if (two) _tile_stored(2, out->c[2], 64);
+    if (two && pair) _tile_stored(3, out->c[3], 64);
 }
 
-/* ra row tiles (the last one `rows` rows) across a panel of the given width. */
-AMX static void row_block(const uint8_t *a, int64_t k, const int8_t *panel, int64_t width,
-                          const Epilogue *e, int64_t r0, int64_t c0, int rows, int ra) {
-    const int64_t ldb = 4 * width, steps = k / 64;
-    int64_t j = 0;
-    for (; j + 32 <= width; j += 32) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 2);
-        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 2);
-    }
-    if (j < width) {
-        if (ra > 1) block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 2, 1);
-        else block(a, k, panel + 4 * j, ldb, steps, e, r0, c0 + j, rows, 1, 1);
-    }
+/* Rows r .. r + rows (1..32) x column tiles col, col + 16 (or col alone where it is the
+ * last): the products, with the previous block's epilogue finished meanwhile, then this
+ * block's sums pending in the other slot. Flattened: gcc would call gelu512x4 (its four
+ * vectors through memory) rather than inline it. */
+__attribute__((flatten)) AMX static void run_block(const uint8_t *a, const int8_t *packed, const Epilogue *e,
+                          int64_t k, int64_t c1, int64_t r, int rows, int64_t col,
+                          Pending **wait, Pending *slots, int *slot) {
+    int64_t ldb0, ldb1 = 0;
+    const int pair = col + 16 < c1;
+    const int8_t *b0 = b_tile(packed, k, c1, col, &ldb0);
+    const int8_t *b1 = pair ? b_tile(packed, k, c1, col + 16, &ldb1) : b0;
+    Pending *out = &slots[*slot];
+    const uint8_t *ar = a + r * k;
+    if (rows > 16 && pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 1, 1);
+    else if (rows > 16) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 1, 0);
+    else if (pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 0, 1);
+    else block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 0, 0);
+    if (*wait) finish(e, *wait, (*wait)->rows * (*wait)->nb); /* what the steps left */
+    out->r0 = r, out->c0 = col, out->rows = rows, out->nb = 1 + pair, out->done = 0;
+    *wait = out;
+    *slot ^= 1;
 }
 
 /* Rows lo .. hi of A (uint8 q + 128, k per row) against the panels from column c0 (a panel's
- * first) to c1, through e. k % 64 == 0. */
+ * first) to c1, through e. k % 64 == 0. Blocks of 32 rows x 32 columns, row block by row
+ * block (each block's output lines follow the last one's, which the hardware prefetcher
+ * streams; a column pair's 64 rows at a time, B read once per task, measured 1.8x slower on
+ * the qkv GEMM), the last rows with a second tile configuration. */
 AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue *e, int64_t k,
                               int64_t lo, int64_t hi, int64_t c0, int64_t c1) {
-    const int64_t full = lo + (hi - lo) / 16 * 16, tail = hi - full;
-    configure(16);
-    for (int64_t p = c0; p < c1; p += PANEL) {
-        const int64_t width = c1 - p < PANEL ? c1 - p : PANEL;
-        const int8_t *panel = (const int8_t *)packed + p * k;
-        for (int64_t r = lo; r < full; r += 32) {
-            const int ra = full - r >= 32 ? 2 : 1;
-            row_block((const uint8_t *)a + r * k, k, panel, width, e, r, p, 16, ra);
-        }
-    }
-    if (tail) { /* the last rows, fewer than 16: A and C tiles of that many rows */
-        configure((int)tail);
-        for (int64_t p = c0; p < c1; p += PANEL)
-            row_block((const uint8_t *)a + full * k, k, (const int8_t *)packed + p * k,
-                      c1 - p < PANEL ? c1 - p : PANEL, e, full, p, (int)tail, 1);
+    const int64_t full = lo + (hi - lo) / 32 * 32;
+    const int tail = (int)(hi - full);
+    Pending slots[2], *wait = NULL;
+    int slot = 0;
+    if (full > lo) configure(16, 16);
+    for (int64_t r = lo; r < hi; r += 32) {
+        if (r == full) configure(tail < 16 ? tail : 16, tail < 16 ? 0 : tail - 16);
+        for (int64_t col = c0; col < c1; col += 32)
+            run_block(a, packed, e, k, c1, r, r < full ? 32 : tail, col, &wait, slots, &slot);
     }
     _tile_release();
+    if (wait) finish(e, wait, wait->rows * wait->nb);
 }
 
 /* peak.c's AMX-INT8 probe: tdpbusd into 6 independent C tiles from one A and one B tile, in
@@ -174,7 +231,7 @@ AMX double seqenc_int8_amx_peak(int64_t iters, float *sink) {
     if (!seqenc_int8_amx_runs()) return 0.0;
     static const uint8_t ones[16 * 64] __attribute__((aligned(64))) = {1};
     int32_t c[16 * 16] __attribute__((aligned(64)));
-    configure(16);
+    configure(16, 16);
     _tile_loadd(6, ones, 64);
     _tile_loadd(7, ones, 64);
     _tile_zero(0);

@@ -1,0 +1,86 @@
+"""A/B of builds of the C kernels in one process: each build's _kernels .so loaded side by
+side and swapped in before each call, the calls interleaved (A B A B ...), so both see the same
+CPU state (on a shared host the tile unit's speed drifts by 3x between seconds). Per step of
+one MiniLM layer (amx_layer_steps.py's), 1 thread, the thread's CPU time: medians per build,
+and the median of the paired ratios (call of build 0 / next call of build i).
+
+    python benchmarks/amx_kernels_ab.py OLD.so NEW.so --rows 1184 64 --reps 40 [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import json
+import statistics
+import time
+from pathlib import Path
+
+from amx_layer_steps import SHAPES, steps, weights
+
+from seqenc import int8
+from seqenc.allocator import tune_memory
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+from seqenc.precision import bf16_encoder
+from seqenc.threads import set_threads
+
+
+def load(path: Path):
+    """A second copy of the extension from another file (dlopen keys on the path)."""
+    loader = importlib.machinery.ExtensionFileLoader("seqenc._kernels", str(path))
+    spec = importlib.util.spec_from_file_location("seqenc._kernels", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("builds", type=Path, nargs="+")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1184, 64])
+    parser.add_argument("--reps", type=int, default=40)
+    parser.add_argument("--dtypes", nargs="+", default=["int8"])
+    parser.add_argument("--steps", nargs="+")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    set_threads(1)
+    tune_memory()
+    builds = [load(p) for p in args.builds]
+    model = SentenceEncoder.from_pretrained()
+    layers = {}
+    if "int8" in args.dtypes:
+        layers["int8"] = weights(int8.int8_encoder(model.encoder, model.tokenizer).layers[0])
+    if "bf16" in args.dtypes:
+        layers["bf16"] = weights(bf16_encoder(model.encoder).layers[0])
+    result = {}
+    for n in args.rows:
+        for dtype, w in layers.items():
+            for name, f in steps(w, n, dtype).items():
+                if args.steps and name not in args.steps:
+                    continue
+                times: list[list[float]] = [[] for _ in builds]
+                for rep in range(args.reps + 2):
+                    for i, build in enumerate(builds):
+                        kernels._kernels = build
+                        t = time.thread_time()
+                        f()
+                        if rep >= 2:
+                            times[i].append(time.thread_time() - t)
+                ms = [statistics.median(t) * 1e3 for t in times]
+                ratios = [statistics.median(a / b for a, b in zip(times[0], t)) for t in times]
+                m, k = SHAPES.get(name, (0, 0))
+                result[f"{dtype} {name} N={n}"] = {"ms": ms, "ratio_to_first": ratios,
+                                                   "min_ms": [min(t) * 1e3 for t in times]}
+                print(f"{dtype:5s} N={n:5d} {name:8s} " + "  ".join(
+                    f"{x:7.3f} ms x{r:4.2f}" for x, r in zip(ms, ratios))
+                    + (f"   {2 * n * m * k / min(ms) / 1e6:5.0f} GOP/s best" if m else ""),
+                    flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"builds": [str(p) for p in args.builds], **result},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
