@@ -69,12 +69,13 @@ def main() -> None:
                         if rep >= 2:
                             times[i].append(time.thread_time() - t)
                 ms = [statistics.median(t) * 1e3 for t in times]
-                ratios = [statistics.median(a / b for a, b in zip(times[0], t)) for t in times]
+                ratios = [statistics.median(a / b for a, b in zip(times[0], t, strict=True))
+                          for t in times]
                 m, k = SHAPES.get(name, (0, 0))
                 result[f"{dtype} {name} N={n}"] = {"ms": ms, "ratio_to_first": ratios,
                                                    "min_ms": [min(t) * 1e3 for t in times]}
                 print(f"{dtype:5s} N={n:5d} {name:8s} " + "  ".join(
-                    f"{x:7.3f} ms x{r:4.2f}" for x, r in zip(ms, ratios))
+                    f"{x:7.3f} ms x{r:4.2f}" for x, r in zip(ms, ratios, strict=True))
                     + (f"   {2 * n * m * k / min(ms) / 1e6:5.0f} GOP/s best" if m else ""),
                     flush=True)
     if args.json:
