@@ -17,9 +17,9 @@ if x86 and sys.platform != "win32":
             "seqenc._kernels",
             [f"src/seqenc/csrc/{name}.c"
              for name in ("module", "module_gemm", "module_int8", "attention", "attention512",
-                          "elementwise", "avx512", "gemm_bf16", "gemm_bf16_amx", "gemm_f32", "gemm_f32_avx2", "peak",
-                          "gemm_int8", "gemm_int8_vnni", "gemm_int8_avx2", "tasks",
-                          "gemm_int8_amx")],
+                          "elementwise", "avx512", "gemm_bf16", "gemm_bf16_amx", "gemm_f32",
+                          "gemm_f32_avx2", "peak", "gemm_int8", "gemm_int8_vnni",
+                          "gemm_int8_avx2", "gemm_int8_amx", "tasks")],
             depends=["src/seqenc/csrc/simd.h", "src/seqenc/csrc/simd512.h",
                      "src/seqenc/csrc/int8.h", "src/seqenc/csrc/int8_tile.h",
                      "src/seqenc/csrc/tasks.h", "src/seqenc/csrc/amx.h",
