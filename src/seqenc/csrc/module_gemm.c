@@ -61,9 +61,15 @@ static PyObject *py_gemm_bf16_amx(PyObject *self, PyObject *args) {
 }
 
 /* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr,
- * gamma_ptr, beta_ptr, eps]): C = A W^T in float32, W (m, k) float32 rows, then gemm_f32_avx2's
- * epilogues with avx512.c's arithmetic. AVX-512 only, checked by the caller (seqenc/nn). */
-static PyObject *gemm_f32_call(PyObject *args, int w_packed) {
+ * gamma_ptr, beta_ptr, eps]): C = A W^T in float32, W (m, k) float32 rows, then gelu(C +
+ * gelu_bias), or with gamma_ptr LayerNorm(C + bias + residual) * gamma + beta (ldc == m); 0
+ * pointers: none (simd.h's F32Epilogue). gemm_f32 runs 512-bit FMAs (AVX-512 only) with
+ * avx512.c's epilogue arithmetic, gemm_f32_avx2 AVX2 FMAs; their _packed forms take w_ptr as
+ * pack_f32's / pack_f32_avx2's panels of W. Layouts checked by seqenc/nn (gemm_avx2.py). */
+typedef int (*F32Gemm)(const float *a, const float *w, int w_packed, float *c, int64_t n,
+                       int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
+
+static PyObject *f32_gemm_call(PyObject *args, const char *name, F32Gemm gemm, int w_packed) {
     unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
     long long n, m, k, ldc;
     float eps = 0.0f;
@@ -73,17 +79,16 @@ static PyObject *gemm_f32_call(PyObject *args, int w_packed) {
         return NULL;
     if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0 || (gamma && (gelu_bias
             || ldc != m || !bias || !residual || !beta))) {
-        PyErr_SetString(PyExc_ValueError, "gemm_f32 needs k > 0, m % 16 == 0, ldc >= m; "
-                        "LayerNorm also bias, residual, beta, ldc == m and no GELU");
+        PyErr_Format(PyExc_ValueError, "%s needs k > 0, m %% 16 == 0, ldc >= m; LayerNorm also "
+                     "bias, residual, beta, ldc == m and no GELU", name);
         return NULL;
     }
     const F32Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
                              (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
                              (const float *)(uintptr_t)beta, eps};
     Py_BEGIN_ALLOW_THREADS
-    status = seqenc_gemm_f32((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
-                             w_packed, (float *)(uintptr_t)c, n, m, k, ldc, threads,
-                             gelu_bias || gamma ? &epi : NULL);
+    status = gemm((const float *)(uintptr_t)a, (const float *)(uintptr_t)w, w_packed,
+                  (float *)(uintptr_t)c, n, m, k, ldc, threads, gelu_bias || gamma ? &epi : NULL);
     Py_END_ALLOW_THREADS
     if (status) return PyErr_NoMemory();
     Py_RETURN_NONE;
@@ -91,90 +96,51 @@ static PyObject *gemm_f32_call(PyObject *args, int w_packed) {
 
 static PyObject *py_gemm_f32(PyObject *self, PyObject *args) {
     (void)self;
-    return gemm_f32_call(args, 0);
+    return f32_gemm_call(args, "gemm_f32", seqenc_gemm_f32, 0);
 }
 
-/* gemm_f32_packed: gemm_f32 with w_ptr pack_f32's panels of W */
 static PyObject *py_gemm_f32_packed(PyObject *self, PyObject *args) {
     (void)self;
-    return gemm_f32_call(args, 1);
-}
-
-/* pack_f32(w_ptr, out_ptr, m, k): W (m, k) float32 rows -> the m k floats of the panels
- * gemm_f32_packed reads (out_ptr 64-byte aligned; m % 16 == 0). AVX-512 only. */
-static PyObject *py_pack_f32(PyObject *self, PyObject *args) {
-    (void)self;
-    unsigned long long w, out;
-    long long m, k;
-    if (!PyArg_ParseTuple(args, "KKLL", &w, &out, &m, &k)) return NULL;
-    if (k <= 0 || m <= 0 || m % 16 || out % 64) {
-        PyErr_SetString(PyExc_ValueError, "pack_f32 needs k > 0, m % 16 == 0 and a "
-                        "64-byte aligned output");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    seqenc_pack_f32((const float *)(uintptr_t)w, (float *)(uintptr_t)out, m, k);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
-/* gemm_f32_avx2(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr,
- * residual_ptr, gamma_ptr, beta_ptr, eps]): C = A W^T in float32 with AVX2 FMAs, then
- * gelu(C + gelu_bias), or with gamma_ptr LayerNorm(C + bias + residual) * gamma + beta (ldc ==
- * m); 0 pointers: none (simd.h's F32Epilogue). Layouts checked by seqenc/nn/gemm_avx2.py.
- * gemm_f32_avx2_packed: the same with w_ptr pack_f32_avx2's panels of W. */
-static PyObject *gemm_f32_avx2_call(PyObject *args, int w_packed) {
-    unsigned long long a, w, c, gelu_bias = 0, bias = 0, residual = 0, gamma = 0, beta = 0;
-    long long n, m, k, ldc;
-    float eps = 0.0f;
-    int threads, status;
-    if (!PyArg_ParseTuple(args, "KKKLLLLi|KKKKKf", &a, &w, &c, &n, &m, &k, &ldc, &threads,
-                          &gelu_bias, &bias, &residual, &gamma, &beta, &eps))
-        return NULL;
-    if (k <= 0 || m % 16 || ldc < m || n < 0 || threads <= 0 || (gamma && (gelu_bias
-            || ldc != m || !bias || !residual || !beta))) {
-        PyErr_SetString(PyExc_ValueError, "gemm_f32_avx2 needs k > 0, m % 16 == 0, ldc >= m; "
-                        "LayerNorm also bias, residual, beta, ldc == m and no GELU");
-        return NULL;
-    }
-    const F32Epilogue epi = {(const float *)(uintptr_t)gelu_bias, (const float *)(uintptr_t)bias,
-                             (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
-                             (const float *)(uintptr_t)beta, eps};
-    Py_BEGIN_ALLOW_THREADS
-    status = seqenc_gemm_f32_avx2((const float *)(uintptr_t)a, (const float *)(uintptr_t)w,
-                                  w_packed, (float *)(uintptr_t)c, n, m, k, ldc, threads,
-                                  gelu_bias || gamma ? &epi : NULL);
-    Py_END_ALLOW_THREADS
-    if (status) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return f32_gemm_call(args, "gemm_f32", seqenc_gemm_f32, 1);
 }
 
 static PyObject *py_gemm_f32_avx2(PyObject *self, PyObject *args) {
     (void)self;
-    return gemm_f32_avx2_call(args, 0);
+    return f32_gemm_call(args, "gemm_f32_avx2", seqenc_gemm_f32_avx2, 0);
 }
 
 static PyObject *py_gemm_f32_avx2_packed(PyObject *self, PyObject *args) {
     (void)self;
-    return gemm_f32_avx2_call(args, 1);
+    return f32_gemm_call(args, "gemm_f32_avx2", seqenc_gemm_f32_avx2, 1);
 }
 
-/* pack_f32_avx2(w_ptr, out_ptr, m, k): W (m, k) float32 rows -> m k floats of the panels
- * gemm_f32_avx2_packed reads (out_ptr 32-byte aligned; m % 16 == 0) */
-static PyObject *py_pack_f32_avx2(PyObject *self, PyObject *args) {
-    (void)self;
+/* pack_f32(w_ptr, out_ptr, m, k) and pack_f32_avx2(...): W (m, k) float32 rows -> the m k
+ * floats of the panels gemm_f32_packed (gemm_f32_avx2_packed) reads; out_ptr aligned to the
+ * kernel's vector (64 or 32 bytes), m % 16 == 0. */
+static PyObject *pack_call(PyObject *args, const char *name,
+                           void (*pack)(const float *, float *, int64_t, int64_t), int align) {
     unsigned long long w, out;
     long long m, k;
     if (!PyArg_ParseTuple(args, "KKLL", &w, &out, &m, &k)) return NULL;
-    if (k <= 0 || m <= 0 || m % 16 || out % 32) {
-        PyErr_SetString(PyExc_ValueError, "pack_f32_avx2 needs k > 0, m % 16 == 0 and a "
-                        "32-byte aligned output");
+    if (k <= 0 || m <= 0 || m % 16 || out % (unsigned long long)align) {
+        PyErr_Format(PyExc_ValueError, "%s needs k > 0, m %% 16 == 0 and a %d-byte aligned "
+                     "output", name, align);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    seqenc_pack_f32_avx2((const float *)(uintptr_t)w, (float *)(uintptr_t)out, m, k);
+    pack((const float *)(uintptr_t)w, (float *)(uintptr_t)out, m, k);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+static PyObject *py_pack_f32(PyObject *self, PyObject *args) {
+    (void)self;
+    return pack_call(args, "pack_f32", seqenc_pack_f32, 64);
+}
+
+static PyObject *py_pack_f32_avx2(PyObject *self, PyObject *args) {
+    (void)self;
+    return pack_call(args, "pack_f32_avx2", seqenc_pack_f32_avx2, 32);
 }
 
 static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
