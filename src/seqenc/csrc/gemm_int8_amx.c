@@ -77,70 +77,75 @@ typedef struct {
     int32_t c[4][16 * 16] __attribute__((aligned(64)));
     int64_t r0, c0; /* where tile 0 goes in the output */
     int rows, nb;   /* rows (both row tiles), column tiles (1, 2) */
-    int done;       /* units finished: unit u is row u / nb's column tile u % nb */
+    int done;       /* rows finished */
 } Pending;
 
-/* The epilogue of p's units done .. until: store16's arithmetic in the same order (the same
- * bits as VNNI512), the GELU four units at a time (gelu512x4: four chains to overlap, the same
- * bits as y normal_cdf512(y)). e's fields and the column vectors are read once into locals:
- * the vector stores may alias anything, so the compiler would reload them after each one. The
- * bias is added by add_round (the same add), which gcc does not contract with the product
- * before it into one FMA (one rounding: not store16's bits) as it does _mm512_add_ps here. */
-__attribute__((always_inline)) AMX static inline void finish(const Epilogue *e, Pending *p,
-                                                             int until) {
-    int u = p->done;
-    if (u >= until) return;
-    const int shift = p->nb - 1; /* unit u: row u >> shift, column tile u & shift */
+/* The epilogue of p's rows done .. until: store16's arithmetic in the same order (the same
+ * bits as VNNI512), the GELU four vectors at a time (gelu512x4: four chains to overlap, the
+ * same bits as y normal_cdf512(y)). e's fields, the column vectors and the output's row pointer
+ * live in locals: vector stores may alias anything, so the compiler would reload them after
+ * each one. The bias is added by add_round (the same add), which gcc does not contract with
+ * the product before it into one FMA (one rounding: not store16's bits) as it does
+ * _mm512_add_ps here. */
+__attribute__((always_inline)) AMX static inline void finish_cols(const Epilogue *e, Pending *p,
+                                                                  int until, const int nb) {
+    int r = p->done;
+    if (r >= until) return;
+    p->done = until;
     const float *row_scale = e->row_scale, *gelu_bias = e->gelu_bias;
     const int64_t ldc = e->ldc;
     __m512i corr[2];
     __m512 col[2], bias[2];
-    for (int j = 0; j <= shift; j++) {
+    for (int j = 0; j < nb; j++) {
         const int64_t c = p->c0 + 16 * j;
         corr[j] = e->corr ? _mm512_loadu_si512(e->corr + c) : _mm512_setzero_si512();
         col[j] = row_scale ? _mm512_loadu_ps(e->col_scale + c) : _mm512_setzero_ps();
         bias[j] = gelu_bias ? _mm512_loadu_ps(gelu_bias + c) : _mm512_setzero_ps();
     }
-    p->done = until;
-#define UNIT_SUMS(u, r, j)                                                                   \
-    const int r = (u) >> shift, j = (u) & shift;                                             \
-    const __m512i acc = _mm512_sub_epi32(                                                    \
-        _mm512_load_si512(p->c[2 * (r >> 4) + j] + 16 * (r & 15)), corr[j])
+    /* row r's sums of column tile j, less corr */
+#define SUMS(r, j)                                                                           \
+    _mm512_sub_epi32(_mm512_load_si512(p->c[2 * ((r) >> 4) + (j)] + 16 * ((r) & 15)), corr[j])
     if (!row_scale) {
-        int32_t *out = (int32_t *)e->out + p->r0 * ldc + p->c0;
-        for (; u < until; u++) {
-            UNIT_SUMS(u, r, j);
-            _mm512_storeu_si512(out + r * ldc + 16 * j, acc);
-        }
+        int32_t *out = (int32_t *)e->out + (p->r0 + r) * ldc + p->c0;
+        for (; r < until; r++, out += ldc)
+            for (int j = 0; j < nb; j++) _mm512_storeu_si512(out + 16 * j, SUMS(r, j));
         return;
     }
-    float *out = (float *)e->out + p->r0 * ldc + p->c0;
+    float *out = (float *)e->out + (p->r0 + r) * ldc + p->c0;
     const float *scale = row_scale + p->r0;
-#define DEQUANTIZED(u, y, dst)                                                               \
-    {                                                                                        \
-        UNIT_SUMS(u, r, j);                                                                  \
-        y = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(scale[r])), \
-                          col[j]);                                                           \
-        if (gelu_bias) y = _mm512_add_round_ps(y, bias[j], _MM_FROUND_CUR_DIRECTION);       \
-        dst = out + r * ldc + 16 * j;                                                        \
-    }
-    if (gelu_bias)
-        for (; u + 4 <= until; u += 4) {
+#define DEQUANTIZED(r, j)                                                                    \
+    _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(SUMS(r, j)), _mm512_set1_ps(scale[r])),   \
+                  col[j])
+    if (gelu_bias) {
+        const int step = 4 / nb; /* rows a gelu512x4 takes */
+        for (; r + step <= until; r += step, out += step * ldc) {
             __m512 v[4];
-            float *dst[4];
-            for (int q = 0; q < 4; q++) DEQUANTIZED(u + q, v[q], dst[q]);
+            for (int q = 0; q < 4; q++)
+                v[q] = _mm512_add_round_ps(DEQUANTIZED(r + q / nb, q % nb), bias[q % nb],
+                                           _MM_FROUND_CUR_DIRECTION);
             gelu512x4(v);
-            for (int q = 0; q < 4; q++) _mm512_storeu_ps(dst[q], v[q]);
+            for (int q = 0; q < 4; q++)
+                _mm512_storeu_ps(out + q / nb * ldc + 16 * (q % nb), v[q]);
         }
-    for (; u < until; u++) {
-        __m512 y;
-        float *dst;
-        DEQUANTIZED(u, y, dst);
-        if (gelu_bias) y = _mm512_mul_ps(y, normal_cdf512(y));
-        _mm512_storeu_ps(dst, y);
     }
+    for (; r < until; r++, out += ldc)
+        for (int j = 0; j < nb; j++) {
+            __m512 y = DEQUANTIZED(r, j);
+            if (gelu_bias) {
+                y = _mm512_add_round_ps(y, bias[j], _MM_FROUND_CUR_DIRECTION);
+                y = _mm512_mul_ps(y, normal_cdf512(y));
+            }
+            _mm512_storeu_ps(out + 16 * j, y);
+        }
 #undef DEQUANTIZED
-#undef UNIT_SUMS
+#undef SUMS
+}
+
+/* finish_cols with p's column tiles a constant (the loops unrolled) */
+__attribute__((always_inline)) AMX static inline void finish(const Epilogue *e, Pending *p,
+                                                             int until) {
+    if (p->nb == 2) finish_cols(e, p, until, 2);
+    else finish_cols(e, p, until, 1);
 }
 
 /* C = A B over `steps` 64-k steps for 1 + two row tiles (a: the first row, k bytes apart) x
@@ -149,9 +154,10 @@ __attribute__((always_inline)) AMX static inline void finish(const Epilogue *e, 
  * while the tile unit does. Inlined with constant two, pair. */
 __attribute__((always_inline)) AMX static inline void block(
     const uint8_t *a, int64_t k, const int8_t *b0, int64_t ldb0, const int8_t *b1, int64_t ldb1,
-    const Epilogue *e, Pending *wait, Pending *out, const int two, const int pair) {
-    const int64_t steps = k / 64;
-    const int total = wait ? wait->rows * wait->nb : 0;
+    const Epilogue *e, Pending *wait, Pending *out, const char *dst, int rows, const int two,
+    const int pair) {
+    const int64_t steps = k / 64, ldd = e->ldc * 4;
+    const int total = wait ? wait->rows : 0;
     _tile_zero(0);
     if (pair) _tile_zero(1);
     if (two) _tile_zero(2);
@@ -172,6 +178,10 @@ __attribute__((always_inline)) AMX static inline void block(
         if (two && pair) _tile_dpbusd(3, 5, 7);
         if (more && pair) _tile_loadd(7, b1 + 16 * (s + 1) * ldb1, ldb1);
         if (more && two) _tile_loadd(5, a + 16 * k + 64 * (s + 1), k);
+        for (int64_t r = s * rows / steps; r < (s + 1) * rows / steps; r++) {
+            _mm_prefetch(dst + r * ldd, _MM_HINT_ET0);
+            if (pair) _mm_prefetch(dst + r * ldd + 64, _MM_HINT_ET0);
+        }
         if (wait) finish(e, wait, (int)((s + 1) * total / steps) / 4 * 4);
     }
     _tile_stored(0, out->c[0], 64);
@@ -193,11 +203,12 @@ __attribute__((flatten)) AMX static void run_block(const uint8_t *a, const int8_
     const int8_t *b1 = pair ? b_tile(packed, k, c1, col + 16, &ldb1) : b0;
     Pending *out = &slots[*slot];
     const uint8_t *ar = a + r * k;
-    if (rows > 16 && pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 1, 1);
-    else if (rows > 16) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 1, 0);
-    else if (pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 0, 1);
-    else block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, 0, 0);
-    if (*wait) finish(e, *wait, (*wait)->rows * (*wait)->nb); /* what the steps left */
+    const char *dst = (const char *)e->out + (r * e->ldc + col) * 4;
+    if (rows > 16 && pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, dst, rows, 1, 1);
+    else if (rows > 16) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, dst, rows, 1, 0);
+    else if (pair) block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, dst, rows, 0, 1);
+    else block(ar, k, b0, ldb0, b1, ldb1, e, *wait, out, dst, rows, 0, 0);
+    if (*wait) finish(e, *wait, (*wait)->rows); /* what the steps left */
     out->r0 = r, out->c0 = col, out->rows = rows, out->nb = 1 + pair, out->done = 0;
     *wait = out;
     *slot ^= 1;
@@ -221,7 +232,7 @@ AMX void seqenc_int8_tile_amx(const void *a, const void *packed, const Epilogue 
             run_block(a, packed, e, k, c1, r, r < full ? 32 : tail, col, &wait, slots, &slot);
     }
     _tile_release();
-    if (wait) finish(e, wait, wait->rows * wait->nb);
+    if (wait) finish(e, wait, wait->rows);
 }
 
 /* peak.c's AMX-INT8 probe: tdpbusd into 6 independent C tiles from one A and one B tile, in
