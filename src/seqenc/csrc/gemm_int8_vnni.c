@@ -130,13 +130,23 @@ VNNI512 void seqenc_int8_quantize_rows512(const float *x, const float *mul, uint
     const __m512i top_q = _mm512_set1_epi32(127), bottom_q = _mm512_set1_epi32(-127);
     for (int64_t r = lo; r < hi; r++) {
         const float *row = x + r * n;
-        __m512 top = _mm512_setzero_ps();
-        for (int64_t c = 0; c < n; c += 16) {
-            const __m512 v = _mm512_loadu_ps(row + c);
-            top = _mm512_max_ps(top, _mm512_abs_ps(mul ? _mm512_mul_ps(
-                                    v, _mm512_loadu_ps(mul + c)) : v));
+        /* four running maxima (max is exact and commutative: the same m): one chain of
+         * vmaxps waits 4 cycles a vector */
+        __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+#define ABS_AT(c) _mm512_abs_ps(mul ? _mm512_mul_ps(_mm512_loadu_ps(row + (c)),              \
+                                                    _mm512_loadu_ps(mul + (c)))              \
+                                    : _mm512_loadu_ps(row + (c)))
+        int64_t c = 0;
+        for (; c + 64 <= n; c += 64) {
+            t0 = _mm512_max_ps(t0, ABS_AT(c));
+            t1 = _mm512_max_ps(t1, ABS_AT(c + 16));
+            t2 = _mm512_max_ps(t2, ABS_AT(c + 32));
+            t3 = _mm512_max_ps(t3, ABS_AT(c + 48));
         }
-        const float m = _mm512_reduce_max_ps(top);
+        for (; c < n; c += 16) t0 = _mm512_max_ps(t0, ABS_AT(c));
+#undef ABS_AT
+        const float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(t0, t1),
+                                                           _mm512_max_ps(t2, t3)));
         const float s = m > 1e-30f ? m / 127.0f : 1.0f;
         scale[r] = s;
         const __m512 inv = _mm512_set1_ps(1.0f / s);
