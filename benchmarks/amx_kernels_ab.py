@@ -1,8 +1,9 @@
 """A/B of builds of the C kernels in one process: each build's _kernels .so loaded side by
 side and swapped in before each call, the calls interleaved (A B A B ...), so both see the same
 CPU state (on a shared host the tile unit's speed drifts by 3x between seconds). Per step of
-one MiniLM layer (amx_layer_steps.py's), 1 thread, the thread's CPU time: medians per build,
-and the median of the paired ratios (call of build 0 / next call of build i).
+one MiniLM layer (amx_layer_steps.py's), 1 thread (the thread's CPU time) or more (wall
+time): medians per build, and the median of the paired ratios (call of build 0 / next call of
+build i).
 
     python benchmarks/amx_kernels_ab.py OLD.so NEW.so --rows 1184 64 --reps 40 [--json F]
 """
@@ -43,10 +44,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=40)
     parser.add_argument("--dtypes", nargs="+", default=["int8"])
     parser.add_argument("--steps", nargs="+")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="2: int8 runs its 2-thread schedule (openmp: quantise, then panel "
+                             "tasks); wall time then, not CPU time")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    set_threads(1)
+    set_threads(args.threads)
     tune_memory()
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
     builds = [load(p) for p in args.builds]
     model = SentenceEncoder.from_pretrained()
     layers = {}
@@ -54,7 +59,13 @@ def main() -> None:
         layers["int8"] = weights(int8.int8_encoder(model.encoder, model.tokenizer).layers[0])
     if "bf16" in args.dtypes:
         layers["bf16"] = weights(bf16_encoder(model.encoder).layers[0])
-    result = {}
+    def peaks() -> dict[str, float]:
+        """AMX-INT8 and AMX-BF16 register-only peaks of this core now (GOP/s, medians of 5)."""
+        return {name: statistics.median(kernels._kernels.peak(kind, 20000, 1) for _ in range(5))
+                for name, kind in (("amx_int8", 5), ("amx_bf16", 4))}
+
+    result = {"peaks_before": peaks()}
+    print("peaks before (GOP/s, 1 core):", result["peaks_before"], flush=True)
     for n in args.rows:
         for dtype, w in layers.items():
             for name, f in steps(w, n, dtype).items():
@@ -64,10 +75,10 @@ def main() -> None:
                 for rep in range(args.reps + 2):
                     for i, build in enumerate(builds):
                         kernels._kernels = build
-                        t = time.thread_time()
+                        t = clock()
                         f()
                         if rep >= 2:
-                            times[i].append(time.thread_time() - t)
+                            times[i].append(clock() - t)
                 ms = [statistics.median(t) * 1e3 for t in times]
                 ratios = [statistics.median(a / b for a, b in zip(times[0], t, strict=True))
                           for t in times]
@@ -78,6 +89,8 @@ def main() -> None:
                     f"{x:7.3f} ms x{r:4.2f}" for x, r in zip(ms, ratios, strict=True))
                     + (f"   {2 * n * m * k / min(ms) / 1e6:5.0f} GOP/s best" if m else ""),
                     flush=True)
+    result["peaks_after"] = peaks()
+    print("peaks after (GOP/s, 1 core):", result["peaks_after"], flush=True)
     if args.json:
         args.json.write_text(json.dumps({"builds": [str(p) for p in args.builds], **result},
                                         indent=1))
