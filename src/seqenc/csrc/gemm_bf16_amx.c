@@ -11,7 +11,8 @@
  *
  * Blocking: C tiles of 16 rows x 16 columns (float32), 2 x 2 of them (32 rows x 32 columns,
  * tmm0-3) from 2 A tiles (tmm4-5) and 2 B tiles (tmm6-7): one tile load per TDPBF16PS (16 x 16
- * x 32, 16 cycles). B tiles of one block may lie in two panels (their strides differ where the
+ * x 32, 16 cycles), each issued right after the last product of the k block that reads its
+ * tile (1.02-1.10x on qkv, out and down; gemm_int8_amx.c's lesson). B tiles of one block may lie in two panels (their strides differ where the
  * last panel is narrower): the panel width does not constrain the blocking. Rows: a tile config
  * per block's row counts, the last block's tiles configured with the rows left (AMX loads and
  * stores only the configured rows: no padded copy of A).
@@ -151,19 +152,22 @@ __attribute__((always_inline)) AMX static inline void block(
             if (pair) _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_ET0);
         }
     const int pending_rows = pending ? pending->rows : 0;
+    /* each tile's next load right after the k block's last product that reads it (tiles are
+     * not renamed: a load waits for those products), so it overlaps the block's other ones */
+    _tile_loadd(4, a0 + 32 * kb0, a_stride);
+    _tile_loadd(6, b0 + kb0 * step0, s0);
+    if (pair) _tile_loadd(7, b1 + kb0 * step1, s1);
+    if (two) _tile_loadd(5, a1 + 32 * kb0, a_stride);
     for (int64_t kb = kb0; kb < kb1; kb++) {
-        _tile_loadd(4, a0 + 32 * kb, a_stride);
-        _tile_loadd(6, b0 + kb * step0, s0);
+        const int more = kb + 1 < kb1;
         _tile_dpbf16ps(0, 4, 6);
-        if (pair) {
-            _tile_loadd(7, b1 + kb * step1, s1);
-            _tile_dpbf16ps(1, 4, 7);
-        }
-        if (two) {
-            _tile_loadd(5, a1 + 32 * kb, a_stride);
-            _tile_dpbf16ps(2, 5, 6);
-            if (pair) _tile_dpbf16ps(3, 5, 7);
-        }
+        if (pair) _tile_dpbf16ps(1, 4, 7);
+        if (more) _tile_loadd(4, a0 + 32 * (kb + 1), a_stride);
+        if (two) _tile_dpbf16ps(2, 5, 6);
+        if (more) _tile_loadd(6, b0 + (kb + 1) * step0, s0);
+        if (two && pair) _tile_dpbf16ps(3, 5, 7);
+        if (more && pair) _tile_loadd(7, b1 + (kb + 1) * step1, s1);
+        if (more && two) _tile_loadd(5, a1 + 32 * (kb + 1), a_stride);
         if (pending_rows)
             gelu_rows(pending, (int)((kb - kb0 + 1) * pending_rows / (kb1 - kb0)));
     }
