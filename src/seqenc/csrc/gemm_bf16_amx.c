@@ -12,8 +12,9 @@
  * Blocking: C tiles of 16 rows x 16 columns (float32), 2 x 2 of them (32 rows x 32 columns,
  * tmm0-3) from 2 A tiles (tmm4-5) and 2 B tiles (tmm6-7): one tile load per TDPBF16PS (16 x 16
  * x 32, 16 cycles), each issued right after the last product of the k block that reads its
- * tile (1.02-1.10x on qkv, out and down; gemm_int8_amx.c's lesson). B tiles of one block may lie in two panels (their strides differ where the
- * last panel is narrower): the panel width does not constrain the blocking. Rows: a tile config
+ * tile (1.02-1.10x on qkv, out and down; gemm_int8_amx.c's lesson). B tiles of one block may
+ * lie in two panels (their strides differ where the last panel is narrower): the panel width
+ * does not constrain the blocking. Rows: a tile config
  * per block's row counts, the last block's tiles configured with the rows left (AMX loads and
  * stores only the configured rows: no padded copy of A).
  *
