@@ -132,10 +132,11 @@ def test_bf16_attention_rounds_the_float32_result_once(head_dim):
 
 @EACH_SET
 @pytest.mark.parametrize("head_dim", [16, 24, 32, 64])  # 24: 8 lanes on every set
-@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [15, 16, 17, 33], [130, 64, 5]])
+@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [15, 16, 17, 33, 57], [130, 64, 5]])
 def test_attention_within_its_bound(isa, head_dim, lengths):
     """attention512.c (16 lanes: AVX-512 sets, head sizes divisible by 16; query blocks of 8
-    and fewer, key blocks of 32 and 16) is held to the same float64 bound as attention.c."""
+    and fewer, 1 to 4 vectors of keys in registers (57: 4 with a partial last, 4 queries at a
+    time), blocks of 32 and 16 keys past 64) is held to the same float64 bound as attention.c."""
     torch.manual_seed(head_dim + len(lengths))
     n_heads = 3
     qkv = torch.randn(sum(lengths), 3 * n_heads * head_dim) * 2

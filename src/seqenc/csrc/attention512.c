@@ -4,9 +4,11 @@
  * Why a second kernel: on the AVX-512 CPUs here (Zen 5) 512-bit FMAs run at full width, and in
  * a bf16 encode attention was the largest piece after the GEMMs (~12% of its CPU time) while
  * running 8 lanes. Same algorithm and float32 arithmetic as attention.c, so the same bound
- * (kernels.ATTENTION_ERROR); only the blocking differs:
- *   scores   up to QB = 8 queries x 32 keys per step (16 accumulators), over the head dimension
- *   softmax  each query's row, 16 keys per vector, the keys past L masked in registers
+ * (kernels.ATTENTION_ERROR); only the blocking differs. A task is one sequence's heads:
+ *   staging  its rows read once, in order, into scratch: q + bias times the scale, v, K^T
+ *   scores   up to QB = 8 queries (4 past 48 keys) x all keys (<= 64) in registers, over the
+ *            head dimension, then each query's softmax from those registers, keys past L masked
+ *            (longer sequences: 8 x 32 blocks of scores, then the softmax row by row)
  *   outputs  the same <= 8 queries x 32 output dims per step, over the keys
  * A block of fewer than 8 queries (a sequence's last) runs an instance compiled for exactly that
  * many rows, so short sequences do no work for rows they do not have.
@@ -130,13 +132,61 @@ __attribute__((always_inline)) AVX512BF16 static inline void outputs(
     }
 }
 
+/* scores() and softmax_numerators() for keys of at most 4 vectors (L <= 64, most sentences):
+ * all rows x nk vectors of scores in registers (<= 24), so the softmax starts from them (no
+ * store and reload between the two) and its max, exp and sum chains of `rows` rows overlap.
+ * The same arithmetic, so the same results bit for bit. Constant `rows` and `nk`. */
+__attribute__((always_inline)) AVX512 static inline void scores_softmax(
+    const float *q, int64_t hd, const float *kt, int64_t Lp, int64_t L, float *p, float *inv,
+    const int rows, const int nk) {
+    __m512 a[QB][4];
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < nk; k++) a[r][k] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+        __m512 key[4];
+        for (int k = 0; k < nk; k++) key[k] = _mm512_load_ps(kt + d * Lp + 16 * k);
+        for (int r = 0; r < rows; r++) {
+            const __m512 x = _mm512_set1_ps(q[r * hd + d]);
+            for (int k = 0; k < nk; k++) a[r][k] = _mm512_fmadd_ps(x, key[k], a[r][k]);
+        }
+    }
+    const __mmask16 valid = (__mmask16)((1u << (L - 16 * (nk - 1))) - 1u);  /* 1..16 lanes */
+    const __m512 lowest = _mm512_set1_ps(-INFINITY);
+    for (int r = 0; r < rows; r++) {
+        __m512 m = _mm512_mask_mov_ps(lowest, valid, a[r][nk - 1]);
+        for (int k = 0; k + 1 < nk; k++) m = _mm512_max_ps(m, a[r][k]);
+        const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        __m512 sum = _mm512_setzero_ps();
+        for (int k = 0; k < nk; k++) {
+            __m512 e = exp512(_mm512_sub_ps(a[r][k], top));
+            if (k == nk - 1) e = _mm512_maskz_mov_ps(valid, e);
+            _mm512_store_ps(p + r * Lp + 16 * k, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+    }
+}
+
 /* One block of `rows` queries: scores, softmax, outputs. */
 __attribute__((always_inline)) AVX512BF16 static inline void block(
     const Problem *pr, const float *q, const float *kt, float *p, int64_t L, int64_t Lp,
     const float *v, int64_t vstride, const float *v_bias, int64_t dst, const int rows) {
     float inv[QB];
-    scores(q, pr->hd, kt, Lp, p, rows);
-    softmax_numerators(p, L, Lp, rows, inv);
+    const int64_t hd = pr->hd;
+    const int half = rows < 4 ? rows : 4;  /* 4 vectors of keys: 4 rows at a time */
+    switch (Lp / 16) {
+        case 1: scores_softmax(q, hd, kt, Lp, L, p, inv, rows, 1); break;
+        case 2: scores_softmax(q, hd, kt, Lp, L, p, inv, rows, 2); break;
+        case 3: scores_softmax(q, hd, kt, Lp, L, p, inv, rows, 3); break;
+        case 4:
+            scores_softmax(q, hd, kt, Lp, L, p, inv, half, 4);
+            if (rows > 4)
+                scores_softmax(q + 4 * hd, hd, kt, Lp, L, p + 4 * Lp, inv + 4, rows - half, 4);
+            break;
+        default:
+            scores(q, hd, kt, Lp, p, rows);
+            softmax_numerators(p, L, Lp, rows, inv);
+    }
     outputs(pr, p, Lp, L, v, vstride, inv, v_bias, dst, rows);
 }
 
@@ -155,6 +205,34 @@ AVX512BF16 static void block_any(const Problem *pr, const float *q, const float 
         default: BLOCK(1);
     }
 #undef BLOCK
+}
+
+/* r[i][j] -> r[j][i], 16 x 16 floats: 64 shuffles (simd.h's transpose8 takes 24 for 8 x 8). */
+AVX512 static inline void transpose16(__m512 r[16]) {
+#define PD(x) _mm512_castps_pd(x)
+#define PS(x) _mm512_castpd_ps(x)
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {  /* pairs of rows interleaved, 2 x 2 blocks */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  /* 4 x 4 blocks inside each 128-bit lane */
+        r[i] = PS(_mm512_unpacklo_pd(PD(t[i]), PD(t[i + 2])));
+        r[i + 1] = PS(_mm512_unpackhi_pd(PD(t[i]), PD(t[i + 2])));
+        r[i + 2] = PS(_mm512_unpacklo_pd(PD(t[i + 1]), PD(t[i + 3])));
+        r[i + 3] = PS(_mm512_unpackhi_pd(PD(t[i + 1]), PD(t[i + 3])));
+    }
+#undef PD
+#undef PS
+    for (int h = 0; h < 16; h += 8)  /* then the 4 x 4 blocks themselves moved */
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
 }
 
 /* Per-thread scratch, float32, for one task (a sequence's heads h0 .. h1): their queries with
@@ -178,22 +256,20 @@ AVX512BF16 static void attend_heads512(const Problem *pr, int64_t start, int64_t
     const int64_t c0 = h0 * hd, c1 = h1 * hd;  /* the columns of heads h0 .. h1 */
     const __m512 scale = _mm512_set1_ps(pr->scale);
     if (L == 0) return;
-    for (int64_t j = 0; j < Lp; j += 8) {
-        /* K^T, 8 keys x 8 dims at a time (simd.h's transpose); keys past L are zeros, written
-         * with vector stores (scalar ones would stall the vector loads after them) */
-        for (int64_t c = c0; c < c1; c += 8) {
-            __m256 r[8];
-            for (int i = 0; i < 8; i++) {
-                const int64_t at = (start + j + i) * stride + D + c;
-                r[i] = j + i >= L ? _mm256_setzero_ps()
-                       : pr->qkv16 ? load_bf16x8(pr->qkv16 + at) : _mm256_loadu_ps(pr->qkv + at);
-            }
-            transpose8(r);
+    for (int64_t j = 0; j < Lp; j += 16) {
+        /* K^T, 16 keys x 16 dims at a time; keys past L are zeros. Each store is one whole
+         * cache line of K^T (8 x 8 blocks wrote half lines, each line twice, far apart) */
+        for (int64_t c = c0; c < c1; c += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = j + i < L ? load_in(pr, (start + j + i) * stride + D + c)
+                                 : _mm512_setzero_ps();
+            transpose16(r);
             float *kt = s->kt + (c - c0) * Lp + j;  /* head (c - c0) / hd, dim (c - c0) % hd */
-            for (int i = 0; i < 8; i++) _mm256_store_ps(kt + i * Lp, r[i]);
+            for (int i = 0; i < 16; i++) _mm512_store_ps(kt + i * Lp, r[i]);
         }
         /* the same rows' queries (+ bias, x scale) and values */
-        for (int64_t i = j; i < j + 8 && i < L; i++) {
+        for (int64_t i = j; i < j + 16 && i < L; i++) {
             const int64_t row = (start + i) * stride;
             for (int64_t c = c0; c < c1; c += 16) {
                 const int64_t at = ((c - c0) / hd * L + i) * hd + (c - c0) % hd;
