@@ -132,10 +132,34 @@ __attribute__((always_inline)) AVX512BF16 static inline void outputs(
     }
 }
 
+/* The max (MAX 1) or sum (MAX 0) of each of m[0..7]'s 16 lanes, all eight in one vector:
+ * row r's in lanes ROW_LANE(r) and the next. Shuffles halve every vector and pair them up, 31
+ * operations where eight _mm512_reduce_*_ps take ~64 (each a chain of 8 dependent steps). */
+#define ROW_LANE(r) ((r) < 4 ? 4 * (r) : 4 * ((r) - 4) + 2)
+__attribute__((always_inline)) AVX512 static inline __m512 reduce8(const __m512 m[8],
+                                                                    const int max) {
+#define OP(x, y) (max ? _mm512_max_ps(x, y) : _mm512_add_ps(x, y))
+    __m512 a[4], b[2];
+    for (int i = 0; i < 4; i++)  /* lanes 0-7: m[2i] folded to 8, lanes 8-15: m[2i+1] */
+        a[i] = OP(_mm512_shuffle_f32x4(m[2 * i], m[2 * i + 1], 0x44),
+                  _mm512_shuffle_f32x4(m[2 * i], m[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++)  /* 128-bit quarter k: m[4i + k] folded to 4 */
+        b[i] = OP(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x88),
+                  _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xDD));
+    /* quarter k: lanes 0-1 m[k] folded to 2, lanes 2-3 m[4 + k] */
+    const __m512 c = OP(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[0]),
+                                                            _mm512_castps_pd(b[1]))),
+                        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[0]),
+                                                            _mm512_castps_pd(b[1]))));
+    return OP(c, _mm512_permute_ps(c, 0xB1));  /* each lane pair: its row's whole */
+#undef OP
+}
+
 /* scores() and softmax_numerators() for keys of at most 4 vectors (L <= 64, most sentences):
  * all rows x nk vectors of scores in registers (<= 24), so the softmax starts from them (no
- * store and reload between the two) and its max, exp and sum chains of `rows` rows overlap.
- * The same arithmetic, so the same results bit for bit. Constant `rows` and `nk`. */
+ * store and reload between the two), its rows' maxima and sums reduced together (reduce8) and
+ * their 1 / sum by one vector division. The same arithmetic but for the order of each row's
+ * sum (a tree over its 16 lanes either way). Constant `rows` and `nk`. */
 __attribute__((always_inline)) AVX512 static inline void scores_softmax(
     const float *q, int64_t hd, const float *kt, int64_t Lp, int64_t L, float *p, float *inv,
     const int rows, const int nk) {
@@ -151,20 +175,27 @@ __attribute__((always_inline)) AVX512 static inline void scores_softmax(
         }
     }
     const __mmask16 valid = (__mmask16)((1u << (L - 16 * (nk - 1))) - 1u);  /* 1..16 lanes */
-    const __m512 lowest = _mm512_set1_ps(-INFINITY);
-    for (int r = 0; r < rows; r++) {
-        __m512 m = _mm512_mask_mov_ps(lowest, valid, a[r][nk - 1]);
-        for (int k = 0; k + 1 < nk; k++) m = _mm512_max_ps(m, a[r][k]);
-        const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(m));
-        __m512 sum = _mm512_setzero_ps();
-        for (int k = 0; k < nk; k++) {
-            __m512 e = exp512(_mm512_sub_ps(a[r][k], top));
-            if (k == nk - 1) e = _mm512_maskz_mov_ps(valid, e);
-            _mm512_store_ps(p + r * Lp + 16 * k, e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
+    __m512 m[8];
+    for (int r = 0; r < 8; r++) {  /* rows past `rows` repeat row 0: reduced, never used */
+        const int from = r < rows ? r : 0;
+        m[r] = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, a[from][nk - 1]);
+        for (int k = 0; k + 1 < nk; k++) m[r] = _mm512_max_ps(m[r], a[from][k]);
     }
+    const __m512 tops = reduce8(m, 1);
+    for (int r = 0; r < 8; r++) {
+        const int from = r < rows ? r : 0;
+        const __m512 top = _mm512_permutexvar_ps(_mm512_set1_epi32(ROW_LANE(r)), tops);
+        m[r] = _mm512_setzero_ps();  /* now the sums */
+        for (int k = 0; k < nk; k++) {
+            __m512 e = exp512(_mm512_sub_ps(a[from][k], top));
+            if (k == nk - 1) e = _mm512_maskz_mov_ps(valid, e);
+            if (r < rows) _mm512_store_ps(p + r * Lp + 16 * k, e);
+            m[r] = _mm512_add_ps(m[r], e);
+        }
+    }
+    float inverse[16];
+    _mm512_storeu_ps(inverse, _mm512_div_ps(_mm512_set1_ps(1.0f), reduce8(m, 0)));
+    for (int r = 0; r < rows; r++) inv[r] = inverse[ROW_LANE(r)];
 }
 
 /* One block of `rows` queries: scores, softmax, outputs. */
