@@ -152,6 +152,28 @@ def test_attention_within_its_bound(isa, head_dim, lengths):
                   + 2.0**-23 * bias[2 * D:].abs().max().item())
 
 
+@EACH_SET
+@pytest.mark.parametrize("threads", [2, 3, 5, 8])
+@pytest.mark.parametrize("lengths", [[37], [9, 20], [5, 6, 7]])
+def test_attention_splits_heads_among_threads_exactly(isa, threads, lengths):
+    """With fewer sequences than 2 x threads attention512.c splits each sequence's heads into
+    groups (12 heads in 10 groups: 6 of 2, none empty); every head's arithmetic is its own, so
+    the result is bit for bit the one-thread result."""
+    torch.manual_seed(threads)
+    qkv, bias = torch.randn(sum(lengths), 3 * 12 * 32) * 2, torch.randn(3 * 12 * 32)
+    lengths_t = torch.tensor(lengths)
+    starts = lengths_t.cumsum(0) - lengths_t
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = kernels.varlen_attention(qkv, starts, lengths_t, 12, bias, isa=isa)
+        torch.set_num_threads(threads)
+        ours = kernels.varlen_attention(qkv, starts, lengths_t, 12, bias, isa=isa)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(ours, want)
+
+
 @needs_bf16
 @pytest.mark.parametrize("head_dim", [24, 32])  # 8 and 16 lanes
 def test_attention_writes_bf16_from_float32_rounded_once(head_dim):

@@ -347,7 +347,9 @@ int seqenc_varlen_attention512(const Problem *pr, const int64_t *starts, const i
     const int64_t H = pr->n_heads, hd = pr->hd, Lp = (max_len + 15) & ~(int64_t)15;
     int64_t groups = threads > 1 && n_seq < 2 * threads ? (2 * threads + n_seq - 1) / n_seq : 1;
     groups = groups < H ? groups : H;
-    const int64_t per = (H + groups - 1) / groups, tasks = n_seq * groups;
+    const int64_t per = (H + groups - 1) / groups;  /* heads a task */
+    groups = (H + per - 1) / per;  /* none empty (12 heads in 10 groups: 6 of 2) */
+    const int64_t tasks = n_seq * groups;
     const size_t floats = (size_t)(2 * per * max_len * hd + per * hd * Lp + QB * Lp);
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1)
