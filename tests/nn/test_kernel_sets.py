@@ -132,10 +132,11 @@ def test_bf16_attention_rounds_the_float32_result_once(head_dim):
 
 @EACH_SET
 @pytest.mark.parametrize("head_dim", [16, 24, 32, 64])  # 24: 8 lanes on every set
-@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [15, 16, 17, 33], [130, 64, 5]])
+@pytest.mark.parametrize("lengths", [[1], [7, 8, 9], [15, 16, 17, 33, 57], [130, 64, 5]])
 def test_attention_within_its_bound(isa, head_dim, lengths):
     """attention512.c (16 lanes: AVX-512 sets, head sizes divisible by 16; query blocks of 8
-    and fewer, key blocks of 32 and 16) is held to the same float64 bound as attention.c."""
+    and fewer, 1 to 4 vectors of keys in registers (57: 4 with a partial last, 4 queries at a
+    time), blocks of 32 and 16 keys past 64) is held to the same float64 bound as attention.c."""
     torch.manual_seed(head_dim + len(lengths))
     n_heads = 3
     qkv = torch.randn(sum(lengths), 3 * n_heads * head_dim) * 2
@@ -149,6 +150,28 @@ def test_attention_within_its_bound(isa, head_dim, lengths):
     exact = reference(biased, lengths, n_heads)
     assert_within(ours, exact, attention_bound(biased, lengths, n_heads)
                   + 2.0**-23 * bias[2 * D:].abs().max().item())
+
+
+@EACH_SET
+@pytest.mark.parametrize("threads", [2, 3, 5, 8])
+@pytest.mark.parametrize("lengths", [[37], [9, 20], [5, 6, 7]])
+def test_attention_splits_heads_among_threads_exactly(isa, threads, lengths):
+    """With fewer sequences than 2 x threads attention512.c splits each sequence's heads into
+    groups (12 heads in 10 groups: 6 of 2, none empty); every head's arithmetic is its own, so
+    the result is bit for bit the one-thread result."""
+    torch.manual_seed(threads)
+    qkv, bias = torch.randn(sum(lengths), 3 * 12 * 32) * 2, torch.randn(3 * 12 * 32)
+    lengths_t = torch.tensor(lengths)
+    starts = lengths_t.cumsum(0) - lengths_t
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = kernels.varlen_attention(qkv, starts, lengths_t, 12, bias, isa=isa)
+        torch.set_num_threads(threads)
+        ours = kernels.varlen_attention(qkv, starts, lengths_t, 12, bias, isa=isa)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(ours, want)
 
 
 @needs_bf16

@@ -1,0 +1,70 @@
+"""Encode throughput with this build's attention kernel against another build's (only
+``_kernels.attention`` swapped: every other kernel is this build's), interleaved rounds in one
+process, medians; float32, bfloat16 and int8 encodes over the bench corpus. Wall time: run it
+in a quiet slot only. Also the min cosine between the two arms' vectors per dtype.
+
+    python benchmarks/attention_encode_ab.py --baseline-so OLD.so [--texts 2000] [--rounds 3]
+        [--threads 2] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fp32_avx2_ab import CORPUS, load_kernels
+
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline-so", type=Path, required=True)
+    ap.add_argument("--texts", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", action="append", default=[])
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.texts]
+    torch.set_num_threads(args.threads)
+    model = SentenceEncoder.from_pretrained()
+    attention = {"old": load_kernels(args.baseline_so).attention,
+                 "new": kernels._kernels.attention}
+    result = {}
+    for dtype in args.dtype or ["float32", "bfloat16", "int8"]:
+        def run(arm: str, dtype: str = dtype) -> np.ndarray:
+            kernels._kernels.attention = attention[arm]
+            return np.asarray(model.encode(texts, dtype=dtype))
+
+        vectors = {arm: run(arm) for arm in attention}  # warm-up
+        a, b = vectors["old"], vectors["new"]
+        cosine = float(((a * b).sum(1) / np.linalg.norm(a, axis=1)
+                        / np.linalg.norm(b, axis=1)).min())
+        times: dict[str, list[float]] = {arm: [] for arm in attention}
+        for _ in range(args.rounds):
+            for arm in attention:
+                start = time.perf_counter()
+                run(arm)
+                times[arm].append(time.perf_counter() - start)
+        med = {arm: statistics.median(t) for arm, t in times.items()}
+        result[dtype] = {"seconds": times, "texts_per_s": {k: len(texts) / v
+                                                           for k, v in med.items()},
+                         "new_vs_old": med["old"] / med["new"], "min_cosine_old_new": cosine}
+        print(f"{dtype:9s} old {len(texts) / med['old']:7.1f}  new {len(texts) / med['new']:7.1f}"
+              f" texts/s  x{med['old'] / med['new']:.3f}  min cosine {cosine:.7f}", flush=True)
+    kernels._kernels.attention = attention["new"]
+    if args.json:
+        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
+                                         "threads": args.threads, "dtypes": result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
