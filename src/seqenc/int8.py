@@ -190,6 +190,14 @@ def fuses_layer(w) -> bool:
                   w.norm2_weight, w.norm2_bias))
 
 
+def gelu_for_int8(w) -> bool:
+    """Whether the FFN's separate bias_gelu_ runs the int8 GELU (nn.kernels.GELU_INT8_ERROR):
+    its rows are quantised for an Int8Linear down projection. It does on 16 lanes, as the fused
+    epilogues of WIDE_GEMMS do (both schedules give the same bits, and every kernel of this CPU
+    the same vectors); the 8-lane kernels and epilogues keep the erf form."""
+    return isinstance(w.down_weight, Int8Linear)
+
+
 def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
                     w) -> Tensor:
     """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after

@@ -75,6 +75,18 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
 ROWS_KERNELS(f32, DTYPE_F32)
 ROWS_KERNELS(bf16, DTYPE_BF16)
 
+/* bias + GELU on float32 rows quantised to int8 next: gelu512_for_int8, the GELU of the int8
+ * GEMMs' epilogues (int8_tile.h's store16, gemm_int8_amx.c), so the separate passes give their
+ * bits */
+AVX512 static void bias_gelu_rows_int8(float *x, const float *bias, int64_t n, int64_t lo,
+                                       int64_t hi) {
+    for (int64_t r = lo; r < hi; r++)
+        for (int64_t c = 0; c < n; c += 16)
+            _mm512_storeu_ps(x + r * n + c,
+                             gelu512_for_int8(_mm512_add_ps(_mm512_loadu_ps(x + r * n + c),
+                                                            _mm512_loadu_ps(bias + c))));
+}
+
 /* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512 (row: n floats of scratch):
  * gemm_f32.c's epilogue, the same function so the fused and separate passes give the same bits */
 void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
@@ -84,11 +96,12 @@ void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *resi
 }
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype) {
+                         int dtype, int for_int8) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t b = 0; b < (rows + 15) / 16; b++) {
         const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
         if (dtype == DTYPE_BF16) bias_gelu_rows_bf16(x, bias, n, b * 16, hi);
+        else if (for_int8) bias_gelu_rows_int8(x, bias, n, b * 16, hi);
         else bias_gelu_rows_f32(x, bias, n, b * 16, hi);
     }
 }

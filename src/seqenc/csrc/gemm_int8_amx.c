@@ -14,7 +14,9 @@
  * Each block's C tiles go to a scratch block (`Pending`) and through VNNI512's epilogue
  * arithmetic (store16's: corr, scales, GELU) on the same int32 sums, so the same bits as
  * VNNI512; that epilogue runs a share per k step of the next block, so AVX-512 works while
- * the tile unit does, the GELU four vectors at a time (four independent chains).
+ * the tile unit does. The GELU is simd512.h's gelu512_for_int8 (the rows are quantised to
+ * int8 next): ~14 operations a vector against the erf form's ~37, which made the up projection
+ * GELU-bound (RESULTS.md, issue 14).
  * Measured (benchmarks/amx_kernels_ab.py, 1 thread, one MiniLM layer, N = 1184) against the
  * first version (2 x 2 and 2 x 1 blocks per panel, each block's epilogue after its products,
  * one vector at a time): RESULTS.md, issue 14.
@@ -81,8 +83,8 @@ typedef struct {
 } Pending;
 
 /* The epilogue of p's rows done .. until: store16's arithmetic in the same order (the same
- * bits as VNNI512), the GELU four vectors at a time (gelu512x4: four chains to overlap, the
- * same bits as y normal_cdf512(y)). e's fields, the column vectors and the output's row pointer
+ * bits as VNNI512; its GELU's short chains overlap from vector to vector without the erf
+ * form's four-at-a-time interleaving). e's fields, the column vectors and the output's row pointer
  * live in locals: vector stores may alias anything, so the compiler would reload them after
  * each one. The bias is added by add_round (the same add), which gcc does not contract with
  * the product before it into one FMA (one rounding: not store16's bits) as it does
@@ -116,25 +118,11 @@ __attribute__((always_inline)) AMX static inline void finish_cols(const Epilogue
 #define DEQUANTIZED(r, j)                                                                    \
     _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(SUMS(r, j)), _mm512_set1_ps(scale[r])),   \
                   col[j])
-    if (gelu_bias) {
-        const int step = 4 / nb; /* rows a gelu512x4 takes */
-        for (; r + step <= until; r += step, out += step * ldc) {
-            __m512 v[4];
-            for (int q = 0; q < 4; q++)
-                v[q] = _mm512_add_round_ps(DEQUANTIZED(r + q / nb, q % nb), bias[q % nb],
-                                           _MM_FROUND_CUR_DIRECTION);
-            gelu512x4(v);
-            for (int q = 0; q < 4; q++)
-                _mm512_storeu_ps(out + q / nb * ldc + 16 * (q % nb), v[q]);
-        }
-    }
     for (; r < until; r++, out += ldc)
         for (int j = 0; j < nb; j++) {
             __m512 y = DEQUANTIZED(r, j);
-            if (gelu_bias) {
-                y = _mm512_add_round_ps(y, bias[j], _MM_FROUND_CUR_DIRECTION);
-                y = _mm512_mul_ps(y, normal_cdf512(y));
-            }
+            if (gelu_bias)
+                y = gelu512_for_int8(_mm512_add_round_ps(y, bias[j], _MM_FROUND_CUR_DIRECTION));
             _mm512_storeu_ps(out + 16 * j, y);
         }
 #undef DEQUANTIZED
@@ -194,8 +182,8 @@ __attribute__((always_inline)) AMX static inline void block(
 
 /* Rows r .. r + rows (1..32) x column tiles col, col + 16 (or col alone where it is the
  * last): the products, with the previous block's epilogue finished meanwhile, then this
- * block's sums pending in the other slot. Flattened: gcc would call gelu512x4 (its four
- * vectors through memory) rather than inline it. */
+ * block's sums pending in the other slot. Flattened: everything inlined into the k loop,
+ * constants and GELU table kept in registers. */
 __attribute__((flatten)) AMX static void run_block(const uint8_t *a, const int8_t *packed,
                                                    const Epilogue *e, int64_t k, int64_t c1,
                                                    int64_t r, int rows, int64_t col,

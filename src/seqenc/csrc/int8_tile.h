@@ -54,10 +54,8 @@ VNNI512 static inline void store16(const Epilogue *e, int64_t r, int64_t c, __m5
     }
     const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(e->row_scale[r]));
     __m512 y = _mm512_mul_ps(v, _mm512_loadu_ps(e->col_scale + c));
-    if (e->gelu_bias) { /* bias_gelu_'s arithmetic (avx512.c), on the tile in registers */
-        y = _mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c));
-        y = _mm512_mul_ps(y, normal_cdf512(y));
-    }
+    if (e->gelu_bias) /* bias_gelu_'s int8 arithmetic (avx512.c), on the tile in registers */
+        y = gelu512_for_int8(_mm512_add_ps(y, _mm512_loadu_ps(e->gelu_bias + c)));
     _mm512_storeu_ps((float *)e->out + r * e->ldc + c, y);
 }
 

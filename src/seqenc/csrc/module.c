@@ -141,14 +141,16 @@ static int valid_bf16_output(unsigned long long ptr, int isa, int dtype, int lan
     return 0;
 }
 
-/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype): x = gelu(x + bias) in place (erf
- * form); returns the lanes of the implementation that ran (256 or 512). */
+/* bias_gelu(x_ptr, bias_ptr, rows, n, threads, isa, dtype[, for_int8]): x = gelu(x + bias) in
+ * place (erf form; for_int8, float32 on 512 lanes: simd512.h's gelu512_for_int8); returns the
+ * lanes of the implementation that ran (256 or 512). */
 static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long x, bias;
     long long rows, n;
-    int threads, isa, dtype;
-    if (!PyArg_ParseTuple(args, "KKLLiii", &x, &bias, &rows, &n, &threads, &isa, &dtype))
+    int threads, isa, dtype, for_int8 = 0;
+    if (!PyArg_ParseTuple(args, "KKLLiii|p", &x, &bias, &rows, &n, &threads, &isa, &dtype,
+                          &for_int8))
         return NULL;
     if (!valid_width(n, threads)) return NULL;
     const int lanes = lanes_for(isa, dtype, n);
@@ -156,7 +158,7 @@ static PyObject *py_bias_gelu(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (lanes == 512)
         seqenc_bias_gelu512((void *)(uintptr_t)x, (const void *)(uintptr_t)bias, rows, n, threads,
-                            dtype);
+                            dtype, for_int8);
     else
         seqenc_bias_gelu((float *)(uintptr_t)x, (const float *)(uintptr_t)bias, rows, n, threads);
     Py_END_ALLOW_THREADS

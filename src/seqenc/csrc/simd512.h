@@ -171,6 +171,47 @@ AVX512 static inline __m512 gelu512_for_bf16(__m512 x) {
     return _mm512_fnmadd_ps(a, tail, _mm512_max_ps(_mm512_setzero_ps(), x));
 }
 
+/* gelu(x) = x Phi(x) for a GELU whose result is quantised to int8 next (the int8 up projection's
+ * epilogue, and the separate bias + GELU before an int8 GEMM: their rows are rounded to a step
+ * of max|row| / 127, so ~1e-6 relative is wasted precision): max(x, 0) - h(|x|),
+ * h(a) = a (1 - Phi(a)), read from 16 cubics over [0, 6) (benchmarks/gelu_int8_fit.py; h(6) is
+ * 6e-9, |x| >= 6 takes the last cubic's value at 6): the interval's four coefficients by
+ * vpermps (its index the lanes' integer part of |x| 16 / 6), u its fraction (vreduceps),
+ * three FMAs. ~14 operations against gelu512x4's ~37 a vector; |ours - gelu(x)| <=
+ * kernels.GELU_INT8_ERROR + 2^-23 |gelu(x)| (the fit's 9.4e-6, then float32's rounding of the
+ * result), measured against float64 in tests/nn/test_gelu_int8.py. NaN stays NaN (max returns
+ * its second operand), +inf inf, -inf -6e-9. */
+static const float GELU_INT8_TABLE[4][16] __attribute__((aligned(64))) = {
+    {-9.40680366e-06f, 0.132682189f, 0.169972777f, 0.146586806f, 0.100215621f, 0.0569955446f,
+     0.0275053978f, 0.011372136f, 0.00404912001f, 0.00124529516f, 0.000331413234f,
+     7.64114593e-05f, 1.52746743e-05f, 2.64872642e-06f, 3.98577271e-07f, 5.20608729e-08f},
+    {0.187805131f, 0.0805368647f, 0.000227408542f, -0.0406978391f, -0.0479580425f,
+     -0.0370463431f, -0.0222089738f, -0.0108840605f, -0.00446100719f, -0.00154754694f,
+     -0.000457595568f, -0.000115850518f, -2.51891852e-05f, -4.71376825e-06f, -7.60415958e-07f,
+     -1.05873646e-07f},
+    {-0.0576502196f, -0.0493903756f, -0.0301772896f, -0.0100913085f, 0.00307924184f,
+     0.00775291212f, 0.00691338954f, 0.00429653469f, 0.00208685384f, 0.000826197851f,
+     0.000272149569f, 7.54641733e-05f, 1.77452548e-05f, 3.55626071e-06f, 6.09555684e-07f,
+     8.95944368e-08f},
+    {0.00253142836f, 0.00613769004f, 0.00656070001f, 0.00441861944f, 0.00166117784f,
+     -0.000194683365f, -0.000836802763f, -0.000735456531f, -0.000429900916f, -0.000192725827f,
+     -6.96547722e-05f, -2.07881531e-05f, -5.19338755e-06f, -1.09543703e-06f, -1.96225812e-07f,
+     -2.9975336e-08f},
+};
+
+AVX512 static inline __m512 gelu512_for_int8(__m512 x) {
+    /* |x| 16 / 6, below 16 (min returns its second operand for NaN) */
+    const __m512 s = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(16.0f / 6.0f)),
+                                   _mm512_set1_ps(15.9999990f));
+    const __m512i i = _mm512_cvttps_epi32(s);
+    const __m512 u = _mm512_reduce_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC); /* s - trunc(s): the fraction */
+    __m512 h = _mm512_permutexvar_ps(i, _mm512_load_ps(GELU_INT8_TABLE[3]));
+    h = _mm512_fmadd_ps(h, u, _mm512_permutexvar_ps(i, _mm512_load_ps(GELU_INT8_TABLE[2])));
+    h = _mm512_fmadd_ps(h, u, _mm512_permutexvar_ps(i, _mm512_load_ps(GELU_INT8_TABLE[1])));
+    h = _mm512_fmadd_ps(h, u, _mm512_permutexvar_ps(i, _mm512_load_ps(GELU_INT8_TABLE[0])));
+    return _mm512_sub_ps(_mm512_max_ps(_mm512_setzero_ps(), x), h);
+}
+
 /* 16 bf16 values (bits) -> float32: bf16 is the top half of a float32. */
 AVX512 static inline __m512 load_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(
@@ -186,10 +227,11 @@ AVX512BF16 static inline void store_bf16(uint16_t *p, __m512 v) {
  * needs ISA_AVX512BF16. */
 int seqenc_varlen_attention512(const Problem *pr, const int64_t *starts, const int64_t *lengths,
                                int64_t n_seq, int64_t n_rows, int threads);
-/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16. For float32 rows, copy16
+/* avx512.c: n % 16 == 0; dtype DTYPE_BF16 needs ISA_AVX512BF16; for_int8 (float32 rows):
+ * bias + gelu512_for_int8. For float32 rows, copy16
  * (LayerNorm: a bf16 copy of the result; NULL for none) needs ISA_AVX512BF16 too. */
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
-                         int dtype);
+                         int dtype, int for_int8);
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
                             int dtype, uint16_t *copy16);

@@ -81,6 +81,12 @@ def supports_bf16() -> bool:
 #                    S = max over query/key pairs of sum_d |q_d k_d| / sqrt(hd): a score's rounding
 #                    error grows with its unsigned size and moves the softmax weights by as much
 GELU_RELATIVE_ERROR = 1e-6
+# The GELU of rows quantised to int8 next (the int8 up projection's epilogue on amx/vnni512, and
+# bias_gelu_(for_int8=True) on 16 lanes; csrc/simd512.h's gelu512_for_int8, a table of cubics):
+# |ours - gelu(v)| <= GELU_INT8_ERROR + 2**-23 |gelu(v)|. Absolute: the quantisation that follows
+# rounds each row to steps of max|row| / 127 (MiniLM's GELU rows reach max|row| >= 1, a step of
+# >= 8e-3: this is under 0.2% of one).
+GELU_INT8_ERROR = 1.5e-5
 LAYER_NORM_ERROR = 1e-5
 ATTENTION_ERROR = (1e-6, 4 * 2.0**-24)
 
@@ -157,13 +163,16 @@ def varlen_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
     return out
 
 
-def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None) -> Tensor:
+def bias_gelu_(x: Tensor, bias: Tensor, isa: str | None = None,
+               for_int8: bool = False) -> Tensor:
     """x = gelu(x + bias) in place (the exact erf form, as F.gelu). x (N, F) contiguous,
-    float32 (or bfloat16 with the avx512bf16 set)."""
+    float32 (or bfloat16 with the avx512bf16 set). ``for_int8``: rows quantised to int8 next
+    (the int8 GEMMs' GELU, within GELU_INT8_ERROR) where 16 lanes run on float32 rows."""
     global last_lanes
     isa = _isa(isa, x, bias)
     last_lanes = _kernels.bias_gelu(x.data_ptr(), bias.data_ptr(), x.shape[0], x.shape[1],
-                                    torch.get_num_threads(), ISAS.index(isa), _DTYPES[x.dtype])
+                                    torch.get_num_threads(), ISAS.index(isa), _DTYPES[x.dtype],
+                                    for_int8)
     return x
 
 
@@ -305,7 +314,9 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     if bf16_rows:  # bias + GELU in the up GEMM's epilogue, bf16 out
         hidden = w.up_weight.matmul_gelu(a16, w.up_bias)  # (N, F) bf16
     else:
-        hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias)  # (N, F)
+        # (N, F); rows quantised to int8 next: the GELU of the int8 GEMMs' epilogues
+        hidden = bias_gelu_(matmul(a, w.up_weight), w.up_bias,
+                            for_int8=int8.gelu_for_int8(w))
     return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
 
