@@ -122,12 +122,42 @@ void seqenc_int8_tile_vnni(int kind, const void *a, const void *packed, const Ep
     }
 }
 
+/* Row r of x (n values, n % 16 == 0) into QUANT_U8 given its maximum m of |x mul|:
+ * seqenc_int8_quantize_rows' float32 operations on every value, so the same q. 64 values at a
+ * time are narrowed by two saturating packs and one permute (4 shuffles where vpmovdb takes 8),
+ * the packs' saturation at 127 standing in for the clamp from above (min(i, 127) then
+ * max(., -127) equals max(i, -127) saturated to 127 for every int32 i). */
+VNNI512 static inline void quantize_row512(const float *row, const float *mul, uint8_t *q,
+                                           float *scale, int64_t n, float m) {
+    const __m512i bottom_q = _mm512_set1_epi32(-127), top_q = _mm512_set1_epi32(127);
+    /* packs interleave 128-bit lanes: dword 4 k + j of the packed bytes is vector j's k-th */
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const float s = m > 1e-30f ? m / 127.0f : 1.0f;
+    *scale = s;
+    const __m512 inv = _mm512_set1_ps(1.0f / s);
+#define Q_AT(c)                                                                              \
+    _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(                                       \
+        mul ? _mm512_mul_ps(_mm512_loadu_ps(row + (c)), _mm512_loadu_ps(mul + (c)))         \
+            : _mm512_loadu_ps(row + (c)), inv)), bottom_q)
+    int64_t c = 0;
+    for (; c + 64 <= n; c += 64) {
+        const __m512i w0 = _mm512_packs_epi32(Q_AT(c), Q_AT(c + 16));
+        const __m512i w1 = _mm512_packs_epi32(Q_AT(c + 32), Q_AT(c + 48));
+        const __m512i b = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w0, w1));
+        _mm512_storeu_si512(q + c, _mm512_xor_si512(b, _mm512_set1_epi8((char)0x80)));
+    }
+    for (; c < n; c += 16)
+        _mm_storeu_si128((__m128i *)(q + c),
+                         _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_min_epi32(Q_AT(c), top_q)),
+                                       _mm_set1_epi8((char)0x80)));
+#undef Q_AT
+}
+
 /* seqenc_int8_quantize_rows into QUANT_U8 with 16 lanes (n % 16 == 0): the same float32
  * operations on every value and the same (exact) maximum of each row, so the same q and scales
  * in half the instructions; for the VNNI512 and AMX tasks. */
 VNNI512 void seqenc_int8_quantize_rows512(const float *x, const float *mul, uint8_t *q,
                                           float *scale, int64_t n, int64_t lo, int64_t hi) {
-    const __m512i top_q = _mm512_set1_epi32(127), bottom_q = _mm512_set1_epi32(-127);
     for (int64_t r = lo; r < hi; r++) {
         const float *row = x + r * n;
         /* four running maxima (max is exact and commutative: the same m): one chain of
@@ -147,17 +177,7 @@ VNNI512 void seqenc_int8_quantize_rows512(const float *x, const float *mul, uint
 #undef ABS_AT
         const float m = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(t0, t1),
                                                            _mm512_max_ps(t2, t3)));
-        const float s = m > 1e-30f ? m / 127.0f : 1.0f;
-        scale[r] = s;
-        const __m512 inv = _mm512_set1_ps(1.0f / s);
-        for (int64_t c = 0; c < n; c += 16) {
-            __m512 v = _mm512_loadu_ps(row + c);
-            if (mul) v = _mm512_mul_ps(v, _mm512_loadu_ps(mul + c));
-            __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
-            i = _mm512_max_epi32(_mm512_min_epi32(i, top_q), bottom_q);
-            _mm_storeu_si128((__m128i *)(q + r * n + c),
-                             _mm_xor_si128(_mm512_cvtepi32_epi8(i), _mm_set1_epi8((char)0x80)));
-        }
+        quantize_row512(row, mul, q + r * n, scale + r, n, m);
     }
 }
 
