@@ -98,6 +98,28 @@ def test_quantisation_matches_pytorch_ops(gemm, smooth):
     assert (q != want_q).float().mean() < 1e-3
 
 
+@pytest.mark.parametrize("gemm", [pytest.param(name, marks=pytest.mark.skipif(
+    name not in GEMMS, reason=f"{name} does not run here")) for name in int8.WIDE_GEMMS])
+@pytest.mark.parametrize("k", [80, 96, 112, 384])
+@pytest.mark.parametrize("smooth", [False, True])
+def test_the_16_lane_quantiser_gives_the_8_lane_ones_bits(gemm, k, smooth, monkeypatch):
+    """The fused schedule quantises in the GEMM's tasks with 16 lanes (64 values narrowed by
+    packs at a time, then 16 at a time: K % 64 of 0, 16, 32, 48), the separate one with the
+    8-lane quantize_int8: the same q and scales, so the same exact sums and outputs."""
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(40, k, generator=g) * torch.logspace(-4, 4, 40)[:, None]
+    x[5] = 0
+    x[9, 3] = 2e4
+    linear = torch.nn.Linear(k, 64)
+    layer = int8.Int8Linear(linear, torch.rand(k, generator=g) + 0.5 if smooth else None,
+                            gemm=gemm)
+    out = {}
+    for schedule in ("fused", "tasks"):
+        monkeypatch.setattr(int8, "SCHEDULE", schedule)
+        out[schedule] = layer.matmul(x)
+    assert torch.equal(out["fused"], out["tasks"])
+
+
 @each_gemm
 @pytest.mark.parametrize("smooth", [False, True])
 def test_int8_linear_gives_the_onednn_paths_result(gemm, smooth, monkeypatch):

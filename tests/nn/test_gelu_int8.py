@@ -91,3 +91,22 @@ def test_the_up_projections_epilogue_is_the_separate_int8_gelu(gemm, n, monkeypa
     assert torch.equal(fused, kernels.bias_gelu_(product.clone(), layer.bias, for_int8=True))
     assert_within(fused, gelu64(v), int8_bound(v))
     assert v.abs().max() > 6  # the clamp ran
+
+
+@pytest.mark.parametrize("gemm", WIDE)
+@pytest.mark.parametrize("f", [80, 1536])
+def test_the_requantised_gelu_rows_are_the_separate_passes(gemm, f, monkeypatch):
+    """The up projection's rows, requantised in its tasks for the down projection (16 lanes,
+    the down projection's smoothing applied): the q and scales that bias_gelu_(for_int8=True)
+    then the 8-lane quantize_int8 give on the same rows."""
+    monkeypatch.setattr(int8, "SCHEDULE", "fused")
+    g = torch.Generator().manual_seed(f)
+    up, down = torch.nn.Linear(64, f), torch.nn.Linear(f, 64)
+    up.bias.data = torch.randn(f, generator=g)
+    up8 = int8.Int8Linear(up, gemm=gemm)
+    down8 = int8.Int8Linear(down, torch.rand(f, generator=g) + 0.5, gemm=gemm)
+    x = torch.randn(45, 64, generator=g) * 2
+    q, scale = up8._own_gemm(x, gelu_bias=up8.bias, feeds=down8)
+    rows = kernels.bias_gelu_(up8.matmul(x), up8.bias, for_int8=True)
+    want_q, want_scale = int8.quantize_rows_kernel(rows, gemm, down8.inv_smooth)
+    assert torch.equal(scale, want_scale) and torch.equal(q, want_q)
