@@ -201,7 +201,8 @@ def gelu_for_int8(w) -> bool:
 def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
                     w) -> Tensor:
     """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
-    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
+    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection (on
+    amx and vnni512 the int8 GELU, nn.kernels.GELU_INT8_ERROR: gelu_for_int8), then its
     rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
     residual + LayerNorm on each task's rows of the out and down projections (the same float32
     arithmetic as the separate kernels, so the same result). A layer is then five parallel
