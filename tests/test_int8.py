@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seqenc import int8
+from seqenc import int8, int8_layer
 from seqenc.nn import Encoder, kernels
 
 
@@ -177,7 +177,7 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
     for name in ("amx", "vnni512", "avx2", "avx2-u8s7", "avx2-u7s7",
                  "avx2-u7s7 down on avx2-u8s7")])
 def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm):
-    """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
+    """int8_layer.py (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
     bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks or openmp), on
     OpenMP's threads or tasks.c's, and runs for every layer when the schedule is fused; on
     the AVX512-VNNI kernel and on AVX2's, whose epilogues are the 8-lane kernels' (so the
@@ -187,7 +187,7 @@ def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm)
     them (8 bits, q + 128)."""
     mixed = gemm.endswith("down on avx2-u8s7")
     gemm = gemm.split()[0]
-    monkeypatch.setattr(int8, "FUSING_GEMMS", (gemm, "avx2-u8s7") if mixed else (gemm,))
+    monkeypatch.setattr(int8_layer, "FUSING_GEMMS", (gemm, "avx2-u8s7") if mixed else (gemm,))
     if not mixed:
         monkeypatch.setattr(int8, "EIGHT_BIT_INPUTS", ())
     if gemm.startswith("avx2"):
@@ -203,8 +203,8 @@ def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm)
     used = {m.gemm for m in encoder.modules() if isinstance(m, int8.Int8Linear)}
     assert used == ({gemm, "avx2-u8s7"} if mixed else {gemm})
     calls = []
-    fused = int8.post_norm_layer
-    monkeypatch.setattr(int8, "post_norm_layer", lambda *a: calls.append(1) or fused(*a))
+    fused = int8_layer.post_norm_layer
+    monkeypatch.setattr(int8_layer, "post_norm_layer", lambda *a: calls.append(1) or fused(*a))
     outputs = {}
     with torch.inference_mode():
         for schedule in ("fused", "fused-tasks", "tasks", "openmp"):

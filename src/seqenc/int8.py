@@ -114,7 +114,7 @@ class Int8Linear(nn.Module):
         """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
         dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
         copy of x in memory either. gelu_bias, or norm = (bias, residual, gamma, beta, eps):
-        the post-norm layer's next step in the same tasks (see post_norm_layer). With ``feeds``
+        the post-norm layer's next step in the same tasks (see int8_layer.py). With ``feeds``
         (and gelu_bias) the result rows come back quantised for that layer, (q, scale), and x
         may be such a pair."""
         from .nn.kernels import _kernels
@@ -166,51 +166,8 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
-# The kernels whose tasks run the layer's next step by default (gemm_int8.c's epilogues). The
-# avx2 (int16) kernel can too (bit-identical, tested) but measured no gain on an AVX2-only Zen 3
-# (encode, 2 batches in flight, quiet: 228.6 texts/s fused vs 235.2 separate; RESULTS.md), so
-# it runs the separate passes unless this tuple names it.
-FUSING_GEMMS: tuple[str, ...] = ("amx", "vnni512")
 # the kernels whose epilogues have 16 lanes (avx512.c's arithmetic); the others have 8
 WIDE_GEMMS = ("amx", "vnni512")
-
-
-def fuses_layer(w) -> bool:
-    """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
-    Int8Linear on a kernel of FUSING_GEMMS, all of one width, SCHEDULE "fused", float32
-    vectors."""
-    linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    # one kernel, or 8-lane ones (avx2-u7s7 with its down projection on avx2-u8s7): the
-    # epilogues' width (16 lanes for amx and vnni512) must be the separate kernels' in every GEMM
-    lanes = {getattr(m, "gemm", None) in WIDE_GEMMS for m in linears}
-    return schedule().startswith("fused") and len(lanes) == 1 and all(
-        isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
-        v.dtype == torch.float32 and v.is_contiguous()
-        for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
-                  w.norm2_weight, w.norm2_bias))
-
-
-def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
-                    w) -> Tensor:
-    """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
-    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection, then its
-    rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
-    residual + LayerNorm on each task's rows of the out and down projections (the same float32
-    arithmetic as the separate kernels, so the same result). A layer is then five parallel
-    loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
-    memory. Runs where schedule() is fused: calls with one thread (encode's batches), on
-    the kernels of FUSING_GEMMS (avx2's too when named: 8-lane epilogues, elementwise.c's).
-    x (N, D) float32 packed rows -> (N, D)."""
-    from .nn.kernels import varlen_attention
-
-    qkv = w.qkv_weight.matmul(x.contiguous())  # (N, 3D); the attention kernel adds the bias
-    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)  # (N, D)
-    a = w.out_weight._own_gemm(context, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias,
-                                              eps))  # LN1(x + attention)
-    # (N, F) GELU rows, quantised for the down projection while in the up GEMM's cache
-    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias, feeds=w.down_weight)
-    return w.down_weight._own_gemm(hidden, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias,
-                                                 eps))  # (N, D)
 
 
 def _fast_kernels() -> bool:
@@ -286,7 +243,7 @@ def layer_gemm(name: str) -> str | None:
 
 
 # How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
-#   "fused": quantisation, GEMM and (post_norm_layer) the layer's next step in one
+#   "fused": quantisation, GEMM and (int8_layer.post_norm_layer) the layer's next step in one
 #     parallel loop on OpenMP's threads (PyTorch's: warm from the ops around it);
 #   "fused-tasks": the same loop on csrc/tasks.c's threads, whose loops end when the tiles are
 #     done rather than at a barrier (measured: no gain with a busy core, and ~25% slower on a

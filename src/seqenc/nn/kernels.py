@@ -280,7 +280,7 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     precision.Bf16Linear, our bf16 GEMM (nn/gemm_bf16.py: bf16 inputs, float32 out);
     int8.Int8Linear, our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2's
     vpmaddubsw; torch._int_mm with those off or for widths they do not take), and
-    int8.post_norm_layer runs the whole layer where int8.fuses_layer says so;
+    int8_layer.post_norm_layer runs the whole layer where int8_layer.fuses_layer says so;
     bf16 tensors (an encoder cast to bf16), PyTorch's bf16 matmuls. The elementwise work
     around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
@@ -290,12 +290,12 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
-    from seqenc import int8  # int8 layers: the steps after each GEMM inside it
+    from seqenc import int8_layer  # int8 layers: the steps after each GEMM inside it
 
     from . import gemm_avx2  # float32 on AVX2-only CPUs: the same, on our AVX2 GEMM
 
-    if x.dtype == torch.float32 and int8.fuses_layer(w):
-        return int8.post_norm_layer(x, starts, lengths, n_heads, eps, w)
+    if x.dtype == torch.float32 and int8_layer.fuses_layer(w):
+        return int8_layer.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     if gemm_avx2.fuses_layer(x, w):
         return gemm_avx2.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
