@@ -24,12 +24,17 @@ choice, measured in benchmarks/int8_quality.py. ``int8_encoder`` is what
 random tokens (no user data), which holds the quality bar (benchmarks/RESULTS.md). Its layers
 keep the fused path (nn/kernels.py): int8 GEMM with the dequantisation in its epilogue, then
 our float32 epilogues.
+
+This module is one int8 linear layer and the choices behind it (which kernel, which schedule);
+the rest of int8 has a module per concept: int8_layout.py (each kernel's operands and packed
+weights), int8_layer.py (a whole post-norm layer inside the GEMMs' tasks), int8_gemm.py (bare
+exact int32 products, for tests and the bench probe), int8_calibration.py (the int8 copy of an
+encoder).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -265,50 +270,6 @@ def schedule() -> str:
     if SCHEDULE != "auto":
         return SCHEDULE
     return "fused" if torch.get_num_threads() == 1 else "openmp"
-
-
-def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
-    """a (N, K) int8 times w (M, K) int8, transposed: (N, M) int32 sums from gemm_int8.c's
-    kernel ``gemm`` (default ``GEMM``), exact for values within LEVELS[gemm] on every CPU
-    (unlike torch._int_mm without VNNI; others are refused). Packs w on every call: for tests
-    and one-off products (int8_matmul packs it once)."""
-    return int8_matmul(w, gemm)(a)
-
-
-def int8_matmul(w: Tensor, gemm: str | None = None) -> Callable[[Tensor], Tensor]:
-    """int8_mm with w packed once: a function a (N, K) int8 -> (N, M) int32 sums (e.g. for
-    seqenc bench's int8 GEMM probe)."""
-    from .nn.kernels import _kernels
-
-    gemm = gemm or GEMM
-    if gemm not in runnable_gemms():
-        raise ValueError(f"int8 GEMM {gemm!r} does not run here (runs: {runnable_gemms()})")
-    (M, K), top_a, top_w = w.shape, *LEVELS[gemm]
-    if w.dtype != torch.int8 or not gemm_fits(M, K):
-        raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
-                         f"{w.dtype} {tuple(w.shape)} weights")
-    if w.numel() and w.abs().max() > top_w:
-        raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
-    kind, fmt, dtype = _GEMMS[gemm]
-    packed, corr = pack_int8(w, gemm)
-
-    def product(a: Tensor) -> Tensor:
-        N = a.shape[0]
-        if a.dtype != torch.int8 or a.dim() != 2 or a.shape[1] != K:
-            raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
-                             f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
-        if a.numel() and a.abs().max() > top_a:
-            raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
-        a = a.to(torch.int16) if dtype == torch.int16 else (
-            a.to(torch.int16) + _SHIFT[fmt]).to(torch.uint8)
-        a = a.contiguous()
-        out = torch.empty(N, M, dtype=torch.int32)
-        _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
-                           0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M,
-                           K, M, torch.get_num_threads(), schedule() == "openmp")
-        return out
-
-    return product
 
 
 def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None
