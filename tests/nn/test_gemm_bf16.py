@@ -22,6 +22,30 @@ def exact(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return x64 @ w64.t(), x64.abs() @ w64.abs().t()
 
 
+def gelu64(v: torch.Tensor) -> torch.Tensor:
+    return v * 0.5 * torch.erfc(-v / math.sqrt(2.0))
+
+
+def within_bound(ours: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> bool:
+    """ours = x W^T within GEMM_BF16_ERROR's bound of float64 on the bf16-rounded inputs."""
+    want, size = exact(x, w)
+    bound = gemm_bf16.GEMM_BF16_ERROR * x.shape[1] * size + 1e-30
+    return bool(torch.all((ours.double() - want).abs() <= bound))
+
+
+def gelu_within_bound(ours: torch.Tensor, x: torch.Tensor, w: torch.Tensor,
+                      b: torch.Tensor) -> bool:
+    """ours = gelu(x W^T + b) from the GEMM's epilogue, bf16, against float64: the GEMM's bound
+    moves v, GELU's slope (below 1.13) carries that, then GELU_BF16_RELATIVE_ERROR and one bf16
+    rounding."""
+    product, size = exact(x, w)
+    v = product + b.double()
+    shift = (gemm_bf16.GEMM_BF16_ERROR * x.shape[1] * size + 2.0**-24 * v.abs()) * 1.13
+    rel = gemm_bf16.GELU_BF16_RELATIVE_ERROR + kernels.BF16_ROUNDING
+    bound = (gelu64(v).abs() + shift) * rel + shift + 1e-36
+    return bool(torch.all((ours.double() - gelu64(v)).abs() <= bound))
+
+
 @pytest.mark.parametrize("m", [16, 48, 80, 1152])  # whole panels of 48, and a last one of 16/32
 def test_pack_and_unpack_are_inverse(m):
     w = torch.randn(m, 32)
@@ -55,10 +79,9 @@ def test_gemm_bf16_within_its_bound(n, k, m):
     x[:, 0] = 300.0  # an outlier channel, as MiniLM has
     ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m)
     assert ours.dtype == torch.float32 and ours.shape == (n, m)
-    want, size = exact(x, w)
-    bound = gemm_bf16.GEMM_BF16_ERROR * k * size + 1e-30
-    assert torch.all((ours.double() - want).abs() <= bound)
+    assert within_bound(ours, x, w)
     # and it is not a bf16 output: far closer than one bf16 rounding of the result
+    want = exact(x, w)[0]
     if n:
         assert (ours.double() - want).abs().max() < 2.0**-12 * want.abs().max()
 
@@ -103,26 +126,15 @@ def test_gemm_bf16_is_offered_only_with_the_bf16_kernel_set():
     assert not gemm_bf16.can_gemm(24, 32) and not gemm_bf16.can_gemm(32, 24)
 
 
-def gelu64(v: torch.Tensor) -> torch.Tensor:
-    return v * 0.5 * torch.erfc(-v / math.sqrt(2.0))
-
-
 @needs_bf16
 @pytest.mark.parametrize("n,k,m", [(7, 32, 80), (67, 384, 1536)])
 def test_gemm_bf16_gelu_epilogue_within_its_bound(n, k, m):
-    """gelu(x W^T + b) in the GEMM's epilogue, bf16 out, against float64: the GEMM's bound moves
-    v, GELU's slope (below 1.13) carries that, then GELU_BF16_RELATIVE_ERROR and one bf16
-    rounding."""
+    """gelu(x W^T + b) in the GEMM's epilogue, bf16 out, against float64 (gelu_within_bound)."""
     torch.manual_seed(n + k)
     x, w, b = torch.randn(n, k) * 2, torch.randn(m, k) * 0.1, torch.randn(m)
     ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m, gelu_bias=b)
     assert ours.dtype == torch.bfloat16 and ours.shape == (n, m)
-    product, size = exact(x, w)
-    v = product + b.double()
-    shift = (gemm_bf16.GEMM_BF16_ERROR * k * size + 2.0**-24 * v.abs()) * 1.13
-    rel = gemm_bf16.GELU_BF16_RELATIVE_ERROR + kernels.BF16_ROUNDING
-    bound = (gelu64(v).abs() + shift) * rel + shift + 1e-36
-    assert torch.all((ours.double() - gelu64(v)).abs() <= bound)
+    assert gelu_within_bound(ours, x, w, b)
     with pytest.raises(ValueError, match="gelu_bias"):
         gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m, gelu_bias=b[:16])
 

@@ -11,7 +11,7 @@ import torch
 
 from seqenc.nn import gemm_bf16, kernels
 
-from .test_gemm_bf16 import exact, gelu64
+from .test_gemm_bf16 import exact, gelu_within_bound, within_bound
 
 needs_amx = pytest.mark.skipif(
     "amx" not in kernels.AVAILABLE or not kernels.supports_bf16(),
@@ -20,12 +20,6 @@ needs_amx = pytest.mark.skipif(
 # blocks of 32 rows (two row tiles): one tile short, exact, one over; a second tile of 15 rows
 # (31, 47); one row over a block (33); odd tails; MiniLM's batch of ~37 x 32 (1185 = 37 x 32 + 1)
 ROWS = [1, 15, 16, 17, 31, 33, 47, 67, 1185]
-
-
-def within_bound(ours: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> bool:
-    want, size = exact(x, w)
-    bound = gemm_bf16.GEMM_BF16_ERROR * x.shape[1] * size + 1e-30
-    return bool(torch.all((ours.double() - want).abs() <= bound))
 
 
 @needs_amx
@@ -90,12 +84,7 @@ def test_amx_gelu_epilogue_within_its_bound(n, k, m):
     ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m, gelu_bias=b, isa="amx")
     assert gemm_bf16.last_kernel == "amx"
     assert ours.dtype == torch.bfloat16 and ours.shape == (n, m)
-    product, size = exact(x, w)
-    v = product + b.double()
-    shift = (gemm_bf16.GEMM_BF16_ERROR * k * size + 2.0**-24 * v.abs()) * 1.13
-    rel = gemm_bf16.GELU_BF16_RELATIVE_ERROR + kernels.BF16_ROUNDING
-    bound = (gelu64(v).abs() + shift) * rel + shift + 1e-36
-    assert torch.all((ours.double() - gelu64(v)).abs() <= bound)
+    assert gelu_within_bound(ours, x, w, b)
 
 
 @needs_amx
