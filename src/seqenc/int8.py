@@ -47,6 +47,7 @@ from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's A
     pack_int8,
     quantize_weights,
 )
+from .nn.linear import KernelLinear
 
 
 def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
@@ -57,7 +58,7 @@ def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     return q, scale.float()
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(KernelLinear):
     """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
     kernel of csrc/gemm_int8.c to pack for and run ("amx", "vnni512", "avx2", ...), None for
     torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
@@ -162,13 +163,6 @@ class Int8Linear(nn.Module):
                            self.weight_scale.data_ptr(), out.data_ptr(), N, M, K, M, threads,
                            how == "openmp")
         return out
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        y = self.matmul(x.reshape(-1, shape[-1]))
-        if self.bias is not None:
-            y += self.bias
-        return y.reshape(*shape[:-1], self.out_features)
 
 
 # the kernels whose epilogues have 16 lanes (avx512.c's arithmetic); the others have 8

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .nn import gemm_bf16
+from .nn.linear import KernelLinear
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def cast_encoder(encoder: nn.Module, dtype: torch.dtype) -> nn.Module:
     return round_to_bf16(clone)
 
 
-class Bf16Linear(nn.Module):
+class Bf16Linear(KernelLinear):
     """y = x W^T + b with W and x rounded to bf16 and everything else float32: the products of
     bf16 values are exact in float32 and summed in float32 (nn/gemm_bf16.py), so the only
     rounding is of the inputs. Float32 in, float32 out; CPU inference only (no gradients)."""
@@ -245,13 +246,6 @@ class Bf16Linear(nn.Module):
         takes_bf16_rows()): (N, K) float32 or bf16 -> (N, M) bf16."""
         return gemm_bf16.gemm(x.contiguous(), self.packed, self.out_features,
                               gelu_bias=bias.float().contiguous())
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        y = self.matmul(x.reshape(-1, shape[-1]))
-        if self.bias is not None:
-            y += self.bias
-        return y.reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 GEMM"
