@@ -28,7 +28,7 @@ Every function below takes an ``isa`` to force a set (tests run each set the CPU
 This module is the kernel sets, the layout checks our kernels share, the elementwise and
 attention kernels with their error bounds, the float32 GEMM and the fused post-norm layer that
 composes them; the GEMMs with their own packed weights and epilogues have modules of their own
-(gemm_bf16.py, gemm_avx2.py; int8 in seqenc/int8.py), which import this one.
+(gemm_bf16.py, gemm_avx2.py; int8 in seqenc/int8*.py), which import this one.
 """
 
 from __future__ import annotations
