@@ -32,9 +32,9 @@ lint: $(STAMP)
 # must pass on every CPU
 test: lint
 	$(PY) -m pytest
-	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py tests/test_int8.py tests/test_int8_gemm.py
+	SEQENC_KERNELS=0 $(PY) -m pytest tests/nn tests/test_reference.py tests/test_model.py tests/test_int8.py tests/test_int8_layer.py tests/test_int8_gemm.py
 	SEQENC_ISA=avx2 $(PY) -m pytest tests/nn/test_kernels.py tests/nn/test_kernel_sets.py tests/nn/test_fused_bf16.py \
-		tests/test_int8.py tests/test_int8_gemm.py
+		tests/test_int8.py tests/test_int8_layer.py tests/test_int8_gemm.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/throughput.py

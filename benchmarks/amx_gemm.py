@@ -2,7 +2,7 @@
 AVX512-BF16 (csrc/gemm_bf16.c) and PyTorch's bf16 matmul (oneDNN: AMX where the CPU has it,
 bf16 out), interleaved rounds in one process, medians; then, with --encode, encode(dtype=
 "bfloat16") sentences/s with our GEMM on each kernel set (kernels.ISA switched between rounds:
-only gemm_bf16 reads the difference), cosine to fp32.
+only gemm_bf16.gemm reads the difference), cosine to fp32.
 
     python benchmarks/amx_gemm.py --rows 1185 --rounds 7 --threads 1,2 [--encode 2000]
                                   [--json F]
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from seqenc.nn import kernels
+from seqenc.nn import gemm_bf16, kernels
 from seqenc.threads import set_threads
 
 SHAPES = {"qkv": (384, 1152), "out": (384, 384), "up+gelu": (384, 1536), "down": (1536, 384)}
@@ -42,10 +42,10 @@ def gemms(rows: int, rounds: int, bf16_rows: bool) -> dict[str, dict[str, float]
     for name, (k, m) in SHAPES.items():
         x, w, b = torch.randn(rows, k), torch.randn(m, k) * 0.05, torch.randn(m)
         xin = x.bfloat16() if bf16_rows else x
-        packed, x16, w16 = kernels.pack_bf16(w), x.bfloat16(), w.bfloat16()
+        packed, x16, w16 = gemm_bf16.pack_weight(w), x.bfloat16(), w.bfloat16()
         gelu = b if name == "up+gelu" else None
         def ours(isa: str, xin=xin, packed=packed, m=m, gelu=gelu) -> torch.Tensor:
-            return kernels.gemm_bf16(xin, packed, m, gelu_bias=gelu, isa=isa)
+            return gemm_bf16.gemm(xin, packed, m, gelu_bias=gelu, isa=isa)
 
         runs = {"amx": lambda: ours("amx"), "avx512bf16": lambda: ours("avx512bf16"),
                 "torch": lambda x16=x16, w16=w16: torch.mm(x16, w16.t())}

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from seqenc import int8
+from seqenc import int8, int8_layer
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
@@ -59,7 +59,7 @@ def steps(w, n: int, dtype: str) -> dict:
                                                      feeds=w.down_weight),
             "down+LN": lambda: w.down_weight._own_gemm(
                 h, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias, eps)),
-            "layer": lambda: int8.post_norm_layer(x, starts, lengths, 12, eps, w),
+            "layer": lambda: int8_layer.post_norm_layer(x, starts, lengths, 12, eps, w),
         }
     a16 = torch.empty(x.shape, dtype=torch.bfloat16)
     ctx16 = ctx.to(torch.bfloat16)

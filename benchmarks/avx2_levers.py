@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqenc import int8
+from seqenc import int8_layer
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_avx2
 
@@ -35,7 +35,7 @@ def modes(model: SentenceEncoder, texts: list[str]) -> dict[str, Callable[[], np
     def int8_mode(fused: bool) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
             gemm_avx2.ENABLED = True
-            int8.FUSING_GEMMS = ("vnni512", "avx2") if fused else ("vnni512",)
+            int8_layer.FUSING_GEMMS = ("vnni512", "avx2") if fused else ("vnni512",)
             return np.asarray(model.encode(texts, dtype="int8"))
         return run
 

@@ -1,9 +1,9 @@
-"""int8 on AVX2 without VNNI, A/B in one process (interleaved rounds, medians): seqenc fp32
-against int8 on each AVX2 kernel of csrc/gemm_int8_avx2.c — the int16 one (vpmaddwd, 8-bit
-operands), avx2-u8s7 (vpmaddubsw, 8-bit activations, 7-bit weights), avx2-u7s7 (7-bit both,
-the FFN down projection on avx2-u8s7: int8.EIGHT_BIT_INPUTS) — and the last two with GELU /
-LayerNorm / requantisation inside their GEMM tasks ("fused": int8.FUSING_GEMMS). Wall time: run
-it in a quiet slot; the CPU seconds (user + sys) are the figure to read on a shared machine.
+"""int8 on AVX2 without VNNI, A/B in one process (interleaved rounds, medians): seqenc fp32 against
+int8 on each AVX2 kernel of csrc/gemm_int8_avx2.c — the int16 one (vpmaddwd, 8-bit operands),
+avx2-u8s7 (vpmaddubsw, 8-bit activations, 7-bit weights), avx2-u7s7 (7-bit both, the FFN down
+projection on avx2-u8s7: int8.EIGHT_BIT_INPUTS) — and the last two with GELU / LayerNorm /
+requantisation inside their GEMM tasks ("fused": int8_layer.FUSING_GEMMS). Wall time: run it in a
+quiet slot; the CPU seconds (user + sys) are the figure to read on a shared machine.
 
     python benchmarks/int8_avx2.py --texts 1000 --rounds 3 --threads 2 [--json F]
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqenc import int8
+from seqenc import int8, int8_layer
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.precision import made_from
@@ -76,7 +76,7 @@ def main() -> None:
         if gemm is None:
             return model.encode(texts)
         model._encoders[torch.int8] = encoders[gemm]
-        int8.FUSING_GEMMS = ("vnni512", gemm, "avx2-u8s7") if fused else ("vnni512",)
+        int8_layer.FUSING_GEMMS = ("vnni512", gemm, "avx2-u8s7") if fused else ("vnni512",)
         vectors = model.encode(texts, dtype="int8")
         assert model._encoders[torch.int8] is encoders[gemm]  # ran the mode's kernels
         return vectors

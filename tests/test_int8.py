@@ -170,51 +170,6 @@ def test_encode_int8_runs_without_vnni_on_our_avx2_kernel(monkeypatch, make_cfg)
     assert layers and all(m.gemm == "avx2" for m in layers)
 
 
-@pytest.mark.parametrize("gemm", [
-    pytest.param(name, marks=pytest.mark.skipif(
-        name.split()[0] not in int8.runnable_gemms(),
-        reason=f"the {name} int8 kernel does not run here"))
-    for name in ("amx", "vnni512", "avx2", "avx2-u8s7", "avx2-u7s7",
-                 "avx2-u7s7 down on avx2-u8s7")])
-def test_epilogues_in_the_gemm_tasks_change_nothing(monkeypatch, make_cfg, gemm):
-    """int8.post_norm_layer (GELU and bias + residual + LayerNorm inside the GEMMs' tasks) gives
-    bit for bit what the separate kernels give (SEQENC_INT8_SCHEDULE=tasks or openmp), on
-    OpenMP's threads or tasks.c's, and runs for every layer when the schedule is fused; on
-    the AVX512-VNNI kernel and on AVX2's, whose epilogues are the 8-lane kernels' (so the
-    separate ones run the avx2 set too). avx2-u7s7 on every layer (EIGHT_BIT_INPUTS off): its
-    requantisation epilogue stores the down projection's 7-bit rows; with the down projection
-    on avx2-u8s7 (the default), the up projection's epilogue stores them as that kernel reads
-    them (8 bits, q + 128)."""
-    mixed = gemm.endswith("down on avx2-u8s7")
-    gemm = gemm.split()[0]
-    monkeypatch.setattr(int8, "FUSING_GEMMS", (gemm, "avx2-u8s7") if mixed else (gemm,))
-    if not mixed:
-        monkeypatch.setattr(int8, "EIGHT_BIT_INPUTS", ())
-    if gemm.startswith("avx2"):
-        monkeypatch.setattr(kernels, "ISA", "avx2")
-    torch.manual_seed(9)
-    cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
-                   max_positions=64)
-    encoder = Encoder(cfg).eval()
-    ids = torch.randint(0, 50, (5, 40))
-    keep = torch.arange(40)[None, :] < torch.tensor([40, 33, 17, 3, 1])[:, None]
-    monkeypatch.setattr(int8, "GEMM", gemm)
-    int8.quantize_encoder(encoder, int8.calibrate(encoder, [(ids, keep)]), alpha=0.5)
-    used = {m.gemm for m in encoder.modules() if isinstance(m, int8.Int8Linear)}
-    assert used == ({gemm, "avx2-u8s7"} if mixed else {gemm})
-    calls = []
-    fused = int8.post_norm_layer
-    monkeypatch.setattr(int8, "post_norm_layer", lambda *a: calls.append(1) or fused(*a))
-    outputs = {}
-    with torch.inference_mode():
-        for schedule in ("fused", "fused-tasks", "tasks", "openmp"):
-            monkeypatch.setattr(int8, "SCHEDULE", schedule)
-            outputs[schedule] = encoder(ids, keep).last_hidden_state[keep]
-    assert len(calls) == 2 * cfg.n_layers  # fused and fused-tasks
-    for schedule in ("fused-tasks", "tasks", "openmp"):
-        assert torch.equal(outputs["fused"], outputs[schedule])
-
-
 @pytest.mark.skipif(not int8.runnable_gemms(), reason="our int8 kernels do not run here")
 def test_batch_threads_leave_no_buffers_behind():
     """encode runs its batches on worker threads (threads.run_batches, kept across calls); the

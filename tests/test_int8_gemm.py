@@ -1,13 +1,14 @@
-"""csrc/gemm_int8.c through seqenc.int8: exact int32 sums against int64 on every kernel this CPU
-runs (over the whole range of values each takes: int8, or 7 bits where vpmaddubsw's int16 sums
-would otherwise saturate), the quantisation that feeds them, and Int8Linear on each kernel."""
+"""csrc/gemm_int8.c through seqenc.int8_gemm and int8: exact int32 sums against int64 on every
+kernel this CPU runs (over the whole range of values each takes: int8, or 7 bits where
+vpmaddubsw's int16 sums would otherwise saturate), the quantisation that feeds them, and
+Int8Linear on each kernel."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from seqenc import int8
+from seqenc import int8, int8_gemm
 from seqenc.nn import kernels
 
 GEMMS = int8.runnable_gemms()
@@ -57,7 +58,7 @@ def test_int32_sums_are_exact(gemm, shape, case):
     if k == 65536 and case == "random":
         pytest.skip("the extreme cases cover K = 65536")
     a, w = operands(case, n, m, k, torch.Generator().manual_seed(n + m + k), gemm)
-    got = int8.int8_mm(a, w, gemm)
+    got = int8_gemm.int8_mm(a, w, gemm)
     want = a.long() @ w.long().t()
     assert got.dtype == torch.int32
     assert torch.equal(got.long(), want), (got.long() - want).abs().max()
@@ -73,7 +74,7 @@ def test_threads_split_the_same_sums(gemm, schedule, monkeypatch):
     try:
         for t in (1, 2, 3):
             torch.set_num_threads(t)
-            assert torch.equal(int8.int8_mm(a, w, gemm).long(), want)
+            assert torch.equal(int8_gemm.int8_mm(a, w, gemm).long(), want)
     finally:
         torch.set_num_threads(threads)
 
@@ -160,8 +161,8 @@ def test_shapes_the_kernels_do_not_take_fall_back():
         with pytest.raises(ValueError, match="does not run here for"):
             int8.Int8Linear(linear, gemm=GEMMS[0])
     with pytest.raises(ValueError, match="does not run here"):
-        int8.int8_mm(torch.zeros(2, 16, dtype=torch.int8), torch.zeros(16, 16, dtype=torch.int8),
-                     "no-such-kernel")
+        int8_gemm.int8_mm(torch.zeros(2, 16, dtype=torch.int8),
+                          torch.zeros(16, 16, dtype=torch.int8), "no-such-kernel")
 
 
 def test_the_best_kernel_is_the_default():
@@ -211,9 +212,9 @@ def test_operands_past_a_kernels_levels_are_refused():
     """vpmaddubsw's int16 sums would saturate: int8_mm refuses them rather than go wrong."""
     ones = torch.ones(16, 16, dtype=torch.int8)
     with pytest.raises(ValueError, match=r"\|w\| <= 64"):
-        int8.int8_mm(ones, ones * 65, "avx2-u8s7")
+        int8_gemm.int8_mm(ones, ones * 65, "avx2-u8s7")
     with pytest.raises(ValueError, match=r"\|a\| <= 63"):
-        int8.int8_mm(ones * 64, ones, "avx2-u7s7")
+        int8_gemm.int8_mm(ones * 64, ones, "avx2-u7s7")
 
 
 @pytest.mark.skipif(not GEMMS, reason="our int8 kernels do not run here")
@@ -231,7 +232,7 @@ def test_concurrent_callers_and_a_forked_child_get_exact_sums():
 
     def work():
         for _ in range(20):
-            if not torch.equal(int8.int8_mm(a, w).long(), want):
+            if not torch.equal(int8_gemm.int8_mm(a, w).long(), want):
                 failures.append(1)
 
     try:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqenc import precision
-from seqenc.nn import Encoder, kernels
+from seqenc.nn import Encoder, gemm_bf16, kernels
 from seqenc.precision import Bf16Linear, bf16_encoder, cast_encoder, round_to_bf16
 
 
@@ -66,7 +66,7 @@ def test_bf16_linear_rounds_only_its_inputs():
     w64 = linear.weight.detach().to(torch.bfloat16).double()
     want = x64 @ w64.t() + linear.bias.detach().double()  # bias float32, not rounded
     size = x64.abs() @ w64.abs().t() + linear.bias.detach().double().abs()
-    assert torch.all((y.double() - want).abs() <= kernels.GEMM_BF16_ERROR * 65 * size + 1e-30)
+    assert torch.all((y.double() - want).abs() <= gemm_bf16.GEMM_BF16_ERROR * 65 * size + 1e-30)
 
 
 @needs_bf16_gemm
@@ -100,7 +100,7 @@ def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, spy, monkeypa
     ids = torch.randint(5, cfg.vocab_size, (3, 11))
     keep = torch.arange(11)[None, :] < torch.tensor([11, 7, 2])[:, None]
     ups: list[torch.Tensor] = []  # our up GEMMs' bf16 GELU outputs, in order
-    gemm = kernels.gemm_bf16
+    gemm = gemm_bf16.gemm
 
     def keep_ups(*args, **kwargs) -> torch.Tensor:
         out = gemm(*args, **kwargs)
@@ -108,7 +108,7 @@ def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, spy, monkeypa
             ups.append(out)
         return out
 
-    monkeypatch.setattr(kernels, "gemm_bf16", keep_ups)
+    monkeypatch.setattr(gemm_bf16, "gemm", keep_ups)
     calls = spy(kernels, "fused_post_norm_layer")
     with torch.inference_mode():
         got = ours(ids, keep).last_hidden_state[keep].double()
@@ -119,7 +119,7 @@ def test_bf16_encoder_is_float32_but_for_its_gemm_inputs(make_cfg, spy, monkeypa
         nearest, our = g.to(torch.bfloat16).double(), ups.pop(0).double().view(g.shape)
         # g within 1e-5 |g| of the midpoint of nearest and ours: ours is then nearest's other
         # neighbour (a bf16 step is 2**-8 |g| or more), so only that near-tie case is excused
-        near = (g - (nearest + our) / 2).abs() <= kernels.GELU_BF16_RELATIVE_ERROR * g.abs()
+        near = (g - (nearest + our) / 2).abs() <= gemm_bf16.GELU_BF16_RELATIVE_ERROR * g.abs()
         return torch.where(near, our, nearest)
 
     emulated = Encoder(cfg).eval().double()

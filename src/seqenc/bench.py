@@ -105,7 +105,7 @@ def gemm_gflops(dtype: torch.dtype, n: int = 2048, budget_s: float = 3.0,
 
     ours = None
     if dtype == torch.int8 and device == "cpu":
-        from . import int8
+        from . import int8, int8_gemm
 
         ours = int8.GEMM  # torch._int_mm is oneDNN's slow, saturating path without VNNI
 
@@ -123,7 +123,7 @@ def gemm_gflops(dtype: torch.dtype, n: int = 2048, budget_s: float = 3.0,
         def product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             if id(b) not in packed:
                 packed.clear()
-                packed[id(b)] = int8.int8_matmul(b, ours)
+                packed[id(b)] = int8_gemm.int8_matmul(b, ours)
             return packed[id(b)](a)
     while True:
         a, b = operands(n)

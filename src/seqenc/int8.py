@@ -24,12 +24,17 @@ choice, measured in benchmarks/int8_quality.py. ``int8_encoder`` is what
 random tokens (no user data), which holds the quality bar (benchmarks/RESULTS.md). Its layers
 keep the fused path (nn/kernels.py): int8 GEMM with the dequantisation in its epilogue, then
 our float32 epilogues.
+
+This module is one int8 linear layer and the choices behind it (which kernel, which schedule);
+the rest of int8 has a module per concept: int8_layout.py (each kernel's operands and packed
+weights), int8_layer.py (a whole post-norm layer inside the GEMMs' tasks), int8_gemm.py (bare
+exact int32 products, for tests and the bench probe), int8_calibration.py (the int8 copy of an
+encoder).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +47,7 @@ from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's A
     pack_int8,
     quantize_weights,
 )
+from .nn.linear import KernelLinear
 
 
 def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
@@ -52,7 +58,7 @@ def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     return q, scale.float()
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(KernelLinear):
     """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
     kernel of csrc/gemm_int8.c to pack for and run ("amx", "vnni512", "avx2", ...), None for
     torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
@@ -114,7 +120,7 @@ class Int8Linear(nn.Module):
         """Quantise x (smoothing applied as it is read) and run gemm_int8.c's kernel, which
         dequantises in its epilogue: no int32 intermediate, and (SCHEDULE "fused") no int8
         copy of x in memory either. gelu_bias, or norm = (bias, residual, gamma, beta, eps):
-        the post-norm layer's next step in the same tasks (see post_norm_layer). With ``feeds``
+        the post-norm layer's next step in the same tasks (see int8_layer.py). With ``feeds``
         (and gelu_bias) the result rows come back quantised for that layer, (q, scale), and x
         may be such a pair."""
         from .nn.kernels import _kernels
@@ -158,36 +164,9 @@ class Int8Linear(nn.Module):
                            how == "openmp")
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        y = self.matmul(x.reshape(-1, shape[-1]))
-        if self.bias is not None:
-            y += self.bias
-        return y.reshape(*shape[:-1], self.out_features)
 
-
-# The kernels whose tasks run the layer's next step by default (gemm_int8.c's epilogues). The
-# avx2 (int16) kernel can too (bit-identical, tested) but measured no gain on an AVX2-only Zen 3
-# (encode, 2 batches in flight, quiet: 228.6 texts/s fused vs 235.2 separate; RESULTS.md), so
-# it runs the separate passes unless this tuple names it.
-FUSING_GEMMS: tuple[str, ...] = ("amx", "vnni512")
 # the kernels whose epilogues have 16 lanes (avx512.c's arithmetic); the others have 8
 WIDE_GEMMS = ("amx", "vnni512")
-
-
-def fuses_layer(w) -> bool:
-    """Whether post_norm_layer runs this layer (nn.kernels.PostNormWeights): every linear an
-    Int8Linear on a kernel of FUSING_GEMMS, all of one width, SCHEDULE "fused", float32
-    vectors."""
-    linears = (w.qkv_weight, w.out_weight, w.up_weight, w.down_weight)
-    # one kernel, or 8-lane ones (avx2-u7s7 with its down projection on avx2-u8s7): the
-    # epilogues' width (16 lanes for amx and vnni512) must be the separate kernels' in every GEMM
-    lanes = {getattr(m, "gemm", None) in WIDE_GEMMS for m in linears}
-    return schedule().startswith("fused") and len(lanes) == 1 and all(
-        isinstance(m, Int8Linear) and m.gemm in FUSING_GEMMS for m in linears) and all(
-        v.dtype == torch.float32 and v.is_contiguous()
-        for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight, w.norm1_bias,
-                  w.norm2_weight, w.norm2_bias))
 
 
 def gelu_for_int8(w) -> bool:
@@ -196,30 +175,6 @@ def gelu_for_int8(w) -> bool:
     epilogues of WIDE_GEMMS do (both schedules give the same bits, and every kernel of this CPU
     the same vectors); the 8-lane kernels and epilogues keep the erf form."""
     return isinstance(w.down_weight, Int8Linear)
-
-
-def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
-                    w) -> Tensor:
-    """nn.kernels.fused_post_norm_layer for int8 layers (fuses_layer(w)), with the work after
-    each GEMM in the GEMM's own tasks: bias + GELU on each tile of the up projection (on
-    amx and vnni512 the int8 GELU, nn.kernels.GELU_INT8_ERROR: gelu_for_int8), then its
-    rows quantised for the down projection (the float32 (N, F) matrix is never stored), bias +
-    residual + LayerNorm on each task's rows of the out and down projections (the same float32
-    arithmetic as the separate kernels, so the same result). A layer is then five parallel
-    loops (four of gemm_int8.c, the attention kernel's) against sixteen, and fewer passes over
-    memory. Runs where schedule() is fused: calls with one thread (encode's batches), on
-    the kernels of FUSING_GEMMS (avx2's too when named: 8-lane epilogues, elementwise.c's).
-    x (N, D) float32 packed rows -> (N, D)."""
-    from .nn.kernels import varlen_attention
-
-    qkv = w.qkv_weight.matmul(x.contiguous())  # (N, 3D); the attention kernel adds the bias
-    context = varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)  # (N, D)
-    a = w.out_weight._own_gemm(context, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias,
-                                              eps))  # LN1(x + attention)
-    # (N, F) GELU rows, quantised for the down projection while in the up GEMM's cache
-    hidden = w.up_weight._own_gemm(a, gelu_bias=w.up_bias, feeds=w.down_weight)
-    return w.down_weight._own_gemm(hidden, norm=(w.down_bias, a, w.norm2_weight, w.norm2_bias,
-                                                 eps))  # (N, D)
 
 
 def _fast_kernels() -> bool:
@@ -295,7 +250,7 @@ def layer_gemm(name: str) -> str | None:
 
 
 # How a layer's GEMM runs on our kernels (SEQENC_INT8_SCHEDULE, to compare them):
-#   "fused": quantisation, GEMM and (post_norm_layer) the layer's next step in one
+#   "fused": quantisation, GEMM and (int8_layer.post_norm_layer) the layer's next step in one
 #     parallel loop on OpenMP's threads (PyTorch's: warm from the ops around it);
 #   "fused-tasks": the same loop on csrc/tasks.c's threads, whose loops end when the tiles are
 #     done rather than at a barrier (measured: no gain with a busy core, and ~25% slower on a
@@ -317,50 +272,6 @@ def schedule() -> str:
     if SCHEDULE != "auto":
         return SCHEDULE
     return "fused" if torch.get_num_threads() == 1 else "openmp"
-
-
-def int8_mm(a: Tensor, w: Tensor, gemm: str | None = None) -> Tensor:
-    """a (N, K) int8 times w (M, K) int8, transposed: (N, M) int32 sums from gemm_int8.c's
-    kernel ``gemm`` (default ``GEMM``), exact for values within LEVELS[gemm] on every CPU
-    (unlike torch._int_mm without VNNI; others are refused). Packs w on every call: for tests
-    and one-off products (int8_matmul packs it once)."""
-    return int8_matmul(w, gemm)(a)
-
-
-def int8_matmul(w: Tensor, gemm: str | None = None) -> Callable[[Tensor], Tensor]:
-    """int8_mm with w packed once: a function a (N, K) int8 -> (N, M) int32 sums (e.g. for
-    seqenc bench's int8 GEMM probe)."""
-    from .nn.kernels import _kernels
-
-    gemm = gemm or GEMM
-    if gemm not in runnable_gemms():
-        raise ValueError(f"int8 GEMM {gemm!r} does not run here (runs: {runnable_gemms()})")
-    (M, K), top_a, top_w = w.shape, *LEVELS[gemm]
-    if w.dtype != torch.int8 or not gemm_fits(M, K):
-        raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
-                         f"{w.dtype} {tuple(w.shape)} weights")
-    if w.numel() and w.abs().max() > top_w:
-        raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
-    kind, fmt, dtype = _GEMMS[gemm]
-    packed, corr = pack_int8(w, gemm)
-
-    def product(a: Tensor) -> Tensor:
-        N = a.shape[0]
-        if a.dtype != torch.int8 or a.dim() != 2 or a.shape[1] != K:
-            raise ValueError(f"int8_mm takes int8 (N, K) and (M, K), M % 16 == K % 8 == 0: got "
-                             f"{a.dtype} {tuple(a.shape)} and {w.dtype} {tuple(w.shape)}")
-        if a.numel() and a.abs().max() > top_a:
-            raise ValueError(f"int8 GEMM {gemm!r} takes |a| <= {top_a}, |w| <= {top_w}")
-        a = a.to(torch.int16) if dtype == torch.int16 else (
-            a.to(torch.int16) + _SHIFT[fmt]).to(torch.uint8)
-        a = a.contiguous()
-        out = torch.empty(N, M, dtype=torch.int32)
-        _kernels.gemm_int8(kind, a.data_ptr(), packed.data_ptr(),
-                           0 if corr is None else corr.data_ptr(), 0, 0, out.data_ptr(), N, M,
-                           K, M, torch.get_num_threads(), schedule() == "openmp")
-        return out
-
-    return product
 
 
 def quantize_rows_kernel(x: Tensor, gemm: str, mul: Tensor | None = None

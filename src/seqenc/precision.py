@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from .nn import kernels
+from .nn import gemm_bf16
+from .nn.linear import KernelLinear
 
 log = logging.getLogger(__name__)
 
@@ -205,15 +206,15 @@ def cast_encoder(encoder: nn.Module, dtype: torch.dtype) -> nn.Module:
     return round_to_bf16(clone)
 
 
-class Bf16Linear(nn.Module):
+class Bf16Linear(KernelLinear):
     """y = x W^T + b with W and x rounded to bf16 and everything else float32: the products of
-    bf16 values are exact in float32 and summed in float32 (nn/kernels.gemm_bf16), so the only
+    bf16 values are exact in float32 and summed in float32 (nn/gemm_bf16.py), so the only
     rounding is of the inputs. Float32 in, float32 out; CPU inference only (no gradients)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("packed", kernels.pack_bf16(linear.weight.detach().float()))
+        self.register_buffer("packed", gemm_bf16.pack_weight(linear.weight.detach().float()))
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
@@ -221,12 +222,12 @@ class Bf16Linear(nn.Module):
     def takes(linear: nn.Module) -> bool:
         """Whether ``linear`` is an nn.Linear of widths our GEMM runs here."""
         return (isinstance(linear, nn.Linear)
-                and kernels.can_gemm_bf16(linear.in_features, linear.out_features))
+                and gemm_bf16.can_gemm(linear.in_features, linear.out_features))
 
     def takes_bf16_rows(self) -> bool:
         """Whether matmul runs our GEMM here, so bf16 rows go in as they are (the fused layer
         then has its kernels write bf16 rows instead of converting float32 ones)."""
-        return self.packed.device.type == "cpu" and kernels.can_gemm_bf16(
+        return self.packed.device.type == "cpu" and gemm_bf16.can_gemm(
             self.in_features, self.out_features)
 
     def matmul(self, x: Tensor) -> Tensor:
@@ -234,24 +235,17 @@ class Bf16Linear(nn.Module):
         if x.device.type == "cpu" and self.takes_bf16_rows():
             if x.dtype != torch.bfloat16:
                 x = x.float()
-            return kernels.gemm_bf16(x.contiguous(), self.packed, self.out_features)
+            return gemm_bf16.gemm(x.contiguous(), self.packed, self.out_features)
         x = x.float().contiguous()
         # our kernels turned off (SEQENC_KERNELS=0, tests): the same products in PyTorch
-        w = kernels.unpack_bf16(self.packed, self.out_features, self.in_features)
+        w = gemm_bf16.unpack_weight(self.packed, self.out_features, self.in_features)
         return x.to(torch.bfloat16).float() @ w.float().t()
 
     def matmul_gelu(self, x: Tensor, bias: Tensor) -> Tensor:
         """gelu(x W^T + bias) rounded to bf16, the GELU inside our GEMM's epilogue (CPU, where
         takes_bf16_rows()): (N, K) float32 or bf16 -> (N, M) bf16."""
-        return kernels.gemm_bf16(x.contiguous(), self.packed, self.out_features,
-                                 gelu_bias=bias.float().contiguous())
-
-    def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        y = self.matmul(x.reshape(-1, shape[-1]))
-        if self.bias is not None:
-            y += self.bias
-        return y.reshape(*shape[:-1], self.out_features)
+        return gemm_bf16.gemm(x.contiguous(), self.packed, self.out_features,
+                              gelu_bias=bias.float().contiguous())
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 GEMM"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqenc.nn import kernels
+from seqenc.nn import gemm_bf16, kernels
 from seqenc.nn.encoder import Encoder
 from seqenc.nn.plan import make_plan
 
@@ -117,7 +117,7 @@ def test_kernels_writing_bf16_rows_match_conversion_passes(make_cfg, monkeypatch
         rows = enc(ids, keep).last_hidden_state
         assert len(calls) == cfg.n_layers, "the bf16 encoder did not take the fused path"
         monkeypatch.setattr(Bf16Linear, "takes_bf16_rows", lambda self: False)
-        monkeypatch.setattr(Bf16Linear, "matmul", lambda self, x: kernels.gemm_bf16(
+        monkeypatch.setattr(Bf16Linear, "matmul", lambda self, x: gemm_bf16.gemm(
             x.float().contiguous(), self.packed, self.out_features))
         passes = enc(ids, keep).last_hidden_state
     # attention's and LayerNorm's bf16 rows are bit for bit the conversions' (the kernels'

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqenc.nn import kernels
+from seqenc.nn import gemm_bf16, kernels
 
-from .test_gemm_bf16 import exact, gelu64
+from .test_gemm_bf16 import exact, gelu_within_bound, within_bound
 
 needs_amx = pytest.mark.skipif(
     "amx" not in kernels.AVAILABLE or not kernels.supports_bf16(),
@@ -20,12 +20,6 @@ needs_amx = pytest.mark.skipif(
 # blocks of 32 rows (two row tiles): one tile short, exact, one over; a second tile of 15 rows
 # (31, 47); one row over a block (33); odd tails; MiniLM's batch of ~37 x 32 (1185 = 37 x 32 + 1)
 ROWS = [1, 15, 16, 17, 31, 33, 47, 67, 1185]
-
-
-def within_bound(ours: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> bool:
-    want, size = exact(x, w)
-    bound = kernels.GEMM_BF16_ERROR * x.shape[1] * size + 1e-30
-    return bool(torch.all((ours.double() - want).abs() <= bound))
 
 
 @needs_amx
@@ -40,8 +34,8 @@ def test_amx_gemm_within_its_bound(n, k, m):
     torch.manual_seed(n * 7 + k + m)
     x, w = torch.randn(n, k) * 3, torch.randn(m, k) * 0.05
     x[:, 0] = 300.0  # an outlier channel, as MiniLM has
-    ours = kernels.gemm_bf16(x, kernels.pack_bf16(w), m, isa="amx")
-    assert kernels.last_gemm_bf16 == "amx"
+    ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m, isa="amx")
+    assert gemm_bf16.last_kernel == "amx"
     assert ours.dtype == torch.float32 and ours.shape == (n, m)
     assert within_bound(ours, x, w)
     # and it is not a bf16 output: far closer than one bf16 rounding of the result
@@ -59,7 +53,7 @@ def test_amx_rounds_each_sum_to_nearest():
     x, w = torch.zeros(2, k), torch.ones(16, k)
     x[0, 0], x[0, 5] = 1.0, 3 * 2.0**-25
     x[1, 0], x[1, 2], x[1, 4] = 2.0**24, 1.0, 1.0
-    ours = kernels.gemm_bf16(x, kernels.pack_bf16(w), 16, isa="amx")
+    ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), 16, isa="amx")
     assert ours[0, 0].item() == 1.0 + 2.0**-23
     assert ours[1, 0].item() == 2.0**24  # each addition rounded (measured on Sapphire Rapids)
     assert torch.all(ours == ours[:, :1])
@@ -73,10 +67,10 @@ def test_amx_reads_subnormal_inputs_within_the_stated_allowance():
     x, w = torch.randn(3, k), torch.randn(16, k)
     x[:, 1] = 2.0**-130  # subnormal in bf16 (and float32)
     w[:, 1] = 2.0**100  # a product of 2^-30: not small at all
-    ours = kernels.gemm_bf16(x, kernels.pack_bf16(w), 16, isa="amx")
+    ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), 16, isa="amx")
     want, size = exact(x, w)
     lost = (x[:, 1:2].double() * w[:, 1].double()).abs()
-    bound = kernels.GEMM_BF16_ERROR * k * size + lost + 1e-30
+    bound = gemm_bf16.GEMM_BF16_ERROR * k * size + lost + 1e-30
     assert torch.all((ours.double() - want).abs() <= bound)
 
 
@@ -87,15 +81,10 @@ def test_amx_gelu_epilogue_within_its_bound(n, k, m):
     then GELU_BF16_RELATIVE_ERROR and one bf16 rounding."""
     torch.manual_seed(n + k)
     x, w, b = torch.randn(n, k) * 2, torch.randn(m, k) * 0.1, torch.randn(m)
-    ours = kernels.gemm_bf16(x, kernels.pack_bf16(w), m, gelu_bias=b, isa="amx")
-    assert kernels.last_gemm_bf16 == "amx"
+    ours = gemm_bf16.gemm(x, gemm_bf16.pack_weight(w), m, gelu_bias=b, isa="amx")
+    assert gemm_bf16.last_kernel == "amx"
     assert ours.dtype == torch.bfloat16 and ours.shape == (n, m)
-    product, size = exact(x, w)
-    v = product + b.double()
-    shift = (kernels.GEMM_BF16_ERROR * k * size + 2.0**-24 * v.abs()) * 1.13
-    rel = kernels.GELU_BF16_RELATIVE_ERROR + kernels.BF16_ROUNDING
-    bound = (gelu64(v).abs() + shift) * rel + shift + 1e-36
-    assert torch.all((ours.double() - gelu64(v)).abs() <= bound)
+    assert gelu_within_bound(ours, x, w, b)
 
 
 @needs_amx
@@ -103,13 +92,13 @@ def test_amx_gelu_epilogue_within_its_bound(n, k, m):
 def test_amx_on_two_threads_equals_one(gelu):
     torch.manual_seed(3)
     x, w, b = torch.randn(301, 384), torch.randn(1152, 384), torch.randn(1152)
-    packed = kernels.pack_bf16(w)
+    packed = gemm_bf16.pack_weight(w)
     threads = torch.get_num_threads()
     try:
         results = []
         for t in (1, 2, 3):  # 3: more threads than this test machine's cores, tasks still split
             torch.set_num_threads(t)
-            results.append(kernels.gemm_bf16(x, packed, 1152, gelu_bias=b if gelu else None,
+            results.append(gemm_bf16.gemm(x, packed, 1152, gelu_bias=b if gelu else None,
                                               isa="amx"))
     finally:
         torch.set_num_threads(threads)
@@ -120,30 +109,30 @@ def test_amx_on_two_threads_equals_one(gelu):
 def test_amx_and_avx512bf16_agree_and_k_not_a_multiple_of_32_falls_back():
     torch.manual_seed(4)
     x, w = torch.randn(40, 384), torch.randn(96, 384)
-    packed = kernels.pack_bf16(w)
-    amx = kernels.gemm_bf16(x, packed, 96, isa="amx")
-    avx = kernels.gemm_bf16(x, packed, 96, isa="avx512bf16")
-    assert kernels.last_gemm_bf16 == "avx512bf16"
+    packed = gemm_bf16.pack_weight(w)
+    amx = gemm_bf16.gemm(x, packed, 96, isa="amx")
+    avx = gemm_bf16.gemm(x, packed, 96, isa="avx512bf16")
+    assert gemm_bf16.last_kernel == "avx512bf16"
     assert within_bound(amx, x, w) and within_bound(avx, x, w)
-    assert (amx - avx).abs().max() <= 2 * kernels.GEMM_BF16_ERROR * 384 * exact(x, w)[1].max()
+    assert (amx - avx).abs().max() <= 2 * gemm_bf16.GEMM_BF16_ERROR * 384 * exact(x, w)[1].max()
     x48, w48 = torch.randn(20, 48), torch.randn(32, 48)  # K % 32 == 16: the AVX512-BF16 kernel
-    ours = kernels.gemm_bf16(x48, kernels.pack_bf16(w48), 32, isa="amx")
-    assert kernels.last_gemm_bf16 == "avx512bf16" and within_bound(ours, x48, w48)
-    assert kernels.gemm_bf16(torch.zeros(0, 64), kernels.pack_bf16(torch.randn(16, 64)), 16,
+    ours = gemm_bf16.gemm(x48, gemm_bf16.pack_weight(w48), 32, isa="amx")
+    assert gemm_bf16.last_kernel == "avx512bf16" and within_bound(ours, x48, w48)
+    assert gemm_bf16.gemm(torch.zeros(0, 64), gemm_bf16.pack_weight(torch.randn(16, 64)), 16,
                              isa="amx").shape == (0, 16)
 
 
 @needs_amx
 def test_amx_is_the_default_where_it_runs_and_capped_by_seqenc_isa():
     assert kernels.ISA == "amx" or kernels.ISA != kernels.AVAILABLE[-1]
-    x, packed = torch.randn(3, 64), kernels.pack_bf16(torch.randn(16, 64))
-    kernels.gemm_bf16(x, packed, 16)
-    assert kernels.last_gemm_bf16 == ("amx" if kernels.ISA == "amx" else "avx512bf16")
+    x, packed = torch.randn(3, 64), gemm_bf16.pack_weight(torch.randn(16, 64))
+    gemm_bf16.gemm(x, packed, 16)
+    assert gemm_bf16.last_kernel == ("amx" if kernels.ISA == "amx" else "avx512bf16")
 
 
 def test_amx_is_refused_where_it_does_not_run():
     if "amx" in kernels.AVAILABLE or not kernels.supports_bf16():
         pytest.skip("this CPU runs the amx set, or has no bf16 GEMM at all")
     with pytest.raises(ValueError, match="amx"):
-        kernels.gemm_bf16(torch.randn(2, 64), kernels.pack_bf16(torch.randn(16, 64)), 16,
+        gemm_bf16.gemm(torch.randn(2, 64), gemm_bf16.pack_weight(torch.randn(16, 64)), 16,
                           isa="amx")

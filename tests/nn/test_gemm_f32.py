@@ -94,6 +94,12 @@ def test_epilogues_are_the_separate_kernels_bit_for_bit(monkeypatch, n, f):
 def test_fused_layers_run_on_it_and_equal_the_modules(make_cfg, monkeypatch, threads):
     """On the AVX-512 sets a float32 post-norm layer is nn/gemm_avx2.py's post_norm_layer on
     gemm_f32.c, within float32 rounding of PyTorch's modules."""
+    fused_layers_equal_the_modules(make_cfg, monkeypatch, threads)
+
+
+def fused_layers_equal_the_modules(make_cfg, monkeypatch, threads: int) -> None:
+    """Every post-norm layer of an encoder runs gemm_avx2.post_norm_layer on the kernel set in
+    force (the caller's), within float32 rounding of PyTorch's modules (our kernels off)."""
     monkeypatch.setattr(gemm_avx2, "ENABLED", True)
     torch.manual_seed(0)
     cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",

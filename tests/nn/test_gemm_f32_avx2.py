@@ -10,6 +10,8 @@ import torch
 
 from seqenc.nn import Encoder, gemm_avx2, kernels
 
+from .test_gemm_f32 import fused_layers_equal_the_modules
+
 pytestmark = pytest.mark.skipif(
     not (kernels.ENABLED and "avx2" in kernels.AVAILABLE and kernels._has("gemm_f32_avx2")),
     reason=f"the avx2 kernel set does not run here ({kernels.describe()})")
@@ -105,28 +107,7 @@ def test_gemm_refuses_what_it_cannot_take():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_layers_run_on_it_and_equal_the_modules(make_cfg, monkeypatch, threads):
-    torch.manual_seed(0)
-    cfg = make_cfg(d_model=64, n_heads=4, d_ff=256, activation="gelu", norm="post",
-                   max_positions=64)
-    encoder = Encoder(cfg).eval()
-    for p in encoder.parameters():  # LayerNorm weights away from 1 and biases away from 0
-        torch.nn.init.normal_(p, std=0.3)
-    ids = torch.randint(0, 50, (4, 30))
-    keep = torch.arange(30)[None, :] < torch.tensor([30, 17, 4, 1])[:, None]
-    calls = []
-    real = gemm_avx2.post_norm_layer
-    monkeypatch.setattr(gemm_avx2, "post_norm_layer", lambda *a: calls.append(1) or real(*a))
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
-        with torch.inference_mode():
-            ours = encoder(ids, keep).last_hidden_state
-            assert len(calls) == cfg.n_layers
-            monkeypatch.setattr(kernels, "ENABLED", False)
-            theirs = encoder(ids, keep).last_hidden_state
-    finally:
-        torch.set_num_threads(before)
-    assert torch.allclose(ours[keep], theirs[keep], atol=2e-5)
+    fused_layers_equal_the_modules(make_cfg, monkeypatch, threads)  # on the avx2 set (avx2_set)
 
 
 def test_mkl_setting_keeps_the_separate_path(monkeypatch, make_cfg):

@@ -14,7 +14,7 @@
  *   C (N, M) float32, row stride ldc; or, given the FFN's up bias, gelu(A W^T + bias) rounded
  *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
  *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
- *     (simd512.h's gelu512_for_bf16: kernels.GELU_BF16_RELATIVE_ERROR, then bf16).
+ *     (simd512.h's gelu512_for_bf16: gemm_bf16.GELU_BF16_RELATIVE_ERROR, then bf16).
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32

@@ -2,7 +2,7 @@
  *
  *   A (N, K) bf16 rows, K % 32 == 0 (one A tile row is 32 k; the caller falls back to
  *     gemm_bf16.c otherwise)
- *   W packed by pack_bf16 as gemm_bf16.c says: panels of up to PANEL = 48 columns, pairs of k
+ *   W packed by pack_weight as gemm_bf16.c says: panels of up to PANEL = 48 columns, pairs of k
  *     side by side. That is AMX's B-tile layout already: one panel row k2 is w columns x 2 k,
  *     so the B tile of columns c0 + 16 j .. + 16 and k = 32 kb .. + 32 is 16 rows of 64 bytes
  *     at panel + kb 16 (2 w) + 32 j values, row stride 2 w values. No second packed format:
@@ -34,7 +34,7 @@
  * Arithmetic (TDPBF16PS, Intel SDM; tests/nn/test_gemm_bf16_amx.py checks it here): each
  * bf16 product is exact in float32 and is added to the float32 accumulator with round to
  * nearest even (MXCSR ignored), so a C entry is a float32 dot product of length K, gemm_bf16.c's
- * bound (kernels.GEMM_BF16_ERROR); but subnormal bf16 inputs are read as zero and subnormal
+ * bound (gemm_bf16.GEMM_BF16_ERROR); but subnormal bf16 inputs are read as zero and subnormal
  * sums flushed to zero (DAZ/FTZ), which adds at most K 2^-126 (the bound's + 1e-30) and
  * |a_k w_k| for a term with a subnormal factor. */
 #include "amx.h"

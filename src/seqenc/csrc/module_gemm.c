@@ -13,7 +13,7 @@
  * (n, k) bf16, W packed by seqenc/precision.py (gemm_bf16.c says how), C float32; with
  * gelu_bias_ptr (float32 (m,)) C = gelu(A W^T + bias) in bf16. to_bf16(x_ptr, y_ptr, n, k,
  * threads): float32 rows -> bf16 rows. AVX512-BF16 only; shapes and the CPU checked by the
- * caller (seqenc/nn/kernels.py) beyond the conditions tested here. */
+ * caller (seqenc/nn/gemm_bf16.py) beyond the conditions tested here. */
 static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     (void)self;
     unsigned long long a, packed, c, gelu_bias = 0;

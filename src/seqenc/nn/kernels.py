@@ -12,18 +12,23 @@ Kernel sets, chosen once at import by what the CPU has (``ISA``; ``SEQENC_ISA=av
 - ``avx512``: AVX-512 F/BW/VL/DQ: the elementwise epilogues with 16 lanes when the width is a
   multiple of 16, attention with 16 lanes when the head size is, and ``gemm_f32``: the fused layers'
   float32 GEMMs with 512-bit FMAs (MKL's sgemm ran its AVX2 code here);
-- ``avx512bf16``: also AVX512-BF16: ``gemm_bf16`` (bf16 inputs, float32 sums and output:
-  what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues that read and
-  write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the way out), so an
-  encoder cast to bf16 (precision.cast_encoder; not what ``encode`` runs here) keeps the fused
-  path too, its GEMMs then PyTorch's bf16 matmuls;
+- ``avx512bf16``: also AVX512-BF16: the bf16 GEMM (nn/gemm_bf16.py: bf16 inputs, float32 sums
+  and output: what ``encode(dtype="bfloat16")`` runs, see seqenc/precision.py), and epilogues
+  that read and write bfloat16 as well (float32 arithmetic, one round-to-nearest-even on the
+  way out), so an encoder cast to bf16 (precision.cast_encoder; not what ``encode`` runs here)
+  keeps the fused path too, its GEMMs then PyTorch's bf16 matmuls;
 - ``amx``: also AMX-TILE + AMX-BF16, with Linux's permission for the tile data (asked at
-  import): ``gemm_bf16`` on AMX tiles (csrc/gemm_bf16_amx.c; the same packed weights, the same
+  import): the bf16 GEMM on AMX tiles (csrc/gemm_bf16_amx.c; the same packed weights, the same
   bound) where K % 32 == 0, the avx512bf16 kernel otherwise; everything else as avx512bf16.
 int8 (``encode(dtype="int8")``, seqenc/int8.py) runs on our csrc/gemm_int8.c GEMMs with every
 set: AVX512-VNNI (not under SEQENC_ISA=avx2), AVX-VNNI, or vpmaddubsw on 7-bit weights on
 AVX2-only CPUs (int8.LEVELS).
 Every function below takes an ``isa`` to force a set (tests run each set the CPU has).
+
+This module is the kernel sets, the layout checks our kernels share, the elementwise and
+attention kernels with their error bounds, the float32 GEMM and the fused post-norm layer that
+composes them; the GEMMs with their own packed weights and epilogues have modules of their own
+(gemm_bf16.py, gemm_avx2.py; int8 in seqenc/int8*.py), which import this one.
 """
 
 from __future__ import annotations
@@ -281,10 +286,10 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     The matmuls (``matmul``) by weight: float32 tensors, ours (nn/gemm_avx2.py's with the
     epilogues inside: gemm_f32 on AVX-512 CPUs, the avx2 set's; SEQENC_F32_GEMM=mkl: gemm_f32
     alone on AVX-512 CPUs, PyTorch's on the avx2 set);
-    precision.Bf16Linear, our gemm_bf16 (bf16 inputs, float32 out); int8.Int8Linear,
-    our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2's vpmaddubsw; torch._int_mm
-    with those off or for widths they do not take), and int8.post_norm_layer runs the whole
-    layer where int8.fuses_layer says so;
+    precision.Bf16Linear, our bf16 GEMM (nn/gemm_bf16.py: bf16 inputs, float32 out);
+    int8.Int8Linear, our csrc/gemm_int8.c kernels (AVX512-VNNI, AVX-VNNI or AVX2's
+    vpmaddubsw; torch._int_mm with those off or for widths they do not take), and
+    int8_layer.post_norm_layer runs the whole layer where int8_layer.fuses_layer says so;
     bf16 tensors (an encoder cast to bf16), PyTorch's bf16 matmuls. The elementwise work
     around them is fused into them. In bfloat16 every step's output is
     rounded to bf16 once (the GEMMs' and each kernel's), as PyTorch's bf16 ops round theirs.
@@ -294,12 +299,12 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
     """
     x = x.contiguous()
-    from seqenc import int8  # int8 layers: the steps after each GEMM inside it
+    from seqenc import int8, int8_layer  # int8 layers: the steps after each GEMM inside it
 
     from . import gemm_avx2  # float32 on AVX2-only CPUs: the same, on our AVX2 GEMM
 
-    if x.dtype == torch.float32 and int8.fuses_layer(w):
-        return int8.post_norm_layer(x, starts, lengths, n_heads, eps, w)
+    if x.dtype == torch.float32 and int8_layer.fuses_layer(w):
+        return int8_layer.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     if gemm_avx2.fuses_layer(x, w):
         return gemm_avx2.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
@@ -319,91 +324,6 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
                             for_int8=int8.gelu_for_int8(w))
     return add_layer_norm_(matmul(hidden, w.down_weight), w.down_bias, a,
                            w.norm2_weight, w.norm2_bias, eps)  # (N, D)
-
-
-# gemm_bf16.c: bf16 inputs, float32 accumulation and output. The weights are packed once into
-# panels of GEMM_PANEL columns (pairs of k side by side, what vdpbf16ps multiplies, and AMX's
-# B-tile layout: gemm_bf16_amx.c reads the same panels, 16 columns x 32 k a tile).
-GEMM_PANEL = 48
-# |ours - exact| <= GEMM_BF16_ERROR K sum_k |a_k w_k| (+ 1e-30) against float64 on the same bf16
-# inputs: the products are exact in float32, so this is a float32 sum's bound (K roundings of
-# one unit in the last place each), K the inner dimension. On AMX (TDPBF16PS) too, for inputs
-# without bf16 subnormals: AMX reads those as zero and flushes subnormal sums (at most K 2^-126,
-# inside the 1e-30), so a term with a subnormal factor may also be lost whole.
-GEMM_BF16_ERROR = 2.0 ** -24
-last_gemm_bf16 = ""  # "amx" or "avx512bf16": which kernel the last gemm_bf16 call ran
-# The GELU of gemm_bf16's epilogue, whose result is rounded to bf16 next: |ours - gelu(v)| <=
-# GELU_BF16_RELATIVE_ERROR |gelu(v)| before that rounding (v the float32 GEMM output + bias), a
-# cheaper fit than bias_gelu_'s (csrc/simd512.h), 1/200 of the bf16 rounding's 2**-9.
-GELU_BF16_RELATIVE_ERROR = 1e-5
-
-
-def can_gemm_bf16(k: int, m: int) -> bool:
-    """Whether gemm_bf16 runs here for inner width k and output width m."""
-    return supports_bf16() and k % 16 == 0 and m % 16 == 0 and _has("gemm_bf16")
-
-
-def pack_bf16(weight: Tensor) -> Tensor:
-    """(M, K) weight -> its values rounded to bf16 (nearest even) in gemm_bf16's layout:
-    panel by panel of GEMM_PANEL rows of the weight, (K / 2, width, 2) each. -> (M K,) bf16."""
-    M, K = weight.shape
-    if K % 2 or M % 16:
-        raise ValueError(f"pack_bf16 needs an even K and M divisible by 16, got ({M}, {K})")
-    w = weight.detach().to(torch.bfloat16)
-    panels = [w[c0:c0 + GEMM_PANEL].reshape(-1, K // 2, 2).transpose(0, 1).reshape(-1)
-              for c0 in range(0, M, GEMM_PANEL)]
-    return torch.cat(panels).contiguous()
-
-
-def unpack_bf16(packed: Tensor, m: int, k: int) -> Tensor:
-    """pack_bf16's inverse: (M, K) bf16."""
-    parts = []
-    for c0 in range(0, m, GEMM_PANEL):
-        width = min(GEMM_PANEL, m - c0)
-        panel = packed[c0 * k:(c0 + width) * k].view(k // 2, width, 2)
-        parts.append(panel.transpose(0, 1).reshape(width, k))
-    return torch.cat(parts)
-
-
-def gemm_bf16(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None,
-              isa: str | None = None) -> Tensor:
-    """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
-    and W (M, K) packed by pack_bf16: bf16 products, float32 sums, (N, M) float32 out. Needs
-    can_gemm_bf16(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias) on each float32
-    register tile, to GELU_BF16_RELATIVE_ERROR, rounded to bf16 as stored (an FFN's up
-    projection feeding a bf16 down projection): (N, M) bfloat16. The kernel: AMX tiles on the
-    amx set (``isa``, default ``ISA``) where K % 32 == 0, else AVX512-BF16 (last_gemm_bf16)."""
-    global last_gemm_bf16
-    _check_rows(x)
-    N, K = x.shape
-    if (not can_gemm_bf16(K, m) or packed.numel() != m * K
-            or packed.dtype != torch.bfloat16 or not packed.is_contiguous()):
-        raise ValueError(f"gemm_bf16 takes (N, K) rows, K and M divisible by 16 and "
-                         f"(M K,) packed weights on the avx512bf16 kernel set: got {x.dtype} "
-                         f"({N}, {K}), M={m}, {packed.numel()} packed values, set {ISA!r}")
-    isa = isa or ISA
-    if isa not in AVAILABLE[2:]:
-        raise ValueError(f"gemm_bf16 runs on the avx512bf16 or amx kernel set, not {isa!r} "
-                         f"(this CPU: {AVAILABLE})")
-    amx = isa == "amx" and K % 32 == 0 and _has("gemm_bf16_amx")
-    gemm = _kernels.gemm_bf16_amx if amx else _kernels.gemm_bf16
-    last_gemm_bf16 = "amx" if amx else "avx512bf16"
-    threads = torch.get_num_threads()
-    a = x
-    if x.dtype == torch.float32:
-        a = torch.empty(N, K, dtype=torch.bfloat16)
-        _kernels.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
-    if gelu_bias is None:
-        out = torch.empty(N, m)
-        gemm(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
-        return out
-    if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
-            or not gelu_bias.is_contiguous()):
-        raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
-    out = torch.empty(N, m, dtype=torch.bfloat16)
-    gemm(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
-         gelu_bias.data_ptr())
-    return out
 
 
 # gemm_f32.c: float32 with AVX-512 FMAs (MKL's sgemm runs its AVX2 code on the AMD CPUs here,

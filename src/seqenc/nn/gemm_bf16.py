@@ -1,0 +1,102 @@
+"""Our bf16 GEMM (csrc/gemm_bf16.c, csrc/gemm_bf16_amx.c): bf16 inputs, float32 sums and
+output, the weights packed once. What ``encode(dtype="bfloat16")`` runs on CPUs with
+AVX512-BF16 (precision.Bf16Linear holds the packed weights); with ``gelu_bias`` the up
+projection's bias + GELU run on each register tile and the result is stored as bf16.
+
+Its own module because it is its own operation: a GEMM with a packed operand and a bound of
+its own, beside the float32 GEMMs (gemm_avx2.py, kernels.gemm_f32). The kernel sets, the
+layout checks and the elementwise and attention kernels it builds on stay in kernels.py.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import kernels
+
+# The weights are packed once into panels of GEMM_PANEL columns (pairs of k side by side, what
+# vdpbf16ps multiplies, and AMX's B-tile layout: gemm_bf16_amx.c reads the same panels, 16
+# columns x 32 k a tile).
+GEMM_PANEL = 48
+# |ours - exact| <= GEMM_BF16_ERROR K sum_k |a_k w_k| (+ 1e-30) against float64 on the same bf16
+# inputs: the products are exact in float32, so this is a float32 sum's bound (K roundings of
+# one unit in the last place each), K the inner dimension. On AMX (TDPBF16PS) too, for inputs
+# without bf16 subnormals: AMX reads those as zero and flushes subnormal sums (at most K 2^-126,
+# inside the 1e-30), so a term with a subnormal factor may also be lost whole.
+GEMM_BF16_ERROR = 2.0 ** -24
+last_kernel = ""  # "amx" or "avx512bf16": which kernel the last gemm call ran
+# The GELU of gemm's epilogue, whose result is rounded to bf16 next: |ours - gelu(v)| <=
+# GELU_BF16_RELATIVE_ERROR |gelu(v)| before that rounding (v the float32 GEMM output + bias), a
+# cheaper fit than kernels.bias_gelu_'s (csrc/simd512.h), 1/200 of the bf16 rounding's 2**-9.
+GELU_BF16_RELATIVE_ERROR = 1e-5
+
+
+def can_gemm(k: int, m: int) -> bool:
+    """Whether gemm runs here for inner width k and output width m."""
+    return kernels.supports_bf16() and k % 16 == 0 and m % 16 == 0 and kernels._has("gemm_bf16")
+
+
+def pack_weight(weight: Tensor) -> Tensor:
+    """(M, K) weight -> its values rounded to bf16 (nearest even) in gemm's layout:
+    panel by panel of GEMM_PANEL rows of the weight, (K / 2, width, 2) each. -> (M K,) bf16."""
+    M, K = weight.shape
+    if K % 2 or M % 16:
+        raise ValueError(f"pack_weight needs an even K and M divisible by 16, got ({M}, {K})")
+    w = weight.detach().to(torch.bfloat16)
+    panels = [w[c0:c0 + GEMM_PANEL].reshape(-1, K // 2, 2).transpose(0, 1).reshape(-1)
+              for c0 in range(0, M, GEMM_PANEL)]
+    return torch.cat(panels).contiguous()
+
+
+def unpack_weight(packed: Tensor, m: int, k: int) -> Tensor:
+    """pack_weight's inverse: (M, K) bf16."""
+    parts = []
+    for c0 in range(0, m, GEMM_PANEL):
+        width = min(GEMM_PANEL, m - c0)
+        panel = packed[c0 * k:(c0 + width) * k].view(k // 2, width, 2)
+        parts.append(panel.transpose(0, 1).reshape(width, k))
+    return torch.cat(parts)
+
+
+def gemm(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None,
+         isa: str | None = None) -> Tensor:
+    """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
+    and W (M, K) packed by pack_weight: bf16 products, float32 sums, (N, M) float32 out. Needs
+    can_gemm(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias) on each float32
+    register tile, to GELU_BF16_RELATIVE_ERROR, rounded to bf16 as stored (an FFN's up
+    projection feeding a bf16 down projection): (N, M) bfloat16. The kernel: AMX tiles on the
+    amx set (``isa``, default kernels.ISA) where K % 32 == 0, else AVX512-BF16 (last_kernel)."""
+    global last_kernel
+    kernels._check_rows(x)
+    N, K = x.shape
+    if (not can_gemm(K, m) or packed.numel() != m * K
+            or packed.dtype != torch.bfloat16 or not packed.is_contiguous()):
+        raise ValueError(f"gemm_bf16 takes (N, K) rows, K and M divisible by 16 and "
+                         f"(M K,) packed weights on the avx512bf16 kernel set: got {x.dtype} "
+                         f"({N}, {K}), M={m}, {packed.numel()} packed values, "
+                         f"set {kernels.ISA!r}")
+    isa = isa or kernels.ISA
+    if isa not in kernels.AVAILABLE[2:]:
+        raise ValueError(f"gemm_bf16 runs on the avx512bf16 or amx kernel set, not {isa!r} "
+                         f"(this CPU: {kernels.AVAILABLE})")
+    ext = kernels._kernels
+    amx = isa == "amx" and K % 32 == 0 and kernels._has("gemm_bf16_amx")
+    run = ext.gemm_bf16_amx if amx else ext.gemm_bf16
+    last_kernel = "amx" if amx else "avx512bf16"
+    threads = torch.get_num_threads()
+    a = x
+    if x.dtype == torch.float32:
+        a = torch.empty(N, K, dtype=torch.bfloat16)
+        ext.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
+    if gelu_bias is None:
+        out = torch.empty(N, m)
+        run(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+        return out
+    if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
+            or not gelu_bias.is_contiguous()):
+        raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
+    out = torch.empty(N, m, dtype=torch.bfloat16)
+    run(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
+        gelu_bias.data_ptr())
+    return out
