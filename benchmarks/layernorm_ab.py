@@ -5,6 +5,10 @@ counts 1..9 and encode-sized batches, with and without the bf16 copy; the bf16 l
 avx512bf16 and amx sets; the float32 layer, whose gemm_f32 runs the same LayerNorm inside).
 
     python benchmarks/layernorm_ab.py --baseline-so OLD.so [--rounds 15] [--json F]
+    python benchmarks/layernorm_ab.py --baseline-so OLD.so --encode 1000 --threads 2 [--dtype D]
+
+--encode N: instead, encode(dtype) of the bench corpus's first N texts (its own batch threads),
+the builds alternating, outputs checked equal.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from fp32_avx2_ab import load_kernels
+from fp32_avx2_ab import CORPUS, load_kernels
 
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
@@ -73,10 +78,15 @@ def main() -> None:
     parser.add_argument("--baseline-so", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--encode", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtype", default="bfloat16")
     args = parser.parse_args()
-    set_threads(1)
+    set_threads(args.threads)
     tune_memory()
     builds = {"baseline": load_kernels(args.baseline_so), "this": kernels._kernels}
+    if args.encode:
+        return encode_ab(builds, args)
     runs = cases(SentenceEncoder.from_pretrained())
     for name, f in runs.items():
         got = {}
@@ -115,6 +125,34 @@ def main() -> None:
               f"(pairwise median {pairs:5.3f}x)", flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+
+
+def encode_ab(builds: dict, args) -> None:
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[:args.encode]
+    model = SentenceEncoder.from_pretrained()
+    outputs = {}
+    for build, k in builds.items():
+        kernels._kernels = k
+        outputs[build] = model.encode(texts, dtype=args.dtype)
+    assert np.array_equal(outputs["baseline"], outputs["this"]), "the builds' outputs differ"
+    times: dict[str, list[float]] = {b: [] for b in builds}
+    for _ in range(args.rounds):
+        for build, k in builds.items():
+            kernels._kernels = k
+            t = time.perf_counter()
+            model.encode(texts, dtype=args.dtype)
+            times[build].append(time.perf_counter() - t)
+    kernels._kernels = builds["this"]
+    rates = {b: len(texts) / statistics.median(ts) for b, ts in times.items()}
+    pairs = statistics.median(o / t for o, t in zip(times["baseline"], times["this"],
+                                                     strict=True))
+    print(f"encode {args.dtype} {len(texts)} texts, {args.threads} threads, set {kernels.ISA}: "
+          f"baseline {rates['baseline']:.1f} sent/s, this {rates['this']:.1f} sent/s, "
+          f"{rates['this'] / rates['baseline']:.3f}x (pairwise median {pairs:.3f}x)", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"sent_per_s": rates, "pairwise_median": pairs,
+                                         "seconds": times}, indent=1))
 
 
 if __name__ == "__main__":
