@@ -74,6 +74,29 @@ def test_add_layer_norm_within_its_bound(isa, width):
     assert torch.all((ours - exact).abs() <= bound)
 
 
+@pytest.mark.skipif("avx512" not in kernels.AVAILABLE, reason="this CPU has no avx512")
+def test_add_layer_norm_rows_do_not_depend_on_their_neighbours():
+    """The 16-lane float32 LayerNorm runs rows in groups (four sum chains side by side) and
+    keeps y + bias + residual in y itself: every row must still get the bits it gets alone,
+    for every group remainder and rows that span two of encode's 16-row tasks, and a residual
+    that is y itself must act as a copy of y (read before written)."""
+    torch.manual_seed(7)
+    b, gamma, beta = torch.randn(384), torch.randn(384), torch.randn(384)
+    for n in (1, 2, 3, 4, 5, 6, 7, 9, 21):
+        y, residual = torch.randn(n, 384) * 3, torch.randn(n, 384) + 2
+        together = kernels.add_layer_norm_(y.clone(), b, residual, gamma, beta, 1e-12,
+                                           isa="avx512")
+        alone = torch.cat([kernels.add_layer_norm_(y[i:i + 1].clone(), b, residual[i:i + 1],
+                                                   gamma, beta, 1e-12, isa="avx512")
+                           for i in range(n)])
+        assert torch.equal(together, alone), n
+        same = y.clone()
+        assert torch.equal(kernels.add_layer_norm_(same, b, same, gamma, beta, 1e-12,
+                                                   isa="avx512"),
+                           kernels.add_layer_norm_(y.clone(), b, y.clone(), gamma, beta, 1e-12,
+                                                   isa="avx512")), n
+
+
 needs_bf16 = pytest.mark.skipif("avx512bf16" not in kernels.AVAILABLE,
                                 reason="this CPU has no avx512bf16 (bf16 kernels not exercised)")
 

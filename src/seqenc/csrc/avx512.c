@@ -42,38 +42,104 @@ AVX512BF16 static inline void store16(void *p, int64_t i, __m512 v, int dtype) {
                 store16(x, r * n + c, _mm512_mul_ps(v, normal_cdf512(v)), DT);                \
             }                                                                                 \
         }                                                                                     \
-    }                                                                                         \
-    AVX512BF16 static void add_layernorm_rows_##SUFFIX(                                       \
-        void *y, const void *bias, const void *residual, const void *gamma, const void *beta, \
-        float eps, int64_t n, int64_t lo, int64_t hi, float *row, uint16_t *copy16) {         \
-        for (int64_t r = lo; r < hi; r++) {                                                   \
-            __m512 sum = _mm512_setzero_ps();                                                 \
-            for (int64_t c = 0; c < n; c += 16) {                                             \
-                __m512 v = _mm512_add_ps(                                                     \
-                    _mm512_add_ps(load16(y, r * n + c, DT), load16(bias, c, DT)),             \
-                    load16(residual, r * n + c, DT));                                         \
-                _mm512_storeu_ps(row + c, v);                                                 \
-                sum = _mm512_add_ps(sum, v);                                                  \
-            }                                                                                 \
-            const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);         \
-            __m512 sq = _mm512_setzero_ps();                                                  \
-            for (int64_t c = 0; c < n; c += 16) {                                             \
-                __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + c), mean);                     \
-                sq = _mm512_fmadd_ps(d, d, sq);                                               \
-            }                                                                                 \
-            const float var = _mm512_reduce_add_ps(sq) / (float)n;                            \
-            const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + eps));                     \
-            for (int64_t c = 0; c < n; c += 16) {                                             \
-                __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale); \
-                d = _mm512_fmadd_ps(d, load16(gamma, c, DT), load16(beta, c, DT));            \
-                store16(y, r * n + c, d, DT);                                                 \
-                if (copy16) store_bf16(copy16 + r * n + c, d);                                \
-            }                                                                                 \
-        }                                                                                     \
     }
 
 ROWS_KERNELS(f32, DTYPE_F32)
 ROWS_KERNELS(bf16, DTYPE_BF16)
+
+/* bias + residual + LayerNorm of bf16 rows [lo, hi): the row's float32 sum (bias + residual +
+ * y) is kept in a scratch row (n floats), not re-read from y: that would round it to bf16
+ * before the statistics. */
+AVX512BF16 static void add_layernorm_rows_bf16(uint16_t *y, const uint16_t *bias,
+                                               const uint16_t *residual, const uint16_t *gamma,
+                                               const uint16_t *beta, float eps, int64_t n,
+                                               int64_t lo, int64_t hi, float *row) {
+    for (int64_t r = lo; r < hi; r++) {
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            const __m512 v = _mm512_add_ps(
+                _mm512_add_ps(load_bf16(y + r * n + c), load_bf16(bias + c)),
+                load_bf16(residual + r * n + c));
+            _mm512_storeu_ps(row + c, v);
+            sum = _mm512_add_ps(sum, v);
+        }
+        const __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
+        __m512 sq = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n; c += 16) {
+            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + c), mean);
+            sq = _mm512_fmadd_ps(d, d, sq);
+        }
+        const float var = _mm512_reduce_add_ps(sq) / (float)n;
+        const __m512 scale = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+        for (int64_t c = 0; c < n; c += 16) {
+            const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(row + c), mean), scale);
+            store_bf16(y + r * n + c,
+                       _mm512_fmadd_ps(d, load_bf16(gamma + c), load_bf16(beta + c)));
+        }
+    }
+}
+
+/* bias + residual + LayerNorm of `rows` float32 rows from r0 at once, each row's arithmetic in
+ * the same order as a row alone, so the bits do not depend on the grouping. Why: the sum and
+ * the squared deviations are each one chain of n / 16 dependent adds per row (~100 cycles of
+ * latency at n = 384), so a row alone leaves the adders mostly idle; `rows` independent chains
+ * fill them (always inlined with a constant `rows`: the accumulators stay in registers). The
+ * float32 sum y + bias + residual goes back into y (float32: the same bits a scratch row would
+ * hold) and is re-read from there; a residual that is y itself is read before each element is
+ * written. copy16: also the result rounded to bf16 (NULL: none). */
+#define LN_ROWS 4
+__attribute__((always_inline)) AVX512BF16 static inline void add_layernorm_f32_block(
+    float *y, const float *bias, const float *residual, const float *gamma, const float *beta,
+    float eps, int64_t n, int64_t r0, uint16_t *copy16, const int rows) {
+    __m512 sum[LN_ROWS], sq[LN_ROWS], mean[LN_ROWS], scale[LN_ROWS];
+    for (int j = 0; j < rows; j++) sum[j] = sq[j] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < n; c += 16) {
+        const __m512 b = _mm512_loadu_ps(bias + c);
+        for (int j = 0; j < rows; j++) {
+            float *yr = y + (r0 + j) * n + c;
+            const __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(yr), b),
+                                           _mm512_loadu_ps(residual + (r0 + j) * n + c));
+            _mm512_storeu_ps(yr, v);
+            sum[j] = _mm512_add_ps(sum[j], v);
+        }
+    }
+    for (int j = 0; j < rows; j++)
+        mean[j] = _mm512_set1_ps(_mm512_reduce_add_ps(sum[j]) / (float)n);
+    for (int64_t c = 0; c < n; c += 16)
+        for (int j = 0; j < rows; j++) {
+            const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(y + (r0 + j) * n + c), mean[j]);
+            sq[j] = _mm512_fmadd_ps(d, d, sq[j]);
+        }
+    for (int j = 0; j < rows; j++) {
+        const float var = _mm512_reduce_add_ps(sq[j]) / (float)n;
+        scale[j] = _mm512_set1_ps(1.0f / sqrtf(var + eps));
+    }
+    for (int64_t c = 0; c < n; c += 16) {
+        const __m512 g = _mm512_loadu_ps(gamma + c), be = _mm512_loadu_ps(beta + c);
+        for (int j = 0; j < rows; j++) {
+            float *yr = y + (r0 + j) * n + c;
+            const __m512 d = _mm512_fmadd_ps(
+                _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(yr), mean[j]), scale[j]), g, be);
+            _mm512_storeu_ps(yr, d);
+            if (copy16) store_bf16(copy16 + (r0 + j) * n + c, d);
+        }
+    }
+}
+
+AVX512BF16 static void add_layernorm_rows_f32(float *y, const float *bias, const float *residual,
+                                              const float *gamma, const float *beta, float eps,
+                                              int64_t n, int64_t lo, int64_t hi,
+                                              uint16_t *copy16) {
+    int64_t r = lo;
+    for (; r + LN_ROWS <= hi; r += LN_ROWS)
+        add_layernorm_f32_block(y, bias, residual, gamma, beta, eps, n, r, copy16, LN_ROWS);
+    switch (hi - r) { /* the last rows, each count its own instance */
+        case 3: add_layernorm_f32_block(y, bias, residual, gamma, beta, eps, n, r, copy16, 3); break;
+        case 2: add_layernorm_f32_block(y, bias, residual, gamma, beta, eps, n, r, copy16, 2); break;
+        case 1: add_layernorm_f32_block(y, bias, residual, gamma, beta, eps, n, r, copy16, 1); break;
+        default: break;
+    }
+}
 
 /* bias + GELU on float32 rows quantised to int8 next: gelu512_for_int8, the GELU of the int8
  * GEMMs' epilogues (int8_tile.h's store16, gemm_int8_amx.c), so the separate passes give their
@@ -87,12 +153,12 @@ AVX512 static void bias_gelu_rows_int8(float *x, const float *bias, int64_t n, i
                                                             _mm512_loadu_ps(bias + c))));
 }
 
-/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512 (row: n floats of scratch):
- * gemm_f32.c's epilogue, the same function so the fused and separate passes give the same bits */
+/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512: gemm_f32.c's epilogue, the
+ * same function so the fused and separate passes give the same bits */
 void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
                                   const float *gamma, const float *beta, float eps, int64_t n,
-                                  int64_t lo, int64_t hi, float *row) {
-    add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, lo, hi, row, NULL);
+                                  int64_t lo, int64_t hi) {
+    add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, lo, hi, NULL);
 }
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,
@@ -106,24 +172,22 @@ void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int
     }
 }
 
-/* The row's float32 sum (bias + residual + y) is kept in a scratch row, not re-read from y:
- * in bf16 that would round it before the statistics. -1: no memory for the scratch rows. */
+/* bf16 rows need a scratch row per thread (add_layernorm_rows_bf16); -1: no memory for it. */
 int seqenc_add_layernorm512(void *y, const void *bias, const void *residual, const void *gamma,
                             const void *beta, float eps, int64_t rows, int64_t n, int threads,
                             int dtype, uint16_t *copy16) {
-    float *scratch = aligned_alloc(64, (size_t)threads * (size_t)n * sizeof(float));
-    if (!scratch) return -1;
+    float *scratch = NULL;
+    if (dtype == DTYPE_BF16 && !(scratch = aligned_alloc(64, (size_t)threads * (size_t)n * 4)))
+        return -1;
 #pragma omp parallel num_threads(threads)
     {
-        float *row = scratch + (int64_t)omp_get_thread_num() * n;
+        float *row = scratch ? scratch + (int64_t)omp_get_thread_num() * n : NULL;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < (rows + 15) / 16; b++) {
             const int64_t hi = b * 16 + 16 < rows ? b * 16 + 16 : rows;
             if (dtype == DTYPE_BF16)
-                add_layernorm_rows_bf16(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row,
-                                        NULL);
-            else add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row,
-                                        copy16);
+                add_layernorm_rows_bf16(y, bias, residual, gamma, beta, eps, n, b * 16, hi, row);
+            else add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, b * 16, hi, copy16);
         }
     }
     free(scratch);

@@ -142,12 +142,12 @@ AVX512 static void pack_rows(const float *a, int64_t k, int64_t lo, int64_t hi, 
 }
 
 /* A buffer of at least `floats` (64-byte aligned) per thread and use (0: packed W, 1: A
- * tiles, 2: a LayerNorm row), grown as needed and kept: encode's batch threads and OpenMP's
+ * tiles), grown as needed and kept: encode's batch threads and OpenMP's
  * workers call again and again, and a fresh allocation of megabytes page-faults in on every
  * call. NULL: no memory. */
 static float *thread_buffer(size_t floats, int use) {
-    static __thread float *buffer[3];
-    static __thread size_t capacity[3];
+    static __thread float *buffer[2];
+    static __thread size_t capacity[2];
     if (floats > capacity[use]) {
         free(buffer[use]);
         const size_t bytes = (floats * sizeof(float) + 4095) / 4096 * 4096;
@@ -178,12 +178,9 @@ static int task(const Job *g, int64_t t) {
                       g->c + r * g->ldc + c0, g->ldc, bias, (int)(hi - r < MR ? hi - r : MR),
                       (int)(width / 16));
     }
-    if (e && e->gamma) { /* whole rows, still in L2 (ldc == m) */
-        float *row = thread_buffer((size_t)g->m, 2);
-        if (!row) return -1;
+    if (e && e->gamma) /* whole rows, still in L2 (ldc == m) */
         seqenc_add_layernorm_rows512(g->c, e->bias, e->residual, e->gamma, e->beta, e->eps,
-                                     g->m, lo, hi, row);
-    }
+                                     g->m, lo, hi);
     return 0;
 }
 

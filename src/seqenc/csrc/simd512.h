@@ -257,7 +257,7 @@ int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, in
                          int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
 void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
                                   const float *gamma, const float *beta, float eps, int64_t n,
-                                  int64_t lo, int64_t hi, float *row);
+                                  int64_t lo, int64_t hi);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
  * (M % 16 == 0), then (epi, NULL: none) simd.h's F32Epilogue with avx512.c's arithmetic; -1
  * without memory for its buffers. Needs ISA_AVX512. */
