@@ -26,10 +26,10 @@ from .job import (
     plan_resources,
     probe,
     run_job,
-    start_runtime,
     unwrap,
 )
 from .output import check_output_dir, clean_stale, commit, discard, staging_dir
+from .runtime import start_runtime
 
 
 @dataclass
