@@ -51,9 +51,14 @@ def test_a_failed_local_start_is_retried_with_backoff_then_gives_up_naming_the_f
 ):
     monkeypatch.delenv(NICENESS, raising=False)
     waits: list[float] = []
+    messages: list[str] = []
     ray = FakeRay(failures=2)
-    assert start_runtime(ray, None, sleep=waits.append, num_cpus=2)  # the third try starts
+    assert start_runtime(ray, None, sleep=waits.append, warn=messages.append, num_cpus=2)
     assert ray.calls == [(None, "0")] * 3 and waits == [5.0, 10.0] and ray.shutdowns == 2
+    assert messages == [  # the third try started
+        f"Ray did not start (try 1 of 3): {TIMEOUT}; trying again in 5 s",
+        f"Ray did not start (try 2 of 3): {TIMEOUT}; trying again in 10 s",
+    ]
     assert NICENESS not in os.environ
 
     ray, waits = FakeRay(failures=3), []

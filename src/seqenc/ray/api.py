@@ -116,7 +116,7 @@ def encode_dataset(
         warn(message)
     check_output_dir(out)
 
-    started = start_runtime(ray, address)
+    started = start_runtime(ray, address, warn=warn)
     staging = None
     try:
         staging = staging_dir(out)

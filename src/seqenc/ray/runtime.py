@@ -43,6 +43,7 @@ def start_runtime(
     attempts: int = ATTEMPTS,
     backoff_s: float = BACKOFF_S,
     sleep: Callable[[float], None] = time.sleep,
+    warn: Callable[[str], None] | None = None,
     **init: Any,
 ) -> bool:
     """Join ``address`` (auto, ray://...), or start a local runtime; True if started here.
@@ -50,8 +51,9 @@ def start_runtime(
     A local runtime's workers run at the caller's niceness rather than Ray's +15, unless
     RAY_worker_niceness is set; a cluster joined keeps its own setting. ``init`` goes to
     ``ray.init`` (tests: ``num_cpus``). A local start that fails is retried up to
-    ``attempts`` times in all, ``backoff_s`` then twice that ... apart; then RayStartError
-    names the failure. Joining a cluster is tried once: its errors are the user's to see.
+    ``attempts`` times in all, ``backoff_s`` then twice that ... apart (``warn`` is told why,
+    so that the wait is not silent); then RayStartError names the failure. Joining a
+    cluster is tried once: its errors are the user's to see.
     """
     if ray.is_initialized():
         return False
@@ -73,7 +75,11 @@ def start_runtime(
             last = e
         _stop(ray, started)
         if attempt < attempts:
-            sleep(backoff_s * 2 ** (attempt - 1))
+            wait = backoff_s * 2 ** (attempt - 1)
+            if warn is not None:
+                warn(f"Ray did not start (try {attempt} of {attempts}): {reasons[-1]}; "
+                     f"trying again in {wait:g} s")
+            sleep(wait)
     raise RayStartError(
         f"could not start a local Ray runtime ({attempts} attempts; is the machine "
         f"overloaded?): {reasons[-1]}"
