@@ -33,8 +33,8 @@ ray = pytest.importorskip("ray")
 from seqenc import cli  # noqa: E402
 from seqenc.io.errors import InputError  # noqa: E402
 from seqenc.ray import encode_dataset  # noqa: E402
-from seqenc.ray.job import NICENESS, start_runtime  # noqa: E402
 from seqenc.ray.output import SUCCESS  # noqa: E402
+from seqenc.ray.runtime import NICENESS, start_runtime  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
 

@@ -223,7 +223,7 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_a_local_runtime_gets_workers_at_our_niceness_a_joined_cluster_its_own(monkeypatch):
-    from seqenc.ray.job import NICENESS, start_runtime
+    from seqenc.ray.runtime import NICENESS, start_runtime
 
     class FakeRay:
         def is_initialized(self):

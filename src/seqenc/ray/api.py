@@ -26,10 +26,10 @@ from .job import (
     plan_resources,
     probe,
     run_job,
-    start_runtime,
     unwrap,
 )
 from .output import check_output_dir, clean_stale, commit, discard, staging_dir
+from .runtime import start_runtime
 
 
 @dataclass
@@ -116,7 +116,7 @@ def encode_dataset(
         warn(message)
     check_output_dir(out)
 
-    started = start_runtime(ray, address)
+    started = start_runtime(ray, address, warn=warn)
     staging = None
     try:
         staging = staging_dir(out)

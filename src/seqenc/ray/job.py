@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -299,36 +298,3 @@ def unwrap(error: BaseException) -> BaseException | None:
             return ValueError(str(e).splitlines()[0])
         stack.extend([getattr(e, "cause", None), e.__cause__, e.__context__])
     return None
-
-
-# Ray starts its workers at niceness +15 (RayConfig worker_niceness): on a machine shared with
-# normal-priority work, the encoding actors of a local runtime would starve while the
-# single-process `seqenc encode` runs at the caller's priority.
-NICENESS = "RAY_worker_niceness"
-
-
-def start_runtime(ray: Any, address: str | None, **init: Any) -> bool:
-    """Join ``address`` (auto, ray://...), or start a local runtime; True if started here.
-
-    A local runtime's workers run at the caller's niceness rather than Ray's +15, unless
-    RAY_worker_niceness is set; a cluster joined keeps its own setting. ``init`` goes to
-    ``ray.init`` (tests: ``num_cpus``).
-    """
-    if ray.is_initialized():
-        return False
-    local = address is None and NICENESS not in os.environ
-    if local:
-        os.environ[NICENESS] = "0"  # read by the raylet that ray.init starts
-    try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,  # workers' errors come back as exceptions, reports as rows
-            logging_level=logging.WARNING,
-            configure_logging=True,
-            **init,
-        )
-    finally:
-        if local:
-            del os.environ[NICENESS]  # the caller's environment as it was
-    return True
