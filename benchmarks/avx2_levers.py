@@ -1,5 +1,5 @@
 """The avx2 kernel set's levers, A/B in one process (interleaved rounds, medians): float32 on
-our AVX2 GEMM with the epilogues inside (nn/gemm_avx2.py) against MKL's GEMM and the separate
+our AVX2 GEMM with the epilogues inside (nn/gemm_f32.py) against MKL's GEMM and the separate
 epilogue passes (SEQENC_F32_GEMM=mkl), and int8 with GELU/LayerNorm/requantisation inside the
 int16 GEMM's tasks against the separate passes. Wall time: run it in a quiet slot only.
 
@@ -20,7 +20,7 @@ import torch
 
 from seqenc import int8_layer
 from seqenc.model import SentenceEncoder
-from seqenc.nn import gemm_avx2
+from seqenc.nn import gemm_f32
 
 CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
 
@@ -28,13 +28,13 @@ CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
 def modes(model: SentenceEncoder, texts: list[str]) -> dict[str, Callable[[], np.ndarray]]:
     def fp32(ours: bool) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
-            gemm_avx2.ENABLED = ours
+            gemm_f32.ENABLED = ours
             return np.asarray(model.encode(texts))
         return run
 
     def int8_mode(fused: bool) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
-            gemm_avx2.ENABLED = True
+            gemm_f32.ENABLED = True
             int8_layer.FUSING_GEMMS = ("vnni512", "avx2") if fused else ("vnni512",)
             return np.asarray(model.encode(texts, dtype="int8"))
         return run

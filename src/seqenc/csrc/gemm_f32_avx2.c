@@ -9,7 +9,7 @@
  *   row stride ldc, M % 16 == 0.
  * W goes into panels of NR columns, k-major: packed[p K NR + k NR + j] = W[p NR + j, k] (M K
  * copies against 2 N M K flops), on the call into a buffer the thread keeps, or (w_packed)
- * once by nn/gemm_avx2.py (SEQENC_F32_PACK_ONCE=1), which keeps the copy while the weight is
+ * once by nn/gemm_f32.py (SEQENC_F32_PACK_ONCE=1), which keeps the copy while the weight is
  * unchanged.
  * Work: tasks of up to A_BLOCK bytes of rows x every panel (the rows' A block stays in L2 while
  * the panels pass, each panel in L1 while it meets the block's register tiles), so a task ends

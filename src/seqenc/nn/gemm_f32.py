@@ -138,8 +138,8 @@ def fuses_layer(x: Tensor, w: kernels.PostNormWeights) -> bool:
 
 def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
                     w: kernels.PostNormWeights) -> Tensor:
-    """kernels.fused_post_norm_layer for float32 on the avx2 set (fuses_layer): four GEMMs and
-    the attention kernel, nothing in between. x (N, D) packed rows -> (N, D)."""
+    """kernels.fused_post_norm_layer for float32 on our x86 kernel sets (fuses_layer): four
+    GEMMs and the attention kernel, nothing in between. x (N, D) packed rows -> (N, D)."""
     qkv = gemm(x, w.qkv_weight)  # (N, 3D); the attention kernel adds the bias
     context = kernels.varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
     a = gemm(context, w.out_weight, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias, eps))
