@@ -185,10 +185,10 @@ def test_batch_threads_leave_no_buffers_behind():
     torch.set_num_threads(2)
     try:
         model.encode(texts[:64], dtype="int8")
-        before = kernels._kernels.int8_scratch_buffers()
+        before = kernels._kernels.scratch_buffers()
         for _ in range(20):
             model.encode(texts[:64], dtype="int8")  # 2 batches on the 2 workers
         # at most this thread, the workers and tasks.c's helpers keep one
-        assert kernels._kernels.int8_scratch_buffers() <= max(before, 1) + 2
+        assert kernels._kernels.scratch_buffers() <= max(before, 1) + 2
     finally:
         torch.set_num_threads(threads)
