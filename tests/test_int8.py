@@ -81,6 +81,22 @@ def test_quantized_encoder_keeps_its_outputs(make_cfg, monkeypatch):
     assert torch.allclose(fused, ours, atol=1e-4)
 
 
+def test_encoder_gemms_names_the_kernels_its_layers_run(make_cfg, monkeypatch):
+    """What the benchmarks print: the kernels the int8 copy's layers were made for (int8.GEMM
+    then, the FFN down projection's own beside avx2-u7s7), whatever int8.GEMM says later."""
+    cfg = make_cfg(d_model=64, n_heads=4, d_ff=128, activation="gelu", norm="post",
+                   max_positions=64)
+    for gemm in [None, *int8.runnable_gemms()]:
+        monkeypatch.setattr(int8, "GEMM", gemm)
+        encoder = Encoder(cfg).eval()
+        int8.quantize_encoder(encoder)
+        monkeypatch.setattr(int8, "GEMM", "vnni512" if gemm != "vnni512" else "avx2")
+        want = {"onednn"} if gemm is None else {gemm}
+        if gemm == "avx2-u7s7":
+            want.add("avx2-u8s7")
+        assert int8.encoder_gemms(encoder) == tuple(sorted(want))
+
+
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
 needs_int8 = pytest.mark.skipif(int8.GEMM is None and not int8._VNNI,
                                 reason="no int8 GEMM of ours, no VNNI: int8 is refused")

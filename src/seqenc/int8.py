@@ -322,6 +322,7 @@ from .int8_calibration import (  # noqa: E402, F401
     CALIBRATION_SEQUENCES,
     SMOOTHED,
     calibrate,
+    encoder_gemms,
     int8_encoder,
     quantize_encoder,
     random_batches,
