@@ -61,7 +61,14 @@ def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
 class Int8Linear(KernelLinear):
     """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
     kernel of csrc/gemm_int8.c to pack for and run ("amx", "vnni512", "avx2", ...), None for
-    torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
+    torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it.
+
+    Its state is its kernel's: ``packed``/``corr`` in ``gemm``'s layout and shift, weights
+    quantised to its levels. seqenc never saves it (each process makes its int8 copy from the
+    float32 weights), and ``load_state_dict`` does not check the kernel: amx, vnni512 and
+    vnni256 share one state, but avx2-u8s7/u7s7 (7-bit weights; u7s7 another shift) have its
+    shapes, so a state from another kernel loads into them without an error and computes wrong
+    values. Save the float32 model; make the int8 copy where it runs (int8_encoder)."""
 
     def __init__(self, linear: nn.Linear, smooth: Tensor | None = None,
                  gemm: str | None = "auto"):
