@@ -107,7 +107,11 @@ def describe() -> str:
     names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512",
              "avx512bf16": "AVX-512 + AVX512-BF16", "amx": "AVX-512 + AVX512-BF16 + AMX-BF16"}
     capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
-    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
+    from ..threads import openmp_waits  # said when seqenc's cap on OpenMP's spin did not apply
+
+    late = ("; OpenMP spin not capped (torch imported before seqenc)"
+            if openmp_waits().startswith("NOT") else "")
+    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}{late}"
 
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
