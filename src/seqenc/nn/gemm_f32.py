@@ -71,20 +71,12 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
     packed = packed_weight(weight) if PACK_ONCE else None
-    if kernels.ISA != "avx2":  # gemm_f32.c
-        if packed is not None:
-            kernels._kernels.gemm_f32_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
-                                             M, K, M, torch.get_num_threads(), *epilogue)
-        else:
-            kernels._kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
-                                      M, torch.get_num_threads(), *epilogue)
-        return out
-    if packed is not None:
-        kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
-                                              M, K, M, torch.get_num_threads(), *epilogue)
-    else:
-        kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
-                                       M, torch.get_num_threads(), *epilogue)
+    # gemm_f32.c on the AVX-512 sets, gemm_f32_avx2.c on avx2; *_packed: W as packed_weight's
+    name = "gemm_f32" if kernels.ISA != "avx2" else "gemm_f32_avx2"
+    w = weight if packed is None else packed
+    run = getattr(kernels._kernels, name if packed is None else name + "_packed")
+    run(x.data_ptr(), w.data_ptr(), out.data_ptr(), N, M, K, M, torch.get_num_threads(),
+        *epilogue)
     return out
 
 
