@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from seqenc.model import SentenceEncoder
-from seqenc.nn import gemm_avx2, kernels
+from seqenc.nn import gemm_f32, kernels
 
 CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
 
@@ -44,7 +44,7 @@ def arms(model: SentenceEncoder, texts: list[str],
     def arm(built, ours_gemm: bool, pack_once: bool) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
             kernels._kernels = built
-            gemm_avx2.ENABLED, gemm_avx2.PACK_ONCE = ours_gemm, pack_once
+            gemm_f32.ENABLED, gemm_f32.PACK_ONCE = ours_gemm, pack_once
             return np.asarray(model.encode(texts))
         return run
 

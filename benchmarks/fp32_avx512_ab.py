@@ -27,7 +27,7 @@ import torch
 from fp32_avx2_ab import CORPUS, load_kernels
 
 from seqenc.model import SentenceEncoder
-from seqenc.nn import gemm_avx2, kernels
+from seqenc.nn import gemm_f32, kernels
 
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
 
@@ -41,8 +41,8 @@ def encode_arms(model: SentenceEncoder, texts: list[str],
     def arm(built, fused: bool, mkl: bool = False,
             pack_once: bool = False) -> Callable[[], np.ndarray]:
         def run() -> np.ndarray:
-            kernels._kernels, gemm_avx2.ENABLED = built, fused
-            gemm_avx2.PACK_ONCE = pack_once
+            kernels._kernels, gemm_f32.ENABLED = built, fused
+            gemm_f32.PACK_ONCE = pack_once
             kernels.can_gemm_f32 = (lambda k, m: False) if mkl else can
             return np.asarray(model.encode(texts))
         return run

@@ -81,6 +81,47 @@ def test_quantized_encoder_keeps_its_outputs(make_cfg, monkeypatch):
     assert torch.allclose(fused, ours, atol=1e-4)
 
 
+def test_encoder_gemms_names_the_kernels_its_layers_run(make_cfg, monkeypatch):
+    """What the benchmarks print: the kernels the int8 copy's layers were made for (int8.GEMM
+    then, the FFN down projection's own beside avx2-u7s7), whatever int8.GEMM says later."""
+    cfg = make_cfg(d_model=64, n_heads=4, d_ff=128, activation="gelu", norm="post",
+                   max_positions=64)
+    for gemm in [None, *int8.runnable_gemms()]:
+        monkeypatch.setattr(int8, "GEMM", gemm)
+        encoder = Encoder(cfg).eval()
+        int8.quantize_encoder(encoder)
+        monkeypatch.setattr(int8, "GEMM", "vnni512" if gemm != "vnni512" else "avx2")
+        want = {"onednn"} if gemm is None else {gemm}
+        if gemm == "avx2-u7s7":
+            want.add("avx2-u8s7")
+        assert int8.encoder_gemms(encoder) == tuple(sorted(want))
+
+
+def test_a_saved_state_loads_only_into_a_kernel_of_its_layout(tmp_path):
+    """An int8 layer's state names its kernel: amx, vnni512 and vnni256 read each other's; any
+    other pair is refused before a buffer is written (avx2-u* took another kernel's state
+    without an error and computed wrong values)."""
+    runs = int8.runnable_gemms()
+    if len(runs) < 2:
+        pytest.skip(f"one int8 kernel of ours or none here ({runs})")
+    torch.manual_seed(0)
+    lin, x = torch.nn.Linear(64, 48), torch.randn(5, 64)
+    shared = {"amx", "vnni512", "vnni256"}
+    for saved in runs:
+        torch.save(int8.Int8Linear(lin, gemm=saved).state_dict(), tmp_path / "int8.pt")
+        state = torch.load(tmp_path / "int8.pt", weights_only=True)
+        for gemm in runs:
+            layer = int8.Int8Linear(torch.nn.Linear(64, 48), gemm=gemm)
+            if saved == gemm or {saved, gemm} <= shared:
+                layer.load_state_dict(state)
+                assert torch.equal(layer(x), int8.Int8Linear(lin, gemm=gemm)(x))
+                continue
+            before = [b.clone() for b in layer.buffers()]
+            with pytest.raises(ValueError, match=f"made for the {saved} kernel.* runs {gemm},"):
+                layer.load_state_dict(state)
+            assert all(torch.equal(b, was) for b, was in zip(layer.buffers(), before, strict=True))
+
+
 CORPUS = Path(__file__).resolve().parents[1] / "examples" / "corpus.txt"
 needs_int8 = pytest.mark.skipif(int8.GEMM is None and not int8._VNNI,
                                 reason="no int8 GEMM of ours, no VNNI: int8 is refused")
@@ -185,10 +226,10 @@ def test_batch_threads_leave_no_buffers_behind():
     torch.set_num_threads(2)
     try:
         model.encode(texts[:64], dtype="int8")
-        before = kernels._kernels.int8_scratch_buffers()
+        before = kernels._kernels.scratch_buffers()
         for _ in range(20):
             model.encode(texts[:64], dtype="int8")  # 2 batches on the 2 workers
         # at most this thread, the workers and tasks.c's helpers keep one
-        assert kernels._kernels.int8_scratch_buffers() <= max(before, 1) + 2
+        assert kernels._kernels.scratch_buffers() <= max(before, 1) + 2
     finally:
         torch.set_num_threads(threads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -55,6 +56,32 @@ def test_import_caps_openmp_spin_waits_before_torch_loads(env, expected):
     out = subprocess.run([sys.executable, "-c", code], env={**base, **env},
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == expected
+
+
+@pytest.mark.parametrize("first", ["seqenc", "torch"])
+def test_the_spin_cap_reaches_libgomp_only_before_torch_and_says_when_not(first):
+    """libgomp reads GOMP_SPINCOUNT once, as it loads (with torch), and prints the value it took
+    under OMP_DISPLAY_ENV=VERBOSE: seqenc first, the cap; torch first, libgomp's default, which
+    openmp_waits and kernels.describe then say."""
+    second = "torch" if first == "seqenc" else "seqenc"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = (f"import {first}, {second}\n"
+            "from seqenc.nn import kernels\nfrom seqenc.threads import openmp_waits\n"
+            "print(openmp_waits()); print(kernels.describe())")
+    run = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_DISPLAY_ENV": "VERBOSE"},
+                         capture_output=True, text=True, check=True)
+    took = re.search(r"GOMP_SPINCOUNT = '(\d+)'", run.stderr)
+    if took is None:
+        pytest.skip("this OpenMP runtime does not display GOMP_SPINCOUNT (not libgomp)")
+    waits, describe = run.stdout.splitlines()
+    if first == "seqenc":
+        assert took.group(1) == threads_module.SPIN_COUNT
+        assert waits.startswith("spin capped") and "OpenMP" not in describe
+    else:
+        assert took.group(1) != threads_module.SPIN_COUNT
+        assert waits.startswith("NOT capped")
+        assert describe.endswith("OpenMP spin not capped (torch imported before seqenc)") or (
+            "PyTorch only" in describe)
 
 
 def test_run_batches_runs_each_step_once_side_by_side_on_one_thread_each():

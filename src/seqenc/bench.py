@@ -39,7 +39,7 @@ from .choices import DTYPES, ENCODE_DTYPES
 from .extras import require
 from .model import SentenceEncoder
 from .precision import native_bf16_matmul
-from .threads import set_threads
+from .threads import openmp_waits, set_threads
 
 MIN_COSINE = {"float32": 0.99999, "bfloat16": 0.999, "int8": 0.98}
 MIN_MEAN_COSINE = {"int8": 0.995}  # the quality bar for offering int8
@@ -247,11 +247,14 @@ def run_benchmark(
                  "threads": threads, "torch": torch.__version__,
                  "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device,
                  "kernels": kernels.ISA or "none", "busy_processes": busy,
+                 "openmp_waits": openmp_waits(),
                  "gpu": torch.cuda.get_device_name() if device != "cpu" else None},
         corpus={"texts": len(texts), "tokens": int(lengths.sum()),
                 "mean_tokens": float(lengths.mean()), "peer_batch_size": batch_size,
                 "seqenc_batch_tokens": batch_tokens},
     )
+    if openmp_waits().startswith("NOT"):  # torch came first: every engine spins longer
+        log(f"OpenMP waits: {openmp_waits()}")
     reference = model.encode(texts, batch_size=batch_size)
     fma = fma_peaks(threads) if device == "cpu" else {}
     result.machine["fma_gflops"] = fma

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's API too)
     _GEMMS,
+    _PACKING,
     _SHIFT,
     LEVELS,
     gemm_fits,
@@ -48,6 +49,14 @@ from .int8_layout import (  # noqa: F401 (LEVELS, gemm_fits, pack_int8: int8's A
     quantize_weights,
 )
 from .nn.linear import KernelLinear
+
+
+def _state_layout(gemm: str | None) -> tuple | None:
+    """What an Int8Linear's state depends on: the packing, the weights' levels and the shift
+    (kernels equal in all three read each other's state; None: torch._int_mm's)."""
+    if gemm is None:
+        return None
+    return _PACKING[gemm], LEVELS[gemm][1], _SHIFT.get(_GEMMS[gemm][1])
 
 
 def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
@@ -61,7 +70,14 @@ def quantize_rows(x: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
 class Int8Linear(KernelLinear):
     """y = x W^T + b with W int8 per output channel and x int8 per row (token). ``gemm``: the
     kernel of csrc/gemm_int8.c to pack for and run ("amx", "vnni512", "avx2", ...), None for
-    torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it."""
+    torch._int_mm, default ``GEMM`` (the best that runs here) where the shape suits it.
+
+    Its state is its kernel's: ``packed``/``corr`` in ``gemm``'s layout and shift, weights
+    quantised to its levels. seqenc never saves it (each process makes its int8 copy from the
+    float32 weights), but a caller may: the state names its kernel (``get_extra_state``), and
+    ``load_state_dict`` refuses one made for a kernel of another layout before it writes
+    anything (amx, vnni512 and vnni256 share one; avx2-u8s7, avx2-u7s7 and avx2 each have
+    their own, and the first two take another's shapes: loaded, it computed wrong values)."""
 
     def __init__(self, linear: nn.Linear, smooth: Tensor | None = None,
                  gemm: str | None = "auto"):
@@ -88,6 +104,26 @@ class Int8Linear(KernelLinear):
         packed, corr = pack_int8(q, gemm) if gemm else (None, None)
         self.register_buffer("packed", packed)  # q in the layout of gemm_int8.c's kernel
         self.register_buffer("corr", corr)  # (M,) int32, what the VNNI/AMX kernels' shift adds
+
+    def get_extra_state(self) -> dict[str, str | None]:
+        """Saved with the buffers: the kernel they are laid out for."""
+        return {"gemm": self.gemm}
+
+    def set_extra_state(self, state: dict[str, str | None]) -> None:
+        """Nothing to set: the kernel was checked before the buffers were written
+        (_load_from_state_dict)."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # nn.Module's hook for a subclass's own loading rules (BatchNorm's too); it writes the
+        # buffers before set_extra_state runs, so the kernel is checked here, first
+        saved = state_dict.get(prefix + "_extra_state")
+        if saved is not None and _state_layout(saved.get("gemm")) != _state_layout(self.gemm):
+            raise ValueError(
+                f"{prefix.rstrip('.') or 'Int8Linear'}: this int8 state was made for the "
+                f"{saved.get('gemm') or 'onednn'} kernel, and this layer runs "
+                f"{self.gemm or 'onednn'}, whose packed weights differ; make the int8 copy "
+                "from the float32 model where it runs (int8_encoder)")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def matmul(self, x: Tensor) -> Tensor:
         """x W^T without the bias: (N, K) float -> (N, M) float32."""
@@ -322,6 +358,7 @@ from .int8_calibration import (  # noqa: E402, F401
     CALIBRATION_SEQUENCES,
     SMOOTHED,
     calibrate,
+    encoder_gemms,
     int8_encoder,
     quantize_encoder,
     random_batches,

@@ -85,6 +85,14 @@ def int8_encoder(encoder: nn.Module, tokenizer=None) -> nn.Module:
     return clone
 
 
+def encoder_gemms(encoder: nn.Module) -> tuple[str, ...]:
+    """The int8 GEMMs ``encoder``'s Int8Linear layers run, sorted ("onednn": torch._int_mm):
+    what a benchmark names, since the kernel is chosen at quantisation (int8.GEMM, layer_gemm),
+    not by the mode that asked for it."""
+    return tuple(sorted({m.gemm or "onednn" for m in encoder.modules()
+                         if isinstance(m, int8.Int8Linear)}))
+
+
 CALIBRATION_SEQUENCES = 32
 SMOOTHED = ("qkv", ".up")  # linears right after a LayerNorm (BERT-style post-norm layers)
 

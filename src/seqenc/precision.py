@@ -169,7 +169,7 @@ class _TensorCopy:
 
 def current_tensor_copy(copies: MutableMapping[Tensor, Any], source: Tensor,
                         make: Callable[[Tensor], Tensor]) -> Tensor:
-    """current_copy for one tensor (nn/gemm_avx2.py's packed weights): ``copies[source]``'s
+    """current_copy for one tensor (nn/gemm_f32.py's packed weights): ``copies[source]``'s
     copy while ``source`` has had no in-place write, storage replaced (``p.data = x``) or fused
     optimizer step since it was made, else ``make(source)``, kept in ``copies`` (a
     torch.utils.weak.WeakTensorKeyDictionary: a tensor dropped takes its copy along). The same

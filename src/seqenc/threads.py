@@ -16,7 +16,12 @@ enough to bridge the gap between two ops of one forward pass, short enough to sl
 batches. Measured on 2 cores under load 8-12 (encode 200 texts, fp32, 2 threads, 3 interleaved
 rounds, benchmarks/RESULTS.md): wall 6.9-9.7 s vs 11.5-14.2 s with libgomp's default spin,
 CPU time 1.8-1.9 s vs 3.4-4.1 s. Set OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself to override
-it; a program that imports torch before seqenc keeps libgomp's default.
+it. Why only before torch: libgomp reads both variables once, in its library constructor
+(initialize_env, run when libtorch_cpu loads it at ``import torch``), into a global that no
+documented routine sets afterwards (OpenMP has no routine for the wait policy, libgomp none for
+its spin count; kmp_set_blocktime is LLVM/Intel libomp's). A program that imports torch before
+seqenc therefore keeps libgomp's default (its child processes inherit the cap); ``openmp_waits``
+says which happened, and ``seqenc bench`` records and prints it.
 
 Batches side by side: a forward pass split over T threads meets a barrier after every GEMM,
 attention and epilogue (dozens per batch), each waiting for the slowest thread, and the
@@ -54,6 +59,7 @@ import contextlib
 import itertools
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -80,11 +86,41 @@ def torchrun_share() -> int | None:
     return max(1, (os.cpu_count() or 1) // local)
 
 
+_waits = "unset"  # what calm_openmp_waits found: "capped", "yours" or "late" (openmp_waits)
+
+
 def calm_openmp_waits() -> None:
     """Cap OpenMP's spin-wait (GOMP_SPINCOUNT) unless the user chose a wait policy. Takes effect
-    only before libgomp loads (before torch is imported); a no-op after."""
-    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+    only before libgomp loads (before torch is imported); after, only in child processes."""
+    global _waits
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        _waits = "yours"
+        return
+    _waits = "late" if _libgomp_loaded() else "capped"
+    os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+
+
+def _libgomp_loaded() -> bool:
+    """Whether this process has mapped libgomp (Linux: /proc/self/maps); elsewhere, whether
+    torch is imported (its OpenMP runtime, whatever it is, loads with it)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return any("/libgomp" in line for line in maps)
+    except OSError:
+        return "torch" in sys.modules
+
+
+def openmp_waits() -> str:
+    """How OpenMP's idle threads wait in this process, in words (``calm_openmp_waits``)."""
+    if _waits == "capped":
+        return f"spin capped at GOMP_SPINCOUNT={SPIN_COUNT} (set before libgomp loaded)"
+    if _waits == "yours":
+        return ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                         if k in os.environ) + " (from the environment)"
+    if _waits == "late":
+        return ("NOT capped: libgomp was loaded (torch imported) before seqenc, so its default "
+                f"spin applies; import seqenc first, or set GOMP_SPINCOUNT={SPIN_COUNT}")
+    return "not set by seqenc"
 
 
 PIN = os.environ.get("SEQENC_PIN", "auto")  # "0": never pin run_batches' workers (see _cpus)

@@ -1,4 +1,4 @@
-"""Our AVX2 float32 GEMM (csrc/gemm_f32_avx2.c through nn/gemm_avx2.py) against float64 within
+"""Our AVX2 float32 GEMM (csrc/gemm_f32_avx2.c through nn/gemm_f32.py) against float64 within
 GEMM_F32_ERROR, its fused epilogues against the separate kernels (bit for bit), and the fused
 layers that use it. Runs on every CPU with the avx2 kernel set (AVX-512 ones included: the
 tests select that set), skipped by name elsewhere."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqenc.nn import Encoder, gemm_avx2, kernels
+from seqenc.nn import Encoder, gemm_f32, kernels
 
 from .test_gemm_f32 import fused_layers_equal_the_modules
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def avx2_set(monkeypatch):
     monkeypatch.setattr(kernels, "ISA", "avx2")
-    monkeypatch.setattr(gemm_avx2, "ENABLED", True)
+    monkeypatch.setattr(gemm_f32, "ENABLED", True)
 
 
 SHAPES = [(1, 8, 16), (7, 40, 80), (50, 384, 1152), (97, 1536, 384), (300, 384, 1536),
@@ -32,7 +32,7 @@ SHAPES = [(1, 8, 16), (7, 40, 80), (50, 384, 1152), (97, 1536, 384), (300, 384, 
 def test_gemm_within_its_bound(monkeypatch, n, k, m, pack_once):
     """Rows past whole register tiles and tasks (K = 384: 128 rows a task, 1536: 32), K past
     whole 8-wide packing blocks, W packed once or on the call."""
-    monkeypatch.setattr(gemm_avx2, "PACK_ONCE", pack_once)
+    monkeypatch.setattr(gemm_f32, "PACK_ONCE", pack_once)
     torch.manual_seed(n + k + m)
     x, w = torch.randn(n, k) * 3, torch.randn(m, k) * 0.05
     if n:
@@ -40,32 +40,32 @@ def test_gemm_within_its_bound(monkeypatch, n, k, m, pack_once):
     if k % 8:  # the kernel's checks want rows of a width divisible by 8: call it directly
         out = torch.empty(n, m)
         if pack_once:
-            packed = gemm_avx2.packed_weight(w)
+            packed = gemm_f32.packed_weight(w)
             kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(),
                                                   out.data_ptr(), n, m, k, m, 1)
         else:
             kernels._kernels.gemm_f32_avx2(x.data_ptr(), w.data_ptr(), out.data_ptr(), n, m, k,
                                            m, 1)
     else:
-        out = gemm_avx2.gemm(x, w)
+        out = gemm_f32.gemm(x, w)
     want = x.double() @ w.double().t()
     size = x.double().abs() @ w.double().abs().t()
     assert out.shape == (n, m)
-    assert torch.all((out.double() - want).abs() <= gemm_avx2.GEMM_F32_ERROR * k * size + 1e-30)
+    assert torch.all((out.double() - want).abs() <= gemm_f32.GEMM_F32_ERROR * k * size + 1e-30)
 
 
 @pytest.mark.parametrize("pack_once", [True, False])
 def test_threads_split_the_same_sums(monkeypatch, pack_once):
-    monkeypatch.setattr(gemm_avx2, "PACK_ONCE", pack_once)
+    monkeypatch.setattr(gemm_f32, "PACK_ONCE", pack_once)
     torch.manual_seed(1)
     x, w = torch.randn(333, 384), torch.randn(1152, 384)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        want = gemm_avx2.gemm(x, w)
+        want = gemm_f32.gemm(x, w)
         for t in (2, 3):
             torch.set_num_threads(t)
-            assert torch.equal(gemm_avx2.gemm(x, w), want)
+            assert torch.equal(gemm_f32.gemm(x, w), want)
     finally:
         torch.set_num_threads(threads)
 
@@ -76,10 +76,10 @@ def test_epilogues_are_the_separate_kernels_bit_for_bit(n):
     x, w_up, w_down = torch.randn(n, 64), torch.randn(256, 64) * 0.2, torch.randn(64, 256) * 0.1
     b_up, b_down = torch.randn(256), torch.randn(64)
     residual, gamma, beta = torch.randn(n, 64), torch.randn(64), torch.randn(64)
-    hidden = gemm_avx2.gemm(x, w_up, gelu_bias=b_up)
-    assert torch.equal(hidden, kernels.bias_gelu_(gemm_avx2.gemm(x, w_up), b_up, isa="avx2"))
-    y = gemm_avx2.gemm(hidden, w_down, norm=(b_down, residual, gamma, beta, 1e-12))
-    want = kernels.add_layer_norm_(gemm_avx2.gemm(hidden, w_down), b_down, residual, gamma,
+    hidden = gemm_f32.gemm(x, w_up, gelu_bias=b_up)
+    assert torch.equal(hidden, kernels.bias_gelu_(gemm_f32.gemm(x, w_up), b_up, isa="avx2"))
+    y = gemm_f32.gemm(hidden, w_down, norm=(b_down, residual, gamma, beta, 1e-12))
+    want = kernels.add_layer_norm_(gemm_f32.gemm(hidden, w_down), b_down, residual, gamma,
                                    beta, 1e-12, isa="avx2")
     assert torch.equal(y, want)
 
@@ -87,20 +87,20 @@ def test_epilogues_are_the_separate_kernels_bit_for_bit(n):
 @pytest.mark.parametrize("pack_once", [False, True])
 def test_weights_changed_in_place_are_seen(monkeypatch, pack_once):
     """With or without the kept packed copy."""
-    monkeypatch.setattr(gemm_avx2, "PACK_ONCE", pack_once)
+    monkeypatch.setattr(gemm_f32, "PACK_ONCE", pack_once)
     w, x = torch.randn(32, 24), torch.randn(5, 24)
-    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gemm_f32.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
     w.mul_(2)
-    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gemm_f32.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
 
 
 def test_gemm_refuses_what_it_cannot_take():
     with pytest.raises(ValueError, match="gemm takes"):
-        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(24, 32))  # M not divisible by 16
+        gemm_f32.gemm(torch.randn(4, 32), torch.randn(24, 32))  # M not divisible by 16
     with pytest.raises(ValueError, match="gemm takes"):
-        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(32, 16).t())  # not contiguous
+        gemm_f32.gemm(torch.randn(4, 32), torch.randn(32, 16).t())  # not contiguous
     with pytest.raises(ValueError, match="residual"):
-        gemm_avx2.gemm(torch.randn(4, 32), torch.randn(16, 32),
+        gemm_f32.gemm(torch.randn(4, 32), torch.randn(16, 32),
                        norm=(torch.zeros(16), torch.zeros(3, 16), torch.ones(16),
                              torch.zeros(16), 1e-5))
 
@@ -111,11 +111,11 @@ def test_fused_layers_run_on_it_and_equal_the_modules(make_cfg, monkeypatch, thr
 
 
 def test_mkl_setting_keeps_the_separate_path(monkeypatch, make_cfg):
-    monkeypatch.setattr(gemm_avx2, "ENABLED", False)  # SEQENC_F32_GEMM=mkl
+    monkeypatch.setattr(gemm_f32, "ENABLED", False)  # SEQENC_F32_GEMM=mkl
     cfg = make_cfg(d_model=32, n_heads=2, d_ff=64, activation="gelu", norm="post")
     encoder = Encoder(cfg).eval()
     calls = []
-    monkeypatch.setattr(gemm_avx2, "post_norm_layer", lambda *a: calls.append(1))
+    monkeypatch.setattr(gemm_f32, "post_norm_layer", lambda *a: calls.append(1))
     with torch.inference_mode():
         encoder(torch.randint(0, 50, (2, 9)), None)
     assert not calls
@@ -123,24 +123,24 @@ def test_mkl_setting_keeps_the_separate_path(monkeypatch, make_cfg):
 
 @pytest.fixture
 def pack_once(monkeypatch):
-    monkeypatch.setattr(gemm_avx2, "PACK_ONCE", True)
+    monkeypatch.setattr(gemm_f32, "PACK_ONCE", True)
 
 
 def test_packed_copy_is_made_once_and_gives_the_same_sums(pack_once):
     torch.manual_seed(3)
     x, w = torch.randn(77, 384), torch.randn(1152, 384)
-    first = gemm_avx2.packed_weight(w)
+    first = gemm_f32.packed_weight(w)
     assert first is not None and first.data_ptr() % 64 == 0
-    assert gemm_avx2.packed_weight(w) is first  # nothing changed: the same copy
+    assert gemm_f32.packed_weight(w) is first  # nothing changed: the same copy
     out = torch.empty(77, 1152)
     kernels._kernels.gemm_f32_avx2(x.data_ptr(), w.data_ptr(), out.data_ptr(), 77, 1152, 384,
                                    1152, 1)  # packed on the call
-    assert torch.equal(gemm_avx2.gemm(x, w), out)
+    assert torch.equal(gemm_f32.gemm(x, w), out)
 
 
 def _linear_gemm_is_current(lin: torch.nn.Linear, x: torch.Tensor) -> bool:
     with torch.inference_mode():
-        got = gemm_avx2.gemm(x, lin.weight)
+        got = gemm_f32.gemm(x, lin.weight)
     return torch.allclose(got, x @ lin.weight.detach().t(), rtol=1e-5, atol=1e-5)
 
 
@@ -172,5 +172,5 @@ def test_packed_copy_follows_every_change_of_the_weight(pack_once):
 def test_inference_tensors_are_packed_on_each_call(pack_once):
     with torch.inference_mode():
         w, x = torch.randn(16, 8), torch.randn(3, 8)
-    assert gemm_avx2.packed_weight(w) is None
-    torch.testing.assert_close(gemm_avx2.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)
+    assert gemm_f32.packed_weight(w) is None
+    torch.testing.assert_close(gemm_f32.gemm(x, w), x @ w.t(), rtol=1e-5, atol=1e-5)

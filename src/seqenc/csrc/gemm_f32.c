@@ -25,6 +25,7 @@
  * epilogues; the least on K = 1536), 0.84-0.94x MKL's AVX-512 sgemm. Dropped there: blocking K
  * (128-256 k: 0.95-0.98x, the partial sums go back to C), tiles of 12 x 32, 14 x 32 or 6 x 64
  * (0.93-0.97x), software prefetch of the panel 4-16 k ahead (1.00x). */
+#include "scratch.h"
 #include "simd512.h"
 
 #ifdef SEQENC_X86
@@ -141,22 +142,6 @@ AVX512 static void pack_rows(const float *a, int64_t k, int64_t lo, int64_t hi, 
     }
 }
 
-/* A buffer of at least `floats` (64-byte aligned) per thread and use (0: packed W, 1: A
- * tiles), grown as needed and kept: encode's batch threads and OpenMP's
- * workers call again and again, and a fresh allocation of megabytes page-faults in on every
- * call. NULL: no memory. */
-static float *thread_buffer(size_t floats, int use) {
-    static __thread float *buffer[2];
-    static __thread size_t capacity[2];
-    if (floats > capacity[use]) {
-        free(buffer[use]);
-        const size_t bytes = (floats * sizeof(float) + 4095) / 4096 * 4096;
-        buffer[use] = aligned_alloc(64, bytes);
-        capacity[use] = buffer[use] ? bytes / sizeof(float) : 0;
-    }
-    return buffer[use];
-}
-
 typedef struct {
     const float *a, *packed;
     float *c;
@@ -167,7 +152,8 @@ typedef struct {
 static int task(const Job *g, int64_t t) {
     const int64_t lo = t * g->rows, hi = lo + g->rows < g->n ? lo + g->rows : g->n;
     const F32Epilogue *e = g->epi;
-    float *tiles = thread_buffer((size_t)((g->rows + MR - 1) / MR * MR) * g->k, 1);
+    float *tiles = seqenc_thread_buffer(
+        SCRATCH_A_TILES, (size_t)((g->rows + MR - 1) / MR * MR) * g->k * sizeof(float));
     if (!tiles) return -1;
     pack_rows(g->a, g->k, lo, hi, tiles);
     for (int64_t c0 = 0; c0 < g->m; c0 += NR) {
@@ -197,7 +183,8 @@ int seqenc_gemm_f32(const float *a, const float *w, int w_packed, float *c, int6
     if (threads > 1 && rows > n / (4 * threads)) rows = n / (4 * threads);
     rows = rows < MR ? MR : rows / MR * MR;
     const int64_t panels = (m + NR - 1) / NR, tasks = (n + rows - 1) / rows;
-    float *packed = w_packed ? (float *)w : thread_buffer((size_t)m * k, 0);
+    const size_t w_bytes = (size_t)m * k * sizeof(float);
+    float *packed = w_packed ? (float *)w : seqenc_thread_buffer(SCRATCH_PACKED_W, w_bytes);
     if (!packed) return -1;
     const Job g = {a, packed, c, n, m, k, ldc, rows, epi};
     int status = 0;

@@ -9,7 +9,7 @@
  *   row stride ldc, M % 16 == 0.
  * W goes into panels of NR columns, k-major: packed[p K NR + k NR + j] = W[p NR + j, k] (M K
  * copies against 2 N M K flops), on the call into a buffer the thread keeps, or (w_packed)
- * once by nn/gemm_avx2.py (SEQENC_F32_PACK_ONCE=1), which keeps the copy while the weight is
+ * once by nn/gemm_f32.py (SEQENC_F32_PACK_ONCE=1), which keeps the copy while the weight is
  * unchanged.
  * Work: tasks of up to A_BLOCK bytes of rows x every panel (the rows' A block stays in L2 while
  * the panels pass, each panel in L1 while it meets the block's register tiles), so a task ends
@@ -23,6 +23,7 @@
  * on each GEMM; blocking K so that a panel's block stays in L1 (K = 1536: 96 KiB a panel) was
  * slower (0.94-0.96x the down projection at blocks of 192 and 384 k: the partial sums go back
  * to C between blocks), so each task runs all of K. */
+#include "scratch.h"
 #include "simd.h"
 
 #ifdef SEQENC_X86
@@ -133,21 +134,6 @@ AVX2 static void pack_rows(const float *a, int64_t k, int64_t lo, int64_t hi, fl
     }
 }
 
-/* A buffer of at least `floats` (64-byte aligned) per thread and use (0: packed W, 1: A
- * tiles), grown as needed and kept: encode's batch threads and OpenMP's workers call again and
- * again, and a fresh allocation of megabytes page-faults in on every call. NULL: no memory. */
-static float *thread_buffer(size_t floats, int use) {
-    static __thread float *buffer[2];
-    static __thread size_t capacity[2];
-    if (floats > capacity[use]) {
-        free(buffer[use]);
-        const size_t bytes = (floats * sizeof(float) + 4095) / 4096 * 4096;
-        buffer[use] = aligned_alloc(64, bytes);
-        capacity[use] = buffer[use] ? bytes / sizeof(float) : 0;
-    }
-    return buffer[use];
-}
-
 typedef struct {
     const float *a, *packed;
     float *c;
@@ -158,7 +144,8 @@ typedef struct {
 static int task(const Job *g, int64_t t) {
     const int64_t lo = t * g->rows, hi = lo + g->rows < g->n ? lo + g->rows : g->n;
     const F32Epilogue *e = g->epi;
-    float *tiles = thread_buffer((size_t)((g->rows + MR - 1) / MR * MR) * g->k + 8, 1);
+    const size_t tile_floats = (size_t)((g->rows + MR - 1) / MR * MR) * g->k + 8;
+    float *tiles = seqenc_thread_buffer(SCRATCH_A_TILES, tile_floats * sizeof(float));
     if (!tiles) return -1;
     pack_rows(g->a, g->k, lo, hi, tiles);
     for (int64_t c0 = 0; c0 < g->m; c0 += NR) {
@@ -185,7 +172,8 @@ int seqenc_gemm_f32_avx2(const float *a, const float *w, int w_packed, float *c,
     if (threads > 1 && rows > n / (4 * threads)) rows = n / (4 * threads);
     rows = rows < MR ? MR : rows / MR * MR;
     const int64_t panels = m / NR, tasks = (n + rows - 1) / rows;
-    float *packed = w_packed ? (float *)w : thread_buffer((size_t)m * k, 0);
+    const size_t w_bytes = (size_t)m * k * sizeof(float);
+    float *packed = w_packed ? (float *)w : seqenc_thread_buffer(SCRATCH_PACKED_W, w_bytes);
     if (!packed) return -1;
     const Job g = {a, packed, c, n, m, k, ldc, rows, epi};
     int status = 0;

@@ -37,10 +37,10 @@
  * reuses the panel in its cache.
  */
 #include "int8_tile.h"
+#include "scratch.h"
 #include "tasks.h"
 
 #ifdef SEQENC_X86
-#include <pthread.h>
 #include <stdatomic.h>
 
 /* Rows lo .. hi of A against the panels from column c0 (a panel's first) to c1. AMX takes
@@ -108,47 +108,6 @@ typedef struct {
     _Atomic int failed;         /* a task found no memory for its buffer */
 } QuantGemm;
 
-/* A scratch buffer per thread, grown as needed and freed when the thread exits (encode's batch
- * threads come and go with each call: a __thread pointer would leak their buffers). */
-typedef struct {
-    void *data;
-    size_t capacity;
-} Scratch;
-
-static pthread_key_t scratch_key;
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static _Atomic long live_scratch; /* threads holding one (seqenc_int8_scratch_buffers) */
-
-static void free_scratch(void *p) {
-    free(((Scratch *)p)->data);
-    free(p);
-    live_scratch--;
-}
-
-long seqenc_int8_scratch_buffers(void) { return live_scratch; }
-
-static void make_scratch_key(void) { pthread_key_create(&scratch_key, free_scratch); }
-
-static void *thread_buffer(size_t bytes) {
-    pthread_once(&scratch_once, make_scratch_key);
-    Scratch *s = pthread_getspecific(scratch_key);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s || pthread_setspecific(scratch_key, s)) {
-            free(s);
-            return NULL;
-        }
-        live_scratch++;
-    }
-    if (bytes > s->capacity) {
-        free(s->data);
-        s->capacity = (bytes + 4095) / 4096 * 4096;
-        s->data = aligned_alloc(64, s->capacity);
-        if (!s->data) s->capacity = 0;
-    }
-    return s->data;
-}
-
 /* rows lo .. hi of x into q: seqenc_int8_quantize_rows, or its 16-lane twin (the same bits)
  * in the tasks of the kinds that run AVX-512 */
 static void quantize_rows(int kind, const float *x, const float *mul, void *q, float *scale,
@@ -166,8 +125,8 @@ static void quant_gemm_task(void *ctx, int64_t t) {
     const size_t elem = g->format == QUANT_I16 ? 2 : 1;
     const size_t qbytes = g->x ? ((size_t)(hi - lo) * g->k * elem + 63) / 64 * 64 : 0;
     const int requantize = p && p->q_out; /* the result rows feed the next GEMM only */
-    char *buffer = thread_buffer(qbytes + (size_t)(requantize ? hi - lo : 1) * g->m
-                                 * sizeof(float));
+    const size_t out_bytes = (size_t)(requantize ? hi - lo : 1) * g->m * sizeof(float);
+    char *buffer = seqenc_thread_buffer(SCRATCH_INT8, qbytes + out_bytes);
     if (!buffer) {
         g->failed = 1;
         return;

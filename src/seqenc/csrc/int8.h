@@ -53,9 +53,6 @@ int seqenc_quant_gemm_int8(int kind, const float *x, const float *mul, const voi
                            int64_t m, int64_t k, int64_t ldc, int threads,
                            const Int8Epilogue *epi, const void *q_in, const float *scale_in,
                            int openmp);
-/* How many threads hold a scratch buffer of seqenc_quant_gemm_int8's now (for tests: they are
- * freed when their thread exits). */
-long seqenc_int8_scratch_buffers(void);
 /* Bit INT8_* set for each kernel this CPU runs. */
 int seqenc_int8_kernels(void);
 /* The QUANT_* format a kind's activations come in. */

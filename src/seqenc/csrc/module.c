@@ -27,6 +27,7 @@
 
 #include "int8.h"
 #include "module.h"
+#include "scratch.h"
 #include "simd512.h"
 
 static PyObject *supported(PyObject *self, PyObject *args) {
@@ -215,6 +216,11 @@ static PyObject *py_peak(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(gops);
 }
+
+static PyObject *py_scratch_buffers(PyObject *self, PyObject *args) {
+    (void)self; (void)args;
+    return PyLong_FromLong(seqenc_scratch_threads());
+}
 #endif
 
 static PyMethodDef methods[] = {
@@ -225,6 +231,8 @@ static PyMethodDef methods[] = {
     {"bias_gelu", py_bias_gelu, METH_VARARGS, "x = gelu(x + bias), in place."},
     {"add_layernorm", py_add_layernorm, METH_VARARGS, "y = LayerNorm(y + bias + residual)."},
     {"peak", py_peak, METH_VARARGS, "Arithmetic peak of the cores for one instruction kind."},
+    {"scratch_buffers", py_scratch_buffers, METH_NOARGS,
+     "Threads holding the GEMMs' scratch buffers now (scratch.c)."},
 #endif
     {NULL, NULL, 0, NULL},
 };

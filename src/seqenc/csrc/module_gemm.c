@@ -65,7 +65,7 @@ static PyObject *py_gemm_bf16_amx(PyObject *self, PyObject *args) {
  * gelu_bias), or with gamma_ptr LayerNorm(C + bias + residual) * gamma + beta (ldc == m); 0
  * pointers: none (simd.h's F32Epilogue). gemm_f32 runs 512-bit FMAs (AVX-512 only) with
  * avx512.c's epilogue arithmetic, gemm_f32_avx2 AVX2 FMAs; their _packed forms take w_ptr as
- * pack_f32's / pack_f32_avx2's panels of W. Layouts checked by seqenc/nn (gemm_avx2.py). */
+ * pack_f32's / pack_f32_avx2's panels of W. Layouts checked by seqenc/nn (gemm_f32.py). */
 typedef int (*F32Gemm)(const float *a, const float *w, int w_packed, float *c, int64_t n,
                        int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);
 

@@ -163,11 +163,6 @@ static PyObject *py_quant_gemm_int8(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_int8_scratch_buffers(PyObject *self, PyObject *args) {
-    (void)self; (void)args;
-    return PyLong_FromLong(seqenc_int8_scratch_buffers());
-}
-
 static PyObject *py_int8_kernels(PyObject *self, PyObject *args) {
     (void)self; (void)args;
     return PyLong_FromLong(seqenc_int8_kernels());
@@ -179,8 +174,6 @@ PyMethodDef seqenc_int8_methods[] = {
     {"gemm_int8", py_gemm_int8, METH_VARARGS, "int8 GEMM, exact int32 sums (gemm_int8.c)."},
     {"quantize_int8", py_quantize_int8, METH_VARARGS, "float32 rows -> int8/uint8/int16 rows."},
     {"quant_gemm_int8", py_quant_gemm_int8, METH_VARARGS, "quantize_int8 + gemm_int8, one pass."},
-    {"int8_scratch_buffers", py_int8_scratch_buffers, METH_NOARGS,
-     "Threads holding an int8 scratch buffer now."},
     {"int8_kernels", py_int8_kernels, METH_NOARGS, "Bit i: int8 GEMM kernel i runs here."},
     {NULL, NULL, 0, NULL},
 };

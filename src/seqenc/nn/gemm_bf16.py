@@ -4,7 +4,7 @@ AVX512-BF16 (precision.Bf16Linear holds the packed weights); with ``gelu_bias`` 
 projection's bias + GELU run on each register tile and the result is stored as bf16.
 
 Its own module because it is its own operation: a GEMM with a packed operand and a bound of
-its own, beside the float32 GEMMs (gemm_avx2.py, kernels.gemm_f32). The kernel sets, the
+its own, beside the float32 GEMMs (gemm_f32.py, kernels.gemm_f32). The kernel sets, the
 layout checks and the elementwise and attention kernels it builds on stay in kernels.py.
 """
 

@@ -28,7 +28,7 @@ Every function below takes an ``isa`` to force a set (tests run each set the CPU
 This module is the kernel sets, the layout checks our kernels share, the elementwise and
 attention kernels with their error bounds, the float32 GEMM and the fused post-norm layer that
 composes them; the GEMMs with their own packed weights and epilogues have modules of their own
-(gemm_bf16.py, gemm_avx2.py; int8 in seqenc/int8*.py), which import this one.
+(gemm_bf16.py, gemm_f32.py; int8 in seqenc/int8*.py), which import this one.
 """
 
 from __future__ import annotations
@@ -107,7 +107,11 @@ def describe() -> str:
     names = {"avx2": "AVX2 + FMA", "avx512": "AVX-512",
              "avx512bf16": "AVX-512 + AVX512-BF16", "amx": "AVX-512 + AVX512-BF16 + AMX-BF16"}
     capped = f", capped by SEQENC_ISA (CPU has {AVAILABLE[-1]})" if ISA != AVAILABLE[-1] else ""
-    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}"
+    from ..threads import openmp_waits  # said when seqenc's cap on OpenMP's spin did not apply
+
+    late = ("; OpenMP spin not capped (torch imported before seqenc)"
+            if openmp_waits().startswith("NOT") else "")
+    return f"seqenc C kernels, {ISA}: {names[ISA]}{capped}{late}"
 
 
 def can_attend(qkv: Tensor, n_heads: int) -> bool:
@@ -283,7 +287,7 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
 
         a = LN1(x + Attention(x))            varlen_attention, then out-proj + add_layer_norm_
         y = LN2(a + W2 gelu(W1 a + b1) + b2) bias_gelu_, then add_layer_norm_
-    The matmuls (``matmul``) by weight: float32 tensors, ours (nn/gemm_avx2.py's with the
+    The matmuls (``matmul``) by weight: float32 tensors, ours (nn/gemm_f32.py's with the
     epilogues inside: gemm_f32 on AVX-512 CPUs, the avx2 set's; SEQENC_F32_GEMM=mkl: gemm_f32
     alone on AVX-512 CPUs, PyTorch's on the avx2 set);
     precision.Bf16Linear, our bf16 GEMM (nn/gemm_bf16.py: bf16 inputs, float32 out);
@@ -301,12 +305,14 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     x = x.contiguous()
     from seqenc import int8, int8_layer  # int8 layers: the steps after each GEMM inside it
 
-    from . import gemm_avx2  # float32 on AVX2-only CPUs: the same, on our AVX2 GEMM
+    # float32: our GEMM with the epilogues inside (aliased: this module's gemm_f32 is the bare
+    # AVX-512 GEMM)
+    from . import gemm_f32 as fused_f32
 
     if x.dtype == torch.float32 and int8_layer.fuses_layer(w):
         return int8_layer.post_norm_layer(x, starts, lengths, n_heads, eps, w)
-    if gemm_avx2.fuses_layer(x, w):
-        return gemm_avx2.post_norm_layer(x, starts, lengths, n_heads, eps, w)
+    if fused_f32.fuses_layer(x, w):
+        return fused_f32.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
         getattr(m, "takes_bf16_rows", lambda: False)()
         for m in (w.out_weight, w.up_weight, w.down_weight))

@@ -71,20 +71,12 @@ def gemm(x: Tensor, weight: Tensor, gelu_bias: Tensor | None = None,
         epilogue = (0, bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
                     float(eps))
     packed = packed_weight(weight) if PACK_ONCE else None
-    if kernels.ISA != "avx2":  # gemm_f32.c
-        if packed is not None:
-            kernels._kernels.gemm_f32_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
-                                             M, K, M, torch.get_num_threads(), *epilogue)
-        else:
-            kernels._kernels.gemm_f32(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
-                                      M, torch.get_num_threads(), *epilogue)
-        return out
-    if packed is not None:
-        kernels._kernels.gemm_f32_avx2_packed(x.data_ptr(), packed.data_ptr(), out.data_ptr(), N,
-                                              M, K, M, torch.get_num_threads(), *epilogue)
-    else:
-        kernels._kernels.gemm_f32_avx2(x.data_ptr(), weight.data_ptr(), out.data_ptr(), N, M, K,
-                                       M, torch.get_num_threads(), *epilogue)
+    # gemm_f32.c on the AVX-512 sets, gemm_f32_avx2.c on avx2; *_packed: W as packed_weight's
+    name = "gemm_f32" if kernels.ISA != "avx2" else "gemm_f32_avx2"
+    w = weight if packed is None else packed
+    run = getattr(kernels._kernels, name if packed is None else name + "_packed")
+    run(x.data_ptr(), w.data_ptr(), out.data_ptr(), N, M, K, M, torch.get_num_threads(),
+        *epilogue)
     return out
 
 
@@ -138,8 +130,8 @@ def fuses_layer(x: Tensor, w: kernels.PostNormWeights) -> bool:
 
 def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
                     w: kernels.PostNormWeights) -> Tensor:
-    """kernels.fused_post_norm_layer for float32 on the avx2 set (fuses_layer): four GEMMs and
-    the attention kernel, nothing in between. x (N, D) packed rows -> (N, D)."""
+    """kernels.fused_post_norm_layer for float32 on our x86 kernel sets (fuses_layer): four
+    GEMMs and the attention kernel, nothing in between. x (N, D) packed rows -> (N, D)."""
     qkv = gemm(x, w.qkv_weight)  # (N, 3D); the attention kernel adds the bias
     context = kernels.varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias)
     a = gemm(context, w.out_weight, norm=(w.out_bias, x, w.norm1_weight, w.norm1_bias, eps))
