@@ -34,7 +34,7 @@ from seqenc import cli  # noqa: E402
 from seqenc.io.errors import InputError  # noqa: E402
 from seqenc.ray import encode_dataset  # noqa: E402
 from seqenc.ray.output import SUCCESS  # noqa: E402
-from seqenc.ray.runtime import NICENESS, start_runtime  # noqa: E402
+from seqenc.ray.runtime import NICENESS, descendant_pids, start_runtime  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
 
@@ -147,19 +147,8 @@ def test_a_bad_record_fails_the_job_and_leaves_nothing_then_a_rerun_writes_once(
 def _encoding_actor_pids() -> list[int]:
     """The encoding actors of this test's Ray runtime: descendants of this process (never
     another runtime's on the same machine)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    pids, stack = [], list(children.get(os.getpid(), []))
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
+    pids = []
+    for pid in descendant_pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"MapWorker(MapBatches(EncodeActor))" in f.read():

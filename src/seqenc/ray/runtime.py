@@ -62,14 +62,14 @@ def start_runtime(
         return True
     reasons: list[str] = []
     for attempt in range(1, attempts + 1):
-        before = _descendants()
+        before = descendant_pids()
         try:
             _init(ray, None, init)
             return True
         except (TypeError, ValueError):
             raise  # an option ray.init rejects: trying again cannot help
         except Exception as e:
-            started = _descendants() - before
+            started = descendant_pids() - before
             raylet = _raylet_failure(started)
             reasons.append(f"{e}" + (f" (raylet: {raylet})" if raylet else ""))
             last = e
@@ -150,7 +150,7 @@ def _is_ray_process(pid: int) -> bool:
                for a in _cmdline(pid))
 
 
-def _descendants() -> set[int]:
+def descendant_pids() -> set[int]:
     """The processes under this one (Linux /proc; empty elsewhere)."""
     children: dict[int, list[int]] = {}
     try:
