@@ -136,3 +136,23 @@ def test_amx_is_refused_where_it_does_not_run():
     with pytest.raises(ValueError, match="amx"):
         gemm_bf16.gemm(torch.randn(2, 64), gemm_bf16.pack_weight(torch.randn(16, 64)), 16,
                           isa="amx")
+
+
+@needs_amx
+@pytest.mark.parametrize("n", [1, 5, 37, 301])
+def test_amx_and_avx512bf16_gelu_epilogues_agree_bit_for_bit(n):
+    """Both kernels' GELU epilogues (8 vectors at a time: 4 rows x 2 column tiles on AMX, 8 of a
+    register tile's up to 8 x 3 vectors on AVX512-BF16, partial groups at the tails) on exactly
+    the same float32 sums: each row of W a unit vector, so x W^T is x's bf16 values whatever
+    the summation order. m = 80: an odd column tile count (a block with one column tile on AMX,
+    a last panel of 32 on AVX512-BF16). A dense sweep of [-13, 13], within the bound too."""
+    k, m = 64, 80
+    x = torch.linspace(-13, 13, n * k).view(n, k).bfloat16().float()
+    w = torch.eye(k)[torch.arange(m) % k]  # (m, k): column c reads x[:, c % k]
+    b = torch.linspace(-0.02, 0.02, m)
+    packed = gemm_bf16.pack_weight(w)
+    amx = gemm_bf16.gemm(x, packed, m, gelu_bias=b, isa="amx")
+    assert gemm_bf16.last_kernel == "amx"
+    avx = gemm_bf16.gemm(x, packed, m, gelu_bias=b, isa="avx512bf16")
+    assert torch.equal(amx.view(torch.int16), avx.view(torch.int16))
+    assert gelu_within_bound(amx, x, w, b)

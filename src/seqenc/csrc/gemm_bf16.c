@@ -14,7 +14,7 @@
  *   C (N, M) float32, row stride ldc; or, given the FFN's up bias, gelu(A W^T + bias) rounded
  *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
  *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
- *     (simd512.h's gelu512_for_bf16: gemm_bf16.GELU_BF16_RELATIVE_ERROR, then bf16).
+ *     (simd512.h's gelu512_for_bf16_n: gemm_bf16.GELU_BF16_RELATIVE_ERROR, then bf16).
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32
@@ -51,13 +51,18 @@ __attribute__((always_inline)) AVX512BF16 static inline void micro(
             for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, w[v]);
         }
     }
-    if (gelu_bias)  /* the FFN's up projection: bias + GELU, stored as the down GEMM's input */
+    if (gelu_bias) { /* the FFN's up projection: bias + GELU, stored as the down GEMM's input;
+                      * 8 vectors' GELU chains side by side (simd512.h's gelu512_for_bf16_n) */
+        __m512 g[MR * 3];
         for (int r = 0; r < rows; r++)
-            for (int v = 0; v < nv; v++) {
-                const __m512 x = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(gelu_bias + 16 * v));
-                store_bf16(c16 + r * ldc + 16 * v, gelu512_for_bf16(x));
-            }
-    else
+            for (int v = 0; v < nv; v++)
+                g[r * nv + v] = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(gelu_bias + 16 * v));
+#pragma GCC unroll 3
+        for (int i = 0; i < rows * nv; i += 8)
+            gelu512_for_bf16_n(g + i, rows * nv - i < 8 ? rows * nv - i : 8);
+        for (int r = 0; r < rows; r++)
+            for (int v = 0; v < nv; v++) store_bf16(c16 + r * ldc + 16 * v, g[r * nv + v]);
+    } else
         for (int r = 0; r < rows; r++)
             for (int v = 0; v < nv; v++) _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
 }
