@@ -29,9 +29,11 @@
  * prefetched for writing before the block's products: tile stores to lines not in cache were
  * the bottleneck (1185 x 1152 x 384 at a third of the in-cache speed). The GELU epilogue:
  * tiles to a 32 x 32 float32 scratch, then AVX-512 (bias, GELU, bf16) spread over the next
- * block's k loop, so it overlaps the tile unit's work instead of following it, 4 rows (8
- * vectors, 8 independent GELU chains) at a time: one vector at a time ran at half the vector
- * units' rate (simd512.h's gelu512_for_bf16_n).
+ * block's k loop, so it overlaps the tile unit's work instead of following it; 4 rows x 2
+ * vectors at a time (gelu_rows). Tried and dropped (Sapphire Rapids, noisy shared CPU): the
+ * epilogue between the k block's first products and its tile loads (up + GELU 1.2x as here),
+ * and float32 blocks compiled without the epilogue's call: either measured the float32 GEMMs
+ * at 0.8-0.9x, for reasons not found in the time; this form kept them at 1.0x.
  *
  * Arithmetic (TDPBF16PS, Intel SDM; tests/nn/test_gemm_bf16_amx.py checks it here): each
  * bf16 product is exact in float32 and is added to the float32 accumulator with round to
@@ -111,21 +113,32 @@ typedef struct {
 } Pending;
 
 AMX static inline void gelu_rows(Pending *p, int until) {
-    /* 4 rows (8 vectors: both 16-column halves of the scratch, one unused where the block had
-     * one column tile) at a time: 8 GELU chains side by side (simd512.h). Rows past p->rows
-     * are computed from the scratch's zeros and not stored. */
-    const __m512 b0 = _mm512_loadu_ps(p->bias), b1 = p->vectors > 1
-        ? _mm512_loadu_ps(p->bias + 16) : b0;
+    /* 4 rows of 2 vectors at a time where the block has them: 8 GELU chains side by side
+     * (simd512.h's gelu512_for_bf16_n: one vector at a time ran at ~2/3 of the vector units'
+     * rate); a block of one column tile or the last rows, one vector at a time */
+    const __m512 b0 = _mm512_loadu_ps(p->bias);
     for (; p->done < until; p->done += 4) {
-        __m512 v[8];
-        for (int i = 0; i < 4; i++) {
-            v[2 * i] = _mm512_add_ps(_mm512_load_ps(p->sums + (p->done + i) * 32), b0);
-            v[2 * i + 1] = _mm512_add_ps(_mm512_load_ps(p->sums + (p->done + i) * 32 + 16), b1);
+        if (p->vectors == 2 && p->done + 4 <= p->rows) {
+            const __m512 b1 = _mm512_loadu_ps(p->bias + 16);
+            __m512 v[8];
+            for (int i = 0; i < 4; i++) {
+                v[2 * i] = _mm512_add_ps(_mm512_load_ps(p->sums + (p->done + i) * 32), b0);
+                v[2 * i + 1] = _mm512_add_ps(_mm512_load_ps(p->sums + (p->done + i) * 32 + 16),
+                                             b1);
+            }
+            gelu512_for_bf16_n(v, 8);
+            for (int i = 0; i < 4; i++)
+                for (int h = 0; h < 2; h++)
+                    store_bf16(p->out + (p->done + i) * p->ldo + 16 * h, v[2 * i + h]);
+            continue;
         }
-        gelu512_for_bf16_n(v, 8);
-        for (int i = 0; i < 4 && p->done + i < p->rows; i++)
-            for (int h = 0; h < p->vectors; h++)
-                store_bf16(p->out + (p->done + i) * p->ldo + 16 * h, v[2 * i + h]);
+        for (int r = p->done; r < p->done + 4 && r < p->rows; r++)
+            for (int v = 0; v < p->vectors; v++) {
+                __m512 x = _mm512_add_ps(_mm512_load_ps(p->sums + r * 32 + 16 * v),
+                                         _mm512_loadu_ps(p->bias + 16 * v));
+                gelu512_for_bf16_n(&x, 1);
+                store_bf16(p->out + r * p->ldo + 16 * v, x);
+            }
     }
 }
 
@@ -138,7 +151,7 @@ AMX static inline void gelu_rows(Pending *p, int until) {
  * `pending`. */
 __attribute__((always_inline)) AMX static inline void block(
     const Job *job, int64_t r0, int rows0, int rows1, int64_t j0, int64_t kb0, int64_t kb1,
-    Pending *pending, float *scratch, const int two, const int pair, const int gelu) {
+    Pending *pending, float *scratch, const int two, const int pair) {
     const uint16_t *a0 = job->a + r0 * job->k, *a1 = a0 + 16 * job->k;
     const int64_t a_stride = job->k * 2; /* bytes */
     int64_t s0, s1 = 0, step0, step1 = 0;
@@ -157,13 +170,13 @@ __attribute__((always_inline)) AMX static inline void block(
         if (two) _tile_loadd(2, c + 16 * ldc, c_stride);
         if (two && pair) _tile_loadd(3, c + 16 * ldc + 16, c_stride);
     }
-    if (!gelu) /* C's lines, on their way in while the tiles multiply (tile stores
+    if (!job->gelu_bias) /* C's lines, on their way in while the tiles multiply (tile stores
                           * to lines not in cache cost ~3x the whole GEMM on 1185 x 1152) */
         for (int r = 0; r < rows0 + rows1; r++) {
             _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_ET0);
             if (pair) _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_ET0);
         }
-    const int pending_rows = gelu && pending ? pending->rows : 0;
+    const int pending_rows = pending ? pending->rows : 0;
     /* each tile's next load right after the k block's last product that reads it (tiles are
      * not renamed: a load waits for those products), so it overlaps the block's other ones */
     _tile_loadd(4, a0 + 32 * kb0, a_stride);
@@ -174,18 +187,16 @@ __attribute__((always_inline)) AMX static inline void block(
         const int more = kb + 1 < kb1;
         _tile_dpbf16ps(0, 4, 6);
         if (pair) _tile_dpbf16ps(1, 4, 7);
-        if (pending_rows) /* here, before the k block's tile loads (~1.02x; after the block,
-                           * not spread, 1.1x slower): a tile load waits for the products
-                           * reading its tile, and the AVX-512 work behind it mostly waits too */
-            gelu_rows(pending, (int)((kb - kb0 + 1) * pending_rows / (kb1 - kb0)));
         if (more) _tile_loadd(4, a0 + 32 * (kb + 1), a_stride);
         if (two) _tile_dpbf16ps(2, 5, 6);
         if (more) _tile_loadd(6, b0 + (kb + 1) * step0, s0);
         if (two && pair) _tile_dpbf16ps(3, 5, 7);
         if (more && pair) _tile_loadd(7, b1 + (kb + 1) * step1, s1);
         if (more && two) _tile_loadd(5, a1 + 32 * (kb + 1), a_stride);
+        if (pending_rows)
+            gelu_rows(pending, (int)((kb - kb0 + 1) * pending_rows / (kb1 - kb0)));
     }
-    if (!gelu) {
+    if (!job->gelu_bias) {
         _tile_stored(0, c, c_stride);
         if (pair) _tile_stored(1, c + 16, c_stride);
         if (two) _tile_stored(2, c + 16 * ldc, c_stride);
@@ -210,25 +221,17 @@ AMX static void task(void *ctx, int64_t t) {
     const int rows0 = rows < 16 ? rows : 16, rows1 = rows - rows0;
     float scratch[2][32 * 32] __attribute__((aligned(64))); /* GELU: this block's, the last's */
     Pending pending = {0}, *wait = NULL;
-    if (job->gelu_bias) /* gelu_rows reads whole groups of 4 rows and both halves of each */
-        memset(scratch, 0, sizeof scratch);
     configure(rows0, rows1);
     for (int64_t kb0 = 0; kb0 < kbs; kb0 += kc) {
         const int64_t kb1 = kb0 + kc < kbs ? kb0 + kc : kbs;
         for (int64_t j = j_lo; j < j_hi; j += 2) {
             const int pair = j + 1 < j_hi;
             float *sums = scratch[(j - j_lo) / 2 % 2];
-            if (!job->gelu_bias) { /* float32 C: no epilogue in its k loop */
-                if (rows1 && pair) block(job, r0, rows0, rows1, j, kb0, kb1, 0, 0, 1, 1, 0);
-                else if (rows1) block(job, r0, rows0, rows1, j, kb0, kb1, 0, 0, 1, 0, 0);
-                else if (pair) block(job, r0, rows0, rows1, j, kb0, kb1, 0, 0, 0, 1, 0);
-                else block(job, r0, rows0, rows1, j, kb0, kb1, 0, 0, 0, 0, 0);
-                continue;
-            }
-            if (rows1 && pair) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 1, 1, 1);
-            else if (rows1) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 1, 0, 1);
-            else if (pair) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 0, 1, 1);
-            else block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 0, 0, 1);
+            if (rows1 && pair) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 1, 1);
+            else if (rows1) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 1, 0);
+            else if (pair) block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 0, 1);
+            else block(job, r0, rows0, rows1, j, kb0, kb1, wait, sums, 0, 0);
+            if (!job->gelu_bias) continue;
             if (wait) gelu_rows(wait, wait->rows); /* what the k blocks left (rounding) */
             pending = (Pending){sums, (uint16_t *)job->c + r0 * job->ldc + 16 * j,
                                 job->gelu_bias + 16 * j, job->ldc, rows, 1 + pair, 0};

@@ -128,8 +128,9 @@ AVX512 static inline void gelu512x4(__m512 v[4]) {
 /* gelu512_for_bf16_n: gelu(x) = x Phi(x) for a GELU whose result is rounded to bf16 next (the
  * bf16 GEMMs' up projection epilogues): 1 - Phi(|x|) = erfc(z) / 2 = t exp(-z^2 + c(t) - ln 2),
  * z = |x| / sqrt 2, t = 1 / (1 + z / 2), with c a degree-7 fit (relative error < 6.5e-7,
- * refitted for this: Numerical Recipes' degree-9 c is good to 1.2e-7) and -z^2 + c rounded once, not carried (that
- * rounding grows with z^2: ~4e-6 relative only in the far tail, |x| > 10). Cheaper than
+ * refitted for this: Numerical Recipes' degree-9 c is good to 1.2e-7) and -z^2 + c rounded
+ * once, not carried (that rounding grows with z^2: ~4e-6 relative only in the far tail,
+ * |x| > 10). Cheaper than
  * x normal_cdf512(x) by folding: ln 2 (the / 2) into c's constant; 1 / sqrt 2 into d; exp512
  * without its clamps (|x| <= 14 keeps the argument in [-101, 0], which scalef takes, subnormals
  * included) and in plain Horner form; and x Phi(x) = max(x, 0) - |x| (1 - Phi(|x|)), no blend.

@@ -1,0 +1,138 @@
+"""Two builds of the C kernels in one process, interleaved: the bf16 layer's steps (1 thread,
+CPU time, bf16_layer_profile's steps on its p50 pass) and encode (2 threads, wall clock).
+
+The old build is another commit's extension renamed so both load side by side
+(``PyInit__kernels_old``); each arm swaps it into ``seqenc.nn.kernels._kernels``, which every
+bf16 kernel call reads. Rounds alternate which build runs first; medians and pairwise ratios.
+
+    # the old build: commit C's setup.py build with the module renamed
+    git archive C setup.py pyproject.toml README.md src/seqenc/csrc | tar -x -C /tmp/old
+    (cd /tmp/old && sed -i 's/PyInit__kernels/PyInit__kernels_old/; s/"_kernels"/"_kernels_old"/'
+       src/seqenc/csrc/module.c && sed -i 's/"seqenc._kernels"/"seqenc._kernels_old"/' setup.py
+       && python setup.py -q build_ext --inplace)
+    python benchmarks/bf16_build_ab.py /tmp/old/src/seqenc/_kernels_old*.so --json F
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from bf16_layer_profile import passes, steps
+from fp32_avx2_ab import CORPUS
+
+from seqenc.allocator import tune_memory
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+from seqenc.precision import bf16_encoder
+from seqenc.threads import set_threads
+
+
+def load_old(path: str):
+    loader = importlib.machinery.ExtensionFileLoader("seqenc._kernels_old", path)
+    spec = importlib.util.spec_from_file_location("seqenc._kernels_old", path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def interleaved(builds: dict, run, rounds: int) -> dict[str, list[float]]:
+    """run(build) -> seconds, rounds + 1 times per build (the first dropped), order alternating."""
+    times: dict[str, list[float]] = {b: [] for b in builds}
+    for r in range(rounds + 1):
+        for b in (list(builds) if r % 2 else list(builds)[::-1]):
+            kernels._kernels = builds[b]
+            dt = run()
+            if r:
+                times[b].append(dt)
+    kernels._kernels = builds["new"]
+    return times
+
+
+def summary(times: dict[str, list[float]], scale: float) -> dict:
+    old, new = times["old"], times["new"]
+    return {"old": statistics.median(old) * scale, "new": statistics.median(new) * scale,
+            "pairwise_old_over_new": statistics.median(
+                a / b for a, b in zip(old, new, strict=True)),
+            "old_all": old, "new_all": new}
+
+
+def layer_steps(builds: dict, model, keys: list[str], isas: list[str], rounds: int) -> dict:
+    set_threads(1)
+    layer = bf16_encoder(model.encoder).layers[0]
+    lengths = passes(model, [50])["p50"]
+    result = {}
+    for isa in isas:
+        for key, f in steps(layer, lengths, isa).items():
+            if key not in keys:
+                continue
+
+            def run(f=f) -> float:
+                t = time.thread_time()
+                f()
+                return time.thread_time() - t
+
+            result[f"{isa} {key}"] = s = summary(interleaved(builds, run, rounds), 1e3)
+            print(f"{isa:10s} {key:10s} old {s['old']:7.3f} new {s['new']:7.3f} ms  pairwise "
+                  f"{s['pairwise_old_over_new']:.3f}x", flush=True)
+    return result
+
+
+def encode(builds: dict, model, n_texts: int, isas: list[str], rounds: int) -> dict:
+    set_threads(2)
+    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()][:n_texts]
+    ref = torch.as_tensor(model.encode(texts, dtype="float32"))
+    result = {}
+    for isa in isas:
+        kernels.ISA = isa
+        vectors: dict = {}
+
+        def run(vectors: dict = vectors) -> float:
+            t = time.perf_counter()
+            vectors[kernels._kernels] = torch.as_tensor(model.encode(texts, dtype="bfloat16"))
+            return time.perf_counter() - t
+
+        s = summary(interleaved(builds, run, rounds), 1.0)
+        old, new = (vectors[builds[b]] for b in ("old", "new"))
+        result[isa] = {**s, "old_sent_s": len(texts) / s["old"],
+                       "new_sent_s": len(texts) / s["new"],
+                       "identical_vectors": torch.equal(old, new),
+                       "min_cos_fp32": torch.cosine_similarity(new, ref).min().item()}
+        print(f"encode {isa}: old {result[isa]['old_sent_s']:.1f} new "
+              f"{result[isa]['new_sent_s']:.1f} sent/s, pairwise (speed) "
+              f"{s['pairwise_old_over_new']:.3f}x, identical {result[isa]['identical_vectors']}",
+              flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("old_so")
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--steps", nargs="*", default=["up+GELU", "up alone", "layer"])
+    parser.add_argument("--isas", nargs="+", default=["avx512bf16", "amx"])
+    parser.add_argument("--encode-texts", type=int, default=0, help="0: no encode A/B")
+    parser.add_argument("--encode-rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    tune_memory()
+    builds = {"old": load_old(args.old_so), "new": kernels._kernels}
+    model = SentenceEncoder.from_pretrained()
+    result = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
+    if args.steps:
+        result["steps"] = layer_steps(builds, model, args.steps, args.isas, args.rounds)
+    if args.encode_texts:
+        result["encode"] = encode(builds, model, args.encode_texts, args.isas, args.encode_rounds)
+    result["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
