@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .procs import cmdline, descendant_pids, fatal_line, kill_all
+from .procs import cmdline, descendant_pids, fatal_line, kill_all, mentioning
 
 NICENESS = "RAY_worker_niceness"
 READY = "Ray runtime started."  # what `ray start` prints once the node is up
@@ -63,8 +63,8 @@ class Head:
     pids: set[int] = field(default_factory=set)  # the tree, last seen
 
     def stop(self) -> None:
-        """SIGTERM ``ray start`` (it stops its node), then SIGKILL whatever of the tree is
-        left, and remove the temp directory."""
+        """SIGTERM ``ray start`` (it stops its node), then SIGKILL whatever of its session is
+        left (its processes name the temp directory, which is unique), and remove that."""
         self.pids |= descendant_pids(self.process.pid)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -73,7 +73,7 @@ class Head:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        kill_all(self.pids)
+        kill_all(self.pids | mentioning(str(self.temp_dir)))
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def failure(self) -> str:

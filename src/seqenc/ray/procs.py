@@ -55,6 +55,16 @@ def descendant_pids(root: int | None = None) -> set[int]:
     return found
 
 
+def mentioning(text: str) -> set[int]:
+    """The processes with ``text`` in an argument: a session's, by its unique directory, even
+    those no longer under the process that started them (orphans are re-parented)."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    return {int(e) for e in entries if e.isdigit() and any(text in a for a in cmdline(int(e)))}
+
+
 def kill_all(pids: set[int], grace_s: float = 5.0) -> None:
     """SIGTERM the Ray processes among ``pids``, then SIGKILL those alive ``grace_s`` later
     (a failed start's processes: Ray forgets them when ``ray.init`` raises, and they would
