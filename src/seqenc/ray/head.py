@@ -174,10 +174,18 @@ def _write_listen_port(pids: set[int], port: int) -> bool:
 
 
 def _die_with_parent() -> None:
-    """In the child: SIGTERM when this process dies (Linux prctl PR_SET_PDEATHSIG), so that
-    a driver killed outright does not leave a Ray node running."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    """In the child, before exec (as Ray's services.py starts its processes): SIGTERM when
+    this process dies (Linux prctl PR_SET_PDEATHSIG), so that a driver killed outright does
+    not leave a Ray node running (strictly: when the thread that started it ends, which is
+    the one that stops it too); and SIGINT blocked, so that Ctrl-C reaches the driver, which
+    then stops the node itself, rather than the node mid-job."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
+# looked up here, not in the forked child, which should do as little as possible before exec
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
 
 
 def _read(path: Path) -> str:
