@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,15 @@ def alive(pid: int) -> bool:
 def test_a_local_head_has_every_agent_port_fixed_and_the_raylet_its_http_port_file(
     fake_ray_start,
 ):
+    stale, recent = fake_ray_start / "seqenc-ray-killed", fake_ray_start / "seqenc-ray-new"
+    for d in (stale, recent):
+        (d / "session_x").mkdir(parents=True)
+    os.utime(stale, (1, time.time() - 120))  # a head whose driver was killed 2 minutes ago
     ray = FakeRay()
     assert start_runtime(ray, None, num_cpus=2, cli=FAKE_CLI,
                          sleep=lambda s: pytest.fail(f"retried after {s} s"))
+    assert not stale.exists() and recent.exists()  # removed; maybe a head starting up
+    recent.rename(fake_ray_start / "not-a-head")
     [head_dir] = fake_ray_start.glob("seqenc-ray-*")
     [start] = starts(fake_ray_start)
     flags = dict(a[2:].split("=", 1) for a in start["argv"] if "=" in a)

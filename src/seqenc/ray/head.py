@@ -119,6 +119,7 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
     """Start a head and wait until ``ray start`` says it is up; HeadError (with the tree
     stopped) if it exits or hangs first. Its workers run at our niceness unless
     RAY_worker_niceness is set (Ray's default is +15)."""
+    _remove_stale(Path(tempfile.gettempdir()))
     temp_dir = Path(tempfile.mkdtemp(prefix="seqenc-ray-"))
     ports = free_ports(6)
     env = {**SLOW_MACHINE, **os.environ}  # the user's own settings win
@@ -134,6 +135,19 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
         head.stop()
         raise
     return head
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the temp directories of heads whose drivers were killed outright (their nodes
+    died with them, see _die_with_parent, but nothing removed the directory): no process
+    names them any more, and they are not being set up now (older than a minute)."""
+    for old in parent.glob("seqenc-ray-*"):
+        try:
+            stale = time.time() - old.stat().st_mtime > 60 and not mentioning(str(old))
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _wait_ready(head: Head, agent_http: int, deadline: float) -> None:
