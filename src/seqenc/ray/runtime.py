@@ -33,6 +33,7 @@ BACKOFF_S = 5.0  # the wait before the second try; doubled before each next one
 ADDRESS = "RAY_ADDRESS"  # a cluster to join, read by ray.init
 
 _head: Head | None = None  # the local head this process started, until stop_runtime
+_ray: Any = None  # the ray module it was joined with, for the exit handler
 
 
 class RayStartError(RuntimeError):
@@ -61,7 +62,7 @@ def start_runtime(
     silent); then RayStartError names the failure. Joining a cluster is tried once: its
     errors are the user's to see.
     """
-    global _head
+    global _head, _ray
     if ray.is_initialized():
         return False
     if address is not None:
@@ -74,8 +75,7 @@ def start_runtime(
         try:
             head = start_head(num_cpus, cli=cli)
             _init(ray, head.address, head.temp_dir)
-            _head = head
-            atexit.register(_stop_at_exit, ray)
+            _head, _ray = head, ray
             return True
         except (TypeError, ValueError):
             _undo(ray, head, before)
@@ -101,16 +101,19 @@ def stop_runtime(ray: Any) -> None:
     """Disconnect from Ray, and stop the local runtime if this process started one (its
     processes and its temp directory): ``ray.shutdown`` alone leaves a ``ray start`` node
     running."""
-    global _head
+    global _head, _ray
     ray.shutdown()
-    head, _head = _head, None
+    head, _head, _ray = _head, None, None
     if head is not None:
         head.stop()
 
 
-def _stop_at_exit(ray: Any) -> None:
+@atexit.register
+def _stop_at_exit() -> None:
+    """A head the caller did not stop (an exception it did not catch, a notebook closed):
+    stopped after Ray's own exit handler has disconnected the driver."""
     if _head is not None:
-        stop_runtime(ray)
+        stop_runtime(_ray)
 
 
 def _init(ray: Any, address: str, temp_dir: Path | None = None) -> None:
