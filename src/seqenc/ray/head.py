@@ -130,7 +130,7 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
         )
     head = Head(process, f"127.0.0.1:{ports[0]}", temp_dir)
     try:
-        _wait_ready(head, ports[3], time.monotonic() + timeout_s)
+        _wait_ready(head, ports[3], timeout_s)
     except BaseException:
         head.stop()
         raise
@@ -150,10 +150,10 @@ def _remove_stale(parent: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _wait_ready(head: Head, agent_http: int, deadline: float) -> None:
+def _wait_ready(head: Head, agent_http: int, timeout_s: float) -> None:
     """Poll until ``ray start`` prints READY; meanwhile write the agent's HTTP port file as
     soon as the raylet exists (it waits 15 s for it)."""
-    written = False
+    written, deadline = False, time.monotonic() + timeout_s
     while True:
         head.pids |= descendant_pids(head.process.pid)
         if not written:
@@ -163,7 +163,7 @@ def _wait_ready(head: Head, agent_http: int, deadline: float) -> None:
         if head.process.poll() is not None:
             raise HeadError(head.failure())
         if time.monotonic() > deadline:
-            raise HeadError(f"ray start did not finish in {HEAD_TIMEOUT_S:g} s")
+            raise HeadError(f"ray start did not finish in {timeout_s:g} s")
         time.sleep(0.1)
 
 
