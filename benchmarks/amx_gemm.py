@@ -19,10 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc.nn import gemm_bf16, kernels
 from seqenc.threads import set_threads
+
+import torch
 
 SHAPES = {"qkv": (384, 1152), "out": (384, 384), "up+gelu": (384, 1536), "down": (1536, 384)}
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"

@@ -18,14 +18,14 @@ import statistics
 import time
 from pathlib import Path
 
-from amx_layer_steps import SHAPES, steps, weights
-
 from seqenc import int8
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+from amx_layer_steps import SHAPES, steps, weights
 
 
 def load(path: Path):

@@ -17,8 +17,6 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc import int8, int8_layer
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
@@ -26,6 +24,8 @@ from seqenc.nn import kernels
 from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import torch
 
 SHAPES = {"qkv": (1152, 384), "out+LN": (384, 384), "up+GELU": (1536, 384),
           "down+LN": (384, 1536)}  # (M, K) of each step's GEMM

@@ -18,11 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
-
 from seqenc.nn import kernels
 from seqenc.threads import set_threads
+
+import torch
+from fp32_avx2_ab import CORPUS, load_kernels
 
 HEADS, HD = 12, 32
 D = HEADS * HD

@@ -14,13 +14,13 @@ import json
 import math
 from pathlib import Path
 
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+
 import numpy as np
 import torch
 from fp32_avx2_ab import CORPUS
 from torch import Tensor
-
-from seqenc.model import SentenceEncoder
-from seqenc.nn import kernels
 
 
 def bf16_tile_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,

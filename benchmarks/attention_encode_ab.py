@@ -15,12 +15,12 @@ import statistics
 import time
 from pathlib import Path
 
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+
 import numpy as np
 import torch
 from fp32_avx2_ab import CORPUS, load_kernels
-
-from seqenc.model import SentenceEncoder
-from seqenc.nn import kernels
 
 
 def main() -> None:

@@ -21,14 +21,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-
 os.environ.setdefault("SEQENC_ISA", "avx2")  # read once, when seqenc.nn.kernels is imported
 
 from seqenc import int8, int8_layer  # noqa: E402
 from seqenc.model import SentenceEncoder  # noqa: E402
 from seqenc.nn import gemm_f32, kernels  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
 

@@ -28,15 +28,15 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-from fp32_avx2_ab import CORPUS
-
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_bf16, kernels
 from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import torch
+from fp32_avx2_ab import CORPUS
 
 
 def passes(model: SentenceEncoder, percentiles: list[int]) -> dict[str, list[int]]:

@@ -25,12 +25,12 @@ import time
 import types
 from pathlib import Path
 
-import torch
-
 import seqenc.model as model_module
 from seqenc import threads
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
+
+import torch
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_f32, kernels
+
+import numpy as np
+import torch
 
 CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
 

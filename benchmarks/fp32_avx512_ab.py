@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from seqenc.model import SentenceEncoder
+from seqenc.nn import gemm_f32, kernels
+
 import numpy as np
 import torch
 from fp32_avx2_ab import CORPUS, load_kernels
-
-from seqenc.model import SentenceEncoder
-from seqenc.nn import gemm_f32, kernels
 
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
 

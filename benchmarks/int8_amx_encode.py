@@ -15,14 +15,14 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from seqenc import int8
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.precision import made_from
 from seqenc.threads import set_threads
+
+import numpy as np
+import torch
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 MODES = {"int8 amx": "amx", "int8 vnni512": "vnni512", "bf16": None}

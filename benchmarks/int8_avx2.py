@@ -18,14 +18,14 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from seqenc import int8, int8_layer
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.precision import made_from
 from seqenc.threads import set_threads
+
+import numpy as np
+import torch
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 # mode -> (int8 kernel or None for fp32, fused epilogues)

@@ -14,12 +14,12 @@ import os
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc import int8
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
 from seqenc.threads import set_threads
+
+import torch
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 

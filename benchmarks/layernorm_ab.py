@@ -19,16 +19,16 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
-
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import numpy as np
+import torch
+from fp32_avx2_ab import CORPUS, load_kernels
 
 D = 384
 
