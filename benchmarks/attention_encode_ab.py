@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 from seqenc.model import SentenceEncoder
@@ -20,7 +18,7 @@ from seqenc.nn import kernels
 
 import numpy as np
 import torch
-from fp32_avx2_ab import CORPUS, load_kernels
+from harness import cosines, interleaved, load_kernels, read_texts
 
 
 def main() -> None:
@@ -32,8 +30,7 @@ def main() -> None:
     ap.add_argument("--dtype", action="append", default=[])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     torch.set_num_threads(args.threads)
     model = SentenceEncoder.from_pretrained()
     attention = {"old": load_kernels(args.baseline_so).attention,
@@ -44,18 +41,10 @@ def main() -> None:
             kernels._kernels.attention = attention[arm]
             return np.asarray(model.encode(texts, dtype=dtype))
 
-        vectors = {arm: run(arm) for arm in attention}  # warm-up
-        a, b = vectors["old"], vectors["new"]
-        cosine = float(((a * b).sum(1) / np.linalg.norm(a, axis=1)
-                        / np.linalg.norm(b, axis=1)).min())
-        times: dict[str, list[float]] = {arm: [] for arm in attention}
-        for _ in range(args.rounds):
-            for arm in attention:
-                start = time.perf_counter()
-                run(arm)
-                times[arm].append(time.perf_counter() - start)
-        med = {arm: statistics.median(t) for arm, t in times.items()}
-        result[dtype] = {"seconds": times, "texts_per_s": {k: len(texts) / v
+        timings = interleaved({arm: lambda arm=arm: run(arm) for arm in attention}, args.rounds)
+        cosine = float(cosines(timings.outputs["old"], timings.outputs["new"]).min())
+        med = {arm: timings.median(arm) for arm in attention}
+        result[dtype] = {"seconds": timings.seconds, "texts_per_s": {k: len(texts) / v
                                                            for k, v in med.items()},
                          "new_vs_old": med["old"] / med["new"], "min_cosine_old_new": cosine}
         print(f"{dtype:9s} old {len(texts) / med['old']:7.1f}  new {len(texts) / med['new']:7.1f}"
