@@ -18,17 +18,13 @@ from seqenc.nn import kernels
 
 import numpy as np
 import torch
-from harness import cosines, interleaved, load_kernels, read_texts
+from harness import cosines, encode_options, interleaved, load_kernels, read_texts
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]), texts=2000)
     ap.add_argument("--baseline-so", type=Path, required=True)
-    ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", action="append", default=[])
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     texts = read_texts(args.texts)
     torch.set_num_threads(args.threads)

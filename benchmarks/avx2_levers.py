@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 os.environ.setdefault("SEQENC_ISA", "avx2")  # read once, when seqenc.nn.kernels is imported
 
@@ -27,7 +26,7 @@ from seqenc.nn import gemm_f32, kernels  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from harness import cosines, interleaved, read_texts  # noqa: E402
+from harness import cosines, encode_options, interleaved, read_texts  # noqa: E402
 
 
 def modes(model: SentenceEncoder, texts: list[str], gemm: str
@@ -68,12 +67,8 @@ def modes(model: SentenceEncoder, texts: list[str], gemm: str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--int8-gemm", default="avx2", choices=int8.runnable_gemms())
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     texts = read_texts(args.texts)
     torch.set_num_threads(args.threads)

@@ -12,7 +12,6 @@ it in a quiet slot only.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_f32, kernels
 
 import numpy as np
-import torch
-from harness import interleaved, load_kernels, read_texts, versus_first
+from harness import encode_options, encode_versus_first, load_kernels
 
 
 def arms(model: SentenceEncoder, texts: list[str],
@@ -46,21 +44,10 @@ def arms(model: SentenceEncoder, texts: list[str],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--baseline-so", type=Path)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    texts = read_texts(args.texts)
-    torch.set_num_threads(args.threads)
-    model = SentenceEncoder.from_pretrained()
-    result = versus_first(interleaved(arms(model, texts, args.baseline_so), args.rounds),
-                          len(texts))
-    if args.json:
-        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
-                                         "threads": args.threads, "arms": result}, indent=1))
+    encode_versus_first(args, lambda model, texts: arms(model, texts, args.baseline_so))
 
 
 if __name__ == "__main__":

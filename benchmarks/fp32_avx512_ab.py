@@ -25,7 +25,7 @@ from seqenc.nn import gemm_f32, kernels
 
 import numpy as np
 import torch
-from harness import interleaved, load_kernels, read_texts, versus_first
+from harness import encode_options, encode_versus_first, interleaved, load_kernels
 
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
 
@@ -79,28 +79,17 @@ def gemm_table(rows: int, reps: int, baseline: Path | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--baseline-so", type=Path)
     parser.add_argument("--gemm", action="store_true", help="time the GEMMs alone instead")
     parser.add_argument("--rows", type=int, default=1200)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.gemm:
-        result = gemm_table(args.rows, max(args.rounds, 5), args.baseline_so)
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=1))
+    if not args.gemm:
+        encode_versus_first(args, lambda model, texts: encode_arms(model, texts, args.baseline_so))
         return
-    texts = read_texts(args.texts)
-    torch.set_num_threads(args.threads)
-    model = SentenceEncoder.from_pretrained()
-    result = versus_first(interleaved(encode_arms(model, texts, args.baseline_so), args.rounds),
-                          len(texts))
+    result = gemm_table(args.rows, max(args.rounds, 5), args.baseline_so)
     if args.json:
-        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
-                                         "threads": args.threads, "arms": result}, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ drifts between seconds) with one comparison of each arm against the first.
 
 from __future__ import annotations
 
+import argparse
 import importlib.machinery
 import importlib.util
+import json
 import resource
 import statistics
 import time
@@ -25,6 +27,16 @@ import numpy as np
 import torch
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
+
+
+def encode_options(parser: argparse.ArgumentParser, *, texts: int = 1000,
+                   threads: int = 2) -> argparse.ArgumentParser:
+    """The options every encode A/B takes: --texts, --rounds, --threads, --json."""
+    parser.add_argument("--texts", type=int, default=texts, help="the corpus's first N texts")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timed rounds")
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    return parser
 
 
 def read_texts(limit: int | None = None, corpus: Path | str = CORPUS) -> list[str]:
@@ -101,17 +113,26 @@ def interleaved(runs: Mapping[Hashable, Callable[[], Any]], rounds: int, *, warm
     return timings
 
 
-def versus_first(timings: Timings, n_texts: int) -> dict[str, dict]:
-    """Per encode arm: its seconds, median, texts/s, its speed over the first arm's, and whether
-    its vectors are the first arm's bit for bit; also printed, a line an arm."""
+def encode_versus_first(args: argparse.Namespace,
+                        arms: Callable[[SentenceEncoder, list[str]], Mapping[str, Callable]]
+                        ) -> dict[str, dict]:
+    """An encode A/B (encode_options' args): the arms ``arms(model, texts)`` makes, interleaved;
+    per arm its seconds, median, texts/s, speed over the first arm's and whether its vectors
+    are the first arm's bit for bit, printed a line an arm and written to --json."""
+    texts = read_texts(args.texts)
+    torch.set_num_threads(args.threads)
+    timings = interleaved(arms(SentenceEncoder.from_pretrained(), texts), args.rounds)
     first = next(iter(timings.seconds))
     result = {}
     for name in timings.seconds:
         median = timings.median(name)
         same = bool(np.array_equal(timings.outputs[name], timings.outputs[first]))
         result[name] = {"seconds": timings.seconds[name], "median_s": median,
-                        "texts_per_s": n_texts / median,
+                        "texts_per_s": len(texts) / median,
                         "vs_first": timings.median(first) / median, "identical_to_first": same}
-        print(f"{name:40s} {median:7.3f} s {n_texts / median:8.1f} texts/s "
+        print(f"{name:40s} {median:7.3f} s {len(texts) / median:8.1f} texts/s "
               f"x{result[name]['vs_first']:.3f}  identical {same}")
+    if args.json:
+        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
+                                         "threads": args.threads, "arms": result}, indent=1))
     return result

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import statistics
-from pathlib import Path
 
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
@@ -19,17 +18,13 @@ from seqenc.threads import set_threads
 
 import numpy as np
 import torch
-from harness import cosines, int8_encoder_on, interleaved, read_texts
+from harness import cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
 MODES = {"int8 amx": "amx", "int8 vnni512": "vnni512", "bf16": None}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]), texts=2000)
     args = parser.parse_args()
     set_threads(args.threads)
     texts = read_texts(args.texts)

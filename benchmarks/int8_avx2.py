@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import statistics
-from pathlib import Path
 
 from seqenc import int8_layer
 from seqenc.model import SentenceEncoder
@@ -23,7 +22,7 @@ from seqenc.threads import set_threads
 
 import numpy as np
 import torch
-from harness import cosines, int8_encoder_on, interleaved, read_texts
+from harness import cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
 # mode -> (int8 kernel or None for fp32, fused epilogues)
 MODES = {"fp32": (None, False),
@@ -35,12 +34,8 @@ MODES = {"fp32": (None, False),
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--modes", default="", help="names of MODES, comma-separated (default all)")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     set_threads(args.threads)
     texts = read_texts(args.texts)

@@ -26,18 +26,14 @@ from seqenc.nn import kernels
 from seqenc.threads import set_threads
 
 import torch
-from harness import CORPUS, cosines, int8_encoder_on, interleaved, read_texts
+from harness import CORPUS, cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), threads=1)
     parser.add_argument("corpus", nargs="?", default=str(CORPUS))
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gemms", default="", help="int8 GEMMs, comma-separated (default all)")
     parser.add_argument("--busy", type=int, default=0, help="processes spinning a core each")
-    parser.add_argument("--json")
     args = parser.parse_args()
     set_threads(args.threads)
     texts = read_texts(args.texts, args.corpus)
