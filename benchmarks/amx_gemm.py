@@ -19,13 +19,13 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc.nn import gemm_bf16, kernels
 from seqenc.threads import set_threads
 
+import torch
+from harness import read_texts
+
 SHAPES = {"qkv": (384, 1152), "out": (384, 384), "up+gelu": (384, 1536), "down": (1536, 384)}
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 
 
 def seconds(fn, repeat: int) -> float:
@@ -103,8 +103,7 @@ def main() -> None:
             print(f"  {name:8s} " + "  ".join(f"{r} {v:7.1f}" for r, v in row.items())
                   + f"  amx/avx512bf16 {row['amx'] / row['avx512bf16']:.2f}x")
         if args.encode:
-            texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-            enc = encode(texts[:args.encode], max(1, args.rounds // 2))
+            enc = encode(read_texts(args.encode), max(1, args.rounds // 2))
             report[f"encode, {threads} threads"] = enc
             print("  encode: " + ", ".join(f"{k} {v:.6g}" for k, v in enc.items()))
     report["load after"] = open("/proc/loadavg").read().split()[:3]

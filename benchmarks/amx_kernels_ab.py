@@ -11,30 +11,18 @@ build i).
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import statistics
 import time
 from pathlib import Path
 
-from amx_layer_steps import SHAPES, steps, weights
-
-from seqenc import int8
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
-from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
 
-
-def load(path: Path):
-    """A second copy of the extension from another file (dlopen keys on the path)."""
-    loader = importlib.machinery.ExtensionFileLoader("seqenc._kernels", str(path))
-    spec = importlib.util.spec_from_file_location("seqenc._kernels", path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from amx_layer_steps import SHAPES, first_layers, steps
+from harness import interleaved, load_kernels
 
 
 def main() -> None:
@@ -52,13 +40,12 @@ def main() -> None:
     set_threads(args.threads)
     tune_memory()
     clock = time.thread_time if args.threads == 1 else time.perf_counter
-    builds = [load(p) for p in args.builds]
-    model = SentenceEncoder.from_pretrained()
-    layers = {}
-    if "int8" in args.dtypes:
-        layers["int8"] = weights(int8.int8_encoder(model.encoder, model.tokenizer).layers[0])
-    if "bf16" in args.dtypes:
-        layers["bf16"] = weights(bf16_encoder(model.encoder).layers[0])
+    builds = [load_kernels(p) for p in args.builds]
+    layers = first_layers(SentenceEncoder.from_pretrained(), args.dtypes)
+
+    def install(i: int) -> None:
+        kernels._kernels = builds[i]
+
     def peaks() -> dict[str, float]:
         """AMX-INT8 and AMX-BF16 register-only peaks of this core now (GOP/s, medians of 5)."""
         return {name: statistics.median(kernels._kernels.peak(kind, 20000, 1) for _ in range(5))
@@ -71,14 +58,8 @@ def main() -> None:
             for name, f in steps(w, n, dtype).items():
                 if args.steps and name not in args.steps:
                     continue
-                times: list[list[float]] = [[] for _ in builds]
-                for rep in range(args.reps + 2):
-                    for i, build in enumerate(builds):
-                        kernels._kernels = build
-                        t = clock()
-                        f()
-                        if rep >= 2:
-                            times[i].append(clock() - t)
+                times = list(interleaved(dict.fromkeys(range(len(builds)), f), args.reps,
+                                         warm_up=2, clock=clock, setup=install).seconds.values())
                 ms = [statistics.median(t) * 1e3 for t in times]
                 ratios = [statistics.median(a / b for a, b in zip(times[0], t, strict=True))
                           for t in times]

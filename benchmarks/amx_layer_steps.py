@@ -17,27 +17,26 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc import int8, int8_layer
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
-from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import torch
+from harness import interleaved
 
 SHAPES = {"qkv": (1152, 384), "out+LN": (384, 384), "up+GELU": (1536, 384),
           "down+LN": (384, 1536)}  # (M, K) of each step's GEMM
 
 
-def weights(layer) -> kernels.PostNormWeights:
-    at, ff = layer.attention, layer.feed_forward
-    return kernels.PostNormWeights(
-        _weight(at.qkv), at.qkv.bias, _weight(at.out), at.out.bias,
-        layer.attention_norm.weight, layer.attention_norm.bias, _weight(ff.up), ff.up.bias,
-        _weight(ff.down), ff.down.bias, layer.feed_forward_norm.weight,
-        layer.feed_forward_norm.bias)
+def first_layers(model: SentenceEncoder, dtypes: list[str]) -> dict:
+    """dtype ("int8", "bf16") -> the weights of the first layer of the model's copy in it."""
+    copies = {"int8": lambda: int8.int8_encoder(model.encoder, model.tokenizer),
+              "bf16": lambda: bf16_encoder(model.encoder)}
+    return {dtype: copy().layers[0].post_norm_weights() for dtype, copy in copies.items()
+            if dtype in dtypes}
 
 
 def steps(w, n: int, dtype: str) -> dict:
@@ -89,22 +88,13 @@ def main() -> None:
     set_threads(1)
     tune_memory()
     model = SentenceEncoder.from_pretrained()
-    layers = {}
-    if "int8" in args.dtypes:
-        layers["int8"] = weights(int8.int8_encoder(model.encoder, model.tokenizer).layers[0])
-    if "bf16" in args.dtypes:
-        layers["bf16"] = weights(bf16_encoder(model.encoder).layers[0])
+    layers = first_layers(model, args.dtypes)
     result = {}
     for n in args.rows:
         for dtype, w in layers.items():
             for name, f in steps(w, n, dtype).items():
-                for _ in range(3):
-                    f()
-                ts = []
-                for _ in range(args.reps):
-                    t = time.thread_time()
-                    f()
-                    ts.append(time.thread_time() - t)
+                ts = interleaved({name: f}, args.reps, warm_up=3, clock=time.thread_time
+                                 ).seconds[name]
                 ms = statistics.median(ts) * 1e3
                 m, k = SHAPES.get(name, (0, 0))
                 gops = 2 * n * m * k / ms / 1e6 if m else None

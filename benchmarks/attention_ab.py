@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
-
 from seqenc.nn import kernels
 from seqenc.threads import set_threads
+
+import torch
+from harness import interleaved, load_kernels, read_texts
 
 HEADS, HD = 12, 32
 D = HEADS * HD
@@ -31,9 +30,8 @@ D = HEADS * HD
 def corpus_lengths() -> list[int]:
     from seqenc.model import SentenceEncoder
 
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
     tok = SentenceEncoder.from_pretrained().tokenizer
-    return sorted(len(ids) for ids in tok.encode(texts[:2000]).ids)  # bench's --texts 2000
+    return sorted(len(ids) for ids in tok.encode(read_texts(2000)).ids)  # bench's --texts 2000
 
 
 def batches(lengths: list[int]) -> dict[str, list[list[int]]]:
@@ -97,14 +95,13 @@ def main() -> None:
             diff = max((call(builds["old"], *p, out16).float()
                         - call(builds["new"], *p, out16).float()).abs().max().item()
                         for p in probs)
-            times: dict[str, list[float]] = {k: [] for k in builds}
-            for _ in range(args.rounds):  # this thread's CPU time: other processes' load
-                for k, built in builds.items():  # slows it less than wall time
-                    t = time.thread_time()
-                    for p in probs:
-                        call(built, *p, out16)
-                    times[k].append((time.thread_time() - t) * 1e3)
-            med = {k: statistics.median(v) for k, v in times.items()}
+            def run(built, probs=probs, out16=out16) -> None:
+                for p in probs:
+                    call(built, *p, out16)
+
+            times = interleaved({k: lambda built=built: run(built) for k, built in builds.items()},
+                                args.rounds, warm_up=0, clock=time.thread_time)
+            med = {k: times.median(k) * 1e3 for k in builds}
             results[f"{name} {mode}"] = {"ms": med, "old/new": med["old"] / med["new"],
                                          "max_abs_diff": diff}
             others = "".join(f"  {k} {v:.3f}" for k, v in list(med.items())[2:])

@@ -14,13 +14,13 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-import torch
-from fp32_avx2_ab import CORPUS
-from torch import Tensor
-
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
+
+import numpy as np
+import torch
+from harness import cosines, read_texts
+from torch import Tensor
 
 
 def bf16_tile_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: int,
@@ -43,17 +43,12 @@ def bf16_tile_attention(qkv: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     return out.to(out_dtype or qkv.dtype)
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     model = SentenceEncoder.from_pretrained()
     reference = np.asarray(model.encode(texts))
     ours = kernels.varlen_attention

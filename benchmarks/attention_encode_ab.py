@@ -11,29 +11,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
 
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 
+import numpy as np
+import torch
+from harness import cosines, encode_options, interleaved, load_kernels, read_texts
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]), texts=2000)
     ap.add_argument("--baseline-so", type=Path, required=True)
-    ap.add_argument("--texts", type=int, default=2000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtype", action="append", default=[])
-    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     torch.set_num_threads(args.threads)
     model = SentenceEncoder.from_pretrained()
     attention = {"old": load_kernels(args.baseline_so).attention,
@@ -44,18 +37,10 @@ def main() -> None:
             kernels._kernels.attention = attention[arm]
             return np.asarray(model.encode(texts, dtype=dtype))
 
-        vectors = {arm: run(arm) for arm in attention}  # warm-up
-        a, b = vectors["old"], vectors["new"]
-        cosine = float(((a * b).sum(1) / np.linalg.norm(a, axis=1)
-                        / np.linalg.norm(b, axis=1)).min())
-        times: dict[str, list[float]] = {arm: [] for arm in attention}
-        for _ in range(args.rounds):
-            for arm in attention:
-                start = time.perf_counter()
-                run(arm)
-                times[arm].append(time.perf_counter() - start)
-        med = {arm: statistics.median(t) for arm, t in times.items()}
-        result[dtype] = {"seconds": times, "texts_per_s": {k: len(texts) / v
+        timings = interleaved({arm: lambda arm=arm: run(arm) for arm in attention}, args.rounds)
+        cosine = float(cosines(timings.outputs["old"], timings.outputs["new"]).min())
+        med = {arm: timings.median(arm) for arm in attention}
+        result[dtype] = {"seconds": timings.seconds, "texts_per_s": {k: len(texts) / v
                                                            for k, v in med.items()},
                          "new_vs_old": med["old"] / med["new"], "min_cosine_old_new": cosine}
         print(f"{dtype:9s} old {len(texts) / med['old']:7.1f}  new {len(texts) / med['new']:7.1f}"

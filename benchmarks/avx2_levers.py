@@ -16,13 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
-from pathlib import Path
-
-import numpy as np
-import torch
 
 os.environ.setdefault("SEQENC_ISA", "avx2")  # read once, when seqenc.nn.kernels is imported
 
@@ -30,7 +24,9 @@ from seqenc import int8, int8_layer  # noqa: E402
 from seqenc.model import SentenceEncoder  # noqa: E402
 from seqenc.nn import gemm_f32, kernels  # noqa: E402
 
-CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from harness import cosines, encode_options, interleaved, read_texts  # noqa: E402
 
 
 def modes(model: SentenceEncoder, texts: list[str], gemm: str
@@ -70,38 +66,20 @@ def modes(model: SentenceEncoder, texts: list[str], gemm: str
             f"int8 {kernel} epilogues in the GEMM tasks": int8_mode(True)}
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--int8-gemm", default="avx2", choices=int8.runnable_gemms())
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     torch.set_num_threads(args.threads)
     model = SentenceEncoder.from_pretrained()
-    runs = modes(model, texts, args.int8_gemm)
-    outputs = {name: run() for name, run in runs.items()}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    reference = outputs[next(iter(runs))]  # fp32, separate epilogues
+    timings = interleaved(modes(model, texts, args.int8_gemm), args.rounds)
+    reference = next(iter(timings.outputs.values()))  # fp32, separate epilogues
     result = {}
-    for name in runs:
-        median = statistics.median(times[name])
-        cos = cosines(outputs[name], reference)
-        result[name] = {"seconds": times[name], "median_s": median,
+    for name, output in timings.outputs.items():
+        median = timings.median(name)
+        cos = cosines(output, reference)
+        result[name] = {"seconds": timings.seconds[name], "median_s": median,
                         "texts_per_s": len(texts) / median, "min_cosine": float(cos.min()),
                         "mean_cosine": float(cos.mean())}
         print(f"{name:52s} {median:7.3f} s {len(texts) / median:8.1f} texts/s  "

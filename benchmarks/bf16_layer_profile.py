@@ -28,30 +28,24 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-from fp32_avx2_ab import CORPUS
-
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_bf16, kernels
-from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
 
+import torch
+from harness import interleaved, read_texts
+
 
 def passes(model: SentenceEncoder, percentiles: list[int]) -> dict[str, list[int]]:
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()][:2000]
-    lengths = sorted(len(ids) for ids in model.tokenizer.encode(texts).ids)
+    lengths = sorted(len(ids) for ids in model.tokenizer.encode(read_texts(2000)).ids)
     cut = [lengths[i:i + 32] for i in range(0, len(lengths), 32)]
     return {f"p{p}": cut[min(len(cut) - 1, p * len(cut) // 100)] for p in percentiles}
 
 
 def steps(layer, lengths: list[int], isa: str) -> dict:
-    at, ff = layer.attention, layer.feed_forward
-    w = kernels.PostNormWeights(
-        _weight(at.qkv), at.qkv.bias, _weight(at.out), at.out.bias, layer.attention_norm.weight,
-        layer.attention_norm.bias, _weight(ff.up), ff.up.bias, _weight(ff.down), ff.down.bias,
-        layer.feed_forward_norm.weight, layer.feed_forward_norm.bias)
+    w = layer.post_norm_weights()
     torch.manual_seed(0)
     n, d = sum(lengths), w.norm1_weight.shape[0]
     lens = torch.tensor(lengths, dtype=torch.long)
@@ -108,14 +102,7 @@ def main() -> None:
     layer = bf16_encoder(model.encoder).layers[0]
     arms = {(name, isa, key): f for name, lengths in passes(model, args.percentiles).items()
             for isa in args.isas for key, f in steps(layer, lengths, isa).items()}
-    for f in arms.values():
-        f()
-    times: dict = {k: [] for k in arms}
-    for _ in range(args.rounds):
-        for k, f in arms.items():
-            t = time.thread_time()
-            f()
-            times[k].append(time.thread_time() - t)
+    times = interleaved(arms, args.rounds, clock=time.thread_time).seconds
     result = {}
     for (name, isa, key), ts in times.items():
         ms = statistics.median(ts) * 1e3

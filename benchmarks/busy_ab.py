@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import tempfile
@@ -25,19 +24,13 @@ import time
 import types
 from pathlib import Path
 
-import torch
-
 import seqenc.model as model_module
 from seqenc import threads
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+import torch
+from harness import CORPUS, cpu_seconds, read_texts
 
 
 def baseline_run_batches(ref: str):
@@ -74,8 +67,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     threads.set_threads(args.threads)
-    texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts, args.corpus)
     model = SentenceEncoder.from_pretrained()
     ends: dict[int, float] = {}
     ours = threads.run_batches

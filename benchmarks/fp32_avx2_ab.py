@@ -12,28 +12,14 @@ it in a quiet slot only.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_f32, kernels
 
-CORPUS = Path(__file__).resolve().parents[1] / "../shared/data/bench/corpus.txt"
-
-
-def load_kernels(path: Path):
-    """Another build's seqenc._kernels, loaded beside this one's (a module of its own)."""
-    spec = importlib.util.spec_from_file_location("seqenc._kernels", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import numpy as np
+from harness import encode_options, encode_versus_first, load_kernels
 
 
 def arms(model: SentenceEncoder, texts: list[str],
@@ -58,38 +44,10 @@ def arms(model: SentenceEncoder, texts: list[str],
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--baseline-so", type=Path)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
-    torch.set_num_threads(args.threads)
-    model = SentenceEncoder.from_pretrained()
-    runs = arms(model, texts, args.baseline_so)
-    outputs = {name: run() for name, run in runs.items()}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    first = next(iter(runs))
-    result = {}
-    for name in runs:
-        median = statistics.median(times[name])
-        result[name] = {"seconds": times[name], "median_s": median,
-                        "texts_per_s": len(texts) / median,
-                        "vs_first": statistics.median(times[first]) / median,
-                        "identical_to_first": bool(np.array_equal(outputs[name], outputs[first]))}
-        print(f"{name:40s} {median:7.3f} s {len(texts) / median:8.1f} texts/s "
-              f"x{result[name]['vs_first']:.3f}  identical {result[name]['identical_to_first']}")
-    if args.json:
-        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
-                                         "threads": args.threads, "arms": result}, indent=1))
+    encode_versus_first(args, lambda model, texts: arms(model, texts, args.baseline_so))
 
 
 if __name__ == "__main__":

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
-
 from seqenc.model import SentenceEncoder
 from seqenc.nn import gemm_f32, kernels
+
+import numpy as np
+import torch
+from harness import encode_options, encode_versus_first, interleaved, load_kernels
 
 SHAPES = [(384, 1152), (384, 384), (384, 1536), (1536, 384)]  # MiniLM's (K, M)
 
@@ -72,12 +70,7 @@ def gemm_table(rows: int, reps: int, baseline: Path | None) -> dict:
         arms: dict[str, Callable[[], object]] = {
             name: (lambda b=b, ptrs=ptrs: b.gemm_f32(*ptrs)) for name, b in built.items()}
         arms["mkl"] = lambda a=a, w=w, c=c: torch.mm(a, w.t(), out=c)
-        best = dict.fromkeys(arms, float("inf"))
-        for _ in range(reps):
-            for name, run in arms.items():
-                start = time.perf_counter()
-                run()
-                best[name] = min(best[name], time.perf_counter() - start)
+        best = {name: min(s) for name, s in interleaved(arms, reps, warm_up=0).seconds.items()}
         gflops = {name: 2 * rows * m * k / s / 1e9 for name, s in best.items()}
         table["shapes"][f"{k}x{m}"] = gflops
         print(f"K {k:5d} M {m:5d}: " + "  ".join(
@@ -86,45 +79,17 @@ def gemm_table(rows: int, reps: int, baseline: Path | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--baseline-so", type=Path)
     parser.add_argument("--gemm", action="store_true", help="time the GEMMs alone instead")
     parser.add_argument("--rows", type=int, default=1200)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.gemm:
-        result = gemm_table(args.rows, max(args.rounds, 5), args.baseline_so)
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=1))
+    if not args.gemm:
+        encode_versus_first(args, lambda model, texts: encode_arms(model, texts, args.baseline_so))
         return
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
-    torch.set_num_threads(args.threads)
-    model = SentenceEncoder.from_pretrained()
-    runs = encode_arms(model, texts, args.baseline_so)
-    outputs = {name: run() for name, run in runs.items()}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    first = next(iter(runs))
-    result = {}
-    for name in runs:
-        median = statistics.median(times[name])
-        result[name] = {"seconds": times[name], "median_s": median,
-                        "texts_per_s": len(texts) / median,
-                        "vs_first": statistics.median(times[first]) / median,
-                        "identical_to_first": bool(np.array_equal(outputs[name], outputs[first]))}
-        print(f"{name:40s} {median:7.3f} s {len(texts) / median:8.1f} texts/s "
-              f"x{result[name]['vs_first']:.3f}  identical {result[name]['identical_to_first']}")
+    result = gemm_table(args.rows, max(args.rounds, 5), args.baseline_so)
     if args.json:
-        args.json.write_text(json.dumps({"texts": len(texts), "rounds": args.rounds,
-                                         "threads": args.threads, "arms": result}, indent=1))
+        args.json.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

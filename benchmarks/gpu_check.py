@@ -21,6 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.txt"
 
@@ -28,10 +30,10 @@ CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.txt"
 def prepare(out: Path, n_texts: int) -> None:
     import shutil
 
+    from seqenc.model import default_model_path
+
     import torch
     from safetensors.torch import load_file, save_file
-
-    from seqenc.model import default_model_path
 
     source = default_model_path()
     model = out / "model"
@@ -51,11 +53,11 @@ def prepare(out: Path, n_texts: int) -> None:
 
 def run(directory: Path, batch_size: int, rounds: int, out: Path | None, device: str = "cuda",
         limit: int | None = None) -> None:
+    from seqenc.model import SentenceEncoder
+
     import numpy as np
     import sentence_transformers as st
     import torch
-
-    from seqenc.model import SentenceEncoder
 
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible: nothing to check")

@@ -18,10 +18,10 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc import int8
 from seqenc.nn.kernels import _kernels
+
+import torch
 
 SHAPES = {"qkv 384x1152": (384, 1152, False), "out 384x384": (384, 384, False),
           "up 384x1536 +gelu": (384, 1536, True), "down 1536x384": (1536, 384, False)}

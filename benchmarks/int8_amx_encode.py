@@ -10,49 +10,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import time
-from pathlib import Path
+
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+from seqenc.threads import set_threads
 
 import numpy as np
 import torch
+from harness import cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
-from seqenc import int8
-from seqenc.model import SentenceEncoder
-from seqenc.nn import kernels
-from seqenc.precision import made_from
-from seqenc.threads import set_threads
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 MODES = {"int8 amx": "amx", "int8 vnni512": "vnni512", "bf16": None}
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]), texts=2000)
     args = parser.parse_args()
     set_threads(args.threads)
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     model = SentenceEncoder.from_pretrained()
-    encoders = {}
-    for name, gemm in MODES.items():
-        if gemm is not None:
-            saved, int8.GEMM = int8.GEMM, gemm
-            try:  # recorded as made from the model's weights, or encode would make its own
-                encoders[name] = made_from(int8.int8_encoder(model.encoder, model.tokenizer),
-                                           model.encoder)
-            finally:
-                int8.GEMM = saved
+    encoders = {name: int8_encoder_on(model, gemm) for name, gemm in MODES.items() if gemm}
 
     def run(name: str) -> np.ndarray:
         if MODES[name] is None:
@@ -61,15 +38,8 @@ def main() -> None:
         return model.encode(texts, dtype="int8")
 
     reference = model.encode(texts)
-    outputs = {name: run(name) for name in MODES}  # warm-up
-    walls: dict[str, list[float]] = {name: [] for name in MODES}
-    cpus: dict[str, list[float]] = {name: [] for name in MODES}
-    for _ in range(args.rounds):
-        for name in MODES:
-            cpu, start = cpu_seconds(), time.perf_counter()
-            run(name)
-            walls[name].append(time.perf_counter() - start)
-            cpus[name].append(cpu_seconds() - cpu)
+    timings = interleaved({name: lambda name=name: run(name) for name in MODES}, args.rounds)
+    outputs, walls, cpus = timings.outputs, timings.seconds, timings.cpu_seconds
     same = bool(np.array_equal(outputs["int8 amx"], outputs["int8 vnni512"]))
     print(f"{kernels.describe()}, {args.threads} thread(s), {len(texts)} texts, medians of "
           f"{args.rounds} interleaved rounds, load {os.getloadavg()}; amx's vectors are "
@@ -77,8 +47,7 @@ def main() -> None:
     result = {}
     for name in MODES:
         median = statistics.median(walls[name])
-        a, b = outputs[name], reference
-        cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        cos = cosines(outputs[name], reference)
         result[name] = {"seconds": walls[name], "cpu_seconds": cpus[name],
                         "texts_per_s": len(texts) / median, "min_cosine": float(cos.min()),
                         "mean_cosine": float(cos.mean())}

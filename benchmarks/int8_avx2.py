@@ -13,21 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import time
-from pathlib import Path
+
+from seqenc import int8_layer
+from seqenc.model import SentenceEncoder
+from seqenc.nn import kernels
+from seqenc.threads import set_threads
 
 import numpy as np
 import torch
+from harness import cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
-from seqenc import int8, int8_layer
-from seqenc.model import SentenceEncoder
-from seqenc.nn import kernels
-from seqenc.precision import made_from
-from seqenc.threads import set_threads
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
 # mode -> (int8 kernel or None for fp32, fused epilogues)
 MODES = {"fp32": (None, False),
          "int8 avx2 (int16 vpmaddwd)": ("avx2", False),
@@ -37,39 +33,19 @@ MODES = {"fp32": (None, False),
          "int8 avx2-u7s7 (+ down on u8s7) fused": ("avx2-u7s7", True)}
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--modes", default="", help="names of MODES, comma-separated (default all)")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     set_threads(args.threads)
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     model = SentenceEncoder.from_pretrained()
     wanted = [m for m in args.modes.split(",") if m] or list(MODES)
     encoders: dict[str, torch.nn.Module] = {}
     for name in wanted:
         gemm, _ = MODES[name]
         if gemm is not None and gemm not in encoders:
-            saved, int8.GEMM = int8.GEMM, gemm
-            try:
-                # recorded as made from the model's weights, or encode would make its own
-                encoders[gemm] = made_from(int8.int8_encoder(model.encoder, model.tokenizer),
-                                           model.encoder)
-            finally:
-                int8.GEMM = saved
+            encoders[gemm] = int8_encoder_on(model, gemm)
 
     def run(name: str) -> np.ndarray:
         gemm, fused = MODES[name]
@@ -82,15 +58,8 @@ def main() -> None:
         return vectors
 
     reference = model.encode(texts)
-    outputs = {name: run(name) for name in wanted}  # warm-up
-    walls: dict[str, list[float]] = {name: [] for name in wanted}
-    cpus: dict[str, list[float]] = {name: [] for name in wanted}
-    for _ in range(args.rounds):
-        for name in wanted:
-            cpu, start = cpu_seconds(), time.perf_counter()
-            run(name)
-            walls[name].append(time.perf_counter() - start)
-            cpus[name].append(cpu_seconds() - cpu)
+    timings = interleaved({name: lambda name=name: run(name) for name in wanted}, args.rounds)
+    outputs, walls, cpus = timings.outputs, timings.seconds, timings.cpu_seconds
     base = statistics.median(walls["fp32"]) if "fp32" in walls else None
     result = {}
     print(f"{kernels.describe()}, {args.threads} thread(s), {len(texts)} texts, medians of "

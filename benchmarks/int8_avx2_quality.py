@@ -12,11 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from seqenc import int8
 from seqenc.model import SentenceEncoder
+
+import numpy as np
+import torch
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

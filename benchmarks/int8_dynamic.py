@@ -18,6 +18,8 @@ import time
 import warnings
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.txt"
 
@@ -29,6 +31,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     args = parser.parse_args()
 
+    from seqenc import SentenceEncoder
+    from seqenc.allocator import tune_memory
+
     import numpy as np
     import torch
     from torch.ao.quantization import (
@@ -36,9 +41,6 @@ def main() -> None:
         per_channel_dynamic_qconfig,
         quantize_dynamic,
     )
-
-    from seqenc import SentenceEncoder
-    from seqenc.allocator import tune_memory
 
     warnings.filterwarnings("ignore")  # torch.ao deprecation notices
     if args.threads:

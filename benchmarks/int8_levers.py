@@ -16,42 +16,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from seqenc import int8
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
-from seqenc.precision import made_from
 from seqenc.threads import set_threads
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+import torch
+from harness import CORPUS, cosines, encode_options, int8_encoder_on, interleaved, read_texts
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = encode_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), threads=1)
     parser.add_argument("corpus", nargs="?", default=str(CORPUS))
-    parser.add_argument("--texts", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gemms", default="", help="int8 GEMMs, comma-separated (default all)")
     parser.add_argument("--busy", type=int, default=0, help="processes spinning a core each")
-    parser.add_argument("--json")
     args = parser.parse_args()
     set_threads(args.threads)
-    texts = [t for t in Path(args.corpus).read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts, args.corpus)
     model = SentenceEncoder.from_pretrained()
     modes: dict[str, tuple[str, torch.nn.Module | None, str]] = {
         "fp32": ("float32", None, "")}
@@ -61,32 +46,25 @@ def main() -> None:
     for gemm in gemms:
         if gemm == "onednn" and not int8._VNNI:
             continue
-        saved, int8.GEMM = int8.GEMM, None if gemm == "onednn" else gemm
-        try:
-            # recorded as made from the model's weights, or encode would make its own
-            encoder = made_from(int8.int8_encoder(model.encoder, model.tokenizer), model.encoder)
-        finally:
-            int8.GEMM = saved
+        encoder = int8_encoder_on(model, None if gemm == "onednn" else gemm)
         schedules = int8.SCHEDULES if gemm == gemms[0] and gemm != "onednn" else ("fused",)
         for schedule in schedules:
             modes[f"int8 {gemm} {schedule}"] = ("int8", encoder, schedule)
     reference = model.encode(texts)
-    times: dict[str, list[float]] = {name: [] for name in modes}
-    walls: dict[str, list[float]] = {name: [] for name in modes}
-    cosine: dict[str, float] = {}
+
+    def setup(name: str) -> None:
+        _, encoder, schedule = modes[name]
+        if encoder is not None:
+            model._encoders[torch.int8] = encoder
+            int8.SCHEDULE = schedule
+
+    runs = {name: lambda dtype=dtype: model.encode(texts, dtype=dtype)
+            for name, (dtype, _, _) in modes.items()}
     with busy_cores(args.busy):
-        for _ in range(args.rounds):
-            for name, (dtype, encoder, schedule) in modes.items():
-                if encoder is not None:
-                    model._encoders[torch.int8] = encoder
-                    int8.SCHEDULE = schedule
-                start, wall = cpu_seconds(), time.perf_counter()
-                vectors = model.encode(texts, dtype=dtype)
-                walls[name].append(time.perf_counter() - wall)
-                times[name].append(cpu_seconds() - start)
-                cos = (vectors * reference).sum(1) / np.linalg.norm(
-                    vectors, axis=1) / np.linalg.norm(reference, axis=1)
-                cosine[name] = float(cos.mean())
+        timings = interleaved(runs, args.rounds, warm_up=0, setup=setup)
+    times, walls = timings.cpu_seconds, timings.seconds
+    cosine = {name: float(cosines(vectors, reference).mean())
+              for name, vectors in timings.outputs.items()}
     base = "bf16" if "bf16" in modes else "fp32"
     best = {name: min(t) for name, t in times.items()}
     wall = {name: min(t) for name, t in walls.items()}

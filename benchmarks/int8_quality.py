@@ -18,6 +18,8 @@ import json
 import time
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "data" / "bench" / "corpus.txt"
 STS_DEV = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-dev.csv"
@@ -42,13 +44,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    import numpy as np
-    import torch
-    from scipy.stats import spearmanr
-
     from seqenc import SentenceEncoder
     from seqenc.allocator import tune_memory
     from seqenc.int8 import calibrate, int8_encoder, quantize_encoder
+
+    import numpy as np
+    import torch
+    from scipy.stats import spearmanr
 
     if args.threads:
         torch.set_num_threads(args.threads)

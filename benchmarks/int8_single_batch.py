@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from pathlib import Path
-
-import torch
 
 from seqenc import int8
 from seqenc.bench import busy_cores
 from seqenc.model import SentenceEncoder
 from seqenc.threads import set_threads
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench" / "corpus.txt"
+import torch
+from harness import interleaved, read_texts
 
 
 def main() -> None:
@@ -35,8 +32,7 @@ def main() -> None:
                         help="our int8 kernel (default: %(default)s, what encode runs here)")
     args = parser.parse_args()
     set_threads(args.threads)
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.texts]
+    texts = read_texts(args.texts)
     model = SentenceEncoder.from_pretrained()
     encoders = {}
     default = int8.GEMM
@@ -49,22 +45,26 @@ def main() -> None:
         int8.GEMM = default
     ran = {name: "+".join(int8.encoder_gemms(e)) for name, e in encoders.items()}
     ours = args.gemm or "onednn"
-    modes = [("bf16", "bfloat16", None, None)]
-    modes += [(f"int8 {ran[ours]} {s}", "int8", ours, s) for s in int8.SCHEDULES]
-    modes += [(f"int8 {ran['onednn']}", "int8", "onednn", "auto")]
-    seconds: dict[str, list[float]] = {}
+    modes = {"bf16": ("bfloat16", None, None)}  # name: (dtype, int8 GEMM, int8 schedule)
+    modes |= {f"int8 {ran[ours]} {s}": ("int8", ours, s) for s in int8.SCHEDULES}
+    modes[f"int8 {ran['onednn']}"] = ("int8", "onednn", "auto")
+
+    def setup(name: str) -> None:
+        _, gemm, schedule = modes[name]
+        if gemm:
+            model._encoders[torch.int8] = encoders[gemm]
+            int8.SCHEDULE = schedule
+
+    def calls(name: str) -> None:
+        dtype, gemm, _ = modes[name]
+        for i in range(0, len(texts), args.batch):
+            model.encode(texts[i:i + args.batch], dtype=dtype)
+        if gemm and model._encoders.get(torch.int8) is not encoders[gemm]:
+            raise RuntimeError(f"encode made a new int8 copy: {name} did not run")
+
     with busy_cores(args.busy):
-        for _ in range(args.rounds):
-            for name, dtype, gemm, schedule in modes:
-                if gemm:
-                    model._encoders[torch.int8] = encoders[gemm]
-                    int8.SCHEDULE = schedule
-                start = time.perf_counter()
-                for i in range(0, len(texts), args.batch):
-                    model.encode(texts[i:i + args.batch], dtype=dtype)
-                if gemm and model._encoders.get(torch.int8) is not encoders[gemm]:
-                    raise RuntimeError(f"encode made a new int8 copy: {name} did not run")
-                seconds.setdefault(name, []).append(time.perf_counter() - start)
+        seconds = interleaved({name: lambda name=name: calls(name) for name in modes},
+                              args.rounds, warm_up=0, setup=setup).seconds
     print(f"one {args.batch}-text batch per call, {len(texts) // args.batch} calls, "
           f"{args.threads} threads, busy {args.busy}, load {os.getloadavg()}")
     base = min(seconds["bf16"])

@@ -19,26 +19,22 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from fp32_avx2_ab import CORPUS, load_kernels
-
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
-from seqenc.nn.layer import _weight
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import numpy as np
+import torch
+from harness import interleaved, load_kernels, read_texts
 
 D = 384
 
 
-def layer_weights(layer) -> kernels.PostNormWeights:
-    at, ff = layer.attention, layer.feed_forward
-    return kernels.PostNormWeights(
-        _weight(at.qkv), at.qkv.bias, _weight(at.out), at.out.bias, layer.attention_norm.weight,
-        layer.attention_norm.bias, _weight(ff.up), ff.up.bias, _weight(ff.down), ff.down.bias,
-        layer.feed_forward_norm.weight, layer.feed_forward_norm.bias)
+def install(build) -> None:
+    """Run the kernels of ``build`` (a _kernels module) from now on."""
+    kernels._kernels = build
 
 
 def cases(model: SentenceEncoder) -> dict:
@@ -58,8 +54,8 @@ def cases(model: SentenceEncoder) -> dict:
     lengths = torch.tensor([20] * 20 + [25] * 12, dtype=torch.long)  # a p50-like pass, 724 rows
     starts = torch.cumsum(lengths, 0) - lengths
     x = torch.randn(int(lengths.sum()), D)
-    w16 = layer_weights(bf16_encoder(model.encoder).layers[0])
-    w32 = layer_weights(model.encoder.layers[0])
+    w16 = bf16_encoder(model.encoder).layers[0].post_norm_weights()
+    w32 = model.encoder.layers[0].post_norm_weights()
     for isa in [i for i in ("avx512bf16", "amx") if i in kernels.AVAILABLE]:
         def layer(isa=isa):
             saved, kernels.ISA = kernels.ISA, isa  # the GEMMs' kernel set (gemm's default)
@@ -104,15 +100,13 @@ def main() -> None:
         g, b = torch.randn(D), torch.randn(D)
         timed[f"LN N={n}"] = (lambda y=y, y0=y0: y.copy_(y0), lambda y=y, r=r, c16=c16, g=g, b=b:
                               kernels.add_layer_norm_(y, b, r, g, b, 1e-12, copy_bf16=c16))
-    times = {(n, b): [] for n in timed for b in builds}
-    for _ in range(args.rounds):
-        for n, (prep, run) in timed.items():
-            for build, k in builds.items():
-                kernels._kernels = k
-                prep()
-                t = time.thread_time()
-                run()
-                times[(n, build)].append(time.thread_time() - t)
+    def setup(key: tuple[str, str]) -> None:
+        n, build = key
+        install(builds[build])
+        timed[n][0]()
+
+    times = interleaved({(n, b): run for n, (_, run) in timed.items() for b in builds},
+                        args.rounds, warm_up=0, clock=time.thread_time, setup=setup).seconds
     kernels._kernels = builds["this"]
     result = {}
     for n in timed:
@@ -128,21 +122,12 @@ def main() -> None:
 
 
 def encode_ab(builds: dict, args) -> None:
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()]
-    texts = texts[:args.encode]
+    texts = read_texts(args.encode)
     model = SentenceEncoder.from_pretrained()
-    outputs = {}
-    for build, k in builds.items():
-        kernels._kernels = k
-        outputs[build] = model.encode(texts, dtype=args.dtype)
+    timings = interleaved(dict.fromkeys(builds, lambda: model.encode(texts, dtype=args.dtype)),
+                          args.rounds, setup=lambda build: install(builds[build]))
+    outputs, times = timings.outputs, timings.seconds
     assert np.array_equal(outputs["baseline"], outputs["this"]), "the builds' outputs differ"
-    times: dict[str, list[float]] = {b: [] for b in builds}
-    for _ in range(args.rounds):
-        for build, k in builds.items():
-            kernels._kernels = k
-            t = time.perf_counter()
-            model.encode(texts, dtype=args.dtype)
-            times[build].append(time.perf_counter() - t)
     kernels._kernels = builds["this"]
     rates = {b: len(texts) / statistics.median(ts) for b, ts in times.items()}
     pairs = statistics.median(o / t for o, t in zip(times["baseline"], times["this"],

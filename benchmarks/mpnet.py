@@ -17,11 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import spearmanr
-
 from seqenc.fetch import fetch
 from seqenc.model import SentenceEncoder
+
+import numpy as np
+from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 STS_DEV = ROOT.parent / "shared/data/stsbenchmark/sts-dev.csv"

@@ -16,6 +16,8 @@ import platform
 import time
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 import numpy as np
 import torch
 
@@ -43,9 +45,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sentence_transformers import CrossEncoder as PeerCrossEncoder
-
     from seqenc.crossencoder import CrossEncoder
+
+    from sentence_transformers import CrossEncoder as PeerCrossEncoder
 
     pairs = read_pairs(args.pairs)
     ours = CrossEncoder.from_pretrained(args.model)

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 import httpx
 import numpy as np
 
@@ -183,9 +185,9 @@ async def short_latency(url: str, n: int) -> dict:
 
 
 def offline_throughput(texts: list[str], dtype: str, threads: int | None) -> dict:
-    import torch
-
     from seqenc.model import SentenceEncoder
+
+    import torch
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from seqenc.model import default_model_path
+
 PEER = """
 import sys
 import numpy as np
@@ -47,9 +49,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
-
-    from seqenc.model import default_model_path
-
     model = str(default_model_path())
     seqenc = str(Path(sys.executable).with_name("seqenc"))
     with tempfile.TemporaryDirectory() as tmp:

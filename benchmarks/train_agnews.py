@@ -27,15 +27,17 @@ import sys
 import time
 from pathlib import Path
 
+import seqenc  # first: caps OpenMP's spin before torch loads (ruff.toml)  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "agnews" / "train.tsv"
 
 
 def bag_of_words(train_texts, train_y, dev_texts, dev_y, labels) -> dict:
+    from seqenc.train.metrics import classification_report
+
     from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-
-    from seqenc.train.metrics import classification_report
 
     results = {}
     variants = {
@@ -87,9 +89,9 @@ def main() -> int:
               file=sys.stderr)
         return 2
 
-    import torch
-
     from seqenc.train.data import encode_labels, infer_labels, read_labelled, split_indices
+
+    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from seqenc.choices import DTYPES
+
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "sst2"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+# seqenc before torch, as its users import it: `import seqenc` caps OpenMP's spin-wait, which
+# libgomp reads once, as torch loads it (threads.py), so the suite's kernels wait as users' do
+from seqenc.nn import EncoderConfig  # isort: skip
+
 import pytest
 import torch
-
-from seqenc.nn import EncoderConfig
 
 # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine the threads
 # wait on each other: one forward pass of the tiny encoder took ~130 ms with 2 threads, <1 ms

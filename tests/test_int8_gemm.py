@@ -10,6 +10,7 @@ import torch
 
 from seqenc import int8, int8_gemm
 from seqenc.nn import kernels
+from threads_support import at_thread_counts
 
 GEMMS = int8.runnable_gemms()
 each_gemm = pytest.mark.parametrize("gemm", [
@@ -70,13 +71,8 @@ def test_threads_split_the_same_sums(gemm, schedule, monkeypatch):
     monkeypatch.setattr(int8, "SCHEDULE", schedule)
     a, w = operands("random", 333, 1152, 384, torch.Generator().manual_seed(5), gemm)
     want = a.long() @ w.long().t()
-    threads = torch.get_num_threads()
-    try:
-        for t in (1, 2, 3):
-            torch.set_num_threads(t)
-            assert torch.equal(int8_gemm.int8_mm(a, w, gemm).long(), want)
-    finally:
-        torch.set_num_threads(threads)
+    for got in at_thread_counts(lambda: int8_gemm.int8_mm(a, w, gemm)):
+        assert torch.equal(got.long(), want)
 
 
 @each_gemm

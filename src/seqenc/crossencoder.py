@@ -80,9 +80,7 @@ class CrossEncoder:
                  device: str | torch.device = "cpu"):
         n_labels = model.head.out.out_features
         activation = activation or ("sigmoid" if n_labels == 1 else "identity")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; "
-                             f"got {activation!r}")
+        check_choice("activation", activation, ACTIVATIONS)
         self.model = model.to(device)
         self.tokenizer = tokenizer
         self.config = config

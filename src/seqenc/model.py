@@ -83,8 +83,8 @@ class SentenceEncoder:
         in eval mode for the call); it is moved to ``device``. ``family`` names the checkpoint
         family it was loaded from (``save_pretrained`` writes that layout when it can)."""
         check_choice("pooling", pooling, POOLINGS)
-        if family is not None and family not in BY_NAME:
-            raise ValueError(f"family must be one of {', '.join(BY_NAME)}; got {family!r}")
+        if family is not None:
+            check_choice("family", family, BY_NAME)
         self.encoder = encoder.to(device)
         self.family = family
         self.tokenizer = tokenizer

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from tokenizers import Encoding, Tokenizer
 
+from .choices import check_choice
+
 STRATEGIES = ("longest_first", "only_first", "only_second")
 DIRECTIONS = ("right", "left")
 
@@ -90,8 +92,7 @@ class PairTokenizer:
                strategy: str = "longest_first", direction: str = "right") -> TokenizedPairs:
         """Pairs -> ids and token types. ``truncate=False`` raises PairTooLong for the first
         pair over max_length instead of cutting it."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+        check_choice("strategy", strategy, STRATEGIES)
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be right or left; got {direction!r}")
         checked = _pairs(pairs)

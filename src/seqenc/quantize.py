@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .choices import PRECISIONS  # re-exported: the one list lives there
+from .choices import PRECISIONS, check_choice  # PRECISIONS re-exported: the one list lives there
 
 
 def quantization_ranges(calibration: np.ndarray) -> np.ndarray:
@@ -19,8 +19,7 @@ def quantize(
 ) -> np.ndarray:
     """float32 (N, D) -> the precision's dtype. int8/uint8 bucket each dimension into 256 steps
     between ``ranges`` (default: this matrix's own min/max); binary packs sign bits (N, D/8)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "float32":
         return embeddings.astype(np.float32, copy=False)
     if precision in ("binary", "ubinary"):

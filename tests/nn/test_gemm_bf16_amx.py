@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from seqenc.nn import gemm_bf16, kernels
+from threads_support import at_thread_counts
 
 from .test_gemm_bf16 import exact, gelu_within_bound, within_bound
 
@@ -93,15 +94,8 @@ def test_amx_on_two_threads_equals_one(gelu):
     torch.manual_seed(3)
     x, w, b = torch.randn(301, 384), torch.randn(1152, 384), torch.randn(1152)
     packed = gemm_bf16.pack_weight(w)
-    threads = torch.get_num_threads()
-    try:
-        results = []
-        for t in (1, 2, 3):  # 3: more threads than this test machine's cores, tasks still split
-            torch.set_num_threads(t)
-            results.append(gemm_bf16.gemm(x, packed, 1152, gelu_bias=b if gelu else None,
-                                              isa="amx"))
-    finally:
-        torch.set_num_threads(threads)
+    results = at_thread_counts(
+        lambda: gemm_bf16.gemm(x, packed, 1152, gelu_bias=b if gelu else None, isa="amx"))
     assert all(torch.equal(results[0], r) for r in results[1:])  # one tile sums an entry
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from seqenc.nn import Encoder, gemm_f32, kernels
+from threads_support import at_thread_counts
 
 needs_avx512 = pytest.mark.skipif(not kernels.can_gemm_f32(16, 16),
                                   reason="no AVX-512 kernel set here (MKL's GEMM runs)")
@@ -61,15 +62,8 @@ def test_threads_split_the_same_sums(n, k, m):
     the same k-ordered sum however the rows are shared out."""
     torch.manual_seed(n)
     x, w = torch.randn(n, k), torch.randn(m, k)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        want = kernels.gemm_f32(x, w)
-        for t in (2, 3):
-            torch.set_num_threads(t)
-            assert torch.equal(kernels.gemm_f32(x, w), want)
-    finally:
-        torch.set_num_threads(threads)
+    want, *others = at_thread_counts(lambda: kernels.gemm_f32(x, w))
+    assert all(torch.equal(got, want) for got in others)
 
 
 @needs_avx512

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from seqenc.nn import Encoder, gemm_f32, kernels
+from threads_support import at_thread_counts
 
 from .test_gemm_f32 import fused_layers_equal_the_modules
 
@@ -59,15 +60,8 @@ def test_threads_split_the_same_sums(monkeypatch, pack_once):
     monkeypatch.setattr(gemm_f32, "PACK_ONCE", pack_once)
     torch.manual_seed(1)
     x, w = torch.randn(333, 384), torch.randn(1152, 384)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        want = gemm_f32.gemm(x, w)
-        for t in (2, 3):
-            torch.set_num_threads(t)
-            assert torch.equal(gemm_f32.gemm(x, w), want)
-    finally:
-        torch.set_num_threads(threads)
+    want, *others = at_thread_counts(lambda: gemm_f32.gemm(x, w))
+    assert all(torch.equal(got, want) for got in others)
 
 
 @pytest.mark.parametrize("n", [1, 47, 130])

@@ -152,21 +152,20 @@ def read_weights(directory: Path) -> dict[str, Tensor]:
     raise CheckpointError(f"{directory} has neither model.safetensors nor pytorch_model.bin")
 
 
-def read_json(path: Path, expect: type = dict) -> Any:
-    """A JSON file holding an ``expect`` (an object {...}, or list for modules.json); a
-    CheckpointError naming the file if it is missing, not JSON, or holds something else."""
+def read_json(path: Path, expect: type = dict,
+              error: type[Exception] = CheckpointError) -> Any:
+    """A JSON file holding an ``expect`` (an object {...}, or list for modules.json); an
+    ``error`` naming the file (and line) if it is missing, not JSON, or holds something else."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+        raise error(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, expect):
         kinds = {dict: "a JSON object {...}", list: "a JSON array [...]", str: "a string",
                  bool: "a boolean", type(None): "null"}
-        raise CheckpointError(
-            f"{path}: expected {kinds[expect]}, got {kinds.get(type(data), 'a number')}"
-        )
+        raise error(f"{path}: expected {kinds[expect]}, got {kinds.get(type(data), 'a number')}")
     return data
 
 

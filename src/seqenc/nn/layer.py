@@ -85,16 +85,19 @@ class EncoderLayer(nn.Module):
     def fused_forward(self, x: Tensor, plan: Plan) -> Tensor:
         """The same post-norm layer through our CPU kernels (nn/kernels.py): packed (N, D)
         rows, or a (B, T, D) batch without padding."""
+        rows = x.reshape(-1, x.shape[-1])  # (N, D) or (B*T, D)
+        y = kernels.fused_post_norm_layer(rows, *plan.spans, self.cfg.n_heads,
+                                          self.cfg.layer_norm_eps, self.post_norm_weights())
+        return y.view(x.shape)
+
+    def post_norm_weights(self) -> kernels.PostNormWeights:
+        """This layer's tensors in the order the fused kernels take them."""
         attention, ff = self.attention, self.feed_forward
-        weights = kernels.PostNormWeights(
+        return kernels.PostNormWeights(
             _weight(attention.qkv), attention.qkv.bias, _weight(attention.out),
             attention.out.bias, self.attention_norm.weight, self.attention_norm.bias,
             _weight(ff.up), ff.up.bias, _weight(ff.down), ff.down.bias,
             self.feed_forward_norm.weight, self.feed_forward_norm.bias)
-        rows = x.reshape(-1, x.shape[-1])  # (N, D) or (B*T, D)
-        y = kernels.fused_post_norm_layer(rows, *plan.spans, self.cfg.n_heads,
-                                          self.cfg.layer_norm_eps, weights)
-        return y.view(x.shape)
 
     @classmethod
     def from_torch(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from seqenc.choices import check_choice
+
 from .metrics import ServerMetrics
 from .queue import BatchQueue
 from .settings import Settings
@@ -63,8 +65,7 @@ def start_service(kind: str, model_or_loader: Any, settings: Settings,
     raised."""
     from .search_backend import RerankBackend, SparseBackend
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    check_choice("kind", kind, KINDS)
     model = _model(model_or_loader)
     backend = (RerankBackend if kind == "rerank" else SparseBackend)(model, settings.dtype,
                                                                      settings.threads)

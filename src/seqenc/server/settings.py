@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seqenc.choices import DTYPES
+from seqenc.choices import DTYPES, check_choice
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ class Settings:
             raise ValueError(f"max_batch_requests must be positive, got {self.max_batch_requests}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be positive, got {self.threads}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        check_choice("dtype", self.dtype, DTYPES)
         if self.api_key is not None:
             check_api_key(self.api_key)
         if self.max_buffered_bytes < self.payload_limit:

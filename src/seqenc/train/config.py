@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from seqenc.checkpoint import read_json
 from seqenc.choices import DEVICES, DTYPES
 from seqenc.nn.config import EncoderConfig
 
@@ -89,14 +90,7 @@ def load_encoder_config(path: str | Path, **defaults: Any) -> EncoderConfig:
     """Read a sizes.json of EncoderConfig fields. ``defaults`` fill fields the file leaves out
     (e.g. vocab_size from the tokenizer). Every problem is a ConfigError naming the file."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object of EncoderConfig fields")
+    data = read_json(path, dict, ConfigError)
     known = {f.name: f for f in fields(EncoderConfig)}
     unknown = sorted(set(data) - set(known))
     if unknown:
