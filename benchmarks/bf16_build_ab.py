@@ -23,15 +23,15 @@ import statistics
 import time
 from pathlib import Path
 
-import torch
-from bf16_layer_profile import passes, steps
-from fp32_avx2_ab import CORPUS
-
 from seqenc.allocator import tune_memory
 from seqenc.model import SentenceEncoder
 from seqenc.nn import kernels
 from seqenc.precision import bf16_encoder
 from seqenc.threads import set_threads
+
+import torch
+from bf16_layer_profile import passes, steps
+from fp32_avx2_ab import CORPUS
 
 
 def load_old(path: str):
