@@ -16,8 +16,6 @@ bf16 kernel call reads. Rounds alternate which build runs first; medians and pai
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import statistics
 import time
@@ -31,15 +29,7 @@ from seqenc.threads import set_threads
 
 import torch
 from bf16_layer_profile import passes, steps
-from fp32_avx2_ab import CORPUS
-
-
-def load_old(path: str):
-    loader = importlib.machinery.ExtensionFileLoader("seqenc._kernels_old", path)
-    spec = importlib.util.spec_from_file_location("seqenc._kernels_old", path, loader=loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from harness import load_kernels, read_texts
 
 
 def interleaved(builds: dict, run, rounds: int) -> dict[str, list[float]]:
@@ -86,7 +76,7 @@ def layer_steps(builds: dict, model, keys: list[str], isas: list[str], rounds: i
 
 def encode(builds: dict, model, n_texts: int, isas: list[str], rounds: int) -> dict:
     set_threads(2)
-    texts = [t for t in CORPUS.read_text(encoding="utf-8").splitlines() if t.strip()][:n_texts]
+    texts = read_texts(n_texts)
     ref = torch.as_tensor(model.encode(texts, dtype="float32"))
     result = {}
     for isa in isas:
@@ -122,7 +112,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tune_memory()
-    builds = {"old": load_old(args.old_so), "new": kernels._kernels}
+    builds = {"old": load_kernels(Path(args.old_so)), "new": kernels._kernels}
     model = SentenceEncoder.from_pretrained()
     result = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
     if args.steps:
