@@ -29,7 +29,7 @@ from .job import (
     unwrap,
 )
 from .output import check_output_dir, clean_stale, commit, discard, staging_dir
-from .runtime import start_runtime, stop_runtime
+from .runtime import start_runtime
 
 
 @dataclass
@@ -164,14 +164,14 @@ def encode_dataset(
         })
     except BaseException:
         if started:  # stop the workers first, so none writes into the staging directory later
-            stop_runtime(ray)
+            ray.shutdown()
             started = False
         if staging is not None:
             discard(staging)
         raise
     finally:
         if started:
-            stop_runtime(ray)
+            ray.shutdown()
     return result
 
 
