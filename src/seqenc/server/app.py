@@ -19,13 +19,14 @@ from fastapi import FastAPI
 from seqenc import __version__
 
 from .bodies import LONGEST_INPUT, BodyParser
-from .errors import install_error_handlers
+from .errors import OPENAI_PATHS, install_error_handlers
 from .metrics import ServerMetrics
 from .middleware import (
     PUBLIC_PATHS,
     AuthMiddleware,
     JsonBodyMiddleware,
     MetricsMiddleware,
+    OpenAIErrorMiddleware,
     PayloadLimitMiddleware,
 )
 from .routes import ROUTERS
@@ -97,6 +98,7 @@ def create_app(
                        max_buffered=settings.max_buffered_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics,
                        paths={r.path for router in ROUTERS for r in router.routes} | PUBLIC_PATHS)
+    app.add_middleware(OpenAIErrorMiddleware)
     if settings.api_key:
         _document_auth(app)
     return app
@@ -113,12 +115,13 @@ def _document_auth(app: FastAPI) -> None:
             for path, operations in spec["paths"].items():
                 if path in PUBLIC_PATHS:
                     continue
+                shape = "OpenAIErrorResponse" if path in OPENAI_PATHS else "ErrorResponse"
                 for operation in operations.values():
                     operation["security"] = [{"bearer": []}]
                     operation["responses"]["401"] = {
                         "description": "Missing or wrong API key (Authorization: Bearer KEY)",
                         "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+                            "schema": {"$ref": f"#/components/schemas/{shape}"}}}}
         return app.openapi_schema
 
     app.openapi = openapi

@@ -16,10 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .schemas import ErrorResponse
+from .schemas import ErrorResponse, OpenAIErrorResponse
 
 log = logging.getLogger("seqenc.server")
 
+# Routes whose errors take OpenAI's shape (middleware.OpenAIErrorMiddleware reshapes them)
+OPENAI_PATHS = frozenset({"/v1/embeddings", "/embeddings"})
 CLIENT_CLOSED = 499  # nginx's status for a client that went away; nobody receives it
 _STATUS_TYPES = {400: "invalid_json", 401: "unauthorized", 404: "not_found",
                  405: "method_not_allowed", 413: "payload_too_large",
@@ -57,13 +59,21 @@ def error_response(status: int, message: str, error_type: str,
     return JSONResponse({"error": message, "error_type": error_type}, status, headers=headers)
 
 
-def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+def documented(*codes: int, shape: str = "seqenc") -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: the error statuses it can answer, for the OpenAPI doc. A
-    route that reads a JSON body (400) also answers 415 for a body of another type."""
+    route that reads a JSON body (400) also answers 415 for a body of another type.
+    ``shape="openai"``: the body is OpenAI's (``openai_error``)."""
     if 400 in codes and 415 not in codes:
         codes = (*codes, 415)
-    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
+    model = OpenAIErrorResponse if shape == "openai" else ErrorResponse
+    return {code: {"model": model, "description": _DESCRIPTIONS[code]}
             for code in sorted(codes)}
+
+
+def openai_error(body: dict[str, Any]) -> dict[str, Any]:
+    """``{"error": message, "error_type": t}`` in OpenAI's shape."""
+    return {"error": {"message": body["error"], "type": body["error_type"], "param": None,
+                      "code": None}}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,7 +107,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
         return error_response(422, f"{field} is empty: send at least one input", "empty")
     messages: list[str] = []
     for e in errors:
-        loc = [str(part) for part in e.get("loc", ())]
+        loc = [str(part) for part in e.get("loc", ()) if not _is_union_tag(part)]
         if loc[:1] == ["body"]:
             loc = loc[1:]
         if not loc:
@@ -112,8 +122,10 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic names the union member an error came from in its location: "list[str]"
-    return isinstance(part, str) and ("[" in part or part in ("str", "int"))
+    # pydantic names the union member an error came from in its location: "list[str]", or a
+    # model's class name (POST /'s bodies; field names are lower case)
+    return isinstance(part, str) and ("[" in part or part in ("str", "int")
+                                      or part[:1].isupper())
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -1,24 +1,67 @@
-"""The ASGI middleware around the routes, outermost first: metrics (and requests cut short at
-shutdown), request bodies (framing, payload limit, bytes buffered), API key, content type.
-Pure ASGI, so nothing buffers responses or hides a client's disconnect."""
+"""The ASGI middleware around the routes, outermost first: OpenAI's error shape on its routes,
+metrics (and requests cut short at shutdown), request bodies (framing, payload limit, bytes
+buffered), API key, content type. Pure ASGI, so nothing buffers responses (but error bodies
+on OpenAI's routes, a few hundred bytes) or hides a client's disconnect."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import clip, error_response
+from .errors import OPENAI_PATHS, clip, error_response, openai_error
 from .metrics import ServerMetrics
 
 log = logging.getLogger("seqenc.server")
 
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class OpenAIErrorMiddleware:
+    """Errors on OpenAI's routes in OpenAI's shape, ``{"error": {"message", "type", "param",
+    "code"}}``, whichever layer answered them (a route, auth, the payload limit, shutdown).
+    The openai SDK builds its exception's text from ``error.message``: seqenc's own shape
+    left it at "Error code: 422", the reason hidden in ``e.body``."""
+
+    def __init__(self, app: ASGIApp, paths: Collection[str] = OPENAI_PATHS):
+        self.app, self.paths = app, frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def reshape(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message  # held until the body is complete
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            try:
+                parsed = json.loads(body)
+                body = json.dumps(openai_error(parsed)).encode()
+            except (ValueError, TypeError, KeyError):
+                pass  # not a seqenc error body: sent as it is
+            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            await send({**start, "headers": [*headers,
+                                             (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, reshape)
 
 
 class MetricsMiddleware:

@@ -37,7 +37,8 @@ ErrorType = Literal[
     "backend",
 ]
 
-Direction = Literal["Right", "Left"]
+# TEI's spelling, and the lower case Hugging Face's InferenceClient sends (TEI accepts both)
+Direction = Literal["Right", "Left", "right", "left"]
 TEXTS_HINT = "inputs must be a string or a list of strings"
 # Echoed in responses: a name, not a payload
 Name = Annotated[StrictStr, Field(max_length=256)]
@@ -52,6 +53,20 @@ class _Request(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="What was wrong, naming the input index where one is at fault")
     error_type: ErrorType
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str = Field(description="What was wrong, as ErrorResponse.error")
+    type: ErrorType = Field(description="As ErrorResponse.error_type")
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """Errors on the OpenAI routes, in OpenAI's shape: the openai SDK shows error.message in
+    its exception and error.type as the exception's ``type``."""
+
+    error: OpenAIErrorDetail
 
 
 class OpenAIEmbeddingRequest(_Request):
@@ -108,10 +123,27 @@ class SimilarityInputs(BaseModel):
     sentences: Annotated[Texts, text_list_field("inputs.sentences")]
 
 
+class SimilarityParameters(BaseModel):
+    """TEI's place for the options of /similarity; they win over the top-level fields."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    truncate: StrictBool | None = None
+    truncation_direction: Direction | None = None
+
+
 class SimilarityRequest(_Request):
     inputs: SimilarityInputs
     truncate: StrictBool | None = False
     truncation_direction: Direction = "Right"
+    parameters: SimilarityParameters | None = Field(
+        None, description="TEI's form of truncate and truncation_direction")
+
+    def options(self) -> tuple[bool, str]:
+        """(truncate, direction), from ``parameters`` where it sets them."""
+        p = self.parameters or SimilarityParameters()
+        truncate = p.truncate if p.truncate is not None else self.truncate
+        return bool(truncate), p.truncation_direction or self.truncation_direction
 
 
 class TokenizeRequest(_Request):

@@ -22,8 +22,9 @@ KINDS = ("rerank", "sparse")
 # What /info and error messages call each kind, and the `seqenc serve` option that loads it.
 NAMES = {"embed": ("embedding model", "--model"), "rerank": ("reranker", "--reranker"),
          "sparse": ("sparse model", "--sparse-model")}
-ROUTES = {"embed": ["/v1/embeddings", "/embed", "/similarity", "/tokenize"],
-          "rerank": ["/rerank", "/v1/rerank"], "sparse": ["/embed_sparse"]}
+# POST / (TEI's default route) serves whichever of them are loaded
+ROUTES = {"embed": ["/v1/embeddings", "/embeddings", "/embed", "/similarity", "/tokenize", "/"],
+          "rerank": ["/rerank", "/v1/rerank", "/v2/rerank", "/"], "sparse": ["/embed_sparse", "/"]}
 
 
 @dataclass

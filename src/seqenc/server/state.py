@@ -147,8 +147,9 @@ class ServerState:
             embeddings=model is not None,
             reranker=self.services["rerank"].info if "rerank" in self.services else None,
             sparse=self.services["sparse"].info if "sparse" in self.services else None,
-            routes=[r for kind in ("embed", *self.services) if kind != "embed"
-                    or model is not None for r in ROUTES[kind]],
+            routes=list(dict.fromkeys(r for kind in ("embed", *self.services)
+                                      if kind != "embed" or model is not None
+                                      for r in ROUTES[kind])),
             max_batch_tokens=s.max_batch_tokens,
             batch_size=s.batch_size,
             max_batch_requests=s.max_batch_requests,

@@ -9,6 +9,6 @@ without further registration.
 
 from __future__ import annotations
 
-from . import embeddings, search, server, tokenize
+from . import embeddings, root, search, server, tokenize
 
-ROUTERS = [embeddings.router, tokenize.router, search.router, server.router]
+ROUTERS = [embeddings.router, tokenize.router, search.router, root.router, server.router]

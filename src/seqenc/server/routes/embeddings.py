@@ -24,7 +24,10 @@ router = APIRouter(tags=["embeddings"], route_class=JsonRoute)
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse,
-             responses=documented(400, 413, 415, 422, 429, 503))
+             responses=documented(400, 413, 415, 422, 429, 503, shape="openai"))
+# TEI serves the route at /embeddings too: a client given the server's root as base_url
+@router.post("/embeddings", response_model=OpenAIEmbeddingResponse,
+             responses=documented(400, 413, 415, 422, 429, 503, shape="openai"))
 async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
                             state: State) -> Response:
     """OpenAI-compatible embeddings (vectors normalised as the model is configured)."""
@@ -86,8 +89,9 @@ async def similarity(body: SimilarityRequest, request: Request, state: State) ->
     if not body.inputs.sentences:
         raise ApiError(422, "inputs.sentences is empty: send at least one sentence", "empty")
     texts = [body.inputs.source_sentence, *body.inputs.sentences]
-    vectors, _ = await embed_texts(state, request, texts, truncate=bool(body.truncate),
-                                   direction=body.truncation_direction, normalize=True)
+    truncate, direction = body.options()
+    vectors, _ = await embed_texts(state, request, texts, truncate=truncate,
+                                   direction=direction, normalize=True)
     return json_response((vectors[1:] @ vectors[0]).tolist())
 
 

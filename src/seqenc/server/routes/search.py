@@ -1,4 +1,5 @@
-"""Reranking and sparse routes: TEI's /rerank and /embed_sparse, Cohere/Jina's /v1/rerank.
+"""Reranking and sparse routes: TEI's /rerank and /embed_sparse, Cohere/Jina's /v1/rerank (and
+Cohere's /v2/rerank, where its ClientV2 posts).
 
 Same pipeline as the embedding routes (pipeline.py): a concurrency slot or 429, tokenisation
 on the HTTP side, the model's batching queue, JSON out. 404 ``model_not_loaded`` when the
@@ -79,9 +80,11 @@ async def rerank(body: RerankRequest, request: Request, state: State) -> Respons
 
 
 @router.post("/v1/rerank", response_model=CohereRerankResponse, responses=_ERRORS)
+@router.post("/v2/rerank", response_model=CohereRerankResponse, responses=_ERRORS)
 async def cohere_rerank(body: CohereRerankRequest, request: Request, state: State) -> Response:
     """Cohere/Jina-style reranking (as infinity serves it to LangChain and LlamaIndex):
-    results sorted by relevance_score = sigmoid(logit), the best top_n of them."""
+    results sorted by relevance_score = sigmoid(logit), the best top_n of them. /v2/rerank
+    is Cohere's v2 path (ClientV2.rerank); its body is v1's without return_documents."""
     state.require_service("rerank")
     _one_label(state)
     texts = [d if isinstance(d, str) else d.text for d in body.documents]
