@@ -115,6 +115,22 @@ class ServerProcess:
         self.log_path.unlink(missing_ok=True)
 
 
+OPENAI_ROUTES = frozenset({"/v1/embeddings", "/embeddings"})
+
+
+def error_body(response: httpx.Response) -> dict[str, str]:
+    """An error response as ``{"error": message, "error_type": type}``, after checking its
+    exact shape: OpenAI's routes answer OpenAI's ``{"error": {"message", "type", "param",
+    "code"}}`` (what the openai SDK reads), every other route seqenc's own."""
+    body = response.json()
+    if response.request.url.path in OPENAI_ROUTES:
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"message", "type", "param", "code"}, body
+        return {"error": body["error"]["message"], "error_type": body["error"]["type"]}
+    assert set(body) == {"error", "error_type"}, body
+    return body
+
+
 def metric(client: httpx.Client, name: str, **labels: str) -> float:
     """One sample from /metrics (0 if absent)."""
     text = client.get("/metrics").text

@@ -23,7 +23,7 @@ import pytest
 
 from seqenc.server.settings import Settings
 
-from .support import ServerProcess, heavy_texts, metric, wait_for
+from .support import ServerProcess, error_body, heavy_texts, metric, wait_for
 
 READ_TIMEOUT = 1.5  # the server's --read-timeout here: short, so that stalls end soon
 BOUND = 60.0  # bounds every wait; a server that never closes fails the test at this bound
@@ -105,7 +105,7 @@ def test_lone_surrogates_are_422_naming_the_input(target, anon, route, template,
                                                   surrogate):
     response = post_raw(anon, route, template % surrogate)
     assert response.status_code == 422, response.text
-    body = response.json()
+    body = error_body(response)
     assert body["error_type"] == "validation"
     assert body["error"].startswith(f"{where} is not valid Unicode: a lone surrogate U+D")
     assert "Traceback" not in target.output()
@@ -142,7 +142,7 @@ def test_invalid_items_cost_one_short_error(target, anon, route, body, fragment)
     response = post_raw(anon, route, raw)
     grown = peak_rss_mib(target.proc.pid) - before
     assert response.status_code == 422, response.text[:300]
-    message = response.json()["error"]
+    message = error_body(response)["error"]
     assert fragment in message and len(message) < 300
     assert grown < 64, f"peak RSS grew {grown:.0f} MiB for a {len(raw)}-byte body"
 
@@ -212,7 +212,7 @@ def test_large_bodies_parse_where_seqenc_is_not_importable_by_a_new_interpreter(
 def test_echoed_values_are_capped(anon):
     response = anon.post("/v1/embeddings", json={"input": "x", "dimensions": 10 ** 4000})
     assert response.status_code == 422
-    assert "4001 characters" in response.json()["error"]
+    assert "4001 characters" in error_body(response)["error"]
     assert len(response.text) < 300
     response = anon.post("/v1/embeddings", json={"input": "x", "model": "m" * 100_000})
     assert response.status_code == 422 and len(response.text) < 300
@@ -229,8 +229,8 @@ def test_empty_or_blank_inputs_are_422_naming_the_input(anon, route, body, where
     # TEI and OpenAI refuse empty input; a blank one would embed as [CLS][SEP] alone.
     response = anon.post(route, json=body)
     assert response.status_code == 422, response.text
-    assert response.json() == {"error": f"{where} is empty or only whitespace: there is "
-                                        "nothing to embed", "error_type": "empty"}
+    assert error_body(response) == {"error": f"{where} is empty or only whitespace: there is "
+                                             "nothing to embed", "error_type": "empty"}
 
 
 # ---- 3. /tokenize: a slot like every working route, and a bounded answer ----------------------
@@ -247,7 +247,7 @@ def test_every_working_route_takes_a_slot_and_429_says_when_to_retry(anon):
                                                         "sentences": ["b"]}})):
             response = anon.post(route, json=body)
             assert response.status_code == 429, (route, response.text)
-            assert response.json()["error_type"] == "overloaded"
+            assert error_body(response)["error_type"] == "overloaded"
             assert response.headers["retry-after"] == "1"
         assert [b.result().status_code for b in blockers] == [200, 200]
     assert anon.post("/tokenize", json={"inputs": "a b c"}).status_code == 200

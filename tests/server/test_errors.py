@@ -15,7 +15,16 @@ import pytest
 from seqenc.server.app import create_app
 from seqenc.server.settings import Settings
 
-from .support import API_KEY, LONG_TEXT, PAYLOAD_LIMIT, heavy_texts, metric, running, wait_for
+from .support import (
+    API_KEY,
+    LONG_TEXT,
+    PAYLOAD_LIMIT,
+    error_body,
+    heavy_texts,
+    metric,
+    running,
+    wait_for,
+)
 
 WAIT = 120.0  # bounds waits; never asserted on
 
@@ -23,8 +32,7 @@ WAIT = 120.0  # bounds waits; never asserted on
 def assert_error(response: httpx.Response, status: int, error_type: str,
                  fragment: str = "") -> str:
     assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error", "error_type"}
+    body = error_body(response)  # checks the route's exact shape
     assert body["error_type"] == error_type
     assert fragment in body["error"]
     return body["error"]

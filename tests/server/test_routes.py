@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from .support import API_KEY, LONG_TEXT, SENTENCES, metric
+from .support import API_KEY, LONG_TEXT, SENTENCES, error_body, metric
 
 
 def vectors(response: httpx.Response) -> np.ndarray:
@@ -125,8 +125,8 @@ def test_openai_dimensions_truncate_then_renormalise(client, model):
 def test_openai_dimensions_out_of_range(client, k):
     response = client.post("/v1/embeddings", json={"input": "x", "dimensions": k})
     assert response.status_code == 422
-    assert response.json()["error_type"] == "validation"
-    assert "dimensions" in response.json()["error"]
+    assert error_body(response)["error_type"] == "validation"
+    assert "dimensions" in error_body(response)["error"]
 
 
 def test_token_ids_give_the_same_vectors_as_text(client, model):
@@ -151,15 +151,15 @@ def test_token_ids_give_the_same_vectors_as_text(client, model):
 def test_bad_token_ids(client, ids, fragment):
     response = client.post("/v1/embeddings", json={"input": ids})
     assert response.status_code == 422
-    assert response.json()["error_type"] == "validation"
-    assert fragment in response.json()["error"]
+    assert error_body(response)["error_type"] == "validation"
+    assert fragment in error_body(response)["error"]
 
 
 def test_token_ids_longer_than_the_model_takes(client):
     response = client.post("/v1/embeddings", json={"input": [[101] + [1000] * 300 + [102]]})
     assert response.status_code == 422
-    assert response.json()["error_type"] == "input_too_long"
-    assert "input 0 has 302 tokens" in response.json()["error"]
+    assert error_body(response)["error_type"] == "input_too_long"
+    assert "input 0 has 302 tokens" in error_body(response)["error"]
 
 
 # ---- /embed --------------------------------------------------------------------------------

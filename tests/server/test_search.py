@@ -16,6 +16,8 @@ from seqenc.server.app import create_app
 from seqenc.server.settings import Settings
 from seqenc.sparse import SparseEncoder
 
+from .support import error_body
+
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
@@ -125,7 +127,7 @@ def test_bad_requests_are_4xx(client, route, body, error_type):
     r = client.post(route, content=json.dumps(body).encode(),
                     headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500, r.text
-    assert r.json()["error_type"] == error_type
+    assert error_body(r)["error_type"] == error_type
 
 
 def test_auth_info_and_metrics(client):
@@ -134,7 +136,7 @@ def test_auth_info_and_metrics(client):
     info = client.get("/info").json()
     assert info["embeddings"] is False and info["dimension"] is None
     assert info["reranker"]["num_labels"] == 1 and info["sparse"]["vocab_size"] == 30522
-    assert set(info["routes"]) == {"/rerank", "/v1/rerank", "/embed_sparse"}
+    assert set(info["routes"]) == {"/rerank", "/v1/rerank", "/v2/rerank", "/embed_sparse", "/"}
     metrics = client.get("/metrics").text
     assert 'route="/rerank"' in metrics and 'route="/embed_sparse"' in metrics
 
