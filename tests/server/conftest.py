@@ -1,5 +1,6 @@
-"""Server test fixtures: one real server subprocess shared by the whole session, and one
-uvicorn server in this process with all three kinds of model for the client-SDK tests."""
+"""Server test fixtures: one real server subprocess shared by the whole session, another with
+small limits and no key for the attack tests (test_attacks_*.py), and one uvicorn server in
+this process with all three kinds of model for the client-SDK tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from .attacks_support import BUFFERED, MAX_CONNECTIONS, PAYLOAD, READ_TIMEOUT
 from .support import API_KEY, CORPUS, PAYLOAD_LIMIT, SENTENCES, ServerProcess, running, wait_for
 
 
@@ -24,6 +26,23 @@ def server() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def target() -> Iterator[ServerProcess]:
+    """The attacked server: no API key (the cross-site case), two slots, short read
+    deadlines, small caps. Shared by the attack modules, as it was by their one file."""
+    with ServerProcess.ready("--max-concurrent-requests", "2", "--read-timeout",
+                             str(READ_TIMEOUT), "--max-connections", str(MAX_CONNECTIONS),
+                             "--payload-limit", str(PAYLOAD), "--max-buffered-bytes",
+                             str(BUFFERED), "--threads", "1", "--log-level", "info") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def anon(target: ServerProcess) -> Iterator[httpx.Client]:
+    with target.client(api_key=None) as c:
         yield c
 
 
