@@ -56,6 +56,14 @@ def test_a_too_long_input_without_truncate_is_an_http_422(client):
     assert "more than the maximum of 256" in str(caught.value)
 
 
+def test_a_prompt_name_is_refused_not_ignored(client):
+    # TEI prepends the named prompt; seqenc has none, and ignoring it would embed other text
+    with pytest.raises(hub.errors.HfHubHTTPError) as caught:
+        client.feature_extraction(TEXTS[0], prompt_name="query")
+    assert caught.value.response.status_code == 422
+    assert "no prompts" in str(caught.value)
+
+
 def test_sentence_similarity_equals_cosine_of_encode(client, live):
     scores = client.sentence_similarity(TEXTS[0], TEXTS[1:])
     vectors = live.model.encode(TEXTS, normalize=True)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .shapes import (
+    NoPrompt,
     Texts,
     TokenIdLists,
     TokenIds,
@@ -45,7 +46,7 @@ Name = Annotated[StrictStr, Field(max_length=256)]
 
 
 class _Request(BaseModel):
-    # Client libraries add fields of their own (OpenAI's "user", TEI's "prompt_name"):
+    # Client libraries add fields of their own (Cohere's "priority", "max_tokens_per_doc"):
     # ignoring unknown fields keeps them working.
     model_config = ConfigDict(extra="ignore")
 
@@ -116,6 +117,7 @@ class EmbedRequest(_Request):
     truncation_direction: Direction = Field(
         "Right", description="Right keeps the start of a text, Left keeps its end"
     )
+    prompt_name: NoPrompt = Field(None, description="TEI's; only null: no prompts here")
 
 
 class SimilarityInputs(BaseModel):
@@ -130,6 +132,7 @@ class SimilarityParameters(BaseModel):
 
     truncate: StrictBool | None = None
     truncation_direction: Direction | None = None
+    prompt_name: NoPrompt = None
 
 
 class SimilarityRequest(_Request):
@@ -150,6 +153,7 @@ class TokenizeRequest(_Request):
     inputs: Annotated[StrictStr | Texts, texts_field(TEXTS_HINT, allow_empty=True)] = Field(
         description="A text or a list of texts (empty ones allowed)")
     add_special_tokens: StrictBool = True
+    prompt_name: NoPrompt = None
 
 
 class SimpleToken(BaseModel):

@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from .schemas import Direction, Texts
-from .shapes import documents_field, text_field, text_list_field, texts_field
+from .shapes import NoPrompt, documents_field, text_field, text_list_field, texts_field
 
 
 class _Request(BaseModel):
@@ -97,6 +97,7 @@ class EmbedSparseRequest(_Request):
     truncate: StrictBool | None = Field(False, description="Cut inputs longer than the model's "
                                         "maximum instead of refusing them")
     truncation_direction: Direction = "Right"
+    prompt_name: NoPrompt = None
 
 
 class SparseValue(BaseModel):

@@ -164,3 +164,14 @@ def text_or_ids_field(hint: str) -> PlainValidator:
 
     return PlainValidator(validate,
                           json_schema_input_type=StrictStr | Texts | TokenIds | TokenIdLists)
+
+
+def _no_prompt(value: Any) -> None:
+    if value is not None:
+        raise _fail("validation", "prompt_name: seqenc's models have no prompts; put the "
+                    "prompt's text before each input instead")
+
+
+# TEI's prompt_name (InferenceClient sends it when given one): null, or a 422. Ignored, as
+# unknown fields are, a prompt the client asked for would silently not be applied.
+NoPrompt = Annotated[None, PlainValidator(_no_prompt, json_schema_input_type=StrictStr | None)]
