@@ -70,6 +70,21 @@ def test_sentence_similarity_equals_cosine_of_encode(client, live):
     np.testing.assert_allclose(scores, vectors[1:] @ vectors[0], atol=1e-6)
 
 
+def test_similarity_takes_teis_parameters_object(live):
+    # TEI's /similarity documents truncate and truncation_direction under "parameters"
+    inputs = {"source_sentence": LONG, "sentences": [TEXTS[0], LONG]}
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.key}"},
+                      timeout=120) as c:
+        tei = c.post("/similarity", json={"inputs": inputs, "parameters": {
+            "truncate": True, "truncation_direction": "left"}})
+        top_level = c.post("/similarity", json={"inputs": inputs, "truncate": True,
+                                                "truncation_direction": "Left"})
+        refused = c.post("/similarity", json={"inputs": inputs, "parameters": {}})
+    assert tei.status_code == 200, tei.text
+    assert tei.json() == top_level.json()
+    assert refused.status_code == 422 and refused.json()["error_type"] == "input_too_long"
+
+
 def test_endpoint_info_and_health(live):
     # these two refuse to run unless the provider is named ("not supported on 'None'")
     client = hub.InferenceClient(model=live.url, provider="hf-inference", api_key=live.key)
