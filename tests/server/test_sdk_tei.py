@@ -36,6 +36,22 @@ def test_feature_extraction_without_normalising(client, live):
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_feature_extraction_dimensions(client, live, normalize):
+    # InferenceClient sends dimensions in the body (TEI's /embed takes them): the first k,
+    # L2-normalised again when normalising
+    got = client.feature_extraction(TEXTS, dimensions=32, normalize=normalize)
+    full = live.model.encode(TEXTS, normalize=normalize)[:, :32]
+    if normalize:
+        full = full / np.linalg.norm(full, axis=1, keepdims=True)
+    assert got.shape == (len(TEXTS), 32)
+    np.testing.assert_allclose(got, full, atol=1e-5)
+    with pytest.raises(hub.errors.HfHubHTTPError) as caught:
+        client.feature_extraction(TEXTS[0], dimensions=live.model.dimension + 1)
+    assert caught.value.response.status_code == 422
+    assert "dimensions must be between 1 and" in str(caught.value)
+
+
 def test_feature_extraction_truncates_in_the_sdks_lower_case_direction(client, live):
     # InferenceClient spells the direction "left"/"right"; TEI's schema "Left"/"Right"
     left = client.feature_extraction(LONG, truncate=True, truncation_direction="left")

@@ -117,6 +117,9 @@ class EmbedRequest(_Request):
     truncation_direction: Direction = Field(
         "Right", description="Right keeps the start of a text, Left keeps its end"
     )
+    dimensions: StrictInt | None = Field(
+        None, ge=1, description="Keep the first k dimensions (then L2-normalise, with "
+        "normalize); 1..model dim")
     prompt_name: NoPrompt = Field(None, description="TEI's; only null: no prompts here")
 
 

@@ -17,6 +17,7 @@ from ..schemas import (
     OpenAIEmbeddingResponse,
     SimilarityRequest,
 )
+from ..state import ServerState
 from ..tokenization import InputTooLong, InvalidTokenIds
 from .pipeline import State, admitted, check_count, embed_texts, json_response, run_queued
 
@@ -32,10 +33,7 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
                             state: State) -> Response:
     """OpenAI-compatible embeddings (vectors normalised as the model is configured)."""
     tokenization, queue = state.require_ready()
-    dimension = state.info["dimension"]
-    if body.dimensions is not None and not 1 <= body.dimensions <= dimension:
-        raise ApiError(422, f"dimensions must be between 1 and {dimension}, got "
-                       f"{clip(body.dimensions)}", "validation")
+    _check_dimensions(state, body.dimensions)
     inputs = body.input
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]  # one text, or one input as token ids
@@ -75,9 +73,13 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
 async def embed(body: EmbedRequest, request: Request, state: State) -> Response:
     """Vectors for a text or a list of texts (text-embeddings-inference's /embed)."""
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    state.require_ready()
+    _check_dimensions(state, body.dimensions)
     vectors, _ = await embed_texts(state, request, texts, truncate=bool(body.truncate),
                                    direction=body.truncation_direction,
                                    normalize=body.normalize)
+    if body.dimensions is not None:
+        vectors = _matryoshka(vectors, body.dimensions, body.normalize)
     return json_response(vectors.tolist())
 
 
@@ -95,8 +97,17 @@ async def similarity(body: SimilarityRequest, request: Request, state: State) ->
     return json_response((vectors[1:] @ vectors[0]).tolist())
 
 
-def _matryoshka(vectors: np.ndarray, k: int) -> np.ndarray:
-    """The first k dimensions, L2-normalised again."""
+def _check_dimensions(state: ServerState, k: int | None) -> None:
+    dimension = state.info["dimension"]
+    if k is not None and not 1 <= k <= dimension:
+        raise ApiError(422, f"dimensions must be between 1 and {dimension}, got {clip(k)}",
+                       "validation")
+
+
+def _matryoshka(vectors: np.ndarray, k: int, normalize: bool = True) -> np.ndarray:
+    """The first k dimensions, L2-normalised again unless ``normalize`` is false."""
     cut = vectors[:, :k]
+    if not normalize:
+        return np.ascontiguousarray(cut)
     norms = np.linalg.norm(cut, axis=1, keepdims=True)
     return (cut / np.maximum(norms, 1e-12)).astype(np.float32)

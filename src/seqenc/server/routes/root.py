@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import Discriminator, Tag
 
 from ..bodies import JsonRoute
-from ..errors import documented
+from ..errors import ApiError, documented
 from ..schemas import EmbedRequest, SimilarityRequest
 from ..search_schemas import EmbedSparseRequest, RerankRequest, RerankResult, SparseValue
 from . import embeddings, search
@@ -50,6 +50,9 @@ async def root(body: RootRequest, request: Request, state: State) -> Response:
     if isinstance(body, SimilarityRequest):
         return await embeddings.similarity(body, request, state)
     if not state.has_embeddings and "sparse" in state.services:
+        if body.dimensions is not None:
+            raise ApiError(422, "dimensions applies to dense vectors; this server has only "
+                           "a sparse model", "validation")
         sparse = EmbedSparseRequest(inputs=body.inputs, truncate=body.truncate,
                                     truncation_direction=body.truncation_direction)
         return await search.embed_sparse(sparse, request, state)
