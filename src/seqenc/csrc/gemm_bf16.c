@@ -90,10 +90,27 @@ AVX512BF16 static void micro_any(const uint16_t *a, int64_t lda, const uint16_t 
 }
 
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias) {
+                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias,
+                      const F32Epilogue *norm) {
     const int64_t k2n = k / 2;
     const int64_t panels = (m + PANEL - 1) / PANEL, row_tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
     uint16_t *c16 = (uint16_t *)c;  /* the output's type with gelu_bias */
+    if (norm) { /* tasks of whole rows for the LayerNorm: every panel, then the rows' epilogue
+                 * while their TILE_ROWS x M floats are in L2 */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int64_t t = 0; t < row_tiles; t++) {
+            const int64_t lo = t * TILE_ROWS, hi = lo + TILE_ROWS < n ? lo + TILE_ROWS : n;
+            for (int64_t c0 = 0; c0 < m; c0 += PANEL)
+                for (int64_t r = lo; r < hi; r += MR)
+                    micro_any(a + r * k, k, packed + c0 * k, m - c0 < PANEL ? m - c0 : PANEL,
+                              k2n, c + r * ldc + c0, ldc, NULL, NULL,
+                              (int)(hi - r < MR ? hi - r : MR),
+                              (int)((m - c0 < PANEL ? m - c0 : PANEL) / 16));
+            seqenc_add_layernorm_rows512(c, norm->bias, norm->residual, norm->gamma, norm->beta,
+                                         norm->eps, m, lo, hi, norm->copy16);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t t = 0; t < panels * row_tiles; t++) {
         const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;
