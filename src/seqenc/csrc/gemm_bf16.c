@@ -15,6 +15,9 @@
  *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
  *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
  *     (simd512.h's gelu512_for_bf16_n: gemm_bf16.GELU_BF16_RELATIVE_ERROR, then bf16).
+ *     Or, given norm (the out and down projections), C = LayerNorm(C + bias + residual) *
+ *     gamma + beta (+ its bf16 copy) on each task's whole rows while they are in L2 (tasks of
+ *     TILE_ROWS rows x every panel then): avx512.c's function, add_layer_norm_'s bits.
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32

@@ -7,7 +7,11 @@
  *     so the B tile of columns c0 + 16 j .. + 16 and k = 32 kb .. + 32 is 16 rows of 64 bytes
  *     at panel + kb 16 (2 w) + 32 j values, row stride 2 w values. No second packed format:
  *     weights packed once run on either kernel set (SEQENC_ISA caps it in the same process).
- *   C (N, M) float32, row stride ldc; or with gelu_bias, gelu(A W^T + bias) rounded to bf16.
+ *   C (N, M) float32, row stride ldc; or with gelu_bias, gelu(A W^T + bias) rounded to bf16;
+ *   or with norm (the out and down projections), LayerNorm(C + bias + residual) * gamma + beta
+ *   in place (+ its bf16 copy), run by each task on its 32 whole rows (one column task) as its
+ *   last products are stored, while they are in L1/L2: avx512.c's function, so the bits of
+ *   add_layer_norm_ after the GEMM, without C's trip out to memory and back.
  *
  * Blocking: C tiles of 16 rows x 16 columns (float32), 2 x 2 of them (32 rows x 32 columns,
  * tmm0-3) from 2 A tiles (tmm4-5) and 2 B tiles (tmm6-7): one tile load per TDPBF16PS (16 x 16

@@ -1,7 +1,9 @@
 """Our bf16 GEMM (csrc/gemm_bf16.c, csrc/gemm_bf16_amx.c): bf16 inputs, float32 sums and
 output, the weights packed once. What ``encode(dtype="bfloat16")`` runs on CPUs with
 AVX512-BF16 (precision.Bf16Linear holds the packed weights); with ``gelu_bias`` the up
-projection's bias + GELU run on each register tile and the result is stored as bf16.
+projection's bias + GELU run on each register tile and the result is stored as bf16; with
+``norm`` the out and down projections' bias + residual + LayerNorm run on each task's whole
+rows while they are in cache (post_norm_layer: encode's bf16 layer).
 
 Its own module because it is its own operation: a GEMM with a packed operand and a bound of
 its own, beside the float32 GEMMs (gemm_f32.py, kernels.gemm_f32). The kernel sets, the

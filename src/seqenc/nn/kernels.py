@@ -300,7 +300,8 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     With Bf16Linear weights (bf16 inputs, float32 everywhere else) the kernel before each of
     the out, up and down GEMMs also rounds its float32 result to bf16 as it stores it (the same
     rounding the GEMM would apply to its input), so no conversion pass runs between them, and
-    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
+    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored);
+    builds whose bf16 GEMMs take the LayerNorms run them there too (gemm_bf16.post_norm_layer).
     """
     x = x.contiguous()
     from seqenc import int8, int8_layer  # int8 layers: the steps after each GEMM inside it
