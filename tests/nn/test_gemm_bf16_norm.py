@@ -90,8 +90,9 @@ def test_norm_epilogue_within_its_bound_of_float64(isa, n, k):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-def test_norm_epilogue_on_two_threads_equals_one(isa):
-    x, w, bias, residual, gamma, beta = operands(301, 384, 384, 5)
+@pytest.mark.parametrize("n", [17, 301])  # 17 on 2-3 threads: gemm_bf16.c's separate LN pass
+def test_norm_epilogue_on_two_threads_equals_one(isa, n):
+    x, w, bias, residual, gamma, beta = operands(n, 384, 384, 5)
     results = at_thread_counts(lambda: fused(x, w, bias, residual, gamma, beta, isa, True))
     for out, copy16 in results[1:]:
         assert torch.equal(out, results[0][0]) and torch.equal(copy16, results[0][1])
@@ -112,6 +113,10 @@ def test_norm_epilogue_refuses_what_it_cannot_take():
         gemm_bf16.gemm(x, packed, 32, copy_bf16=torch.empty(5, 32, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="gamma"):
         gemm_bf16.gemm(x, packed, 32, norm=(bias, residual, gamma.double(), beta, 1e-12))
+    for isa in kernels.AVAILABLE[2:]:  # no rows: nothing to do, on either kernel
+        empty = gemm_bf16.gemm(x[:0], packed, 32, isa=isa, norm=(bias, residual[:0], gamma,
+                                                                   beta, 1e-12))
+        assert empty.shape == (0, 32)
 
 
 @pytest.mark.parametrize("isa", ISAS)

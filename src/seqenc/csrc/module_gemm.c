@@ -75,7 +75,7 @@ static PyObject *bf16_norm_call(PyObject *args, int amx) {
                           &bias, &residual, &gamma, &beta, &eps, &copy16))
         return NULL;
     if (k % (amx ? 32 : 2) || m % 16 || ldc != m || n < 0 || threads <= 0 || !bias
-        || !residual || !gamma || !beta) {
+        || (n && !residual) || !gamma || !beta) { /* no rows: an empty residual's pointer is 0 */
         PyErr_SetString(PyExc_ValueError, "gemm_bf16*_norm needs k even (AMX: % 32), "
                         "m % 16 == 0, ldc == m and the LayerNorm's vectors and residual");
         return NULL;
