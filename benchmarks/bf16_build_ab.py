@@ -1,16 +1,15 @@
 """Two builds of the C kernels in one process, interleaved: the bf16 layer's steps (1 thread,
 CPU time, bf16_layer_profile's steps on its p50 pass) and encode (2 threads, wall clock).
 
-The old build is another commit's extension renamed so both load side by side
-(``PyInit__kernels_old``); each arm swaps it into ``seqenc.nn.kernels._kernels``, which every
-bf16 kernel call reads. Rounds alternate which build runs first; medians and pairwise ratios.
+The old build is another commit's extension, loaded beside this one (harness.load_kernels: dlopen
+keys on the path, so no renaming); each arm swaps it into ``seqenc.nn.kernels._kernels``, which
+every bf16 kernel call reads, and the Python code picks each build's path by what it has
+(``kernels._has``). Rounds alternate which build runs first; medians and pairwise ratios.
 
-    # the old build: commit C's setup.py build with the module renamed
+    # the old build: commit C's setup.py build in a directory of its own
     git archive C setup.py pyproject.toml README.md src/seqenc/csrc | tar -x -C /tmp/old
-    (cd /tmp/old && sed -i 's/PyInit__kernels/PyInit__kernels_old/; s/"_kernels"/"_kernels_old"/'
-       src/seqenc/csrc/module.c && sed -i 's/"seqenc._kernels"/"seqenc._kernels_old"/' setup.py
-       && python setup.py -q build_ext --inplace)
-    python benchmarks/bf16_build_ab.py /tmp/old/src/seqenc/_kernels_old*.so --json F
+    (cd /tmp/old && python setup.py -q build_ext --inplace)
+    cd benchmarks; python bf16_build_ab.py /tmp/old/src/seqenc/_kernels*.so --json F
 """
 
 from __future__ import annotations

@@ -9,9 +9,12 @@ of ``--percentiles``. Steps, in the order kernels.fused_post_norm_layer runs the
     qkv          the qkv GEMM on those bf16 rows (float32 out)
     attention    varlen_attention: float32 qkv + bias in, bf16 rows out
     out, LN1     the out GEMM, then add + LayerNorm (+ its bf16 copy for the up GEMM)
+    out+LN1      both as the layer runs them: LN1 in the GEMM's epilogue where the build has it
+                 (gemm_bf16.can_norm), else the two above
     up+GELU      the up GEMM with bias + GELU in its epilogue (bf16 out)
     up alone     the same GEMM with no epilogue (float32 out): up+GELU minus this is the GELU
     down, LN2    the down GEMM, then add + LayerNorm
+    down+LN2     both as the layer runs them (as out+LN1)
     layer        the whole fused layer (kernels.fused_post_norm_layer)
 Times are the thread's CPU clock (time.thread_time: a descheduled thread's wait is not
 counted, so figures hold up on a shared CPU), medians of ``--rounds`` rounds, each round every
@@ -62,6 +65,15 @@ def steps(layer, lengths: list[int], isa: str) -> dict:
     o = gemm_bf16.gemm(ctx16, w.out_weight.packed, d, isa=isa)
     down = gemm_bf16.gemm(h16, w.down_weight.packed, d, isa=isa)
 
+    def gemm_norm(a_in, linear, norm, copy=None):  # as gemm_bf16.post_norm_layer runs it
+        if gemm_bf16.can_norm():
+            return gemm_bf16.gemm(a_in, linear.packed, d, isa=isa, norm=norm, copy_bf16=copy)
+        return kernels.add_layer_norm_(gemm_bf16.gemm(a_in, linear.packed, d, isa=isa), *norm,
+                                       copy_bf16=copy)
+
+    norm1 = (w.out_bias, x, w.norm1_weight, w.norm1_bias, 1e-12)
+    norm2 = (w.down_bias, a, w.norm2_weight, w.norm2_bias, 1e-12)
+
     def layer_under(isa_: str):  # the fused layer with kernels.ISA (gemm's default) set to isa_
         saved, kernels.ISA = kernels.ISA, isa_
         try:
@@ -84,6 +96,8 @@ def steps(layer, lengths: list[int], isa: str) -> dict:
         "LN2": lambda: kernels.add_layer_norm_(down.clone(), w.down_bias, a, w.norm2_weight,
                                                w.norm2_bias, 1e-12),
         "clone (in LN1, LN2)": lambda: down.clone(),
+        "out+LN1": lambda: gemm_norm(ctx16, w.out_weight, norm1, a16),
+        "down+LN2": lambda: gemm_norm(h16, w.down_weight, norm2),
         "layer": lambda: layer_under(isa),
     }
 

@@ -247,6 +247,15 @@ class Bf16Linear(KernelLinear):
         return gemm_bf16.gemm(x.contiguous(), self.packed, self.out_features,
                               gelu_bias=bias.float().contiguous())
 
+    def matmul_norm(self, x: Tensor, norm: gemm_bf16.Norm,
+                    copy_bf16: Tensor | None = None) -> Tensor:
+        """LayerNorm(x W^T + bias + residual) * gamma + beta for norm = (bias, residual, gamma,
+        beta, eps), the LayerNorm inside our GEMM's epilogue (CPU, where takes_bf16_rows() and
+        gemm_bf16.can_norm()): (N, K) float32 or bf16 -> (N, M) float32; ``copy_bf16`` (N, M)
+        bf16 also gets the result rounded to bf16."""
+        return gemm_bf16.gemm(x.contiguous(), self.packed, self.out_features, norm=norm,
+                              copy_bf16=copy_bf16)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bf16 GEMM"
 

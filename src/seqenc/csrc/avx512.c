@@ -153,12 +153,12 @@ AVX512 static void bias_gelu_rows_int8(float *x, const float *bias, int64_t n, i
                                                             _mm512_loadu_ps(bias + c))));
 }
 
-/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512: gemm_f32.c's epilogue, the
- * same function so the fused and separate passes give the same bits */
+/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512: gemm_f32.c's and the bf16
+ * GEMMs' epilogue, the same function so the fused and separate passes give the same bits */
 void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
                                   const float *gamma, const float *beta, float eps, int64_t n,
-                                  int64_t lo, int64_t hi) {
-    add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, lo, hi, NULL);
+                                  int64_t lo, int64_t hi, uint16_t *copy16) {
+    add_layernorm_rows_f32(y, bias, residual, gamma, beta, eps, n, lo, hi, copy16);
 }
 
 void seqenc_bias_gelu512(void *x, const void *bias, int64_t rows, int64_t n, int threads,

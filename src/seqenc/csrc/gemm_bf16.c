@@ -15,6 +15,9 @@
  *     to bf16 (nearest even) as each register tile is stored: the down projection's input,
  *     with no float32 (N, 4D) matrix written and read back, and no separate GELU pass
  *     (simd512.h's gelu512_for_bf16_n: gemm_bf16.GELU_BF16_RELATIVE_ERROR, then bf16).
+ *     Or, given norm (the out and down projections), C = LayerNorm(C + bias + residual) *
+ *     gamma + beta (+ its bf16 copy) on each task's whole rows while they are in L2 (tasks of
+ *     up to TILE_ROWS rows x every panel then): avx512.c's function, add_layer_norm_'s bits.
  *
  * Each product of two bf16 values is exact in float32 (8 x 8 significant bits) and the sums are
  * float32 additions, so the error against float64 on the same bf16 inputs is that of a float32
@@ -90,10 +93,39 @@ AVX512BF16 static void micro_any(const uint16_t *a, int64_t lda, const uint16_t 
 }
 
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias) {
+                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias,
+                      const F32Epilogue *norm) {
     const int64_t k2n = k / 2;
     const int64_t panels = (m + PANEL - 1) / PANEL, row_tiles = (n + TILE_ROWS - 1) / TILE_ROWS;
     uint16_t *c16 = (uint16_t *)c;  /* the output's type with gelu_bias */
+    if (norm && threads > 1 && n < 4 * threads * MR) {
+        /* too few rows to give each thread whole rows of its own (8 rows on 2 threads: 0.6-0.85x
+         * the split below): the panel-major GEMM, then the LayerNorm pass, the same bits */
+        seqenc_gemm_bf16(a, packed, c, n, m, k, ldc, threads, NULL, NULL);
+        seqenc_add_layernorm512(c, norm->bias, norm->residual, norm->gamma, norm->beta, norm->eps,
+                                n, m, threads, DTYPE_F32, norm->copy16);
+        return;
+    }
+    if (norm) { /* tasks of whole rows for the LayerNorm: every panel, then the rows' epilogue
+                 * while their rows x M floats are in L2; TILE_ROWS rows, fewer where that
+                 * leaves under 4 tasks a thread (64 rows on 2 threads in one task ran at half
+                 * the panel-major tasks' speed) */
+        int64_t rows = (n + 4 * threads - 1) / (4 * threads);
+        rows = rows > TILE_ROWS ? TILE_ROWS : rows < MR ? MR : (rows + MR - 1) / MR * MR;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+        for (int64_t t = 0; t < (n + rows - 1) / rows; t++) {
+            const int64_t lo = t * rows, hi = lo + rows < n ? lo + rows : n;
+            for (int64_t c0 = 0; c0 < m; c0 += PANEL)
+                for (int64_t r = lo; r < hi; r += MR)
+                    micro_any(a + r * k, k, packed + c0 * k, m - c0 < PANEL ? m - c0 : PANEL,
+                              k2n, c + r * ldc + c0, ldc, NULL, NULL,
+                              (int)(hi - r < MR ? hi - r : MR),
+                              (int)((m - c0 < PANEL ? m - c0 : PANEL) / 16));
+            seqenc_add_layernorm_rows512(c, norm->bias, norm->residual, norm->gamma, norm->beta,
+                                         norm->eps, m, lo, hi, norm->copy16);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t t = 0; t < panels * row_tiles; t++) {
         const int64_t p = t / row_tiles, lo = (t % row_tiles) * TILE_ROWS;

@@ -7,7 +7,11 @@
  *     so the B tile of columns c0 + 16 j .. + 16 and k = 32 kb .. + 32 is 16 rows of 64 bytes
  *     at panel + kb 16 (2 w) + 32 j values, row stride 2 w values. No second packed format:
  *     weights packed once run on either kernel set (SEQENC_ISA caps it in the same process).
- *   C (N, M) float32, row stride ldc; or with gelu_bias, gelu(A W^T + bias) rounded to bf16.
+ *   C (N, M) float32, row stride ldc; or with gelu_bias, gelu(A W^T + bias) rounded to bf16;
+ *   or with norm (the out and down projections), LayerNorm(C + bias + residual) * gamma + beta
+ *   in place (+ its bf16 copy), run by each task on its 32 whole rows (one column task) as its
+ *   last products are stored, while they are in L1/L2: avx512.c's function, so the bits of
+ *   add_layer_norm_ after the GEMM, without C's trip out to memory and back.
  *
  * Blocking: C tiles of 16 rows x 16 columns (float32), 2 x 2 of them (32 rows x 32 columns,
  * tmm0-3) from 2 A tiles (tmm4-5) and 2 B tiles (tmm6-7): one tile load per TDPBF16PS (16 x 16
@@ -89,6 +93,7 @@ typedef struct {
     const uint16_t *a, *packed;
     float *c;
     const float *gelu_bias;
+    const F32Epilogue *norm; /* bias + residual + LayerNorm on each task's rows, or NULL */
     int64_t n, m, k, ldc, col_tasks, task_cols;
 } Job;
 
@@ -240,6 +245,10 @@ AMX static void task(void *ctx, int64_t t) {
     }
     _tile_release();
     if (wait) gelu_rows(wait, wait->rows);
+    const F32Epilogue *e = job->norm;
+    if (e) /* the task's whole rows (one column task), 32 x M floats still in L1/L2 */
+        seqenc_add_layernorm_rows512(job->c, e->bias, e->residual, e->gamma, e->beta, e->eps,
+                                     job->m, r0, r0 + rows, e->copy16);
 }
 
 /* peak.c's probe: 4 independent accumulators (TDPBF16PS's latency is ~4x its issue interval),
@@ -270,17 +279,18 @@ AMX double seqenc_amx_bf16_ops(int64_t iters) {
 /* 0, or -1 where AMX cannot run here (the caller checks seqenc_amx_usable first). */
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads,
-                         const float *gelu_bias) {
+                         const float *gelu_bias, const F32Epilogue *norm) {
     if (!seqenc_amx_usable()) return -1;
     if (n == 0) return 0;
-    /* rows 32 at a time; the columns split too where that leaves under 4 tasks a thread */
+    /* rows 32 at a time; the columns split too where that leaves under 4 tasks a thread, but
+     * not with the LayerNorm, which needs whole rows */
     const int64_t row_tasks = (n + 31) / 32, tiles = m / 16;
-    int64_t col_tasks = (4 * threads + row_tasks - 1) / row_tasks;
+    int64_t col_tasks = norm ? 1 : (4 * threads + row_tasks - 1) / row_tasks;
     if (col_tasks > (tiles + 1) / 2) col_tasks = (tiles + 1) / 2;
     int64_t task_cols = (tiles + col_tasks - 1) / col_tasks;
     task_cols += task_cols % 2;  /* pairs of column tiles */
     col_tasks = (tiles + task_cols - 1) / task_cols;
-    Job job = {a, packed, c, gelu_bias, n, m, k, ldc, col_tasks, task_cols};
+    Job job = {a, packed, c, gelu_bias, norm, n, m, k, ldc, col_tasks, task_cols};
     seqenc_run_tasks(task, &job, row_tasks * col_tasks, threads);
     return 0;
 }
@@ -295,9 +305,9 @@ double seqenc_amx_bf16_ops(int64_t iters) {
 
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads,
-                         const float *gelu_bias) {
+                         const float *gelu_bias, const F32Epilogue *norm) {
     (void)a, (void)packed, (void)c, (void)n, (void)m, (void)k, (void)ldc, (void)threads;
-    (void)gelu_bias;
+    (void)gelu_bias, (void)norm;
     return -1;
 }
 #endif

@@ -166,7 +166,7 @@ static int task(const Job *g, int64_t t) {
     }
     if (e && e->gamma) /* whole rows, still in L2 (ldc == m) */
         seqenc_add_layernorm_rows512(g->c, e->bias, e->residual, e->gamma, e->beta, e->eps,
-                                     g->m, lo, hi);
+                                     g->m, lo, hi, NULL);
     return 0;
 }
 

@@ -29,7 +29,7 @@ static PyObject *py_gemm_bf16(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     seqenc_gemm_bf16((const uint16_t *)(uintptr_t)a, (const uint16_t *)(uintptr_t)packed,
                      (float *)(uintptr_t)c, n, m, k, ldc, threads,
-                     (const float *)(uintptr_t)gelu_bias);
+                     (const float *)(uintptr_t)gelu_bias, NULL);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -51,13 +51,59 @@ static PyObject *py_gemm_bf16_amx(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     status = seqenc_gemm_bf16_amx((const uint16_t *)(uintptr_t)a,
                                   (const uint16_t *)(uintptr_t)packed, (float *)(uintptr_t)c, n,
-                                  m, k, ldc, threads, (const float *)(uintptr_t)gelu_bias);
+                                  m, k, ldc, threads, (const float *)(uintptr_t)gelu_bias,
+                                  NULL);
     Py_END_ALLOW_THREADS
     if (status) {
         PyErr_SetString(PyExc_ValueError, "AMX does not run here (seqenc_amx_usable)");
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* gemm_bf16_norm(a_ptr, packed_ptr, c_ptr, n, m, k, ldc, threads, bias_ptr, residual_ptr,
+ * gamma_ptr, beta_ptr, eps, copy16_ptr) and gemm_bf16_amx_norm(...): gemm_bf16's C = A W^T
+ * (float32), then C = LayerNorm(C + bias + residual) * gamma + beta on each task's whole rows
+ * (avx512.c's arithmetic; ldc == m, residual (n, m) float32), and with copy16_ptr (0: none) the
+ * result rounded to bf16 there too. */
+static PyObject *bf16_norm_call(PyObject *args, int amx) {
+    unsigned long long a, packed, c, bias, residual, gamma, beta, copy16;
+    long long n, m, k, ldc;
+    float eps;
+    int threads, status = 0;
+    if (!PyArg_ParseTuple(args, "KKKLLLLiKKKKfK", &a, &packed, &c, &n, &m, &k, &ldc, &threads,
+                          &bias, &residual, &gamma, &beta, &eps, &copy16))
+        return NULL;
+    if (k % (amx ? 32 : 2) || m % 16 || ldc != m || n < 0 || threads <= 0 || !bias
+        || (n && !residual) || !gamma || !beta) { /* no rows: an empty residual's pointer is 0 */
+        PyErr_SetString(PyExc_ValueError, "gemm_bf16*_norm needs k even (AMX: % 32), "
+                        "m % 16 == 0, ldc == m and the LayerNorm's vectors and residual");
+        return NULL;
+    }
+    const F32Epilogue norm = {NULL, (const float *)(uintptr_t)bias,
+                              (const float *)(uintptr_t)residual, (const float *)(uintptr_t)gamma,
+                              (const float *)(uintptr_t)beta, eps, (uint16_t *)(uintptr_t)copy16};
+    const uint16_t *a16 = (const uint16_t *)(uintptr_t)a, *w = (const uint16_t *)(uintptr_t)packed;
+    Py_BEGIN_ALLOW_THREADS
+    if (amx) status = seqenc_gemm_bf16_amx(a16, w, (float *)(uintptr_t)c, n, m, k, ldc, threads,
+                                           NULL, &norm);
+    else seqenc_gemm_bf16(a16, w, (float *)(uintptr_t)c, n, m, k, ldc, threads, NULL, &norm);
+    Py_END_ALLOW_THREADS
+    if (status) {
+        PyErr_SetString(PyExc_ValueError, "AMX does not run here (seqenc_amx_usable)");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_gemm_bf16_norm(PyObject *self, PyObject *args) {
+    (void)self;
+    return bf16_norm_call(args, 0);
+}
+
+static PyObject *py_gemm_bf16_amx_norm(PyObject *self, PyObject *args) {
+    (void)self;
+    return bf16_norm_call(args, 1);
 }
 
 /* gemm_f32(a_ptr, w_ptr, c_ptr, n, m, k, ldc, threads[, gelu_bias_ptr, bias_ptr, residual_ptr,
@@ -162,6 +208,9 @@ static PyObject *py_to_bf16(PyObject *self, PyObject *args) {
 PyMethodDef seqenc_gemm_methods[] = {
     {"gemm_bf16", py_gemm_bf16, METH_VARARGS, "C = A W^T: bf16 in, float32 out."},
     {"gemm_bf16_amx", py_gemm_bf16_amx, METH_VARARGS, "gemm_bf16 on AMX tiles."},
+    {"gemm_bf16_norm", py_gemm_bf16_norm, METH_VARARGS, "gemm_bf16, then add + LayerNorm."},
+    {"gemm_bf16_amx_norm", py_gemm_bf16_amx_norm, METH_VARARGS,
+     "gemm_bf16_amx, then add + LayerNorm."},
     {"gemm_f32", py_gemm_f32, METH_VARARGS, "C = A W^T in float32 (AVX-512), fused."},
     {"gemm_f32_packed", py_gemm_f32_packed, METH_VARARGS, "gemm_f32 on W packed by pack_f32."},
     {"pack_f32", py_pack_f32, METH_VARARGS, "W into gemm_f32's panels."},

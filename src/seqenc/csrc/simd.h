@@ -207,6 +207,7 @@ typedef struct {
     const float *gelu_bias;
     const float *bias, *residual, *gamma, *beta;
     float eps;
+    uint16_t *copy16; /* the bf16 GEMMs' LayerNorm: also the result rounded to bf16 (or NULL) */
 } F32Epilogue;
 int seqenc_gemm_f32_avx2(const float *a, const float *w, int w_packed, float *c, int64_t n,
                          int64_t m, int64_t k, int64_t ldc, int threads, const F32Epilogue *epi);

@@ -260,7 +260,8 @@ void seqenc_dequantize_rows512(int32_t *acc, const float *row_scale, const float
  * (K even, M % 16 == 0), or with gelu_bias (M,) C (N, M) bf16 = gelu(A W^T + gelu_bias); and
  * float32 rows -> bf16 rows (K % 16 == 0). Need ISA_AVX512BF16. */
 void seqenc_gemm_bf16(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
+                      int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias,
+                      const F32Epilogue *norm);
 void seqenc_to_bf16(const float *x, uint16_t *y, int64_t n, int64_t k, int threads);
 /* gemm_bf16_amx.c: seqenc_gemm_bf16 on AMX tiles, the same packed W, K % 32 == 0; -1 (nothing
  * done) where seqenc_amx_usable() is not: the CPU has AMX-TILE + AMX-BF16 and Linux granted
@@ -269,10 +270,13 @@ int seqenc_amx_usable(void);
 /* peak.c's AMX probe: TDPBF16PS on tiles in registers, operations done (0 without AMX). */
 double seqenc_amx_bf16_ops(int64_t iters);
 int seqenc_gemm_bf16_amx(const uint16_t *a, const uint16_t *packed, float *c, int64_t n,
-                         int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias);
+                         int64_t m, int64_t k, int64_t ldc, int threads, const float *gelu_bias,
+                         const F32Epilogue *norm);
+/* one thread's float32 rows [lo, hi) of seqenc_add_layernorm512 (the fused GEMMs' epilogue);
+ * copy16: also the result in bf16 (NULL: none; needs ISA_AVX512BF16) */
 void seqenc_add_layernorm_rows512(float *y, const float *bias, const float *residual,
                                   const float *gamma, const float *beta, float eps, int64_t n,
-                                  int64_t lo, int64_t hi);
+                                  int64_t lo, int64_t hi, uint16_t *copy16);
 /* gemm_f32.c: C (N, M) float32 = A (N, K) float32 times W^T, W (M, K) float32 rows
  * (M % 16 == 0), then (epi, NULL: none) simd.h's F32Epilogue with avx512.c's arithmetic; -1
  * without memory for its buffers. Needs ISA_AVX512. */

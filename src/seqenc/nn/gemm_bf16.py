@@ -1,7 +1,9 @@
 """Our bf16 GEMM (csrc/gemm_bf16.c, csrc/gemm_bf16_amx.c): bf16 inputs, float32 sums and
 output, the weights packed once. What ``encode(dtype="bfloat16")`` runs on CPUs with
 AVX512-BF16 (precision.Bf16Linear holds the packed weights); with ``gelu_bias`` the up
-projection's bias + GELU run on each register tile and the result is stored as bf16.
+projection's bias + GELU run on each register tile and the result is stored as bf16; with
+``norm`` the out and down projections' bias + residual + LayerNorm run on each task's whole
+rows while they are in cache (post_norm_layer: encode's bf16 layer).
 
 Its own module because it is its own operation: a GEMM with a packed operand and a bound of
 its own, beside the float32 GEMMs (gemm_f32.py, kernels.gemm_f32). The kernel sets, the
@@ -60,13 +62,18 @@ def unpack_weight(packed: Tensor, m: int, k: int) -> Tensor:
 
 
 def gemm(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None,
-         isa: str | None = None) -> Tensor:
+         isa: str | None = None, norm: Norm | None = None,
+         copy_bf16: Tensor | None = None) -> Tensor:
     """x W^T for x (N, K) float32 (rounded to bf16 on the way in) or bfloat16 (taken as it is)
     and W (M, K) packed by pack_weight: bf16 products, float32 sums, (N, M) float32 out. Needs
     can_gemm(K, M). With ``gelu_bias`` (M,) float32: gelu(x W^T + gelu_bias) on each float32
     register tile, to GELU_BF16_RELATIVE_ERROR, rounded to bf16 as stored (an FFN's up
-    projection feeding a bf16 down projection): (N, M) bfloat16. The kernel: AMX tiles on the
-    amx set (``isa``, default kernels.ISA) where K % 32 == 0, else AVX512-BF16 (last_kernel)."""
+    projection feeding a bf16 down projection): (N, M) bfloat16. With ``norm`` = (bias,
+    residual (N, M), gamma, beta, eps), all float32 (needs can_norm()): LayerNorm(x W^T + bias +
+    residual) * gamma + beta on each task's whole rows while they are in cache, bit for bit
+    kernels.add_layer_norm_ on the GEMM's output; ``copy_bf16`` (N, M) bf16 then also gets the
+    result rounded to bf16 (the next bf16 GEMM's input). The kernel: AMX tiles on the amx set
+    (``isa``, default kernels.ISA) where K % 32 == 0, else AVX512-BF16 (last_kernel)."""
     global last_kernel
     kernels._check_rows(x)
     N, K = x.shape
@@ -82,21 +89,90 @@ def gemm(x: Tensor, packed: Tensor, m: int, gelu_bias: Tensor | None = None,
                          f"(this CPU: {kernels.AVAILABLE})")
     ext = kernels._kernels
     amx = isa == "amx" and K % 32 == 0 and kernels._has("gemm_bf16_amx")
-    run = ext.gemm_bf16_amx if amx else ext.gemm_bf16
+    name = "gemm_bf16_amx" if amx else "gemm_bf16"
     last_kernel = "amx" if amx else "avx512bf16"
     threads = torch.get_num_threads()
     a = x
     if x.dtype == torch.float32:
         a = torch.empty(N, K, dtype=torch.bfloat16)
         ext.to_bf16(x.data_ptr(), a.data_ptr(), N, K, threads)
+    args = (a.data_ptr(), packed.data_ptr())
+    if norm is not None:
+        if gelu_bias is not None:
+            raise ValueError("one epilogue at a time: gelu_bias or norm")
+        out = torch.empty(N, m)
+        getattr(ext, name + "_norm")(*args, out.data_ptr(), N, m, K, m, threads,
+                                     *_norm_args(norm, N, m, copy_bf16))
+        return out
+    if copy_bf16 is not None:
+        raise ValueError("copy_bf16 goes with norm")
+    run = getattr(ext, name)
     if gelu_bias is None:
         out = torch.empty(N, m)
-        run(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads)
+        run(*args, out.data_ptr(), N, m, K, m, threads)
         return out
-    if (gelu_bias.shape != (m,) or gelu_bias.dtype != torch.float32
-            or not gelu_bias.is_contiguous()):
-        raise ValueError(f"gelu_bias must be a contiguous float32 vector of {m}")
+    _check_vector(gelu_bias, m, "gelu_bias")
     out = torch.empty(N, m, dtype=torch.bfloat16)
-    run(a.data_ptr(), packed.data_ptr(), out.data_ptr(), N, m, K, m, threads,
-        gelu_bias.data_ptr())
+    run(*args, out.data_ptr(), N, m, K, m, threads, gelu_bias.data_ptr())
     return out
+
+
+# gemm's LayerNorm epilogue: (bias (M,), residual (N, M), gamma (M,), beta (M,), eps)
+Norm = tuple[Tensor, Tensor, Tensor, Tensor, float]
+
+
+def can_norm() -> bool:
+    """Whether this build's bf16 GEMMs take gemm's ``norm`` (an older _kernels does not: the
+    fused layer then runs add_layer_norm_ after the GEMM)."""
+    return kernels._has("gemm_bf16_norm") and kernels._has("gemm_bf16_amx_norm")
+
+
+def _norm_args(norm: Norm, n: int, m: int, copy_bf16: Tensor | None) -> tuple:
+    """The kernels' (bias, residual, gamma, beta, eps, copy16) pointers, checked."""
+    if not can_norm():
+        raise ValueError("this build of seqenc._kernels has no LayerNorm epilogue in its bf16 "
+                         "GEMMs (rebuild: make setup)")
+    bias, residual, gamma, beta, eps = norm
+    for name, v in (("bias", bias), ("gamma", gamma), ("beta", beta)):
+        _check_vector(v, m, name)
+    for name, t, dtype in (("residual", residual, torch.float32),
+                           ("copy_bf16", copy_bf16, torch.bfloat16)):
+        if t is not None and (t.shape != (n, m) or t.dtype != dtype or not t.is_contiguous()
+                              or t.device.type != "cpu"):
+            raise ValueError(f"{name} must be a contiguous {dtype} ({n}, {m}) CPU tensor")
+    copy = 0 if copy_bf16 is None else copy_bf16.data_ptr()
+    return (bias.data_ptr(), residual.data_ptr(), gamma.data_ptr(), beta.data_ptr(),
+            float(eps), copy)
+
+
+def _check_vector(v: Tensor, m: int, name: str) -> None:
+    if v.shape != (m,) or v.dtype != torch.float32 or not v.is_contiguous():
+        raise ValueError(f"{name} must be a contiguous float32 vector of {m}")
+
+
+def fuses_layer(x: Tensor, w: kernels.PostNormWeights) -> bool:
+    """Whether post_norm_layer runs this layer: float32 rows, out, up and down weights that
+    take bf16 rows into our GEMM here (precision.Bf16Linear on the CPU), float32 vectors, and
+    a build whose bf16 GEMMs take the LayerNorm epilogue."""
+    return (x.dtype == torch.float32 and can_norm()
+            and all(getattr(m, "takes_bf16_rows", lambda: False)() and hasattr(m, "matmul_norm")
+                    for m in (w.out_weight, w.up_weight, w.down_weight))
+            and all(isinstance(v, Tensor) and v.dtype == torch.float32 and v.is_contiguous()
+                    for v in (w.out_bias, w.up_bias, w.down_bias, w.norm1_weight,
+                              w.norm1_bias, w.norm2_weight, w.norm2_bias)))
+
+
+def post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: int, eps: float,
+                    w: kernels.PostNormWeights) -> Tensor:
+    """kernels.fused_post_norm_layer with bf16 GEMMs (fuses_layer): the out and down GEMMs
+    run bias + residual + LayerNorm on their rows while in cache (the out GEMM also writes the
+    up GEMM's bf16 input), the up GEMM bias + GELU; the same arithmetic in the same order as
+    the GEMMs followed by add_layer_norm_, so the same bits. x (N, D) packed rows -> (N, D)."""
+    qkv = kernels.matmul(x, w.qkv_weight)  # (N, 3D) float32; the attention kernel adds the bias
+    context = kernels.varlen_attention(qkv, starts, lengths, n_heads, w.qkv_bias,
+                                       torch.bfloat16)  # (N, D) bf16
+    a16 = torch.empty(x.shape, dtype=torch.bfloat16)
+    a = w.out_weight.matmul_norm(context, (w.out_bias, x, w.norm1_weight, w.norm1_bias, eps),
+                                 copy_bf16=a16)  # (N, D) float32, and a16 its bf16 copy
+    hidden = w.up_weight.matmul_gelu(a16, w.up_bias)  # (N, F) bf16
+    return w.down_weight.matmul_norm(hidden, (w.down_bias, a, w.norm2_weight, w.norm2_bias, eps))

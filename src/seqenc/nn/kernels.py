@@ -300,19 +300,23 @@ def fused_post_norm_layer(x: Tensor, starts: Tensor, lengths: Tensor, n_heads: i
     With Bf16Linear weights (bf16 inputs, float32 everywhere else) the kernel before each of
     the out, up and down GEMMs also rounds its float32 result to bf16 as it stores it (the same
     rounding the GEMM would apply to its input), so no conversion pass runs between them, and
-    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored).
+    bias + GELU run in the up GEMM's epilogue (its float32 (N, F) output is never stored);
+    builds whose bf16 GEMMs take the LayerNorms run them there too (gemm_bf16.post_norm_layer).
     """
     x = x.contiguous()
     from seqenc import int8, int8_layer  # int8 layers: the steps after each GEMM inside it
 
-    # float32: our GEMM with the epilogues inside (aliased: this module's gemm_f32 is the bare
-    # AVX-512 GEMM)
+    # our GEMMs with the epilogues inside, float32 and bf16 (aliased: this module's gemm_f32 is
+    # the bare AVX-512 GEMM)
+    from . import gemm_bf16
     from . import gemm_f32 as fused_f32
 
     if x.dtype == torch.float32 and int8_layer.fuses_layer(w):
         return int8_layer.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     if fused_f32.fuses_layer(x, w):
         return fused_f32.post_norm_layer(x, starts, lengths, n_heads, eps, w)
+    if gemm_bf16.fuses_layer(x, w):  # Bf16Linear: the LayerNorms in the GEMMs' epilogues
+        return gemm_bf16.post_norm_layer(x, starts, lengths, n_heads, eps, w)
     bf16_rows = x.dtype == torch.float32 and all(
         getattr(m, "takes_bf16_rows", lambda: False)()
         for m in (w.out_weight, w.up_weight, w.down_weight))
