@@ -49,10 +49,12 @@ def admitted(queue: BatchQueue) -> Iterator[None]:
 
 
 async def tokenize(state: ServerState, tokenization: Tokenization, texts: Sequence[str],
-                   truncate: bool, direction: str) -> list[list[int]]:
+                   truncate: bool, direction: str, max_length: int | None = None
+                   ) -> list[list[int]]:
     started = time.perf_counter()
     try:
-        ids = await run_in_threadpool(tokenization.encode, texts, truncate, direction)
+        ids = await run_in_threadpool(tokenization.encode, texts, truncate, direction,
+                                      max_length)
     except InputTooLong as e:
         raise ApiError(422, str(e), "input_too_long") from None
     state.metrics.tokenization_duration.observe(time.perf_counter() - started)
@@ -82,13 +84,15 @@ async def run_queued(state: ServerState, request: Request, queue: BatchQueue,
 
 
 async def embed_texts(state: ServerState, request: Request, texts: Sequence[str], *,
-                      truncate: bool, direction: str, normalize: bool
-                      ) -> tuple[np.ndarray, int]:
-    """(vectors, tokens used) for texts: count check, slot, tokenise, queue."""
+                      truncate: bool, direction: str, normalize: bool,
+                      max_length: int | None = None) -> tuple[np.ndarray, int]:
+    """(vectors, tokens used) for texts: count check, slot, tokenise (to at most
+    ``max_length`` tokens, the model's maximum by default), queue."""
     tokenization, queue = state.require_ready()
     check_count(state, len(texts))
     with admitted(queue):
-        ids = await tokenize(state, tokenization, texts, truncate, direction.lower())
+        ids = await tokenize(state, tokenization, texts, truncate, direction.lower(),
+                             max_length)
         vectors = await run_queued(state, request, queue, ids, normalize)
     return vectors, sum(len(x) for x in ids)
 
