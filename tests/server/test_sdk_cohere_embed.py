@@ -118,7 +118,9 @@ def test_truncate_none_refuses_a_long_text(v2, v1, live):
         with pytest.raises(cohere.UnprocessableEntityError) as caught:
             call()
         assert caught.value.body["error_type"] == "input_too_long"
-        assert "input 1 has 602 tokens" in caught.value.body["error"]
+        assert caught.value.body["error"] == ("input 1 has 602 tokens, more than the maximum "
+                                              'of 256; shorten it or set truncate to "END" or '
+                                              '"START"')
 
 
 def test_max_tokens_caps_each_text(v2, live):

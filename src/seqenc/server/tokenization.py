@@ -23,10 +23,12 @@ class InputTooLong(ValueError):
 
     def __init__(self, index: int, length: int, max_length: int):
         self.index, self.length, self.max_length = index, length, max_length
-        super().__init__(
-            f"input {index} has {length} tokens, more than the maximum of {max_length}; "
-            "shorten it or set truncate=true"
-        )
+        super().__init__(self.message())
+
+    def message(self, fix: str = "set truncate=true") -> str:
+        """The reason, ending in how to avoid it (``fix``: in the route's own terms)."""
+        return (f"input {self.index} has {self.length} tokens, more than the maximum of "
+                f"{self.max_length}; shorten it or {fix}")
 
 
 class TooManyTokens(ValueError):

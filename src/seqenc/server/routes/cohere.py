@@ -92,7 +92,7 @@ async def _vectors(body: CohereEmbedRequest, request: Request, state: State
     vectors, n_tokens = await embed_texts(
         state, request, texts, truncate=body.truncate != "NONE",
         direction=_DIRECTION[body.truncate], normalize=_normalize(state),
-        max_length=body.max_tokens)
+        max_length=body.max_tokens, fix='set truncate to "END" or "START"')
     if body.output_dimension is not None:
         vectors = matryoshka(vectors, body.output_dimension, _normalize(state))
     return texts, vectors, n_tokens
