@@ -40,6 +40,7 @@ def test_info_reports_model_and_limits(client, model):
     assert info["threads"] == 1 and info["model_dtype"] == "float32"
     assert info["device"] == "cpu"
     assert info["version"]
+    assert {"/v1/embeddings", "/embed", "/v2/embed", "/v1/embed"} <= set(info["routes"])
 
 
 def test_openapi_documents_routes_and_errors(server):
@@ -48,7 +49,12 @@ def test_openapi_documents_routes_and_errors(server):
         assert anonymous.get("/docs").status_code == 200
     paths = spec["paths"]
     assert {"/v1/embeddings", "/embed", "/similarity", "/tokenize", "/health", "/info",
-            "/metrics"} <= set(paths)
+            "/metrics", "/v2/embed", "/v1/embed"} <= set(paths)
+    cohere = paths["/v2/embed"]["post"]
+    assert cohere["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorResponse")
+    assert cohere["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/CohereEmbedByTypeResponse")
     responses = paths["/embed"]["post"]["responses"]
     assert {"200", "400", "401", "413", "422", "429", "503"} <= set(responses)
     assert paths["/embed"]["post"]["security"] == [{"bearer": []}]

@@ -1,6 +1,6 @@
 """Cohere's Python SDK against a live seqenc server: ``ClientV2.rerank`` (POST /v2/rerank) and
 ``Client.rerank`` (POST /v1/rerank) rank as seqenc's CrossEncoder.rank does, with its scores;
-errors arrive as the SDK's exception types. (seqenc serves no Cohere embed route.)"""
+errors arrive as the SDK's exception types. Its embed calls: test_sdk_cohere_embed.py."""
 
 from __future__ import annotations
 

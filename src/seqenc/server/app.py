@@ -76,8 +76,9 @@ def create_app(
         version=__version__,
         description="Sentence embeddings, reranking and sparse vectors over HTTP: "
         "OpenAI-compatible /v1/embeddings, text-embeddings-inference-style /embed, /rerank, "
-        "/embed_sparse, /similarity, /tokenize and its default route POST /, Cohere/Jina-style "
-        '/v1/rerank and /v2/rerank. Errors are `{"error": ..., "error_type": ...}`; on '
+        "/embed_sparse, /similarity, /tokenize and its default route POST /, Cohere's /v2/embed "
+        "and /v1/embed, Cohere/Jina-style /v1/rerank and /v2/rerank. "
+        'Errors are `{"error": ..., "error_type": ...}`; on '
         '/v1/embeddings OpenAI\'s `{"error": {"message", "type", "param", "code"}}`.',
         lifespan=lifespan,
         # No 307 from /embed/ to /embed: FastAPI builds that Location from the Host header,

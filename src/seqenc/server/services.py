@@ -23,7 +23,8 @@ KINDS = ("rerank", "sparse")
 NAMES = {"embed": ("embedding model", "--model"), "rerank": ("reranker", "--reranker"),
          "sparse": ("sparse model", "--sparse-model")}
 # POST / (TEI's default route) serves whichever of them are loaded
-ROUTES = {"embed": ["/v1/embeddings", "/embeddings", "/embed", "/similarity", "/tokenize", "/"],
+ROUTES = {"embed": ["/v1/embeddings", "/embeddings", "/embed", "/similarity", "/tokenize",
+                    "/v2/embed", "/v1/embed", "/"],
           "rerank": ["/rerank", "/v1/rerank", "/v2/rerank", "/"], "sparse": ["/embed_sparse", "/"]}
 
 

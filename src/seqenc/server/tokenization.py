@@ -23,10 +23,12 @@ class InputTooLong(ValueError):
 
     def __init__(self, index: int, length: int, max_length: int):
         self.index, self.length, self.max_length = index, length, max_length
-        super().__init__(
-            f"input {index} has {length} tokens, more than the maximum of {max_length}; "
-            "shorten it or set truncate=true"
-        )
+        super().__init__(self.message())
+
+    def message(self, fix: str = "set truncate=true") -> str:
+        """The reason, ending in how to avoid it (``fix``: in the route's own terms)."""
+        return (f"input {self.index} has {self.length} tokens, more than the maximum of "
+                f"{self.max_length}; shorten it or {fix}")
 
 
 class TooManyTokens(ValueError):
@@ -66,25 +68,35 @@ class Tokenization:
                    model.describe()["vocab_size"])
 
     def encode(
-        self, texts: Sequence[str], truncate: bool = False, direction: Direction = "right"
+        self, texts: Sequence[str], truncate: bool = False, direction: Direction = "right",
+        max_length: int | None = None,
     ) -> list[list[int]]:
         """Ids with special tokens. Over-long texts raise InputTooLong (naming the first), or
-        with ``truncate`` keep their first (right) or last (left) tokens, specials kept."""
+        with ``truncate`` keep their first (right) or last (left) tokens, specials kept.
+        ``max_length`` (a client's own cap, Cohere's max_tokens) lowers the model's."""
+        limit = self.max_length if max_length is None else min(max_length, self.max_length)
+        if limit <= self._n_special:
+            raise ValueError(f"max_length {limit} leaves no room beside special tokens")
         encodings = self.tokenizer.encode_batch(list(texts))
         ids = [e.ids for e in encodings]
         for i, e in enumerate(encodings):
-            if len(e.ids) <= self.max_length:
+            if len(e.ids) <= limit:
                 continue
             if not truncate:
-                raise InputTooLong(i, len(e.ids), self.max_length)
-            ids[i] = self._truncate(texts[i], direction)
+                raise InputTooLong(i, len(e.ids), limit)
+            ids[i] = self._truncate(texts[i], direction, limit)
         return ids
 
-    def _truncate(self, text: str, direction: Direction) -> list[int]:
+    @property
+    def n_special(self) -> int:
+        """Special tokens added to every text (a length cap must leave room beyond them)."""
+        return self._n_special
+
+    def _truncate(self, text: str, direction: Direction, limit: int) -> list[int]:
         # Cut before adding special tokens, then add them: what tokenizers' own truncation
         # does, so "right" gives exactly SentenceEncoder's ids.
         content = self.tokenizer.encode(text, add_special_tokens=False)
-        content.truncate(self.max_length - self._n_special, direction=direction)
+        content.truncate(limit - self._n_special, direction=direction)
         return self.tokenizer.post_process(content).ids
 
     def check_ids(self, inputs: Sequence[Sequence[int]]) -> list[list[int]]:

@@ -9,6 +9,7 @@ without further registration.
 
 from __future__ import annotations
 
-from . import embeddings, root, search, server, tokenize
+from . import cohere, embeddings, root, search, server, tokenize
 
-ROUTERS = [embeddings.router, tokenize.router, search.router, root.router, server.router]
+ROUTERS = [embeddings.router, cohere.router, tokenize.router, search.router, root.router,
+           server.router]

@@ -33,7 +33,7 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
                             state: State) -> Response:
     """OpenAI-compatible embeddings (vectors normalised as the model is configured)."""
     tokenization, queue = state.require_ready()
-    _check_dimensions(state, body.dimensions)
+    check_dimensions(state, body.dimensions)
     inputs = body.input
     if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)):
         inputs = [inputs]  # one text, or one input as token ids
@@ -53,7 +53,7 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request,
             vectors = await run_queued(state, request, queue, ids, normalize)
         n_tokens = sum(len(x) for x in ids)
     if body.dimensions is not None:
-        vectors = _matryoshka(vectors, body.dimensions)
+        vectors = matryoshka(vectors, body.dimensions)
     if body.encoding_format == "base64":
         embeddings: list[Any] = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
                                  for v in vectors]
@@ -74,12 +74,12 @@ async def embed(body: EmbedRequest, request: Request, state: State) -> Response:
     """Vectors for a text or a list of texts (text-embeddings-inference's /embed)."""
     texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
     state.require_ready()
-    _check_dimensions(state, body.dimensions)
+    check_dimensions(state, body.dimensions)
     vectors, _ = await embed_texts(state, request, texts, truncate=bool(body.truncate),
                                    direction=body.truncation_direction,
                                    normalize=body.normalize)
     if body.dimensions is not None:
-        vectors = _matryoshka(vectors, body.dimensions, body.normalize)
+        vectors = matryoshka(vectors, body.dimensions, body.normalize)
     return json_response(vectors.tolist())
 
 
@@ -97,14 +97,14 @@ async def similarity(body: SimilarityRequest, request: Request, state: State) ->
     return json_response((vectors[1:] @ vectors[0]).tolist())
 
 
-def _check_dimensions(state: ServerState, k: int | None) -> None:
+def check_dimensions(state: ServerState, k: int | None, field: str = "dimensions") -> None:
     dimension = state.info["dimension"]
     if k is not None and not 1 <= k <= dimension:
-        raise ApiError(422, f"dimensions must be between 1 and {dimension}, got {clip(k)}",
+        raise ApiError(422, f"{field} must be between 1 and {dimension}, got {clip(k)}",
                        "validation")
 
 
-def _matryoshka(vectors: np.ndarray, k: int, normalize: bool = True) -> np.ndarray:
+def matryoshka(vectors: np.ndarray, k: int, normalize: bool = True) -> np.ndarray:
     """The first k dimensions, L2-normalised again unless ``normalize`` is false."""
     cut = vectors[:, :k]
     if not normalize:

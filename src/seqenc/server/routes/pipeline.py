@@ -49,12 +49,14 @@ def admitted(queue: BatchQueue) -> Iterator[None]:
 
 
 async def tokenize(state: ServerState, tokenization: Tokenization, texts: Sequence[str],
-                   truncate: bool, direction: str) -> list[list[int]]:
+                   truncate: bool, direction: str, max_length: int | None = None,
+                   fix: str = "set truncate=true") -> list[list[int]]:
     started = time.perf_counter()
     try:
-        ids = await run_in_threadpool(tokenization.encode, texts, truncate, direction)
-    except InputTooLong as e:
-        raise ApiError(422, str(e), "input_too_long") from None
+        ids = await run_in_threadpool(tokenization.encode, texts, truncate, direction,
+                                      max_length)
+    except InputTooLong as e:  # fix: what the route's own field for truncation is
+        raise ApiError(422, e.message(fix), "input_too_long") from None
     state.metrics.tokenization_duration.observe(time.perf_counter() - started)
     return ids
 
@@ -82,13 +84,16 @@ async def run_queued(state: ServerState, request: Request, queue: BatchQueue,
 
 
 async def embed_texts(state: ServerState, request: Request, texts: Sequence[str], *,
-                      truncate: bool, direction: str, normalize: bool
+                      truncate: bool, direction: str, normalize: bool,
+                      max_length: int | None = None, fix: str = "set truncate=true"
                       ) -> tuple[np.ndarray, int]:
-    """(vectors, tokens used) for texts: count check, slot, tokenise, queue."""
+    """(vectors, tokens used) for texts: count check, slot, tokenise (to at most
+    ``max_length`` tokens, the model's maximum by default), queue."""
     tokenization, queue = state.require_ready()
     check_count(state, len(texts))
     with admitted(queue):
-        ids = await tokenize(state, tokenization, texts, truncate, direction.lower())
+        ids = await tokenize(state, tokenization, texts, truncate, direction.lower(),
+                             max_length, fix)
         vectors = await run_queued(state, request, queue, ids, normalize)
     return vectors, sum(len(x) for x in ids)
 
