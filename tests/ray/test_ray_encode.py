@@ -34,7 +34,7 @@ from seqenc import cli  # noqa: E402
 from seqenc.io.errors import InputError  # noqa: E402
 from seqenc.ray import encode_dataset  # noqa: E402
 from seqenc.ray.output import SUCCESS  # noqa: E402
-from seqenc.ray.runtime import NICENESS, descendant_pids, start_runtime  # noqa: E402
+from seqenc.ray.runtime import NICENESS, descendant_pids, start_runtime, stop_runtime  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared/data/bench/corpus.txt"
 
@@ -45,7 +45,7 @@ def ray_runtime():
     assert "site-packages" in ray.__file__  # the real Ray, not this tests/ray directory
     assert start_runtime(ray, None, num_cpus=2)
     yield
-    ray.shutdown()
+    stop_runtime(ray)
 
 
 def texts(n: int, start: int = 0) -> list[str]:
