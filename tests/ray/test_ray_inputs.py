@@ -1,5 +1,6 @@
 """seqenc.ray's driver-side pieces without a Ray runtime: input expansion, chunking, output
-directory checks and the commit. Fast; the Ray runtime tests are in test_ray_encode.py."""
+directory checks and the commit. Fast; the jobs on a Ray runtime are in test_ray_encode.py,
+test_ray_faults.py and test_ray_command.py."""
 
 from __future__ import annotations
 

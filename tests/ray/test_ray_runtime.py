@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from seqenc.ray.head import KEEP_LOGS
 from seqenc.ray.runtime import NICENESS, RayStartError, start_runtime, stop_runtime
 
 pytest.importorskip("ray._raylet")  # the port-file writer is Ray's (ray._raylet.persist_port)
@@ -50,6 +51,7 @@ def fake_ray_start(monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_RAY_WAIT_S", "15")
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")  # a cluster the local start must not join
     monkeypatch.delenv(NICENESS, raising=False)
+    monkeypatch.delenv(KEEP_LOGS, raising=False)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the heads' temp dirs, to inspect
     return tmp_path
 
@@ -151,3 +153,23 @@ def test_what_retrying_cannot_fix_is_raised_at_once_and_a_cluster_is_joined_as_n
     with pytest.raises(ConnectionError):
         start_runtime(ray, "auto", cli=FAKE_CLI, sleep=pytest.fail)
     assert ray.calls == [("auto", None, "10.0.0.9:6379")]  # no head of ours: the user's cluster
+
+
+def test_a_stopped_heads_directory_is_kept_for_its_logs_when_asked(fake_ray_start, monkeypatch):
+    ray = FakeRay()
+    assert start_runtime(ray, None, cli=FAKE_CLI, sleep=pytest.fail)
+    [head_dir] = fake_ray_start.glob("seqenc-ray-*")
+    [start] = starts(fake_ray_start)
+    kept = stop_runtime(ray, keep_logs=True)
+    assert kept == fake_ray_start / head_dir.name.replace("seqenc-ray-", "seqenc-ray-logs-")
+    assert not head_dir.exists() and (kept / "ray-start.log").exists()
+    assert len(list(kept.glob("session_*"))) == 1  # the session's logs with it
+    assert not any(alive(pid) for pid in start["pids"])  # the node stopped all the same
+    os.utime(kept, (1, time.time() - 120))  # old, and no process names it: not a stale head's
+
+    monkeypatch.setenv(KEEP_LOGS, "1")  # the same, for every stop, from the environment
+    assert start_runtime(ray, None, cli=FAKE_CLI, sleep=pytest.fail)
+    assert kept.exists()  # the next start's clean-up left it
+    second = stop_runtime(ray)
+    assert second is not None and second != kept and second.name.startswith("seqenc-ray-logs-")
+    assert sorted(fake_ray_start.glob("seqenc-ray-*")) == sorted([kept, second])

@@ -16,6 +16,7 @@ line names its session directory and node id. The agent later writes the same nu
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from pathlib import Path
 
 from .procs import cmdline, descendant_pids, fatal_line, kill_all, mentioning
 
+log = logging.getLogger(__name__)
+
 NICENESS = "RAY_worker_niceness"
 READY = "Ray runtime started."  # what `ray start` prints once the node is up
 RAY_CLI = (sys.executable, "-m", "ray.scripts.scripts")  # `ray`, from this interpreter
@@ -45,6 +48,8 @@ SLOW_MACHINE = {
     "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "0",
     NICENESS: "0",
 }
+KEEP_LOGS = "SEQENC_RAY_KEEP_LOGS"  # set (to anything): stop() keeps the node's directory
+PREFIX, KEPT_PREFIX = "seqenc-ray-", "seqenc-ray-logs-"  # a head's temp directory; once kept
 HEAD_TIMEOUT_S = 900.0  # a ceiling only: `ray start` fails on its own timeouts first
 STOP_TIMEOUT_S = 30.0  # for `ray start` to stop its processes on SIGTERM, then SIGKILL
 
@@ -62,9 +67,11 @@ class Head:
     temp_dir: Path  # Ray's --temp-dir: sessions, logs, sockets; removed by stop()
     pids: set[int] = field(default_factory=set)  # the tree, last seen
 
-    def stop(self) -> None:
+    def stop(self, keep_logs: bool = False) -> Path | None:
         """SIGTERM ``ray start`` (it stops its node), then SIGKILL whatever of its session is
-        left (its processes name the temp directory, which is unique), and remove that."""
+        left (its processes name the temp directory, which is unique), and remove that; or,
+        with ``keep_logs`` or SEQENC_RAY_KEEP_LOGS set, keep it (renamed out of
+        _remove_stale's reach) for its logs, and return where."""
         self.pids |= descendant_pids(self.process.pid)
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -74,7 +81,13 @@ class Head:
                 self.process.kill()
                 self.process.wait()
         kill_all(self.pids | mentioning(str(self.temp_dir)))
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if not (keep_logs or os.environ.get(KEEP_LOGS)):
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            return None
+        kept = self.temp_dir.with_name(self.temp_dir.name.replace(PREFIX, KEPT_PREFIX, 1))
+        self.temp_dir.rename(kept)
+        log.warning("kept the local Ray node's directory (its logs) in %s", kept)
+        return kept
 
     def failure(self) -> str:
         """Why the node did not come up: the raylet's fatal line, else ``ray start``'s last
@@ -120,7 +133,7 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
     stopped) if it exits or hangs first. Its workers run at our niceness unless
     RAY_worker_niceness is set (Ray's default is +15)."""
     _remove_stale(Path(tempfile.gettempdir()))
-    temp_dir = Path(tempfile.mkdtemp(prefix="seqenc-ray-"))
+    temp_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
     ports = free_ports(6)
     env = {**SLOW_MACHINE, **os.environ}  # the user's own settings win
     with open(temp_dir / "ray-start.log", "wb") as log:
@@ -141,7 +154,9 @@ def _remove_stale(parent: Path) -> None:
     """Remove the temp directories of heads whose drivers were killed outright (their nodes
     died with them, see _die_with_parent, but nothing removed the directory): no process
     names them any more, and they are not being set up now (older than a minute)."""
-    for old in parent.glob("seqenc-ray-*"):
+    for old in parent.glob(f"{PREFIX}*"):
+        if old.name.startswith(KEPT_PREFIX):
+            continue  # kept for its logs: the user's to remove
         try:
             stale = time.time() - old.stat().st_mtime > 60 and not mentioning(str(old))
         except OSError:

@@ -97,15 +97,15 @@ def start_runtime(
     ) from last
 
 
-def stop_runtime(ray: Any) -> None:
+def stop_runtime(ray: Any, *, keep_logs: bool = False) -> Path | None:
     """Disconnect from Ray, and stop the local runtime if this process started one (its
     processes and its temp directory): ``ray.shutdown`` alone leaves a ``ray start`` node
-    running."""
+    running. With ``keep_logs`` (or SEQENC_RAY_KEEP_LOGS set) the node's directory stays, for
+    its logs: returns where (else None)."""
     global _head, _ray
     ray.shutdown()
     head, _head, _ray = _head, None, None
-    if head is not None:
-        head.stop()
+    return head.stop(keep_logs) if head is not None else None
 
 
 @atexit.register
