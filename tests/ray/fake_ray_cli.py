@@ -1,11 +1,12 @@
 """A stand-in for ``ray start --head --block`` with Ray 2.60's raylet start-up rule.
 
 It starts a "raylet" child that does what node_manager.cc's WaitForDashboardAgentPorts does:
-for each agent port it was given 0 for, and always for the agent's HTTP port (services.py
-does not pass that one to the raylet), it waits for the port file in the session directory
-and dies with Ray's fatal line if the file does not come. No agent runs here, so only a
-caller that chose the ports and wrote the HTTP port file gets a node. Then it prints what
-``ray start`` prints and blocks until SIGTERM, which stops the raylet.
+for each agent port it was given 0 for (``ray start`` passes 0 where it was not named), and
+always for the agent's HTTP port (services.py does not pass that one to the raylet), it waits
+for the port file in the session directory and dies with Ray's fatal line if the file does
+not come. No agent runs here, so only a caller that named the other ports and wrote those
+files gets a node; the ports it registered with go to ``registered`` in the session. Then it
+prints what ``ray start`` prints and blocks until SIGTERM, which stops the raylet.
 
 Environment: FAKE_RAY_FAIL=N makes the first N starts (counted in FAKE_RAY_COUNT, a file)
 fail as they still can on a starved machine (the raylet does not register within ``ray
@@ -70,8 +71,8 @@ def main() -> None:
         env["FAKE_RAY_STARVED"] = "1"
     raylet = subprocess.Popen(
         [str(temp / "raylet"), "-c", RAYLET, f"--node_id={node}", f"--session_dir={session}",
-         f"--metrics-agent-port={opts['dashboard-agent-grpc-port']}",
-         f"--metrics_export_port={opts['metrics-export-port']}",
+         f"--metrics-agent-port={opts.get('dashboard-agent-grpc-port', 0)}",
+         f"--metrics_export_port={opts.get('metrics-export-port', 0)}",
          f"--runtime_env_agent_port={opts['runtime-env-agent-port']}"],
         executable=sys.executable, env=env,
     )

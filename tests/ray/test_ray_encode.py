@@ -25,6 +25,25 @@ from seqenc.ray.output import SUCCESS  # noqa: E402
 pytestmark = pytest.mark.usefixtures("ray_runtime")
 
 
+def test_no_process_of_the_runtime_runs_a_metrics_exporter(ray_runtime):
+    """seqenc's head names no metrics agent: its raylet reads -1 ("not served") from port
+    files seqenc writes, as a head started by ray.init reads them from this install's agent.
+    Named ports where no agent listened made every worker and driver run an OpenTelemetry
+    exporter failing every 10 s from fresh threads that read the environment while tasks
+    change it (seqenc/ray/head.py)."""
+    ray = ray_runtime
+    [node] = ray.nodes()
+    assert (node["MetricsAgentPort"], node["MetricsExportPort"]) == (-1, -1)
+
+    def metrics_agent_port() -> int:  # the port this worker's core worker was started with
+        import ray
+
+        return ray._private.worker.global_worker.node.metrics_agent_port
+
+    assert ray.get(ray.remote(num_cpus=0)(metrics_agent_port).remote()) == -1
+    assert metrics_agent_port() == -1  # the driver's
+
+
 def test_several_formats_match_single_machine_and_skip_bad_records(tmp_path, mixed_inputs):
     out = tmp_path / "out"
     messages, progress = [], []

@@ -70,7 +70,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_a_local_head_has_every_agent_port_fixed_and_the_raylet_its_http_port_file(
+def test_a_local_head_has_its_agent_ports_fixed_or_written_and_no_metrics_agent(
     fake_ray_start,
 ):
     stale, recent = fake_ray_start / "seqenc-ray-killed", fake_ray_start / "seqenc-ray-new"
@@ -87,14 +87,20 @@ def test_a_local_head_has_every_agent_port_fixed_and_the_raylet_its_http_port_fi
     flags = dict(a[2:].split("=", 1) for a in start["argv"] if "=" in a)
     assert start["argv"][:3] == ["start", "--head", "--block"]
     assert flags["num-cpus"] == "2" and flags["include-dashboard"] == "false"
-    names = ("port", "dashboard-port", "dashboard-agent-grpc-port",
-             "dashboard-agent-listen-port", "metrics-export-port", "runtime-env-agent-port")
+    names = ("port", "dashboard-port", "dashboard-agent-listen-port", "runtime-env-agent-port")
     ports = [int(flags[n]) for n in names]
-    assert len(set(ports)) == 6 and min(ports) > 0  # chosen here, none left to the agents
-    # the raylet registered (it had every port: the HTTP one from the file written here)
+    assert len(set(ports)) == 4 and min(ports) > 0  # chosen here, none left to the agents
+    # the metrics ports are not named: the raylet takes them from files written here, as
+    # "not served" (-1), so that no process of the runtime runs a metrics exporter
+    assert "dashboard-agent-grpc-port" not in flags and "metrics-export-port" not in flags
+    # the raylet registered (it had every port: the others from the files written here)
     [session] = head_dir.glob("session_*")
     registered = eval((session / "registered").read_text())  # noqa: S307 - our own repr
-    assert registered["dashboard_agent_listen_port"] == int(flags["dashboard-agent-listen-port"])
+    assert registered == {
+        "metrics_agent_port": -1, "metrics_export_port": -1,
+        "runtime_env_agent_port": int(flags["runtime-env-agent-port"]),
+        "dashboard_agent_listen_port": int(flags["dashboard-agent-listen-port"]),
+    }
     assert ray.calls == [("auto", f"127.0.0.1:{flags['port']}", None)]  # ours, RAY_ADDRESS aside
     assert os.environ["RAY_ADDRESS"] == "10.0.0.9:6379"
     assert start["env"] == {NICENESS: "0", "RAY_worker_register_timeout_seconds": "600",
@@ -136,7 +142,7 @@ def test_a_failed_start_is_retried_with_backoff_then_gives_up_naming_the_raylets
     assert message.startswith(
         "could not start a local Ray runtime (3 attempts; is the machine overloaded?): raylet: "
         f"Timed out waiting for file {fake_ray_start}/seqenc-ray-")
-    assert "/dashboard_agent_listen_port_" in message
+    assert "/metrics_agent_port_" in message  # the first file the raylet waits for
     assert waits == [5.0, 10.0] and ray.calls == []  # none after the last try
     assert not list(fake_ray_start.glob("seqenc-ray-*"))  # every try's head stopped, removed
 

@@ -5,12 +5,24 @@ Ray 2.60's raylet gives its dashboard agent 15 s to write four port files (node_
 with a 15,000 ms timeout, then a fatal check), but waits for a port only when it was started
 with 0 for it. On a starved machine the agents, Python processes importing Ray, need a minute
 or more, so the raylet aborts and the start fails however often it is tried. ``ray.init``
-cannot name those ports; ``ray start`` can, for three of them (agent gRPC, metrics export,
-runtime-env agent), and they reach the raylet's command line. The fourth, the agent's HTTP
-port, ``ray start`` gives the agent but not the raylet (services.py ``start_raylet`` has no
-``--dashboard_agent_listen_port``), so the raylet still waits for its file: this module
-writes that file itself, with the port the agent will bind, as soon as the raylet's command
-line names its session directory and node id. The agent later writes the same number there.
+cannot name those ports. This module names two on ``ray start``'s command line (the
+runtime-env agent's, which reaches the raylet's, and the agent's HTTP port) and writes the
+raylet's other three port files itself, as soon as the raylet's command line names its
+session directory and node id:
+
+- the agent's HTTP port: ``ray start`` gives it to the agent but not to the raylet
+  (services.py ``start_raylet`` has no ``--dashboard_agent_listen_port``), so the raylet
+  waits for its file; the agent later writes the same number there (or -1: see below);
+- the metrics agent and metrics export ports: -1, "not served", which is what the agent
+  writes in the ``ray`` install seqenc uses (no dashboard packages: agent.py's minimal mode)
+  and what a head started by ``ray.init`` in that install runs with. Naming real ports there
+  instead (``--dashboard-agent-grpc-port``, ``--metrics-export-port``) told the raylet, and
+  through it every worker and driver, that a metrics agent listened where none did: each
+  process then ran an OpenTelemetry exporter failing every 10 s, and its threads read the
+  environment (gRPC's proxy settings, the exporter's options) while the task's own thread
+  changes it (Ray sets accelerator variables for every task; seqenc's load_model sets
+  oneDNN's) -- the getenv/setenv race that crashes Ray workers (ray-project/ray#61034), and
+  the likely death of the worker in a failed CI run of the int8 test (RESULTS.md).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ SLOW_MACHINE = {
 }
 KEEP_LOGS = "SEQENC_RAY_KEEP_LOGS"  # set (to anything): stop() keeps the node's directory
 PREFIX, KEPT_PREFIX = "seqenc-ray-", "seqenc-ray-logs-"  # a head's temp directory; once kept
+NOT_SERVED = -1  # a port file's "no such service here", as Ray's minimal agent writes it
 HEAD_TIMEOUT_S = 900.0  # a ceiling only: `ray start` fails on its own timeouts first
 STOP_TIMEOUT_S = 30.0  # for `ray start` to stop its processes on SIGTERM, then SIGKILL
 
@@ -115,14 +128,14 @@ def free_ports(n: int) -> list[int]:
 
 def head_command(cli: Sequence[str], temp_dir: Path, ports: Sequence[int],
                  num_cpus: int | None) -> list[str]:
-    """``ray start`` for a one-machine head on 127.0.0.1 with every agent port fixed."""
-    gcs, dashboard, agent_grpc, agent_http, metrics, runtime_env = ports
+    """``ray start`` for a one-machine head on 127.0.0.1 with the GCS, dashboard, runtime-env
+    agent and agent HTTP ports fixed; the metrics ports are left to the files written here."""
+    gcs, dashboard, agent_http, runtime_env = ports
     return [
         *cli, "start", "--head", "--block", "--disable-usage-stats",
         "--node-ip-address=127.0.0.1", f"--port={gcs}", f"--temp-dir={temp_dir}",
         "--include-dashboard=false", f"--dashboard-port={dashboard}",
-        f"--dashboard-agent-grpc-port={agent_grpc}", f"--dashboard-agent-listen-port={agent_http}",
-        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}",
+        f"--dashboard-agent-listen-port={agent_http}", f"--runtime-env-agent-port={runtime_env}",
         *([f"--num-cpus={num_cpus}"] if num_cpus is not None else []),
     ]
 
@@ -134,7 +147,7 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
     RAY_worker_niceness is set (Ray's default is +15)."""
     _remove_stale(Path(tempfile.gettempdir()))
     temp_dir = Path(tempfile.mkdtemp(prefix=PREFIX))
-    ports = free_ports(6)
+    ports = free_ports(4)
     env = {**SLOW_MACHINE, **os.environ}  # the user's own settings win
     with open(temp_dir / "ray-start.log", "wb") as log:
         process = subprocess.Popen(
@@ -143,7 +156,7 @@ def start_head(num_cpus: int | None = None, *, cli: Sequence[str] = RAY_CLI,
         )
     head = Head(process, f"127.0.0.1:{ports[0]}", temp_dir)
     try:
-        _wait_ready(head, ports[3], timeout_s)
+        _wait_ready(head, ports[2], timeout_s)
     except BaseException:
         head.stop()
         raise
@@ -166,13 +179,13 @@ def _remove_stale(parent: Path) -> None:
 
 
 def _wait_ready(head: Head, agent_http: int, timeout_s: float) -> None:
-    """Poll until ``ray start`` prints READY; meanwhile write the agent's HTTP port file as
-    soon as the raylet exists (it waits 15 s for it)."""
+    """Poll until ``ray start`` prints READY; meanwhile write the raylet's agent port files
+    as soon as the raylet exists (it waits 15 s for them)."""
     written, deadline = False, time.monotonic() + timeout_s
     while True:
         head.pids |= descendant_pids(head.process.pid)
         if not written:
-            written = _write_listen_port(head.pids, agent_http)
+            written = _write_port_files(head.pids, agent_http)
         if READY in _read(head.temp_dir / "ray-start.log"):
             return
         if head.process.poll() is not None:
@@ -182,11 +195,17 @@ def _wait_ready(head: Head, agent_http: int, timeout_s: float) -> None:
         time.sleep(0.1)
 
 
-def _write_listen_port(pids: set[int], port: int) -> bool:
-    """Write the raylet's dashboard-agent listen port file, if a raylet is among ``pids``;
-    True once written (or if this Ray has no port files: older than 2.5x)."""
+def _write_port_files(pids: set[int], agent_http: int) -> bool:
+    """Write the raylet's port files for the agent's HTTP port and the (unserved, -1)
+    metrics ports, if a raylet is among ``pids``; True once written (or if this Ray has no
+    port files: older than 2.5x)."""
     try:
-        from ray._raylet import DASHBOARD_AGENT_LISTEN_PORT_NAME, persist_port
+        from ray._raylet import (
+            DASHBOARD_AGENT_LISTEN_PORT_NAME,
+            METRICS_AGENT_PORT_NAME,
+            METRICS_EXPORT_PORT_NAME,
+            persist_port,
+        )
     except ImportError:
         return True
     for pid in pids:
@@ -196,8 +215,10 @@ def _write_listen_port(pids: set[int], port: int) -> bool:
         found = dict(m.groups() for a in args
                      if (m := re.match(r"--(node_id|session_dir)=(.+)", a)))
         if len(found) == 2:
-            persist_port(found["session_dir"], found["node_id"], DASHBOARD_AGENT_LISTEN_PORT_NAME,
-                         port)
+            for name, port in ((METRICS_AGENT_PORT_NAME, NOT_SERVED),
+                               (METRICS_EXPORT_PORT_NAME, NOT_SERVED),
+                               (DASHBOARD_AGENT_LISTEN_PORT_NAME, agent_http)):
+                persist_port(found["session_dir"], found["node_id"], name, port)
             return True
     return False
 

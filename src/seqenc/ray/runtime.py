@@ -6,10 +6,10 @@ loaded machine misses is the raylet's: 15 s for its agents' port files (node_man
 WaitForDashboardAgentPorts; no RayConfig key), while the agents, Python processes importing
 Ray, took over a minute on a starved machine; the raylet aborts, and ``ray.init`` raises "The
 current node timed out during startup". So a local runtime is started by ``ray start`` with
-every agent port chosen beforehand, which removes that wait (head.py), and ``ray.init``
-joins it. What can still fail (``ray start`` gives the raylet 30 s to register; a port taken
-in between) is retried a bounded number of times, with what the failed try left behind
-stopped first; the last failure is raised with its reason.
+the agent ports chosen beforehand or their port files written at once, which removes that
+wait (head.py), and ``ray.init`` joins it. What can still fail (``ray start`` gives the
+raylet 30 s to register; a port taken in between) is retried a bounded number of times, with
+what the failed try left behind stopped first; the last failure is raised with its reason.
 """
 
 from __future__ import annotations
