@@ -18,11 +18,11 @@ session directory and node id:
   and what a head started by ``ray.init`` in that install runs with. Naming real ports there
   instead (``--dashboard-agent-grpc-port``, ``--metrics-export-port``) told the raylet, and
   through it every worker and driver, that a metrics agent listened where none did: each
-  process then ran an OpenTelemetry exporter failing every 10 s, and its threads read the
-  environment (gRPC's proxy settings, the exporter's options) while the task's own thread
-  changes it (Ray sets accelerator variables for every task; seqenc's load_model sets
-  oneDNN's) -- the getenv/setenv race that crashes Ray workers (ray-project/ray#61034), and
-  the likely death of the worker in a failed CI run of the int8 test (RESULTS.md).
+  process then ran an OpenTelemetry exporter failing every 10 s, each time in a new thread
+  that reads the environment (getenv("TZ") to format the failed call's status) while the
+  task's thread changes it (Ray sets OMP_NUM_THREADS for every task; seqenc's load_model
+  adds ONEDNN_PRIMITIVE_CACHE_CAPACITY) -- the getenv/setenv race that crashes Ray workers
+  (ray-project/ray#61034), and the likely death of a worker in a CI run (RESULTS.md).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from .procs import cmdline, descendant_pids, fatal_line, kill_all, mentioning
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 NICENESS = "RAY_worker_niceness"
 READY = "Ray runtime started."  # what `ray start` prints once the node is up
@@ -99,7 +99,7 @@ class Head:
             return None
         kept = self.temp_dir.with_name(self.temp_dir.name.replace(PREFIX, KEPT_PREFIX, 1))
         self.temp_dir.rename(kept)
-        log.warning("kept the local Ray node's directory (its logs) in %s", kept)
+        logger.warning("kept the local Ray node's directory (its logs) in %s", kept)
         return kept
 
     def failure(self) -> str:
