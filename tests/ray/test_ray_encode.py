@@ -1,6 +1,7 @@
 """``encode_dataset`` (seqenc.ray.api) against the single-machine path, on a local 2-CPU Ray
-runtime: several formats and files with bad records, sparse vectors, the documented example.
-Each job starts its own actors, so the tests are few and each checks several things."""
+runtime: several formats and files with bad records, sparse vectors, the documented example;
+and the runtime itself (no metrics exporter in its processes). Each job starts its own
+actors, so the tests are few and each checks several things."""
 
 from __future__ import annotations
 
