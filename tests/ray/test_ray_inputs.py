@@ -1,5 +1,6 @@
 """seqenc.ray's driver-side pieces without a Ray runtime: input expansion, chunking, output
-directory checks and the commit. Fast; the Ray runtime tests are in test_ray_encode.py."""
+directory checks and the commit. Fast; the jobs on a Ray runtime are in test_ray_encode.py,
+test_ray_faults.py and test_ray_command.py."""
 
 from __future__ import annotations
 
@@ -220,26 +221,3 @@ def test_without_ray_one_line_names_the_extra(tmp_path, monkeypatch):
     assert result.stderr.strip().splitlines() == [
         "Error: the ray engine needs ray, which is not installed: pip install 'seqenc[ray]'"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
-
-
-def test_a_local_runtime_gets_workers_at_our_niceness_a_joined_cluster_its_own(monkeypatch):
-    from seqenc.ray.runtime import NICENESS, start_runtime
-
-    class FakeRay:
-        def is_initialized(self):
-            return False
-
-        def init(self, address=None, **options):
-            seen.append((address, os.environ.get(NICENESS), options.get("num_cpus")))
-
-    monkeypatch.delenv(NICENESS, raising=False)
-    seen: list = []
-    assert start_runtime(FakeRay(), None, num_cpus=2)
-    assert start_runtime(FakeRay(), "auto")
-    monkeypatch.setenv(NICENESS, "5")  # the user's choice wins
-    assert start_runtime(FakeRay(), None)
-    assert seen == [(None, "0", 2), ("auto", None, None), (None, "5", None)]
-    assert os.environ[NICENESS] == "5"
-    monkeypatch.delenv(NICENESS)
-    start_runtime(FakeRay(), None)
-    assert NICENESS not in os.environ  # set for ray.init only

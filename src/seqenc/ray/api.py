@@ -29,7 +29,7 @@ from .job import (
     unwrap,
 )
 from .output import check_output_dir, clean_stale, commit, discard, staging_dir
-from .runtime import start_runtime
+from .runtime import start_runtime, stop_runtime
 
 
 @dataclass
@@ -164,14 +164,14 @@ def encode_dataset(
         })
     except BaseException:
         if started:  # stop the workers first, so none writes into the staging directory later
-            ray.shutdown()
+            stop_runtime(ray)
             started = False
         if staging is not None:
             discard(staging)
         raise
     finally:
         if started:
-            ray.shutdown()
+            stop_runtime(ray)
     return result
 
 
