@@ -129,7 +129,10 @@ def encode_dataset(
             sparse=sparse, top_k=top_k,
         )
         start = time.perf_counter()
-        task = ray.remote(num_cpus=plan.threads, max_retries=0)(probe)
+        # retried only if its worker dies (no side effects; retry_exceptions stays off, so a
+        # model that cannot load is still one clear error): a lost worker no longer fails
+        # the job before the actor pool, which restarts its own
+        task = ray.remote(num_cpus=plan.threads, max_retries=2)(probe)
         spec = JobSpec(**{**spec.__dict__, "ranges": _get(ray, task.remote(spec))})
         reports: dict[tuple[int, int], ChunkReport] = {}
 
