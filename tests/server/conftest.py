@@ -98,3 +98,17 @@ def live(model, tmp_path_factory) -> Iterator[LiveServer]:
         wait_for(healthy, "the SDK server to load its models", timeout=180)
         yield LiveServer(url, API_KEY, model, reranker, splade,
                          settings.max_client_batch_size)
+
+
+@pytest.fixture(scope="module")
+def cohere_v2(live):
+    """Cohere's ClientV2 pointed at the live server (test_sdk_cohere*.py)."""
+    cohere = pytest.importorskip("cohere", reason="Cohere's SDK: pip install -e '.[dev]'")
+    return cohere.ClientV2(base_url=live.url, api_key=live.key, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cohere_v1(live):
+    """Cohere's v1 Client pointed at the live server."""
+    cohere = pytest.importorskip("cohere", reason="Cohere's SDK: pip install -e '.[dev]'")
+    return cohere.Client(base_url=live.url, api_key=live.key, timeout=120)

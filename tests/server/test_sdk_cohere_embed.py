@@ -23,22 +23,12 @@ MODEL = "seqenc-mini"
 LETTERS = [string.ascii_lowercase[i % 26] for i in range(600)]
 
 
-@pytest.fixture(scope="module")
-def v2(live):
-    return cohere.ClientV2(base_url=live.url, api_key=live.key, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def v1(live):
-    return cohere.Client(base_url=live.url, api_key=live.key, timeout=120)
-
-
 def _floats(rows) -> np.ndarray:
     return np.array(rows, dtype=np.float32)
 
 
-def test_v2_float_equals_encode(v2, live):
-    response = v2.embed(model=MODEL, texts=TEXTS, input_type="search_document",
+def test_v2_float_equals_encode(cohere_v2, live):
+    response = cohere_v2.embed(model=MODEL, texts=TEXTS, input_type="search_document",
                         embedding_types=["float"])
     expected, report = live.model.encode(TEXTS, return_report=True)
     np.testing.assert_allclose(_floats(response.embeddings.float_), expected, atol=1e-6)
@@ -47,14 +37,14 @@ def test_v2_float_equals_encode(v2, live):
     assert response.embeddings.binary is None  # only the types asked for
 
 
-def test_v2_without_embedding_types_is_float(v2, live):
-    response = v2.embed(model=MODEL, texts=TEXTS[:2], input_type="search_query")
+def test_v2_without_embedding_types_is_float(cohere_v2, live):
+    response = cohere_v2.embed(model=MODEL, texts=TEXTS[:2], input_type="search_query")
     np.testing.assert_allclose(_floats(response.embeddings.float_),
                                live.model.encode(TEXTS[:2]), atol=1e-6)
 
 
-def test_v2_every_served_type_is_a_view_of_the_vectors(v2, live):
-    response = v2.embed(model=MODEL, texts=TEXTS, input_type="clustering",
+def test_v2_every_served_type_is_a_view_of_the_vectors(cohere_v2, live):
+    response = cohere_v2.embed(model=MODEL, texts=TEXTS, input_type="clustering",
                         embedding_types=["float", "base64", "binary", "ubinary"])
     e = response.embeddings
     floats = _floats(e.float_)
@@ -72,20 +62,20 @@ def test_v2_every_served_type_is_a_view_of_the_vectors(v2, live):
     np.testing.assert_array_equal(np.array(e.binary), ubinary - 128)
 
 
-def test_input_type_changes_nothing(v2):
+def test_input_type_changes_nothing(cohere_v2):
     # seqenc's models have no query/document prompts: every text input_type is the same model
-    got = {t: _floats(v2.embed(model=MODEL, texts=TEXTS, input_type=t).embeddings.float_)
+    got = {t: _floats(cohere_v2.embed(model=MODEL, texts=TEXTS, input_type=t).embeddings.float_)
            for t in ("search_document", "search_query", "classification", "clustering")}
     for vectors in got.values():
         np.testing.assert_array_equal(vectors, got["search_document"])
 
 
-def test_v1_plain_floats_and_by_type(v1, live):
+def test_v1_plain_floats_and_by_type(cohere_v1, live):
     expected = live.model.encode(TEXTS)
-    plain = v1.embed(texts=TEXTS, model=MODEL, input_type="search_document")
+    plain = cohere_v1.embed(texts=TEXTS, model=MODEL, input_type="search_document")
     assert plain.response_type == "embeddings_floats" and plain.texts == TEXTS
     np.testing.assert_allclose(_floats(plain.embeddings), expected, atol=1e-6)
-    typed = v1.embed(texts=TEXTS, model=MODEL, embedding_types=["float", "ubinary"])
+    typed = cohere_v1.embed(texts=TEXTS, model=MODEL, embedding_types=["float", "ubinary"])
     assert typed.response_type == "embeddings_by_type"
     np.testing.assert_allclose(_floats(typed.embeddings.float_), expected, atol=1e-6)
     np.testing.assert_array_equal(np.array(typed.embeddings.ubinary),
@@ -100,21 +90,21 @@ def _letters(live) -> str:
     return " ".join(LETTERS)
 
 
-def test_truncate_end_and_start_keep_that_side(v2, live):
+def test_truncate_end_and_start_keep_that_side(cohere_v2, live):
     text, keep = _letters(live), live.model.max_seq_length - 2
     head = " ".join(LETTERS[:keep])  # fits exactly: END's cut
     tail = " ".join(LETTERS[-keep:])  # START's cut
     for truncate, reference in (("END", head), ("START", tail)):
-        got = v2.embed(model=MODEL, texts=[text], input_type="search_document",
+        got = cohere_v2.embed(model=MODEL, texts=[text], input_type="search_document",
                        truncate=truncate).embeddings.float_
         np.testing.assert_allclose(_floats(got), live.model.encode([reference]), atol=1e-6)
     assert not np.allclose(live.model.encode([head]), live.model.encode([tail]), atol=1e-3)
 
 
-def test_truncate_none_refuses_a_long_text(v2, v1, live):
-    for call in (lambda: v2.embed(model=MODEL, texts=["ok", _letters(live)],
+def test_truncate_none_refuses_a_long_text(cohere_v2, cohere_v1, live):
+    for call in (lambda: cohere_v2.embed(model=MODEL, texts=["ok", _letters(live)],
                                   input_type="search_query", truncate="NONE"),
-                 lambda: v1.embed(texts=["ok", _letters(live)], truncate="NONE")):
+                 lambda: cohere_v1.embed(texts=["ok", _letters(live)], truncate="NONE")):
         with pytest.raises(cohere.UnprocessableEntityError) as caught:
             call()
         assert caught.value.body["error_type"] == "input_too_long"
@@ -123,29 +113,30 @@ def test_truncate_none_refuses_a_long_text(v2, v1, live):
                                               '"START"')
 
 
-def test_max_tokens_caps_each_text(v2, live):
+def test_max_tokens_caps_each_text(cohere_v2, live):
     text = " ".join(LETTERS[:40])
-    got = v2.embed(model=MODEL, texts=[text, "a b"], input_type="search_document",
+    got = cohere_v2.embed(model=MODEL, texts=[text, "a b"], input_type="search_document",
                    max_tokens=8).embeddings.float_  # 6 letters + [CLS] + [SEP]
     np.testing.assert_allclose(_floats(got), live.model.encode([" ".join(LETTERS[:6]), "a b"]),
                                atol=1e-6)
     with pytest.raises(cohere.UnprocessableEntityError) as caught:
-        v2.embed(model=MODEL, texts=[text], input_type="search_document", max_tokens=8,
+        cohere_v2.embed(model=MODEL, texts=[text], input_type="search_document", max_tokens=8,
                  truncate="NONE")
     assert "more than the maximum of 8" in caught.value.body["error"]
     with pytest.raises(cohere.UnprocessableEntityError) as caught:
-        v2.embed(model=MODEL, texts=[text], input_type="search_document", max_tokens=2)
+        cohere_v2.embed(model=MODEL, texts=[text], input_type="search_document", max_tokens=2)
     assert "max_tokens must be more than 2" in caught.value.body["error"]
 
 
-def test_output_dimension_keeps_the_first_k_renormalised(v2, live):
-    got = _floats(v2.embed(model=MODEL, texts=TEXTS, input_type="search_document",
+def test_output_dimension_keeps_the_first_k_renormalised(cohere_v2, live):
+    got = _floats(cohere_v2.embed(model=MODEL, texts=TEXTS, input_type="search_document",
                            output_dimension=64).embeddings.float_)
     cut = live.model.encode(TEXTS)[:, :64].astype(np.float64)
     np.testing.assert_allclose(got, cut / np.linalg.norm(cut, axis=1, keepdims=True),
                                atol=1e-6)
     with pytest.raises(cohere.UnprocessableEntityError) as caught:
-        v2.embed(model=MODEL, texts=TEXTS, input_type="search_document", output_dimension=385)
+        cohere_v2.embed(model=MODEL, texts=TEXTS, input_type="search_document",
+                        output_dimension=385)
     assert caught.value.body["error"] == "output_dimension must be between 1 and 384, got 385"
 
 
@@ -159,17 +150,17 @@ def test_output_dimension_keeps_the_first_k_renormalised(v2, live):
     ({"texts": ["ok", " "]}, "texts[1]"),
     ({"truncate": "MIDDLE"}, "truncate"),
 ])
-def test_refusals_name_the_field(v2, kwargs, reason):
+def test_refusals_name_the_field(cohere_v2, kwargs, reason):
     with pytest.raises(cohere.UnprocessableEntityError) as caught:
-        v2.embed(**{"model": MODEL, "texts": TEXTS, "input_type": "search_query", **kwargs})
+        cohere_v2.embed(**{"model": MODEL, "texts": TEXTS, "input_type": "search_query", **kwargs})
     assert caught.value.status_code == 422
     assert reason in caught.value.body["error"]
     assert reason in str(caught.value)  # what a user of the SDK sees
 
 
-def test_v1_refusals_and_auth(v1, live):
+def test_v1_refusals_and_auth(cohere_v1, live):
     with pytest.raises(cohere.UnprocessableEntityError) as caught:
-        v1.embed(texts=[], batching=False)  # the SDK's batching would refuse [] itself
+        cohere_v1.embed(texts=[], batching=False)  # the SDK's batching would refuse [] itself
     assert caught.value.body["error_type"] == "empty"
     wrong = cohere.ClientV2(base_url=live.url, api_key="wrong", timeout=120)
     with pytest.raises(cohere.UnauthorizedError) as caught:
